@@ -1,0 +1,514 @@
+"""``decide``: from the rows a command reads and its arguments, the events to append.
+
+Pure: no I/O, no clock (``now`` is an argument), no randomness (ids are derived from
+idempotency keys, jitter from a hash). Input problems raise
+:class:`~arcoflow.kernel.errors.InputError` before anything is written. The
+:class:`~arcoflow.kernel.Kernel` reads the rows, calls these functions, runs plugin callables
+between ``plan_*`` and ``record_*`` outside any transaction, and appends the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple
+
+from .cron import Tick, next_tick, parse_cron, prev_tick, zone
+from .definitions import (
+    PollResult,
+    RunRequest,
+    ScheduleDefinition,
+    SensorDefinition,
+    TickResult,
+)
+from .errors import InputError, NotFound, PayloadTooLarge
+from .events import (
+    Cursor,
+    EvalStatus,
+    MissedRange,
+    Retry,
+    RunCompleted,
+    RunLaunched,
+    RunLaunchFailed,
+    ScheduleAdvanced,
+    ScheduleDefined,
+    ScheduleDeleted,
+    ScheduleToggled,
+    SensorDefined,
+    SensorDeleted,
+    SensorEvaluated,
+    SensorToggled,
+    TickRecorded,
+    TicksMissed,
+)
+from .rows import RunRow, ScheduleRow, SensorRow
+from .runs import derived_id, request_run
+from .store.base import Pending
+
+__all__ = [
+    "PollTicket",
+    "TickPlan",
+    "backoff_delay",
+    "define_schedule",
+    "define_sensor",
+    "delete_schedule",
+    "delete_sensor",
+    "ingest",
+    "iso",
+    "plan_ticks",
+    "poll_ticket",
+    "record_poll",
+    "record_ticks",
+    "tick_id",
+    "toggle_schedule",
+    "toggle_sensor",
+]
+
+#: Longest push message id accepted (it is part of an idempotency key).
+MAX_MESSAGE_ID = 256
+
+
+def iso(at: int) -> str:
+    """``2026-11-22T06:30:00Z`` for epoch seconds."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def tick_id(schedule_id: str, at: int) -> str:
+    """Tick identity: the schedule id and the scheduled instant in UTC (never wall-clock text,
+    so the two 01:30s of a fall-back day are two ticks)."""
+    return f"{schedule_id}:{iso(at)}"
+
+
+# -- schedule definitions ----------------------------------------------------------------------
+
+
+def _cursor(row: ScheduleRow) -> int:
+    """Ticks strictly after this instant are still to be evaluated."""
+    last = row.last_scheduled_for
+    return max(row.eligible_from - 1, last if last is not None else row.eligible_from - 1)
+
+
+def _next_fire(definition: ScheduleDefinition, after: int, retries: Sequence[Retry] = ()) -> int:
+    tick = next_tick(
+        parse_cron(definition.cron),
+        zone(definition.timezone),
+        after,
+        definition.dst_gap,
+        definition.dst_fold,
+    )
+    return min([tick.at, *(r.scheduled_for for r in retries)])
+
+
+def define_schedule(
+    row: ScheduleRow | None, definition: ScheduleDefinition, now: int
+) -> list[Pending]:
+    """Create or update a schedule. Identical content is a no-op (no event, same version);
+    only ``enabled`` changing is a toggle, not a new definition version."""
+    sid = definition.id
+    if row is None or row.deleted:
+        version = (row.definition_version if row else 0) + 1
+        expected = row.state_version if row else 0
+        nxt = _next_fire(definition, now - 1) if definition.enabled else None
+        event = ScheduleDefined(sid, definition, version, expected, now, nxt)
+        return [Pending(f"schedule/{sid}/defined/{version}", event)]
+    if row.definition.content() == definition.content():
+        if row.enabled == definition.enabled:
+            return []
+        return toggle_schedule(row, definition.enabled, now)
+    version = row.definition_version + 1
+    enabling = definition.enabled and not row.enabled
+    eligible = now if enabling else row.eligible_from
+    after = max(eligible - 1, row.last_scheduled_for or eligible - 1)
+    nxt = _next_fire(definition, after, row.retries) if definition.enabled else None
+    event = ScheduleDefined(sid, definition, version, row.state_version, eligible, nxt)
+    return [Pending(f"schedule/{sid}/defined/{version}", event)]
+
+
+def toggle_schedule(row: ScheduleRow | None, enabled: bool, now: int) -> list[Pending]:
+    """Enable or disable. Re-enabling never back-fills: ticks before ``now`` stay unrun."""
+    live = _live_schedule(row)
+    if live.enabled == enabled:
+        return []
+    eligible = now if enabled else live.eligible_from
+    nxt = _next_fire(live.definition, max(now - 1, _cursor(live))) if enabled else None
+    event = ScheduleToggled(live.schedule_id, enabled, live.state_version, eligible, nxt)
+    return [Pending(f"schedule/{live.schedule_id}/toggled/{live.state_version}", event)]
+
+
+def delete_schedule(row: ScheduleRow | None) -> list[Pending]:
+    """Delete a schedule; its ticks and runs stay in history."""
+    live = _live_schedule(row)
+    event = ScheduleDeleted(live.schedule_id, live.state_version)
+    return [Pending(f"schedule/{live.schedule_id}/deleted/{live.state_version}", event)]
+
+
+def _live_schedule(row: ScheduleRow | None) -> ScheduleRow:
+    if row is None or row.deleted:
+        raise NotFound(
+            "no such schedule" if row is None else f"schedule {row.schedule_id!r} was deleted"
+        )
+    return row
+
+
+# -- tick evaluation ---------------------------------------------------------------------------
+
+
+class TickPlan(NamedTuple):
+    """What one evaluation of one schedule at ``now`` will decide about."""
+
+    due: tuple[tuple[Tick, int], ...]  # (tick, attempt), oldest first; retries first
+    missed: tuple[MissedRange, ...]
+    last_scheduled_for: int | None
+
+
+def plan_ticks(row: ScheduleRow, now: int) -> TickPlan:
+    """The ticks due at ``now``: O(max_catchup_ticks) cron steps, however long it was down.
+
+    A tick at T may run while ``now <= T + catchup_window``; older ones are missed. Of the due
+    ticks at most ``max_catchup_ticks`` run: the newest (``newest``, the rest missed) or the
+    oldest (``oldest``, the rest wait for later evaluations). Pending retries of failed ticks
+    come first and do not count against the budget.
+    """
+    d = row.definition
+    if not row.enabled or row.deleted:
+        return TickPlan((), (), None)
+    cron, tz = parse_cron(d.cron), zone(d.timezone)
+
+    def nxt(after: int) -> Tick:
+        return next_tick(cron, tz, after, d.dst_gap, d.dst_fold)
+
+    def prv(before: int) -> Tick:
+        return prev_tick(cron, tz, before, d.dst_gap, d.dst_fold)
+
+    due: list[tuple[Tick, int]] = [
+        (
+            Tick(r.scheduled_for, datetime.fromtimestamp(r.scheduled_for, UTC), None, True),
+            r.attempts + 1,
+        )
+        for r in row.retries
+    ]
+    cursor = _cursor(row)
+    window_start = now - d.catchup_window
+    lo = max(cursor, window_start - 1)  # in the window: strictly after lo, at most now
+    missed: list[MissedRange] = []
+    last: int | None = None
+    if cursor < window_start - 1 and (first := nxt(cursor)).at < window_start:
+        late = prv(window_start)
+        missed.append(MissedRange("outside_catchup_window", first.at, late.at))
+        last = late.at
+    fresh: list[Tick] = []
+    if d.catchup_order == "newest":
+        tick = prv(now + 1)
+        while tick.at > lo and len(fresh) < d.max_catchup_ticks:
+            fresh.append(tick)
+            tick = prv(tick.at)
+        if tick.at > lo:
+            missed.append(MissedRange("over_max_catchup_ticks", nxt(lo).at, tick.at))
+        fresh.reverse()
+    else:
+        tick = nxt(lo)
+        while tick.at <= now and len(fresh) < d.max_catchup_ticks:
+            fresh.append(tick)
+            tick = nxt(tick.at)
+    if fresh:
+        last = fresh[-1].at
+    due += [(t, 1) for t in fresh]
+    return TickPlan(tuple(due), tuple(missed), last)
+
+
+def record_ticks(
+    row: ScheduleRow, plan: TickPlan, results: Sequence[TickResult | str], now: int
+) -> list[Pending]:
+    """Events for one evaluation. ``results[i]`` is the evaluator's answer for ``plan.due[i]``,
+    or a string: the error of an evaluator that raised (the tick is ``FAILED``)."""
+    d = row.definition
+    sid = row.schedule_id
+    origin = f"schedule:{sid}"
+    ticks: list[Pending] = []
+    runs: list[Pending] = []
+    retries: list[Retry] = []
+    for (tick, attempt), result in zip(plan.due, results, strict=True):
+        tid = tick_id(sid, tick.at)
+        common: dict[str, Any] = {
+            "definition_version": row.definition_version,
+            "attempt": attempt,
+            "dst": tick.dst,
+        }
+        if isinstance(result, str):
+            final = attempt > d.max_tick_retries
+            if not final:
+                retries.append(Retry(tick.at, attempt))
+            event = TickRecorded(tid, sid, tick.at, "FAILED", reason=result, final=final, **common)
+        elif not tick.run:
+            event = TickRecorded(tid, sid, tick.at, "SKIPPED", reason=tick.dst, **common)
+        elif result.skip_reason is not None or result.run_requests == []:
+            reason = result.skip_reason or "evaluator returned no run requests"
+            event = TickRecorded(tid, sid, tick.at, "SKIPPED", reason=reason, **common)
+        else:
+            requests = result.run_requests or [RunRequest()]
+            requested = [
+                Pending(f"run/{tid}>{r.run_key}", r)
+                for i, req in enumerate(requests)
+                if (
+                    r := request_run(
+                        origin, tid, d.run, req, iso(tick.at) if i == 0 else f"{iso(tick.at)}:{i}"
+                    )
+                )
+            ]
+            event = TickRecorded(
+                tid, sid, tick.at, "TRIGGERED", run_keys=_keys(requested), **common
+            )
+            runs += requested
+        ticks.append(Pending(f"tick/{tid}#{attempt}", event))
+    after = max(_cursor(row), plan.last_scheduled_for or 0)
+    advanced = ScheduleAdvanced(
+        sid,
+        row.state_version,
+        plan.last_scheduled_for,
+        _next_fire(d, after, retries),
+        tuple(retries),
+    )
+    head = Pending(f"schedule/{sid}/advanced/{row.state_version}@{now}", advanced)
+    missed = (
+        [Pending(f"schedule/{sid}/missed/{row.state_version}@{now}", TicksMissed(sid, plan.missed))]
+        if plan.missed
+        else []
+    )
+    return [head, *missed, *ticks, *runs]
+
+
+# -- sensors -----------------------------------------------------------------------------------
+
+
+def define_sensor(row: SensorRow | None, definition: SensorDefinition, now: int) -> list[Pending]:
+    """Create or update a sensor; identical content is a no-op. A new poll sensor is due now."""
+    sid = definition.id
+    if row is not None and not row.deleted and row.definition.content() == definition.content():
+        if row.running == definition.enabled:
+            return []
+        return toggle_sensor(row, definition.enabled, now)
+    if row is not None and not row.deleted and row.definition.type != definition.type:
+        raise InputError(
+            f"sensor {sid!r} is a {row.definition.type} sensor; its type cannot change"
+        )
+    version = (row.definition_version if row else 0) + 1
+    poll = definition.type == "poll" and definition.enabled
+    keep = row is not None and not row.deleted and row.next_eval_at is not None
+    nxt = (row.next_eval_at if keep and row else now) if poll else None
+    event = SensorDefined(sid, definition, version, row.definition_version if row else 0, nxt)
+    return [Pending(f"sensor/{sid}/defined/{version}", event)]
+
+
+def toggle_sensor(row: SensorRow | None, running: bool, now: int) -> list[Pending]:
+    """Start or stop a sensor. A started poll sensor is due at once."""
+    live = _live_sensor(row)
+    if live.running == running:
+        return []
+    nxt = now if running and live.definition.type == "poll" else None
+    event = SensorToggled(live.sensor_id, running, nxt)
+    return [Pending(f"sensor/{live.sensor_id}/toggled/{live.updated_at}>{now}:{running}", event)]
+
+
+def delete_sensor(row: SensorRow | None, now: int) -> list[Pending]:
+    live = _live_sensor(row)
+    return [
+        Pending(
+            f"sensor/{live.sensor_id}/deleted/{live.definition_version}@{now}",
+            SensorDeleted(live.sensor_id),
+        )
+    ]
+
+
+def _live_sensor(row: SensorRow | None) -> SensorRow:
+    if row is None or row.deleted:
+        raise NotFound("no such sensor" if row is None else f"sensor {row.sensor_id!r} was deleted")
+    return row
+
+
+def ingest(
+    row: SensorRow | None,
+    message_id: str,
+    payload: Any,
+    payload_size: int,
+    requests: Sequence[RunRequest] | str | None,
+) -> list[Pending]:
+    """Events for one push delivery, keyed by ``message_id`` (a re-delivery is a duplicate).
+
+    ``requests``: the push connector's run requests (``None``: one run per message, keyed by
+    the message id, the payload under ``config["payload"]``), or a string: the connector's error.
+    """
+    live = _live_sensor(row)
+    d = live.definition
+    if not live.running:
+        raise InputError(
+            f"sensor {live.sensor_id!r} is stopped; nothing was recorded "
+            f"(start it with: arcoflow sensor start {live.sensor_id})"
+        )
+    if d.type != "push":
+        raise InputError(f"sensor {live.sensor_id!r} is a poll sensor; it does not take messages")
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_MESSAGE_ID:
+        raise InputError(f"message id must be 1-{MAX_MESSAGE_ID} characters")
+    if payload_size > d.max_payload_bytes:
+        raise PayloadTooLarge(
+            f"payload is {payload_size} bytes; sensor {live.sensor_id!r} accepts at most "
+            f"{d.max_payload_bytes} (max_payload_bytes)"
+        )
+    key = f"push/{live.sensor_id}/{message_id}"
+    eval_id = derived_id(key)
+    if requests is None:
+        requests = [RunRequest(message_id, config={"payload": payload})]
+    runs, status, reason = _runs(live, eval_id, requests, message_id)
+    event = SensorEvaluated(
+        eval_id,
+        live.sensor_id,
+        "push",
+        status,
+        reason=reason,
+        message_id=message_id,
+        run_keys=_keys(runs),
+    )
+    return [Pending(key, event), *runs]
+
+
+def _keys(runs: Sequence[Pending]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(r.event.run_key for r in runs))  # type: ignore[union-attr]
+
+
+def _runs(
+    row: SensorRow, eval_id: str, result: Sequence[RunRequest] | str, default_key: str
+) -> tuple[list[Pending], EvalStatus, str | None]:
+    if isinstance(result, str):
+        return [], "FAILED", result
+    origin = f"sensor:{row.sensor_id}"
+    # A request without a run_key gets a default derived from the message or the evaluation.
+    requested = [
+        request_run(
+            origin,
+            eval_id,
+            row.definition.run,
+            r,
+            default_key if len(result) == 1 else f"{default_key}:{i}",
+        )
+        for i, r in enumerate(result)
+    ]
+    if not requested:
+        return [], "NO_DATA", "no run requests"
+    return [Pending(f"run/{eval_id}>{r.run_key}", r) for r in requested], "REQUESTED", None
+
+
+class PollTicket(NamedTuple):
+    """What a poll read: the version it expects and the cursor it hands the connector."""
+
+    sensor_id: str
+    expected_state_version: int
+    cursor: Cursor | None
+
+
+def poll_ticket(row: SensorRow | None) -> PollTicket:
+    live = _live_sensor(row)
+    if live.definition.type != "poll":
+        raise InputError(f"sensor {live.sensor_id!r} is a push sensor; it is not polled")
+    return PollTicket(live.sensor_id, live.state_version, live.cursor)
+
+
+def backoff_delay(definition: SensorDefinition, failures: int) -> int:
+    """Seconds to wait after ``failures`` consecutive failures: capped exponential backoff
+    with jitter from a hash of (sensor id, attempt): the same history, the same schedule.
+
+    >>> from arcoflow.kernel.definitions import RunTemplate, SensorDefinition, Backoff
+    >>> s = SensorDefinition("s", "poll", RunTemplate("t"), connector="c", minimum_interval=1,
+    ...                      backoff=Backoff(base=10, cap=60, jitter=0.0))
+    >>> [backoff_delay(s, n) for n in (1, 2, 3, 4, 5)]
+    [10, 20, 40, 60, 60]
+    """
+    b = definition.backoff
+    delay = min(b.cap, b.base * 2 ** min(failures - 1, 62))
+    digest = hashlib.sha256(f"{definition.id}:{failures}".encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    return int(
+        max(definition.minimum_interval, min(b.cap, delay + int(delay * b.jitter * fraction)))
+    )
+
+
+def record_poll(
+    row: SensorRow | None, ticket: PollTicket, result: PollResult | str, now: int
+) -> list[Pending]:
+    """Events for one poll: accepted only at ``ticket.expected_state_version`` (the CAS is
+    checked by the store inside the append). A string result is the connector's error."""
+    live = _live_sensor(row)
+    d = live.definition
+    key = f"poll/{live.sensor_id}/{ticket.expected_state_version}/{_cursor_hash(ticket.cursor)}"
+    eval_id = derived_id(key)
+    status: EvalStatus
+    reason: str | None
+    if isinstance(result, str):
+        failures = live.failures + 1
+        runs: list[Pending] = []
+        status, reason, cursor_after = "FAILED", result, None
+        nxt = now + backoff_delay(d, failures)
+    else:
+        failures = 0
+        nxt = now + d.minimum_interval
+        cursor_after = (
+            None if result.cursor is None else Cursor.of(result.cursor, result.cursor_version)
+        )
+        if result.skip_reason is not None:
+            runs, status, reason = [], "SKIPPED", result.skip_reason
+        else:
+            runs, status, reason = _runs(live, eval_id, result.run_requests, eval_id)
+            if status == "NO_DATA":
+                reason = "no new data"
+    event = SensorEvaluated(
+        eval_id,
+        live.sensor_id,
+        "poll",
+        status,
+        reason=reason,
+        expected_state_version=ticket.expected_state_version,
+        cursor_before=ticket.cursor,
+        cursor_after=cursor_after,
+        run_keys=_keys(runs),
+        failures=failures,
+        next_eval_at=nxt,
+    )
+    return [Pending(key, event), *runs]
+
+
+def _cursor_hash(cursor: Cursor | None) -> str:
+    if cursor is None:
+        return "-"
+    return f"{cursor.version}.{hashlib.sha256(cursor.value).hexdigest()[:16]}"
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+def launched(run: RunRow, external_id: str | None) -> list[Pending]:
+    attempt = run.attempts + 1
+    return [
+        Pending(f"launch/{run.run_id}#{attempt}", RunLaunched(run.run_id, attempt, external_id))
+    ]
+
+
+def launch_failed(
+    run: RunRow, error: str, now: int, max_attempts: int, base: int = 10, cap: int = 600
+) -> list[Pending]:
+    """A failed launch attempt: retried with capped exponential backoff, given up at the limit."""
+    attempt = run.attempts + 1
+    retry = None if attempt >= max_attempts else now + min(cap, base * 2 ** (attempt - 1))
+    event = RunLaunchFailed(run.run_id, attempt, error, retry)
+    return [Pending(f"launch/{run.run_id}#{attempt}", event)]
+
+
+def completed(
+    run: RunRow | None, run_id: str, succeeded: bool, detail: str | None
+) -> list[Pending]:
+    if run is None:
+        raise NotFound(f"no run {run_id!r}")
+    status: Literal["SUCCEEDED", "FAILED"] = "SUCCEEDED" if succeeded else "FAILED"
+    if run.status in ("SUCCEEDED", "FAILED"):
+        if run.status == status:
+            return []  # reported twice: nothing new
+        raise InputError(f"run {run_id} already finished as {run.status}")
+    return [Pending(f"complete/{run_id}", RunCompleted(run_id, status, detail))]

@@ -1,0 +1,91 @@
+"""The one error tree of arcoflow.
+
+Every error the kernel raises derives from :class:`ArcoflowError`. Two families are kept apart:
+
+* :class:`InputError` — *you called it wrong*: bad ids, cron expressions, time zones, payloads.
+  Nothing was written. Also a :class:`ValueError`.
+* :class:`StoreError` — *the stored data is bad or the store cannot go on*: corrupt records,
+  records from a newer arcoflow, a full disk. Never silently skipped.
+
+:class:`Conflict` is neither: a compare-and-set that lost a race. It is an expected outcome for
+concurrent callers, carries the versions involved, and also wrote nothing.
+"""
+
+from __future__ import annotations
+
+
+class ArcoflowError(Exception):
+    """Root of every error arcoflow raises on purpose."""
+
+
+class InputError(ArcoflowError, ValueError):
+    """Bad input from the caller. Nothing was written."""
+
+
+class InvalidId(InputError):
+    """An id does not match ``[a-z0-9][a-z0-9._-]{0,127}``."""
+
+
+class InvalidCron(InputError):
+    """A cron expression that does not parse or never fires."""
+
+
+class UnknownTimezone(InputError):
+    """A time zone that is not an IANA name known to this machine's zone database."""
+
+
+class InvalidDefinition(InputError):
+    """A schedule or sensor definition (or a definitions file) that does not validate."""
+
+
+class PayloadTooLarge(InputError):
+    """A push payload above the configured limit."""
+
+
+class NotFound(ArcoflowError, KeyError):
+    """The schedule, sensor, tick, evaluation or run does not exist."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else "not found"
+
+
+class Conflict(ArcoflowError):
+    """A compare-and-set lost: the row moved on since it was read. Nothing was written."""
+
+    def __init__(self, row: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"{row}: expected state_version {expected}, found {actual} "
+            "(another evaluator got there first; re-read and retry)"
+        )
+        self.row = row
+        self.expected = expected
+        self.actual = actual
+
+
+class StoreError(ArcoflowError):
+    """The store cannot read or write as asked."""
+
+
+class CorruptRecord(StoreError):
+    """Stored bytes that do not decode. Names the log sequence number (or the row)."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__(f"corrupt record at {where}: {detail}")
+        self.where = where
+
+
+class FutureSchemaVersion(StoreError):
+    """A record written by a newer arcoflow than this one: upgrade arcoflow to read it."""
+
+    def __init__(self, where: str, version: int, supported: int) -> None:
+        super().__init__(
+            f"record at {where} has schema_version {version}, but this arcoflow reads up to "
+            f"{supported}; upgrade arcoflow to read this store"
+        )
+        self.where = where
+        self.version = version
+        self.supported = supported
+
+
+class StoreFull(StoreError):
+    """The store reached its configured maximum size."""

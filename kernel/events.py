@@ -1,0 +1,234 @@
+"""Every fact arcoflow records: one tagged union of frozen msgspec Structs.
+
+Tags are explicit, stable strings (never class names), so classes can be renamed freely.
+Evolution rules (msgspec's): a new field gets a default; a field is never retyped or reused;
+anything else is a new ``schema_version`` with an upcaster in :mod:`arcoflow.kernel.codec`.
+
+Events carry *outcomes*, not inputs to recompute: a schedule event stores the ``next_fire_at``
+that :func:`~arcoflow.kernel.decide` computed, so replaying the log never depends on the zone
+database or the cron library of the machine that replays it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from .definitions import ScheduleDefinition, SensorDefinition
+
+__all__ = [
+    "Cursor",
+    "Event",
+    "MissedRange",
+    "Retry",
+    "RunCompleted",
+    "RunLaunchFailed",
+    "RunLaunched",
+    "RunRequested",
+    "ScheduleAdvanced",
+    "ScheduleDefined",
+    "ScheduleDeleted",
+    "ScheduleToggled",
+    "SensorDefined",
+    "SensorDeleted",
+    "SensorEvaluated",
+    "SensorToggled",
+    "TickRecorded",
+    "TicksMissed",
+]
+
+TickStatus = Literal["TRIGGERED", "SKIPPED", "FAILED"]
+EvalStatus = Literal["REQUESTED", "NO_DATA", "SKIPPED", "FAILED"]
+
+
+class _Event(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=False):
+    pass
+
+
+class Cursor(msgspec.Struct, frozen=True):
+    """A connector's opaque position plus the cursor format version the connector declared.
+
+    Stored as bytes; ``text`` remembers that the connector handed over a ``str``, so it gets a
+    ``str`` back.
+    """
+
+    value: bytes
+    version: int = 1
+    text: bool = True
+
+    @classmethod
+    def of(cls, value: str | bytes, version: int = 1) -> Cursor:
+        if isinstance(value, str):
+            return cls(value.encode(), version, True)
+        return cls(bytes(value), version, False)
+
+    def native(self) -> str | bytes:
+        """The cursor as the connector gave it."""
+        return self.value.decode() if self.text else self.value
+
+
+class Retry(msgspec.Struct, frozen=True):
+    """A failed tick waiting for another attempt under the same tick id."""
+
+    scheduled_for: int
+    attempts: int
+
+
+class MissedRange(msgspec.Struct, frozen=True):
+    """Ticks dropped by one evaluation, as a range (never one row per tick)."""
+
+    reason: Literal["outside_catchup_window", "over_max_catchup_ticks"]
+    first: int
+    last: int
+
+
+# -- schedules ---------------------------------------------------------------------------------
+
+
+class ScheduleDefined(_Event, frozen=True, tag="schedule.defined"):
+    """A schedule was created or its content changed (``definition_version`` is the new one)."""
+
+    schedule_id: str
+    definition: ScheduleDefinition
+    definition_version: int
+    expected_version: int  # CAS on the schedule row's state_version
+    eligible_from: int  # ticks before this instant never run (creation or re-enable)
+    next_fire_at: int | None
+
+
+class ScheduleToggled(_Event, frozen=True, tag="schedule.toggled"):
+    schedule_id: str
+    enabled: bool
+    expected_version: int
+    eligible_from: int
+    next_fire_at: int | None
+
+
+class ScheduleDeleted(_Event, frozen=True, tag="schedule.deleted"):
+    schedule_id: str
+    expected_version: int
+
+
+class ScheduleAdvanced(_Event, frozen=True, tag="schedule.advanced"):
+    """One evaluation consumed ticks up to ``last_scheduled_for`` (CAS on the schedule row)."""
+
+    schedule_id: str
+    expected_version: int
+    last_scheduled_for: int | None
+    next_fire_at: int | None
+    retries: tuple[Retry, ...] = ()
+
+
+class TickRecorded(_Event, frozen=True, tag="tick.recorded"):
+    tick_id: str
+    schedule_id: str
+    scheduled_for: int
+    status: TickStatus
+    definition_version: int
+    attempt: int
+    reason: str | None = None
+    run_keys: tuple[str, ...] = ()
+    dst: str | None = None
+    final: bool = True  # False for a FAILED tick that will be retried
+
+
+class TicksMissed(_Event, frozen=True, tag="ticks.missed"):
+    schedule_id: str
+    ranges: tuple[MissedRange, ...]
+
+
+# -- sensors -----------------------------------------------------------------------------------
+
+
+class SensorDefined(_Event, frozen=True, tag="sensor.defined"):
+    sensor_id: str
+    definition: SensorDefinition
+    definition_version: int
+    expected_definition_version: int  # CAS: definitions never stomp each other
+    next_eval_at: int | None
+
+
+class SensorToggled(_Event, frozen=True, tag="sensor.toggled"):
+    sensor_id: str
+    running: bool
+    next_eval_at: int | None
+
+
+class SensorDeleted(_Event, frozen=True, tag="sensor.deleted"):
+    sensor_id: str
+
+
+class SensorEvaluated(_Event, frozen=True, tag="sensor.evaluated"):
+    """One push delivery or one poll. A poll carries ``expected_state_version`` (its CAS)."""
+
+    eval_id: str
+    sensor_id: str
+    kind: Literal["push", "poll"]
+    status: EvalStatus
+    reason: str | None = None
+    message_id: str | None = None
+    expected_state_version: int | None = None
+    cursor_before: Cursor | None = None
+    cursor_after: Cursor | None = None
+    run_keys: tuple[str, ...] = ()
+    failures: int = 0  # consecutive failures after this evaluation
+    next_eval_at: int | None = None
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+class RunRequested(_Event, frozen=True, tag="run.requested"):
+    """A requester asks for the run named ``run_key``.
+
+    New key: the run is created. Same key and fingerprint: the requester is linked to the
+    existing run. Same key, other fingerprint: a conflict is recorded; still one run.
+    """
+
+    run_id: str
+    run_key: str
+    fingerprint: str
+    origin: str
+    requested_by: str
+    target: str
+    launcher: str | None
+    config: dict[str, Any]
+    tags: dict[str, str]
+
+
+class RunLaunched(_Event, frozen=True, tag="run.launched"):
+    run_id: str
+    attempt: int
+    external_id: str | None
+
+
+class RunLaunchFailed(_Event, frozen=True, tag="run.launch_failed"):
+    run_id: str
+    attempt: int
+    error: str
+    next_attempt_at: int | None  # None: given up
+
+
+class RunCompleted(_Event, frozen=True, tag="run.completed"):
+    run_id: str
+    status: Literal["SUCCEEDED", "FAILED"]
+    detail: str | None = None
+
+
+Event = (
+    ScheduleDefined
+    | ScheduleToggled
+    | ScheduleDeleted
+    | ScheduleAdvanced
+    | TickRecorded
+    | TicksMissed
+    | SensorDefined
+    | SensorToggled
+    | SensorDeleted
+    | SensorEvaluated
+    | RunRequested
+    | RunLaunched
+    | RunLaunchFailed
+    | RunCompleted
+)

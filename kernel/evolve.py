@@ -1,0 +1,360 @@
+"""``evolve``: how each event changes the rows it touches. Pure, total, deterministic.
+
+Every state change arcoflow makes is in this module, one small function per event, so it reads
+as the transition table of the spec (``spec/SPEC.md``). :func:`check` holds the only
+preconditions: the compare-and-set versions. Idempotency (an already applied key changes
+nothing) is enforced once, by the store's apply step, for every event alike.
+
+``evolve(view, envelope)`` reads only the rows the event names (through ``view``) and returns
+the rows to write; it never sees the whole state, which is why memory stays O(rows touched).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+
+from .codec import Envelope
+from .errors import Conflict
+from .events import (
+    Event,
+    RunCompleted,
+    RunLaunched,
+    RunLaunchFailed,
+    RunRequested,
+    ScheduleAdvanced,
+    ScheduleDefined,
+    ScheduleDeleted,
+    ScheduleToggled,
+    SensorDefined,
+    SensorDeleted,
+    SensorEvaluated,
+    SensorToggled,
+    TickRecorded,
+    TicksMissed,
+)
+from .rows import (
+    ConflictRow,
+    EvalRow,
+    MissedRow,
+    RunLinkRow,
+    RunRow,
+    ScheduleRow,
+    SensorRow,
+    Table,
+    TickRow,
+    key,
+    u64,
+)
+
+__all__ = ["Put", "View", "check", "evolve"]
+
+Put = tuple[Table, bytes, msgspec.Struct]
+
+
+class View(Protocol):
+    """Point reads of the current rows (including writes earlier in the same batch)."""
+
+    def get(self, table: Table, row_key: bytes) -> Any: ...
+
+
+def schedule_of(view: View, schedule_id: str) -> ScheduleRow | None:
+    row: ScheduleRow | None = view.get(Table.SCHEDULES, key(schedule_id))
+    return row
+
+
+def sensor_of(view: View, sensor_id: str) -> SensorRow | None:
+    row: SensorRow | None = view.get(Table.SENSORS, key(sensor_id))
+    return row
+
+
+def run_of(view: View, run_id: str) -> RunRow | None:
+    row: RunRow | None = view.get(Table.RUNS, key(run_id))
+    return row
+
+
+def check(view: View, event: Event) -> None:
+    """Raise :class:`Conflict` if ``event``'s compare-and-set version is stale."""
+    match event:
+        case ScheduleDefined() | ScheduleToggled() | ScheduleDeleted() | ScheduleAdvanced():
+            row = schedule_of(view, event.schedule_id)
+            _expect(
+                f"schedule {event.schedule_id!r}",
+                event.expected_version,
+                row.state_version if row else 0,
+            )
+        case SensorDefined():
+            srow = sensor_of(view, event.sensor_id)
+            _expect(
+                f"sensor {event.sensor_id!r} definition",
+                event.expected_definition_version,
+                srow.definition_version if srow else 0,
+            )
+        case SensorEvaluated(expected_state_version=int(expected)):
+            srow = sensor_of(view, event.sensor_id)
+            _expect(f"sensor {event.sensor_id!r}", expected, srow.state_version if srow else 0)
+        case _:
+            pass
+
+
+def _expect(row: str, expected: int, actual: int) -> None:
+    if expected != actual:
+        raise Conflict(row, expected, actual)
+
+
+_E = TypeVar("_E")
+_Handler = Callable[[View, Envelope, Any], list[Put]]
+_HANDLERS: dict[type[Any], _Handler] = {}
+
+
+def _on(cls: type[_E]) -> Callable[[Callable[[View, Envelope, _E], list[Put]]], None]:
+    def register(fn: Callable[[View, Envelope, _E], list[Put]]) -> None:
+        _HANDLERS[cls] = fn
+
+    return register
+
+
+def evolve(view: View, envelope: Envelope) -> list[Put]:
+    """The rows ``envelope`` writes, given the rows it reads from ``view``."""
+    return _HANDLERS[type(envelope.event)](view, envelope, envelope.event)
+
+
+# -- schedules ---------------------------------------------------------------------------------
+
+
+@_on(ScheduleDefined)
+def _schedule_defined(view: View, env: Envelope, e: ScheduleDefined) -> list[Put]:
+    old = schedule_of(view, e.schedule_id)
+    row = ScheduleRow(
+        schedule_id=e.schedule_id,
+        definition=e.definition,
+        definition_version=e.definition_version,
+        enabled=e.definition.enabled,
+        deleted=False,
+        state_version=(old.state_version if old else 0) + 1,
+        eligible_from=e.eligible_from,
+        last_scheduled_for=old.last_scheduled_for if old else None,
+        next_fire_at=e.next_fire_at,
+        retries=old.retries if old and not old.deleted else (),
+        updated_at=env.at,
+    )
+    return [(Table.SCHEDULES, key(e.schedule_id), row)]
+
+
+def _schedule_put(view: View, env: Envelope, schedule_id: str, **changes: Any) -> list[Put]:
+    old = schedule_of(view, schedule_id)
+    if old is None:  # unreachable through decide; evolve stays total anyway
+        return []
+    row = msgspec.structs.replace(
+        old, state_version=old.state_version + 1, updated_at=env.at, **changes
+    )
+    return [(Table.SCHEDULES, key(schedule_id), row)]
+
+
+@_on(ScheduleToggled)
+def _schedule_toggled(view: View, env: Envelope, e: ScheduleToggled) -> list[Put]:
+    return _schedule_put(
+        view,
+        env,
+        e.schedule_id,
+        enabled=e.enabled,
+        eligible_from=e.eligible_from,
+        next_fire_at=e.next_fire_at,
+    )
+
+
+@_on(ScheduleDeleted)
+def _schedule_deleted(view: View, env: Envelope, e: ScheduleDeleted) -> list[Put]:
+    return _schedule_put(
+        view, env, e.schedule_id, deleted=True, enabled=False, next_fire_at=None, retries=()
+    )
+
+
+@_on(ScheduleAdvanced)
+def _schedule_advanced(view: View, env: Envelope, e: ScheduleAdvanced) -> list[Put]:
+    old = schedule_of(view, e.schedule_id)
+    last = old.last_scheduled_for if old else None
+    if e.last_scheduled_for is not None and (last is None or e.last_scheduled_for > last):
+        last = e.last_scheduled_for  # only ever moves forward
+    return _schedule_put(
+        view,
+        env,
+        e.schedule_id,
+        last_scheduled_for=last,
+        next_fire_at=e.next_fire_at,
+        retries=e.retries,
+    )
+
+
+@_on(TickRecorded)
+def _tick_recorded(view: View, env: Envelope, e: TickRecorded) -> list[Put]:
+    row = TickRow(
+        tick_id=e.tick_id,
+        schedule_id=e.schedule_id,
+        scheduled_for=e.scheduled_for,
+        status=e.status,
+        definition_version=e.definition_version,
+        attempts=e.attempt,
+        reason=e.reason,
+        run_keys=e.run_keys,
+        dst=e.dst,
+        final=e.final,
+        evaluated_at=env.at,
+    )
+    return [(Table.TICKS, key(e.schedule_id, e.scheduled_for), row)]
+
+
+@_on(TicksMissed)
+def _ticks_missed(view: View, env: Envelope, e: TicksMissed) -> list[Put]:
+    row = MissedRow(e.schedule_id, env.at, e.ranges, env.seq)
+    return [(Table.MISSED, key(e.schedule_id, env.seq), row)]
+
+
+# -- sensors -----------------------------------------------------------------------------------
+
+
+@_on(SensorDefined)
+def _sensor_defined(view: View, env: Envelope, e: SensorDefined) -> list[Put]:
+    old = sensor_of(view, e.sensor_id)
+    row = SensorRow(
+        sensor_id=e.sensor_id,
+        definition=e.definition,
+        definition_version=e.definition_version,
+        running=e.definition.enabled,
+        deleted=False,
+        state_version=old.state_version if old else 0,
+        cursor=old.cursor if old else None,
+        failures=old.failures if old else 0,
+        next_eval_at=e.next_eval_at,
+        updated_at=env.at,
+        evaluations=old.evaluations if old else 0,
+        last_eval_at=old.last_eval_at if old else None,
+        last_status=old.last_status if old else None,
+        last_reason=old.last_reason if old else None,
+    )
+    return [(Table.SENSORS, key(e.sensor_id), row)]
+
+
+def _sensor_put(view: View, env: Envelope, sensor_id: str, **changes: Any) -> list[Put]:
+    old = sensor_of(view, sensor_id)
+    if old is None:
+        return []
+    row = msgspec.structs.replace(old, updated_at=env.at, **changes)
+    return [(Table.SENSORS, key(sensor_id), row)]
+
+
+@_on(SensorToggled)
+def _sensor_toggled(view: View, env: Envelope, e: SensorToggled) -> list[Put]:
+    return _sensor_put(view, env, e.sensor_id, running=e.running, next_eval_at=e.next_eval_at)
+
+
+@_on(SensorDeleted)
+def _sensor_deleted(view: View, env: Envelope, e: SensorDeleted) -> list[Put]:
+    return _sensor_put(view, env, e.sensor_id, deleted=True, running=False, next_eval_at=None)
+
+
+@_on(SensorEvaluated)
+def _sensor_evaluated(view: View, env: Envelope, e: SensorEvaluated) -> list[Put]:
+    old = sensor_of(view, e.sensor_id)
+    puts: list[Put] = [(Table.EVALS, key(e.sensor_id, env.seq), EvalRow(env.seq, env.at, e))]
+    if old is None:
+        return puts
+    common: dict[str, Any] = {
+        "evaluations": old.evaluations + 1,
+        "last_eval_at": env.at,
+        "last_status": e.status,
+        "last_reason": e.reason,
+    }
+    if e.kind == "poll":  # an accepted poll: the version moves by exactly one
+        common |= {
+            "state_version": old.state_version + 1,
+            "cursor": e.cursor_after if e.cursor_after is not None else old.cursor,
+            "failures": e.failures,
+            "next_eval_at": e.next_eval_at if old.running else None,
+        }
+    return puts + _sensor_put(view, env, e.sensor_id, **common)
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+@_on(RunRequested)
+def _run_requested(view: View, env: Envelope, e: RunRequested) -> list[Put]:
+    link = (
+        Table.LINKS,
+        key(e.run_id, e.requested_by),
+        RunLinkRow(e.run_id, e.requested_by, env.at),
+    )
+    existing = run_of(view, e.run_id)
+    if existing is None:
+        row = RunRow(
+            run_id=e.run_id,
+            run_key=e.run_key,
+            fingerprint=e.fingerprint,
+            origin=e.origin,
+            requested_by=e.requested_by,
+            target=e.target,
+            launcher=e.launcher,
+            config=e.config,
+            tags=e.tags,
+            status="REQUESTED",
+            created_seq=env.seq,
+            created_at=env.at,
+            updated_at=env.at,
+            next_attempt_at=env.at if e.launcher is not None else None,
+        )
+        return [(Table.RUNS, key(e.run_id), row), link]
+    if existing.fingerprint == e.fingerprint:
+        return [link]
+    conflict = ConflictRow(
+        run_key=e.run_key,
+        run_id=e.run_id,
+        existing_fingerprint=existing.fingerprint,
+        conflicting_fingerprint=e.fingerprint,
+        requested_by=e.requested_by,
+        origin=e.origin,
+        at=env.at,
+        seq=env.seq,
+    )
+    return [(Table.CONFLICTS, u64(env.seq), conflict)]
+
+
+def _run_put(view: View, env: Envelope, run_id: str, **changes: Any) -> list[Put]:
+    old = run_of(view, run_id)
+    if old is None:
+        return []
+    return [(Table.RUNS, key(run_id), msgspec.structs.replace(old, updated_at=env.at, **changes))]
+
+
+@_on(RunLaunched)
+def _run_launched(view: View, env: Envelope, e: RunLaunched) -> list[Put]:
+    return _run_put(
+        view,
+        env,
+        e.run_id,
+        status="LAUNCHED",
+        attempts=e.attempt,
+        external_id=e.external_id,
+        next_attempt_at=None,
+    )
+
+
+@_on(RunLaunchFailed)
+def _run_launch_failed(view: View, env: Envelope, e: RunLaunchFailed) -> list[Put]:
+    status = "REQUESTED" if e.next_attempt_at is not None else "GAVE_UP"
+    return _run_put(
+        view,
+        env,
+        e.run_id,
+        status=status,
+        attempts=e.attempt,
+        last_error=e.error,
+        next_attempt_at=e.next_attempt_at,
+    )
+
+
+@_on(RunCompleted)
+def _run_completed(view: View, env: Envelope, e: RunCompleted) -> list[Put]:
+    return _run_put(view, env, e.run_id, status=e.status, detail=e.detail, next_attempt_at=None)

@@ -1,0 +1,221 @@
+"""Materialised state: the rows that :func:`~arcoflow.kernel.evolve.evolve` writes.
+
+Each table maps a key to one encoded row. Secondary indexes are *derived*: a table lists the
+functions that map a row to its index keys, and the store keeps them in step on every write, so
+an index can never disagree with its row. Due work (``next_fire_at``, ``next_eval_at``, the
+launch outbox) is found through those indexes, never by scanning definitions.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+import msgspec
+
+from .definitions import ScheduleDefinition, SensorDefinition
+from .events import Cursor, EvalStatus, MissedRange, Retry, SensorEvaluated, TickStatus
+
+__all__ = [
+    "ConflictRow",
+    "EvalRow",
+    "MissedRow",
+    "RunLinkRow",
+    "RunRow",
+    "RunStatus",
+    "ScheduleRow",
+    "SensorRow",
+    "Table",
+    "TickRow",
+]
+
+RunStatus = Literal["REQUESTED", "LAUNCHED", "SUCCEEDED", "FAILED", "GAVE_UP"]
+
+
+class _Row(msgspec.Struct, frozen=True):
+    pass
+
+
+class ScheduleRow(_Row, frozen=True):
+    schedule_id: str
+    definition: ScheduleDefinition
+    definition_version: int
+    enabled: bool
+    deleted: bool
+    state_version: int  # +1 on every change to this row: the CAS token of evaluations
+    eligible_from: int  # no tick before this instant runs (created or re-enabled here)
+    last_scheduled_for: int | None
+    next_fire_at: int | None
+    retries: tuple[Retry, ...]
+    updated_at: int
+    last_tick_id: str | None = None
+
+
+class TickRow(_Row, frozen=True):
+    tick_id: str
+    schedule_id: str
+    scheduled_for: int
+    status: TickStatus
+    definition_version: int
+    attempts: int
+    reason: str | None
+    run_keys: tuple[str, ...]
+    dst: str | None
+    final: bool
+    evaluated_at: int
+
+
+class MissedRow(_Row, frozen=True):
+    schedule_id: str
+    evaluated_at: int
+    ranges: tuple[MissedRange, ...]
+    seq: int
+
+
+class SensorRow(_Row, frozen=True):
+    sensor_id: str
+    definition: SensorDefinition
+    definition_version: int
+    running: bool
+    deleted: bool
+    state_version: int  # +1 per accepted poll evaluation: the CAS token of polls
+    cursor: Cursor | None
+    failures: int
+    next_eval_at: int | None
+    updated_at: int
+    evaluations: int = 0
+    last_eval_at: int | None = None
+    last_status: EvalStatus | None = None
+    last_reason: str | None = None
+
+
+class EvalRow(_Row, frozen=True):
+    seq: int
+    evaluated_at: int
+    evaluation: SensorEvaluated
+
+
+class RunRow(_Row, frozen=True):
+    run_id: str
+    run_key: str
+    fingerprint: str
+    origin: str
+    requested_by: str
+    target: str
+    launcher: str | None
+    config: dict[str, Any]
+    tags: dict[str, str]
+    status: RunStatus
+    created_seq: int
+    created_at: int
+    updated_at: int
+    attempts: int = 0
+    next_attempt_at: int | None = None
+    external_id: str | None = None
+    last_error: str | None = None
+    detail: str | None = None
+
+
+class RunLinkRow(_Row, frozen=True):
+    run_id: str
+    requested_by: str
+    at: int
+
+
+class ConflictRow(_Row, frozen=True):
+    run_key: str
+    run_id: str
+    existing_fingerprint: str
+    conflicting_fingerprint: str
+    requested_by: str
+    origin: str
+    at: int
+    seq: int
+
+
+_U64 = struct.Struct(">Q")
+
+
+def u64(value: int) -> bytes:
+    """Big-endian, so byte order is numeric order in LMDB and in the memory store."""
+    return _U64.pack(value)
+
+
+def from_u64(data: bytes) -> int:
+    return int(_U64.unpack(data)[0])
+
+
+def key(*parts: str | int) -> bytes:
+    """A composite key: strings joined by NUL (ids never contain one), ints as big-endian u64."""
+    return b"\x00".join(u64(p) if isinstance(p, int) else p.encode() for p in parts)
+
+
+class Table(StrEnum):
+    """Every table of the store. Values are the LMDB database names."""
+
+    LOG = "log"  # u64(seq) -> envelope
+    IDEM = "idem"  # idempotency key -> (seq, count)
+    META = "meta"
+    SCHEDULES = "schedules"  # schedule_id -> ScheduleRow
+    TICKS = "ticks"  # schedule_id, u64(at) -> TickRow
+    MISSED = "missed"  # schedule_id, u64(seq) -> MissedRow
+    SENSORS = "sensors"  # sensor_id -> SensorRow
+    EVALS = "evals"  # sensor_id, u64(seq) -> EvalRow
+    RUNS = "runs"  # run_id -> RunRow
+    LINKS = "links"  # run_id, requested_by -> RunLinkRow
+    CONFLICTS = "conflicts"  # u64(seq) -> ConflictRow
+    # Indexes: index key -> primary key, maintained by the store from INDEXES below.
+    DUE_SCHEDULES = "due_schedules"
+    DUE_SENSORS = "due_sensors"
+    EVAL_IDS = "eval_ids"
+    RUN_ORDER = "run_order"
+    OUTBOX = "outbox"
+
+
+ROW_TYPES: Final[dict[Table, type[_Row]]] = {
+    Table.SCHEDULES: ScheduleRow,
+    Table.TICKS: TickRow,
+    Table.MISSED: MissedRow,
+    Table.SENSORS: SensorRow,
+    Table.EVALS: EvalRow,
+    Table.RUNS: RunRow,
+    Table.LINKS: RunLinkRow,
+    Table.CONFLICTS: ConflictRow,
+}
+
+
+def _due_schedule(row: Any) -> bytes | None:
+    r: ScheduleRow = row
+    live = r.enabled and not r.deleted and r.next_fire_at is not None
+    return key(r.next_fire_at, r.schedule_id) if live else None  # type: ignore[arg-type]
+
+
+def _due_sensor(row: Any) -> bytes | None:
+    r: SensorRow = row
+    live = r.running and not r.deleted and r.definition.type == "poll"
+    return key(r.next_eval_at, r.sensor_id) if live and r.next_eval_at is not None else None
+
+
+def _eval_id(row: Any) -> bytes | None:
+    return key(row.evaluation.eval_id)
+
+
+def _run_order(row: Any) -> bytes | None:
+    return u64(row.created_seq)
+
+
+def _outbox(row: Any) -> bytes | None:
+    r: RunRow = row
+    due = r.status == "REQUESTED" and r.launcher is not None and r.next_attempt_at is not None
+    return key(r.next_attempt_at, r.run_id) if due else None  # type: ignore[arg-type]
+
+
+#: For each table, its indexes: (index table, row -> index key or None).
+INDEXES: Final[dict[Table, tuple[tuple[Table, Callable[[Any], bytes | None]], ...]]] = {
+    Table.SCHEDULES: ((Table.DUE_SCHEDULES, _due_schedule),),
+    Table.SENSORS: ((Table.DUE_SENSORS, _due_sensor),),
+    Table.EVALS: ((Table.EVAL_IDS, _eval_id),),
+    Table.RUNS: ((Table.RUN_ORDER, _run_order), (Table.OUTBOX, _outbox)),
+}

@@ -1,0 +1,59 @@
+"""Run identity: namespaced run keys, deterministic run ids and request fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any, Final
+
+import msgspec
+
+from .definitions import RunRequest, RunTemplate
+from .events import RunRequested
+
+__all__ = ["fingerprint", "request_run", "run_id"]
+
+#: Namespace of every arcoflow uuid5; fixed forever, or every run id changes.
+NAMESPACE: Final = uuid.UUID("6f1c1f0e-7a4b-5c1e-9d2a-a1c0f10a0001")
+_json = msgspec.json.Encoder(order="sorted")
+
+
+def run_id(run_key: str) -> str:
+    """The run id of ``run_key``: uuid5, so every retry of a request names the same run."""
+    return str(uuid.uuid5(NAMESPACE, "run:" + run_key))
+
+
+def derived_id(idempotency_key: str) -> str:
+    """An id derived from an idempotency key (evaluation ids): never random, so replays match."""
+    return str(uuid.uuid5(NAMESPACE, idempotency_key))
+
+
+def fingerprint(target: str, config: dict[str, Any], tags: dict[str, str]) -> str:
+    """A stable hash of the canonical (sorted-key JSON) encoding of what a run does."""
+    data = _json.encode({"target": target, "config": config, "tags": tags})
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def request_run(
+    origin: str, requested_by: str, template: RunTemplate, request: RunRequest, default_key: str
+) -> RunRequested:
+    """The ``RunRequested`` event for ``request``, its key namespaced by ``origin``.
+
+    ``origin`` is ``schedule:<id>``, ``sensor:<id>``, ``manual`` or ``backfill``: a manual run
+    can never suppress a scheduled one because their keys live in different namespaces.
+    """
+    run_key = f"{origin}:{request.run_key if request.run_key is not None else default_key}"
+    target = request.target or template.target
+    config = {**template.config, **request.config}
+    tags = {**template.tags, **request.tags}
+    return RunRequested(
+        run_id=run_id(run_key),
+        run_key=run_key,
+        fingerprint=fingerprint(target, config, tags),
+        origin=origin,
+        requested_by=requested_by,
+        target=target,
+        launcher=template.launcher,
+        config=config,
+        tags=tags,
+    )

@@ -1,0 +1,206 @@
+"""The store port: what every backend provides, and the one apply step they all share.
+
+A backend supplies transactions (point reads and writes, ordered scans); everything that gives
+the store its meaning is here, written once: :func:`apply_batch` runs the idempotency check,
+the compare-and-set checks, the log append, ``evolve`` and the index upkeep inside the
+backend's single write transaction. That is why the LMDB and in-memory stores cannot disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple, Protocol
+
+import msgspec
+
+from ..codec import SCHEMA_VERSION, Codec, Envelope
+from ..errors import FutureSchemaVersion
+from ..events import Event
+from ..evolve import check, evolve
+from ..rows import INDEXES, ROW_TYPES, Table, from_u64, u64
+
+__all__ = ["Appended", "Pending", "ReadTxn", "Store", "WriteTxn", "apply_batch", "apply_envelope"]
+
+
+class Pending(NamedTuple):
+    """An event to append under its idempotency key."""
+
+    key: str
+    event: Event
+
+
+class Appended(NamedTuple):
+    """What an append recorded. ``duplicate``: the batch's first key was already applied, and
+    ``records`` are the envelopes of that *original* append."""
+
+    records: tuple[Envelope, ...]
+    duplicate: bool
+
+
+class ReadTxn(Protocol):
+    """A consistent snapshot."""
+
+    def get(self, table: Table, key: bytes) -> bytes | None: ...
+
+    def scan(
+        self,
+        table: Table,
+        *,
+        prefix: bytes = b"",
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Items with ``key.startswith(prefix)`` and ``start <= key < stop``, in key order."""
+        ...
+
+
+class WriteTxn(ReadTxn, Protocol):
+    def put(self, table: Table, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, table: Table, key: bytes) -> None: ...
+
+
+class Store(Protocol):
+    """A backend: LMDB (:class:`~arcoflow.kernel.store.lmdb.LmdbStore`) or memory."""
+
+    codec: Codec
+
+    def append(self, batch: Sequence[Pending], at: int) -> Appended:
+        """Apply ``batch`` atomically (see :func:`apply_batch`)."""
+        ...
+
+    def replay(self, envelopes: Sequence[Envelope]) -> None:
+        """Apply already sequenced envelopes (rebuilding state from a log)."""
+        ...
+
+    def read(self) -> AbstractContextManager[ReadTxn]:
+        """A read-only snapshot; readers never block the writer."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _View:
+    """Decoded, write-through rows for one transaction: evolve sees earlier writes of its batch."""
+
+    def __init__(self, txn: WriteTxn, codec: Codec) -> None:
+        self.txn = txn
+        self.codec = codec
+        self.rows: dict[tuple[Table, bytes], Any] = {}
+
+    def get(self, table: Table, key: bytes) -> Any:
+        slot = (table, key)
+        if slot not in self.rows:
+            data = self.txn.get(table, key)
+            where = f"{table.value} row {key!r}"
+            self.rows[slot] = (
+                None if data is None else self.codec.decode_row(data, ROW_TYPES[table], where)
+            )
+        return self.rows[slot]
+
+    def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
+        old = self.get(table, key)
+        for index, key_of in INDEXES.get(table, ()):
+            before = key_of(old) if old is not None else None
+            after = key_of(row)
+            if before != after:
+                if before is not None:
+                    self.txn.delete(index, before)
+                if after is not None:
+                    self.txn.put(index, after, key)
+        self.txn.put(table, key, self.codec.encode_row(row))
+        self.rows[(table, key)] = row
+
+
+def idem_key(key: str) -> bytes:
+    """LMDB keys are at most 511 bytes: long idempotency keys are stored by their hash."""
+    raw = key.encode()
+    return raw if len(raw) <= 256 else b"#sha256:" + hashlib.sha256(raw).hexdigest().encode()
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key that starts with ``prefix`` (None: no bound)."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else None
+
+
+def min_stop(a: bytes | None, b: bytes | None) -> bytes | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def last_seq(txn: ReadTxn) -> int:
+    data = txn.get(Table.META, b"seq")
+    return 0 if data is None else from_u64(data)
+
+
+def check_format(txn: ReadTxn) -> None:
+    """Refuse a store written by a newer arcoflow."""
+    data = txn.get(Table.META, b"schema_version")
+    if data is not None and from_u64(data) > SCHEMA_VERSION:
+        raise FutureSchemaVersion("store meta", from_u64(data), SCHEMA_VERSION)
+
+
+def apply_envelope(txn: WriteTxn, view: _View, envelope: Envelope) -> None:
+    """Check, log, evolve and index one sequenced envelope."""
+    check(view, envelope.event)
+    txn.put(Table.LOG, u64(envelope.seq), view.codec.encode(envelope))
+    for table, key, row in evolve(view, envelope):
+        view.put(table, key, row)
+    txn.put(Table.IDEM, idem_key(envelope.key), u64(envelope.seq))
+
+
+def original_batch(txn: ReadTxn, codec: Codec, seq: int) -> tuple[Envelope, ...]:
+    """The envelopes of the append whose first record is ``seq``."""
+    records = []
+    for _, data in txn.scan(Table.LOG, start=u64(seq)):
+        envelope = codec.decode(data, "log")
+        if envelope.batch != seq:
+            break
+        records.append(envelope)
+    return tuple(records)
+
+
+def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) -> Appended:
+    """The whole meaning of an append, inside the caller's single write transaction.
+
+    1. If the first key was applied before, the batch is a duplicate: return the original
+       records, write nothing.
+    2. Otherwise each event in turn: skip it if its own key was applied (a no-op by
+       definition), else check its compare-and-set version (:class:`Conflict` aborts the whole
+       transaction), assign the next sequence number, log it, evolve its rows, update indexes.
+    """
+    if not batch:
+        return Appended((), False)
+    original = txn.get(Table.IDEM, idem_key(batch[0].key))
+    if original is not None:
+        envelope = codec.decode(txn.get(Table.LOG, original) or b"", f"seq {from_u64(original)}")
+        return Appended(original_batch(txn, codec, envelope.batch), True)
+    view = _View(txn, codec)
+    seq = first = last_seq(txn) + 1
+    envelopes: list[Envelope] = []
+    for pending in batch:
+        if envelopes and txn.get(Table.IDEM, idem_key(pending.key)) is not None:
+            continue
+        envelopes.append(Envelope(codec.version, seq, pending.key, at, first, pending.event))
+        seq += 1
+    for envelope in envelopes:
+        apply_envelope(txn, view, envelope)
+    seq -= 1
+    txn.put(Table.META, b"seq", u64(seq))
+    txn.put(Table.META, b"schema_version", u64(codec.version))
+    return Appended(tuple(envelopes), False)
+
+
+def replay_batch(txn: WriteTxn, codec: Codec, envelopes: Sequence[Envelope]) -> None:
+    """Apply sequenced envelopes as they were logged (for rebuilds and verification)."""
+    view = _View(txn, codec)
+    for envelope in envelopes:
+        if txn.get(Table.IDEM, idem_key(envelope.key)) is not None:
+            continue
+        apply_envelope(txn, view, envelope)
+    if envelopes:
+        txn.put(Table.META, b"seq", u64(envelopes[-1].seq))
+        txn.put(Table.META, b"schema_version", u64(codec.version))
