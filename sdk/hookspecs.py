@@ -1,0 +1,96 @@
+"""Every hook a plugin can implement, grouped by lifecycle phase.
+
+A plugin is a module or object registered under a *name* (its entry-point name in the
+``arcoflow`` group, or the name an embedder passes to ``Plugins.register``). Definitions refer
+to plugins by that name (``connector = "filesystem"``, ``launcher = "subprocess"``,
+``evaluator = "business-days"``), and the runtime calls *only that plugin's* implementation of
+the hook, so a plugin never has to check whether a call is meant for it.
+
+Implement hooks with :data:`arcoflow.sdk.hookimpl`. Every hook is called with keyword
+arguments; an implementation may accept any subset of them (pluggy's rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pluggy
+
+from arcoflow.kernel import PollContext, PollResult, PushMessage, RunRequest, TickContext, TickResult
+
+from .types import Launch, Launched, RunState
+
+hookspec = pluggy.HookspecMarker("arcoflow")
+
+# -- sensors -------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def arcoflow_poll(context: PollContext) -> PollResult | None:  # type: ignore[empty-body]
+    """Poll for new data: called for each due poll sensor whose ``connector`` is this plugin.
+
+    Receives the sensor definition, the current cursor (``None`` the first time) and the time.
+    Returns :class:`PollResult`: run requests and the next cursor (``None`` keeps the current
+    one), or a ``skip_reason``. Raising, hanging past the sensor's ``timeout`` or returning
+    anything else records a ``FAILED`` evaluation and backs the sensor off; the cursor stays.
+    """
+
+
+@hookspec(firstresult=True)
+def arcoflow_push(message: PushMessage) -> Sequence[RunRequest] | None:  # type: ignore[empty-body]
+    """Map one pushed message to run requests (push sensors whose ``connector`` is this plugin).
+
+    Return ``None`` for the default (one run keyed by the message id), or a list (possibly
+    empty: the message is recorded with no run). Never called twice for one message id.
+    """
+
+
+# -- schedules -----------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def arcoflow_evaluate_tick(context: TickContext) -> TickResult | None:  # type: ignore[empty-body]
+    """Decide what a due tick does (schedules whose ``evaluator`` is this plugin).
+
+    Return :class:`TickResult`: ``run_requests`` (``None``: the schedule's single default
+    run) or a ``skip_reason``. Raising records the tick ``FAILED``; it is retried under the same
+    tick id up to the schedule's ``max_tick_retries``.
+    """
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def arcoflow_launch(launch: Launch) -> Launched | None:  # type: ignore[empty-body]
+    """Start a run (runs whose template names this plugin as ``launcher``).
+
+    Called at least once per run: use ``launch.run_id`` as the idempotency token, so a second
+    call for the same run id does not start a second run. Return :class:`Launched` with an
+    external id; raise :class:`LaunchError` (or anything) for a failed attempt, which is retried
+    with backoff and finally given up.
+    """
+
+
+@hookspec(firstresult=True)
+def arcoflow_run_state(launch: Launch, external_id: str | None) -> RunState | None:  # type: ignore[empty-body]
+    """Report whether a launched run has finished: :class:`RunState` or ``None`` (still
+    running, or unknown). Called each cycle for this launcher's ``LAUNCHED`` runs."""
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+@hookspec
+def arcoflow_add_commands(
+    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    register: Callable[[str, Callable[[argparse.Namespace, Mapping[str, Any]], int]], None],
+) -> None:
+    """Add subcommands to the ``arcoflow`` CLI.
+
+    Add a parser with ``subparsers.add_parser(name, help=...)`` and register its handler with
+    ``register(name, handler)``; the handler gets the parsed arguments and a context mapping
+    (``kernel``, ``plugins``, ``store_path``) and returns the exit code.
+    """

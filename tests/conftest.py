@@ -1,0 +1,30 @@
+"""Shared fixtures and the Hypothesis profiles.
+
+``ci`` (the default) keeps the whole suite within minutes; ``thorough`` runs far more examples:
+``pytest --hypothesis-profile thorough``. ``dev`` is for quick local loops.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck)
+)
+settings.register_profile("dev", max_examples=10, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Iterator[str]:
+    """A fresh directory for an LMDB store."""
+    path = tmp_path / "store"
+    yield str(path)
