@@ -28,7 +28,7 @@ hookspec = pluggy.HookspecMarker("arcoflow")
 
 
 @hookspec(firstresult=True)
-def arcoflow_poll(context: PollContext) -> PollResult | None:  # type: ignore[empty-body]
+def arcoflow_poll(context: PollContext) -> PollResult | None:
     """Poll for new data: called for each due poll sensor whose ``connector`` is this plugin.
 
     Receives the sensor definition, the current cursor (``None`` the first time) and the time.
@@ -39,7 +39,7 @@ def arcoflow_poll(context: PollContext) -> PollResult | None:  # type: ignore[em
 
 
 @hookspec(firstresult=True)
-def arcoflow_push(message: PushMessage) -> Sequence[RunRequest] | None:  # type: ignore[empty-body]
+def arcoflow_push(message: PushMessage) -> Sequence[RunRequest] | None:
     """Map one pushed message to run requests (push sensors whose ``connector`` is this plugin).
 
     Return ``None`` for the default (one run keyed by the message id), or a list (possibly
@@ -51,7 +51,7 @@ def arcoflow_push(message: PushMessage) -> Sequence[RunRequest] | None:  # type:
 
 
 @hookspec(firstresult=True)
-def arcoflow_evaluate_tick(context: TickContext) -> TickResult | None:  # type: ignore[empty-body]
+def arcoflow_evaluate_tick(context: TickContext) -> TickResult | None:
     """Decide what a due tick does (schedules whose ``evaluator`` is this plugin).
 
     Return :class:`TickResult`: ``run_requests`` (``None``: the schedule's single default
@@ -64,7 +64,7 @@ def arcoflow_evaluate_tick(context: TickContext) -> TickResult | None:  # type: 
 
 
 @hookspec(firstresult=True)
-def arcoflow_launch(launch: Launch) -> Launched | None:  # type: ignore[empty-body]
+def arcoflow_launch(launch: Launch) -> Launched | None:
     """Start a run (runs whose template names this plugin as ``launcher``).
 
     Called at least once per run: use ``launch.run_id`` as the idempotency token, so a second
@@ -75,7 +75,7 @@ def arcoflow_launch(launch: Launch) -> Launched | None:  # type: ignore[empty-bo
 
 
 @hookspec(firstresult=True)
-def arcoflow_run_state(launch: Launch, external_id: str | None) -> RunState | None:  # type: ignore[empty-body]
+def arcoflow_run_state(launch: Launch, external_id: str | None) -> RunState | None:
     """Report whether a launched run has finished: :class:`RunState` or ``None`` (still
     running, or unknown). Called each cycle for this launcher's ``LAUNCHED`` runs."""
 
