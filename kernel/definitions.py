@@ -44,8 +44,8 @@ _ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 _DURATION = re.compile(r"\s*(\d+)\s*(s|m|h|d|w)?\s*")
 _UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_DURATION = 366 * 86400
-#: Largest run config, tags or cursor accepted, in encoded bytes: history rows stay small.
-MAX_BLOB = 64 * 1024
+#: Largest run config, tags, cursor or push payload accepted, in encoded bytes.
+MAX_BLOB = 1024 * 1024
 
 
 def validate_id(value: str, what: str = "id") -> str:
@@ -204,7 +204,9 @@ class SensorDefinition:
     minimum_interval: int = attrs.field(default=30, converter=parse_duration, validator=_positive)
     timeout: int = attrs.field(default=30, converter=parse_duration, validator=_positive)
     backoff: Backoff = attrs.field(factory=Backoff)
-    max_payload_bytes: int = attrs.field(default=256 * 1024, validator=_positive)
+    max_payload_bytes: int = attrs.field(
+        default=64 * 1024, validator=[_positive, attrs.validators.le(MAX_BLOB)]
+    )
     enabled: bool = True
 
     def __attrs_post_init__(self) -> None:

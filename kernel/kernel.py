@@ -489,8 +489,8 @@ class Kernel:
         runtime does) and are recorded by passing the reason to :meth:`record_poll`.
         """
         at = epoch(now)
-        ticket = self.poll_ticket(sensor_id)
-        definition = self.sensor(sensor_id).definition
+        row = self.sensor(sensor_id)
+        ticket, definition = decide.poll_ticket(row), row.definition
         cursor = ticket.cursor
         context = PollContext(
             definition,
