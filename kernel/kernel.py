@@ -696,9 +696,27 @@ def _compare(table: Table, live: Store, replayed: Store, budget: int) -> list[st
             else:
                 assert x is not None and y is not None
                 if x[1] != y[1]:
-                    out.append(f"{table.value} {x[0]!r}: materialised row differs from replay")
+                    out.append(f"{table.value} {x[0]!r}: {_row_diff(table, live, x[1], y[1])}")
                 x, y = next(left, None), next(right, None)
     return out
+
+
+def _row_diff(table: Table, store: Store, stored: bytes, replayed: bytes) -> str:
+    """Which fields of a row differ between the materialised state and the replay."""
+    row_type = ROW_TYPES.get(table)
+    if row_type is None:
+        return f"stored {stored!r}, replay gives {replayed!r}"
+    try:
+        a = store.codec.decode_row(stored, row_type, table.value)
+        b = store.codec.decode_row(replayed, row_type, table.value)
+    except StoreError as exc:
+        return f"stored row does not decode ({exc})"
+    fields = [
+        f"{name}: stored {getattr(a, name)!r}, replay gives {getattr(b, name)!r}"
+        for name in row_type.__struct_fields__
+        if getattr(a, name) != getattr(b, name)
+    ]
+    return "; ".join(fields) or "same fields, different bytes"
 
 
 def _take(it: Iterator[_T], n: int) -> Iterator[_T]:
