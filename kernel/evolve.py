@@ -143,14 +143,19 @@ def _schedule_defined(view: View, env: Envelope, e: ScheduleDefined) -> list[Put
     return [(Table.SCHEDULES, key(e.schedule_id), row)]
 
 
-def _schedule_put(view: View, env: Envelope, schedule_id: str, **changes: Any) -> list[Put]:
-    old = schedule_of(view, schedule_id)
-    if old is None:  # unreachable through decide; evolve stays total anyway
+def _update(view: View, env: Envelope, table: Table, row_id: str, **changes: Any) -> list[Put]:
+    """Replace fields of an existing row (and stamp ``updated_at``). A missing row is left
+    missing: unreachable through ``decide``, but ``evolve`` stays total."""
+    old = view.get(table, key(row_id))
+    if old is None:
         return []
-    row = msgspec.structs.replace(
-        old, state_version=old.state_version + 1, updated_at=env.at, **changes
-    )
-    return [(Table.SCHEDULES, key(schedule_id), row)]
+    if table is Table.SCHEDULES:  # every change to a schedule row moves its CAS version
+        changes["state_version"] = old.state_version + 1
+    return [(table, key(row_id), msgspec.structs.replace(old, updated_at=env.at, **changes))]
+
+
+def _schedule_put(view: View, env: Envelope, schedule_id: str, **changes: Any) -> list[Put]:
+    return _update(view, env, Table.SCHEDULES, schedule_id, **changes)
 
 
 @_on(ScheduleToggled)
@@ -238,11 +243,7 @@ def _sensor_defined(view: View, env: Envelope, e: SensorDefined) -> list[Put]:
 
 
 def _sensor_put(view: View, env: Envelope, sensor_id: str, **changes: Any) -> list[Put]:
-    old = sensor_of(view, sensor_id)
-    if old is None:
-        return []
-    row = msgspec.structs.replace(old, updated_at=env.at, **changes)
-    return [(Table.SENSORS, key(sensor_id), row)]
+    return _update(view, env, Table.SENSORS, sensor_id, **changes)
 
 
 @_on(SensorToggled)
@@ -322,10 +323,7 @@ def _run_requested(view: View, env: Envelope, e: RunRequested) -> list[Put]:
 
 
 def _run_put(view: View, env: Envelope, run_id: str, **changes: Any) -> list[Put]:
-    old = run_of(view, run_id)
-    if old is None:
-        return []
-    return [(Table.RUNS, key(run_id), msgspec.structs.replace(old, updated_at=env.at, **changes))]
+    return _update(view, env, Table.RUNS, run_id, **changes)
 
 
 @_on(RunLaunched)
