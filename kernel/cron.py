@@ -127,13 +127,22 @@ def parse_cron(text: str) -> CronExpr:
             "(minute hour day-of-month month day-of-week) or an alias such as '@hourly'"
         )
     try:
-        it = croniter(expr, datetime(2000, 1, 1))
+        it = croniter(expr, datetime(2000, 1, 1), day_or=_day_or(expr))
         it.get_next(datetime)
     except (CroniterBadCronError, ValueError, KeyError) as exc:
         raise InvalidCron(f"cron {text!r} does not parse: {exc}") from exc
     except CroniterBadDateError as exc:
         raise InvalidCron(f"cron {text!r} never fires (no such date)") from exc
     return CronExpr(expr, fields[1].startswith("*"))
+
+
+def _day_or(expr: str) -> bool:
+    """Classic (Vixie) cron: a day matches if day-of-month *or* day-of-week does when both are
+    restricted, and must match both when either field begins with ``*``. croniter's default
+    only treats a bare ``*`` as unrestricted, so ``0 0 */2 * 1`` would fire on every odd day
+    *or* Monday instead of odd-day Mondays."""
+    fields = expr.split()
+    return not (fields[2].startswith("*") or fields[4].startswith("*"))
 
 
 # croniter objects are expensive to build (~0.3 ms) and stateful, so each thread keeps one per
@@ -149,7 +158,7 @@ def _walker(expr: str) -> croniter:
     if it is None:
         if len(cache) > 256:
             cache.clear()
-        it = cache[expr] = croniter(expr, _EPOCH)
+        it = cache[expr] = croniter(expr, _EPOCH, day_or=_day_or(expr))
     return it
 
 
