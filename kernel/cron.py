@@ -129,10 +129,10 @@ def parse_cron(text: str) -> CronExpr:
     try:
         it = croniter(expr, datetime(2000, 1, 1), day_or=_day_or(expr))
         it.get_next(datetime)
+    except CroniterBadDateError as exc:  # a ValueError too, so it must be caught first
+        raise InvalidCron(f"cron {text!r} never fires (no such date)") from exc
     except (CroniterBadCronError, ValueError, KeyError) as exc:
         raise InvalidCron(f"cron {text!r} does not parse: {exc}") from exc
-    except CroniterBadDateError as exc:
-        raise InvalidCron(f"cron {text!r} never fires (no such date)") from exc
     return CronExpr(expr, fields[1].startswith("*"))
 
 
