@@ -181,9 +181,15 @@ def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) 
     view = _View(txn, codec)
     seq = first = last_seq(txn) + 1
     envelopes: list[Envelope] = []
+    keys: set[str] = set()
     for pending in batch:
-        if envelopes and txn.get(Table.IDEM, idem_key(pending.key)) is not None:
+        # A key already applied, or repeated earlier in this very batch, is a no-op: logging
+        # it would make the live state differ from a replay, which skips it.
+        if pending.key in keys or (
+            envelopes and txn.get(Table.IDEM, idem_key(pending.key)) is not None
+        ):
             continue
+        keys.add(pending.key)
         envelopes.append(Envelope(codec.version, seq, pending.key, at, first, pending.event))
         seq += 1
     for envelope in envelopes:
