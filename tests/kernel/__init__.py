@@ -1,0 +1,1 @@
+"""Tests of the kernel foundation: codec, stores, replay, run keys, sensors, definitions."""
