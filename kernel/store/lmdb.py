@@ -47,8 +47,8 @@ class _Env:
     """A shared, reference-counted environment with its named databases."""
 
     def __init__(self, path: str, map_size: int, durable: bool) -> None:
-        os.makedirs(path, exist_ok=True)
         try:
+            os.makedirs(path, exist_ok=True)
             self.env = lmdb.open(
                 path,
                 map_size=map_size,
@@ -59,7 +59,7 @@ class _Env:
                 readahead=False,
                 max_readers=256,
             )
-        except lmdb.Error as exc:
+        except (OSError, lmdb.Error) as exc:  # a file in the way, no permission, no space
             raise StoreError(f"cannot open store at {path}: {exc}") from exc
         self.dbs = {t: self.env.open_db(t.value.encode(), create=True) for t in Table}
         self.refs = 0
@@ -150,8 +150,12 @@ class LmdbStore:
             shared.refs += 1
         self._shared: _Env | None = shared
         self._slot = slot
-        with self.read() as txn:
-            check_format(txn)
+        try:
+            with self.read() as txn:
+                check_format(txn)
+        except BaseException:
+            self.close()  # a refused store must not keep the shared environment open
+            raise
 
     @property
     def _env(self) -> _Env:
