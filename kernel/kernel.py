@@ -476,10 +476,31 @@ class Kernel:
         returns the original evaluation.
         """
         at = epoch(now)
-        appended = self._append(
-            decide.record_poll(self._sensor_or_none(ticket.sensor_id), ticket, result, at), at
-        )
+        batch = decide.record_poll(self._sensor_or_none(ticket.sensor_id), ticket, result, at)
+        appended = self._append(batch, at)
+        if appended.duplicate and not decide.same_poll([e.event for e in appended.records], batch):
+            # Another poller recorded a different answer under this ticket first: this one's
+            # result was not recorded, and the caller must hear so (not get the other's row).
+            actual = self.sensor(ticket.sensor_id).state_version
+            raise Conflict(f"sensor {ticket.sensor_id!r}", ticket.expected_state_version, actual)
         return self.evaluation(appended.records[0].event.eval_id)  # type: ignore[union-attr]
+
+    def poll_context(
+        self, sensor_id: str, now: When = None
+    ) -> tuple[decide.PollTicket, PollContext]:
+        """What one poll needs, from one read of the sensor: the ticket to pass to
+        :meth:`record_poll` and the context to hand the connector."""
+        row = self.sensor(sensor_id)
+        ticket = decide.poll_ticket(row)
+        cursor = ticket.cursor
+        context = PollContext(
+            row.definition,
+            cursor.native() if cursor else None,
+            cursor.version if cursor else None,
+            ticket.expected_state_version,
+            datetime.fromtimestamp(epoch(now), UTC),
+        )
+        return ticket, context
 
     def poll(self, sensor_id: str, connector: Connect, now: When = None) -> EvalRow:
         """Poll once: read the cursor, call ``connector``, record the outcome with CAS.
@@ -489,16 +510,7 @@ class Kernel:
         runtime does) and are recorded by passing the reason to :meth:`record_poll`.
         """
         at = epoch(now)
-        row = self.sensor(sensor_id)
-        ticket, definition = decide.poll_ticket(row), row.definition
-        cursor = ticket.cursor
-        context = PollContext(
-            definition,
-            cursor.native() if cursor else None,
-            cursor.version if cursor else None,
-            ticket.expected_state_version,
-            datetime.fromtimestamp(at, UTC),
-        )
+        ticket, context = self.poll_context(sensor_id, at)
         result: PollResult | str
         try:
             answer: object = connector(context)
@@ -593,6 +605,22 @@ class Kernel:
         out = []
         with self.store.read() as txn:
             for _, primary in txn.scan(Table.OUTBOX, stop=u64(epoch(now) + 1)):
+                out.append(self._row(txn, Table.RUNS, primary))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def launched_runs(
+        self, launcher: str, *, after: str | None = None, limit: int = 100
+    ) -> list[RunRow]:
+        """``LAUNCHED`` runs of ``launcher`` (index lookup), by run id; ``after`` (a run id)
+        pages on. The runtime asks their launcher whether they finished."""
+        _limit(limit)
+        prefix = key(launcher) + b"\x00"
+        start = key(launcher, after) + b"\x00" if after is not None else None
+        out = []
+        with self.store.read() as txn:
+            for _, primary in txn.scan(Table.LAUNCHED, prefix=prefix, start=start):
                 out.append(self._row(txn, Table.RUNS, primary))
                 if len(out) >= limit:
                     break

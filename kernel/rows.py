@@ -172,6 +172,7 @@ class Table(StrEnum):
     EVAL_IDS = "eval_ids"
     RUN_ORDER = "run_order"
     OUTBOX = "outbox"
+    LAUNCHED = "launched"  # launcher, run_id -> run_id of LAUNCHED runs (completion checks)
 
 
 ROW_TYPES: Final[dict[Table, type[_Row]]] = {
@@ -212,10 +213,20 @@ def _outbox(row: Any) -> bytes | None:
     return key(r.next_attempt_at, r.run_id) if due else None  # type: ignore[arg-type]
 
 
+def _launched(row: Any) -> bytes | None:
+    r: RunRow = row
+    live = r.status == "LAUNCHED" and r.launcher is not None
+    return key(r.launcher, r.run_id) if live else None  # type: ignore[arg-type]
+
+
 #: For each table, its indexes: (index table, row -> index key or None).
 INDEXES: Final[dict[Table, tuple[tuple[Table, Callable[[Any], bytes | None]], ...]]] = {
     Table.SCHEDULES: ((Table.DUE_SCHEDULES, _due_schedule),),
     Table.SENSORS: ((Table.DUE_SENSORS, _due_sensor),),
     Table.EVALS: ((Table.EVAL_IDS, _eval_id),),
-    Table.RUNS: ((Table.RUN_ORDER, _run_order), (Table.OUTBOX, _outbox)),
+    Table.RUNS: (
+        (Table.RUN_ORDER, _run_order),
+        (Table.OUTBOX, _outbox),
+        (Table.LAUNCHED, _launched),
+    ),
 }
