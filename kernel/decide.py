@@ -26,11 +26,13 @@ from .errors import InputError, NotFound, PayloadTooLarge
 from .events import (
     Cursor,
     EvalStatus,
+    Event,
     MissedRange,
     Retry,
     RunCompleted,
     RunLaunched,
     RunLaunchFailed,
+    RunRequested,
     ScheduleAdvanced,
     ScheduleDefined,
     ScheduleDeleted,
@@ -60,6 +62,7 @@ __all__ = [
     "poll_ticket",
     "record_poll",
     "record_ticks",
+    "same_poll",
     "tick_id",
     "toggle_schedule",
     "toggle_sensor",
@@ -473,6 +476,24 @@ def record_poll(
         next_eval_at=nxt,
     )
     return [Pending(key, event), *runs]
+
+
+def same_poll(original: Sequence[Event], batch: Sequence[Pending]) -> bool:
+    """Whether ``batch`` records the same outcome as the ``original`` events of its key: a
+    retry of one poll (same ticket, same answer), not a second poller that lost the race with
+    another answer. Failure counts and next evaluation times depend on when it is recorded."""
+
+    def outcome(events: Sequence[Event]) -> tuple[Any, ...]:
+        evaluation: tuple[Any, ...] = ()
+        runs: dict[str, str] = {}
+        for e in events:
+            if isinstance(e, SensorEvaluated):
+                evaluation = (e.eval_id, e.status, e.reason, e.cursor_after, e.run_keys)
+            elif isinstance(e, RunRequested):
+                runs.setdefault(e.run_key, e.fingerprint)  # a repeated key is a no-op
+        return evaluation, runs
+
+    return outcome(original) == outcome([p.event for p in batch])
 
 
 def _cursor_hash(cursor: Cursor | None) -> str:
