@@ -1,0 +1,71 @@
+"""What plugin authors and embedders touch: hooks, plugin values, plugins and the runtime.
+
+A plugin imports only this package::
+
+    from arcoflow.sdk import PollResult, RunRequest, hookimpl
+
+    @hookimpl
+    def arcoflow_poll(context):
+        return PollResult([RunRequest("2030-01-01")], cursor="2030-01-01")
+
+and registers under the ``arcoflow`` entry-point group (see ``docs/plugins.md``). Embedders
+build :class:`Plugins` (``Plugins.discover()`` or ``Plugins()`` + ``register``) and drive a
+kernel with :class:`Runtime`.
+"""
+
+from arcoflow.kernel import (
+    PollContext,
+    PollResult,
+    PushMessage,
+    RunRequest,
+    RunTemplate,
+    ScheduleDefinition,
+    SensorDefinition,
+    TickContext,
+    TickResult,
+)
+
+from .hookspecs import hookimpl
+from .plugins import (
+    PluginBusy,
+    PluginError,
+    PluginGarbage,
+    PluginInfo,
+    PluginLoadError,
+    PluginMissing,
+    PluginProblem,
+    Plugins,
+    PluginTimeout,
+)
+from .runtime import CycleReport, Failure, Runtime
+from .types import ConnectorError, Launch, Launched, LaunchError, RunState
+
+__all__ = [
+    "ConnectorError",
+    "CycleReport",
+    "Failure",
+    "Launch",
+    "LaunchError",
+    "Launched",
+    "PluginBusy",
+    "PluginError",
+    "PluginGarbage",
+    "PluginInfo",
+    "PluginLoadError",
+    "PluginMissing",
+    "PluginProblem",
+    "PluginTimeout",
+    "Plugins",
+    "PollContext",
+    "PollResult",
+    "PushMessage",
+    "RunRequest",
+    "RunState",
+    "RunTemplate",
+    "Runtime",
+    "ScheduleDefinition",
+    "SensorDefinition",
+    "TickContext",
+    "TickResult",
+    "hookimpl",
+]

@@ -17,12 +17,20 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pluggy
-
-from arcoflow.kernel import PollContext, PollResult, PushMessage, RunRequest, TickContext, TickResult
+from arcoflow.kernel import (
+    PollContext,
+    PollResult,
+    PushMessage,
+    RunRequest,
+    TickContext,
+    TickResult,
+)
 
 from .types import Launch, Launched, RunState
 
 hookspec = pluggy.HookspecMarker("arcoflow")
+#: Marks a plugin's function or method as the implementation of the hook of the same name.
+hookimpl = pluggy.HookimplMarker("arcoflow")
 
 # -- sensors -------------------------------------------------------------------------------------
 

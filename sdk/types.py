@@ -7,10 +7,9 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
-
 from arcoflow.kernel import ArcoflowError
 
-__all__ = ["Launch", "LaunchError", "Launched", "RunState"]
+__all__ = ["ConnectorError", "Launch", "LaunchError", "Launched", "RunState"]
 
 
 @attrs.frozen
@@ -45,3 +44,9 @@ class RunState:
 
 class LaunchError(ArcoflowError):
     """A launch attempt failed; the runtime retries with backoff, then gives up."""
+
+
+class ConnectorError(ArcoflowError):
+    """A connector could not poll (bad config, source unreachable): the evaluation is recorded
+    ``FAILED`` with this message and the sensor backs off. Raise it with a message that says
+    what to fix."""

@@ -1,0 +1,121 @@
+"""The daemon: apply a definitions file, then run cycles until told to stop.
+
+``SIGINT`` or ``SIGTERM`` asks the daemon to stop: the cycle in flight finishes — every tick,
+evaluation and launch it started is recorded — and :func:`run_daemon` returns 0. A second
+signal stops at once (``KeyboardInterrupt``); a write cut short that way is rolled back by the
+store, never half-applied. Several daemons may run on one store: idempotency keys and
+compare-and-set make their duplicate work harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from arcoflow.kernel import InputError, Kernel, StoreError, load_definitions
+
+from .plugins import Plugins
+from .runtime import Listener, Runtime
+
+__all__ = ["run_daemon"]
+
+log = logging.getLogger("arcoflow.daemon")
+
+
+def run_daemon(
+    kernel: Kernel,
+    plugins: Plugins,
+    definitions_path: str | None,
+    interval: float,
+    once: bool,
+    *,
+    duration: float | None = None,
+    listener: Listener | None = None,
+    clock: Callable[[], int] | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Apply ``definitions_path`` (if given), then run a cycle every ``interval`` seconds.
+
+    ``once``: one cycle, then return. ``duration``: stop after that many seconds. ``stop``: an
+    event another thread may set to stop the daemon (signals set it too). ``listener`` sees
+    each change applied (``("change", Change)``) and everything the cycles do (see
+    :data:`~arcoflow.sdk.runtime.Listener`).
+
+    Returns the exit code: 0 after a clean stop, 1 if the store failed. A definitions file that
+    does not load raises :class:`~arcoflow.kernel.InvalidDefinition` before anything is written.
+    """
+    if interval <= 0:
+        raise InputError(f"interval must be positive, got {interval}")
+    launchers: dict[str, dict[str, object]] = {}
+    if definitions_path is not None:
+        definitions = load_definitions(definitions_path)
+        launchers = {name: dict(table) for name, table in definitions.launchers.items()}
+        runtime = Runtime(kernel, plugins, launchers, clock=clock, listener=listener)
+        for change in kernel.apply(definitions, now=clock() if clock else None):
+            log.info(
+                "%s %s %s (version %d)",
+                change.kind,
+                change.id,
+                change.action,
+                change.definition_version,
+            )
+            if listener is not None:
+                listener("change", change)
+    else:
+        runtime = Runtime(kernel, plugins, clock=clock, listener=listener)
+    stop = stop or threading.Event()
+    deadline = None if duration is None else time.monotonic() + duration
+    cycles = 0
+    with _stop_on_signals(stop):
+        while True:
+            try:
+                report = runtime.cycle()
+            except StoreError as exc:
+                log.error("the store failed; stopping: %s", exc)
+                return 1
+            cycles += 1
+            log.debug("cycle %d: %s", cycles, report.summary())
+            if once or stop.is_set():
+                break
+            wait = interval
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    break
+            if stop.wait(wait):
+                break
+    log.info("stopped cleanly after %d cycle(s)", cycles)
+    return 0
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (the cycle in flight finishes); a second one interrupts.
+
+    Signal handlers can only be installed from the main thread; elsewhere (an embedder's
+    worker thread) the caller stops the daemon through ``stop``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning(
+            "%s: finishing the cycle in flight, then stopping (send again to stop now)",
+            signal.Signals(signum).name,
+        )
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

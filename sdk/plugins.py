@@ -1,0 +1,520 @@
+"""The typed facade over pluggy: the only way the rest of arcoflow reaches a plugin.
+
+A :class:`Plugins` holds a :class:`pluggy.PluginManager` for the project ``arcoflow`` with the
+specs of :mod:`arcoflow.sdk.hookspecs`. Definitions name the plugin that serves them
+(``connector = "filesystem"``, ``launcher = "subprocess"``, ``evaluator = "business-days"``),
+and each call goes to *that plugin's* implementation only.
+
+Every call is isolated. A plugin that raises, hangs past its timeout or returns something
+that is not the documented type becomes a *reason* (a string, or a typed
+:class:`PluginError` for callables handed to the kernel), which the kernel records as the
+failure of that sensor, tick or launch. Nothing a plugin does can stop a cycle.
+
+Timeouts: the call runs in a daemon worker thread and the caller stops waiting after
+``timeout`` seconds. Python cannot kill a thread, so a hung call is *abandoned*, not stopped:
+its thread keeps running until the plugin returns (its result is then dropped), and the
+process exits without waiting for it. While an abandoned call for the same sensor, tick or run
+is still running, a new call for it is refused ("still running") rather than piling up
+threads; :attr:`Plugins.abandoned` counts the calls given up on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, NamedTuple
+
+import pluggy
+from arcoflow.kernel import (
+    ArcoflowError,
+    PollContext,
+    PollResult,
+    PushMessage,
+    RunRequest,
+    SensorDefinition,
+    TickContext,
+    TickResult,
+)
+
+from . import hookspecs
+from .types import Launch, Launched, RunState
+
+__all__ = [
+    "DISABLE_ENV",
+    "ENTRY_POINT_GROUP",
+    "PluginBusy",
+    "PluginError",
+    "PluginGarbage",
+    "PluginInfo",
+    "PluginLoadError",
+    "PluginMissing",
+    "PluginProblem",
+    "PluginTimeout",
+    "Plugins",
+]
+
+log = logging.getLogger("arcoflow.plugins")
+
+#: The entry-point group plugins register under (``[project.entry-points.arcoflow]``).
+ENTRY_POINT_GROUP: Final = "arcoflow"
+#: Comma-separated entry-point names not to load; ``*`` blocks every entry point.
+DISABLE_ENV: Final = "ARCOFLOW_DISABLE_PLUGINS"
+#: The hooks of :mod:`arcoflow.sdk.hookspecs`, in lifecycle order.
+HOOKS: Final = (
+    "arcoflow_poll",
+    "arcoflow_push",
+    "arcoflow_evaluate_tick",
+    "arcoflow_launch",
+    "arcoflow_run_state",
+    "arcoflow_add_commands",
+)
+_ROLE: Final = {
+    "arcoflow_poll": "connector",
+    "arcoflow_push": "connector",
+    "arcoflow_evaluate_tick": "evaluator",
+    "arcoflow_launch": "launcher",
+    "arcoflow_run_state": "launcher",
+    "arcoflow_add_commands": "command",
+}
+_MAX_EXTERNAL_ID: Final = 1024
+_MAX_DETAIL: Final = 4096
+
+Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
+Register = Callable[[str, Handler], None]
+
+
+class PluginError(ArcoflowError):
+    """A plugin call did not give a usable answer; the message is the recorded reason."""
+
+
+class PluginMissing(PluginError):
+    """No plugin of that name is installed, or it does not implement the hook."""
+
+
+class PluginTimeout(PluginError):
+    """A plugin did not answer within its timeout; the call was abandoned (not killed)."""
+
+
+class PluginBusy(PluginError):
+    """An earlier, abandoned call for the same sensor, tick or run is still running."""
+
+
+class PluginGarbage(PluginError):
+    """A plugin returned something other than the documented type."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin could not be imported or does not match the hook specifications."""
+
+
+class PluginInfo(NamedTuple):
+    """One registered plugin: its name, the hooks it implements and where it came from."""
+
+    name: str
+    hooks: tuple[str, ...]
+    source: str
+
+
+class PluginProblem(NamedTuple):
+    """A plugin that was found but could not be registered."""
+
+    name: str
+    source: str
+    error: str
+
+
+def describe_error(exc: BaseException) -> str:
+    """``TypeName: message``: the reason recorded for a plugin's exception."""
+    text = str(exc).strip()
+    if isinstance(exc, PluginError):  # already phrased as a reason
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Plugins:
+    """The installed plugins, and typed, isolated calls to them.
+
+    >>> from arcoflow.sdk import Plugins, hookimpl, Launched
+    >>> class Echo:
+    ...     @hookimpl
+    ...     def arcoflow_launch(self, launch):
+    ...         return Launched(external_id=launch.run_id)
+    >>> plugins = Plugins()
+    >>> plugins.register(Echo(), "echo")
+    >>> plugins.names()
+    ['echo']
+    """
+
+    def __init__(self) -> None:
+        self._pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self._pm.add_hookspecs(hookspecs)
+        self._sources: dict[str, str] = {}
+        self._problems: list[PluginProblem] = []
+        self._callers: dict[tuple[str, str], Callable[..., Any]] = {}
+        self._busy: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        #: How many calls were abandoned after their timeout (their threads may still run).
+        self.abandoned = 0
+
+    # -- discovery and registration ------------------------------------------------------------
+
+    @classmethod
+    def discover(cls, block: Iterable[str] = ()) -> Plugins:
+        """Plugins from the ``arcoflow`` entry-point group of every installed distribution.
+
+        Names in ``block`` and in ``$ARCOFLOW_DISABLE_PLUGINS`` (comma-separated; ``*`` for
+        all) are skipped. A plugin that fails to import or to validate is left out and listed
+        by :meth:`problems`; the others load regardless.
+        """
+        plugins = cls()
+        blocked = {b.strip() for b in block} | {
+            b.strip() for b in os.environ.get(DISABLE_ENV, "").split(",")
+        }
+        blocked.discard("")
+        seen: dict[str, str] = {}
+        for dist in importlib.metadata.distributions():
+            for ep in dist.entry_points:
+                if ep.group != ENTRY_POINT_GROUP:
+                    continue
+                if "*" in blocked or ep.name in blocked:
+                    log.debug("plugin %r is blocked", ep.name)
+                    continue
+                if seen.get(ep.name) == ep.value:
+                    continue  # one distribution found twice on sys.path
+                seen[ep.name] = ep.value
+                source = f"{dist.metadata['Name']} {dist.version} ({ep.value})"
+                if plugins._pm.has_plugin(ep.name):
+                    plugins._problems.append(
+                        PluginProblem(
+                            ep.name, source, f"another plugin is already named {ep.name!r}"
+                        )
+                    )
+                    continue
+                try:
+                    plugin = ep.load()
+                    plugins.register(plugin, ep.name, source)
+                except Exception as exc:  # one broken plugin must not stop the others
+                    reason = describe_error(exc)
+                    log.warning("plugin %r (%s) not loaded: %s", ep.name, source, reason)
+                    plugins._problems.append(PluginProblem(ep.name, source, reason))
+        return plugins
+
+    def register(self, plugin: object, name: str, source: str | None = None) -> None:
+        """Register ``plugin`` (a module, class instance or any object with hook
+        implementations) under ``name``, the name definitions use to refer to it.
+
+        Raises :class:`PluginLoadError` if the name is taken or a hook implementation does
+        not match its specification (an unknown ``arcoflow_*`` hook name, a wrong argument).
+        """
+        if not isinstance(name, str) or not name:
+            raise PluginLoadError(f"plugin name {name!r} must be a non-empty string")
+        if self._pm.has_plugin(name):
+            raise PluginLoadError(f"a plugin named {name!r} is already registered")
+        try:
+            self._pm.register(plugin, name)
+        except ValueError as exc:  # the same object under another name
+            raise PluginLoadError(f"plugin {name!r}: {exc}") from None
+        except pluggy.PluginValidationError as exc:
+            raise PluginLoadError(f"plugin {name!r}: {exc}") from None
+        try:  # an implementation of a hook that has no spec is a typo: refuse it now
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self._pm.unregister(name=name)
+            raise PluginLoadError(
+                f"plugin {name!r}: {exc} (the hooks are {', '.join(HOOKS)})"
+            ) from None
+        self._sources[name] = source or f"registered in code ({_origin(plugin)})"
+        self._callers.clear()
+
+    def unregister(self, name: str) -> None:
+        """Remove the plugin registered under ``name`` (no error if there is none)."""
+        if self._pm.has_plugin(name):
+            self._pm.unregister(name=name)
+        self._sources.pop(name, None)
+        self._callers.clear()
+
+    def get(self, name: str) -> object | None:
+        """The plugin object registered under ``name``, or ``None``."""
+        plugin: object | None = self._pm.get_plugin(name)
+        return plugin
+
+    def names(self) -> list[str]:
+        """Names of the registered plugins, sorted."""
+        return sorted(self._sources)
+
+    def implements(self, name: str, hook: str) -> bool:
+        """Whether the plugin ``name`` implements ``hook`` (e.g. ``"arcoflow_run_state"``)."""
+        return any(i.plugin_name == name for i in getattr(self._pm.hook, hook).get_hookimpls())
+
+    def describe(self) -> list[PluginInfo]:
+        """Each registered plugin with the hooks it implements and its source, by name."""
+        return [
+            PluginInfo(name, tuple(h for h in HOOKS if self.implements(name, h)), source)
+            for name, source in sorted(self._sources.items())
+        ]
+
+    def problems(self) -> list[PluginProblem]:
+        """Plugins found by :meth:`discover` that could not be loaded, with the reason."""
+        return list(self._problems)
+
+    # -- isolated calls ------------------------------------------------------------------------
+
+    def _caller(self, hook: str, name: str) -> Callable[..., Any]:
+        cached = self._callers.get((hook, name))
+        if cached is not None:
+            return cached
+        role = _ROLE[hook]
+        if not self._pm.has_plugin(name):
+            raise PluginMissing(f"no {role} plugin {name!r} installed")
+        if not self.implements(name, hook):
+            raise PluginMissing(f"plugin {name!r} is not a {role}: it does not implement {hook}")
+        others = [p for n, p in self._pm.list_name_plugin() if n != name and p is not None]
+        caller: Callable[..., Any] = self._pm.subset_hook_caller(hook, others)
+        self._callers[(hook, name)] = caller
+        return caller
+
+    def _call(
+        self,
+        hook: str,
+        name: str,
+        timeout: float | None,
+        subject: str,
+        **kwargs: Any,
+    ) -> object:
+        """Call ``name``'s ``hook`` in a worker thread, waiting at most ``timeout`` seconds.
+
+        Raises :class:`PluginError` for arcoflow's own reasons and re-raises what the plugin
+        raised (an ``Exception``; a ``BaseException`` such as ``SystemExit`` becomes a
+        :class:`PluginError`, so a plugin cannot end the daemon).
+        """
+        caller = self._caller(hook, name)
+        role = _ROLE[hook]
+        slot = (hook, subject)
+        with self._lock:
+            if slot in self._busy:
+                what = subject.partition(" ")[0]
+                raise PluginBusy(
+                    f"{role} {name!r}: an earlier call for this {what} timed out and is still "
+                    "running; not calling again until it returns"
+                )
+            self._busy.add(slot)
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["value"] = caller(**kwargs)
+            except BaseException as exc:  # reported to the caller, never lost in the thread
+                box["error"] = exc
+            finally:
+                with self._lock:
+                    self._busy.discard(slot)
+                done.set()
+
+        thread = threading.Thread(target=work, name=f"arcoflow {role} {name}", daemon=True)
+        thread.start()
+        if not done.wait(timeout):
+            with self._lock:
+                self.abandoned += 1
+            log.warning("%s %r: call for %s abandoned after %gs", role, name, subject, timeout)
+            raise PluginTimeout(
+                f"{role} {name!r} did not answer within {timeout:g}s (the call was abandoned)"
+            )
+        error = box.get("error")
+        if error is not None:
+            if isinstance(error, Exception):
+                raise error
+            raise PluginError(f"{role} {name!r} raised {type(error).__name__}")
+        return box.get("value")
+
+    def poll(self, connector: str, context: PollContext, timeout: float) -> PollResult | str:
+        """Ask ``connector`` for new data: its :class:`PollResult`, or the reason it failed."""
+        subject = f"sensor {context.sensor.id!r}"
+        try:
+            result = self._call("arcoflow_poll", connector, timeout, subject, context=context)
+            return _poll_result(connector, result)
+        except Exception as exc:
+            reason = describe_error(exc)
+            log.warning("poll of %s failed: %s", subject, reason)
+            return reason
+
+    def push_mapper(
+        self, sensor: SensorDefinition
+    ) -> Callable[[PushMessage], Sequence[RunRequest] | None] | None:
+        """The callable the kernel's ``ingest(connector=...)`` takes for ``sensor``, or
+        ``None`` when the sensor names no connector (one default run per message).
+
+        The callable raises :class:`PluginError` (or what the plugin raised); the kernel
+        records that as the message's ``FAILED`` evaluation.
+        """
+        connector = sensor.connector
+        if connector is None:
+            return None
+
+        def mapper(message: PushMessage) -> Sequence[RunRequest] | None:
+            subject = f"message {message.message_id!r} of sensor {sensor.id!r}"
+            result = self._call(
+                "arcoflow_push", connector, sensor.timeout, subject, message=message
+            )
+            return _push_result(connector, result)
+
+        return mapper
+
+    def evaluator(self, timeout: float) -> Callable[[TickContext], TickResult]:
+        """The ``evaluate=`` callable of ``Kernel.evaluate_schedules``: calls the plugin named
+        by each schedule's ``evaluator``; raises :class:`PluginError` (recorded as the tick's
+        ``FAILED`` reason) when it is missing, hangs or returns garbage."""
+
+        def evaluate(context: TickContext) -> TickResult:
+            name = context.schedule.evaluator
+            if name is None:  # the kernel does not ask; a default tick needs no plugin
+                return TickResult()
+            subject = f"tick {context.tick_id}"
+            try:
+                result = self._call(
+                    "arcoflow_evaluate_tick", name, timeout, subject, context=context
+                )
+                return _tick_result(name, result)
+            except Exception as exc:
+                log.warning("evaluation of %s failed: %s", subject, describe_error(exc))
+                raise
+
+        return evaluate
+
+    def launch(self, launcher: str, launch: Launch, timeout: float) -> Launched | str:
+        """Hand a run to ``launcher``: its :class:`Launched`, or the reason the attempt failed."""
+        subject = f"run {launch.run_id}"
+        try:
+            result = self._call("arcoflow_launch", launcher, timeout, subject, launch=launch)
+            return _launched(launcher, result)
+        except Exception as exc:
+            reason = describe_error(exc)
+            log.warning("launch of %s (%s) failed: %s", subject, launch.run_key, reason)
+            return reason
+
+    def run_state(
+        self, launcher: str, launch: Launch, external_id: str | None, timeout: float
+    ) -> RunState | str | None:
+        """Ask ``launcher`` whether a launched run finished: :class:`RunState`, ``None``
+        (still running or unknown) or the reason the question failed."""
+        subject = f"run {launch.run_id}"
+        try:
+            result = self._call(
+                "arcoflow_run_state",
+                launcher,
+                timeout,
+                subject,
+                launch=launch,
+                external_id=external_id,
+            )
+            return _run_state(launcher, result)
+        except Exception as exc:
+            reason = describe_error(exc)
+            log.warning("state of %s failed: %s", subject, reason)
+            return reason
+
+    def add_commands(
+        self,
+        subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+        register: Register,
+    ) -> list[PluginProblem]:
+        """Let every plugin add CLI subcommands. A plugin that raises is skipped (and
+        returned as a problem); the CLI works without its commands."""
+        problems = []
+        for name in self.names():
+            if not self.implements(name, "arcoflow_add_commands"):
+                continue
+            caller = self._pm.subset_hook_caller(
+                "arcoflow_add_commands",
+                [p for n, p in self._pm.list_name_plugin() if n != name and p is not None],
+            )
+            try:
+                caller(subparsers=subparsers, register=register)
+            except Exception as exc:
+                reason = describe_error(exc)
+                log.warning("plugin %r could not add its commands: %s", name, reason)
+                problems.append(PluginProblem(name, self._sources[name], reason))
+        return problems
+
+
+# -- return-value checks (a plugin's "garbage" is recorded, never passed on) -------------------
+
+
+def _requests(what: str, value: object) -> list[RunRequest]:
+    if not isinstance(value, (list, tuple)):
+        raise PluginGarbage(f"{what} must be a list of RunRequest, not {type(value).__name__}")
+    bad = [type(r).__name__ for r in value if not isinstance(r, RunRequest)]
+    if bad:
+        raise PluginGarbage(f"{what} must hold RunRequest values only, found {bad[0]}")
+    return list(value)
+
+
+def _optional_str(what: str, value: object, limit: int) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise PluginGarbage(f"{what} must be a string or None, not {type(value).__name__}")
+    if value is not None and len(value) > limit:
+        raise PluginGarbage(f"{what} is {len(value)} characters; the limit is {limit}")
+    return value
+
+
+def _poll_result(name: str, value: object) -> PollResult:
+    if not isinstance(value, PollResult):
+        raise PluginGarbage(f"connector {name!r} returned {type(value).__name__}, not PollResult")
+    _requests(f"connector {name!r}: run_requests", value.run_requests)
+    if value.cursor is not None and not isinstance(value.cursor, (str, bytes)):
+        raise PluginGarbage(
+            f"connector {name!r}: cursor must be str, bytes or None, "
+            f"not {type(value.cursor).__name__}"
+        )
+    version = value.cursor_version
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**31:
+        raise PluginGarbage(f"connector {name!r}: cursor_version {version!r} is not an int >= 0")
+    _optional_str(f"connector {name!r}: skip_reason", value.skip_reason, _MAX_DETAIL)
+    return value
+
+
+def _push_result(name: str, value: object) -> list[RunRequest] | None:
+    if value is None:
+        return None
+    return _requests(f"connector {name!r} (push)", value)
+
+
+def _tick_result(name: str, value: object) -> TickResult:
+    if not isinstance(value, TickResult):
+        raise PluginGarbage(f"evaluator {name!r} returned {type(value).__name__}, not TickResult")
+    if value.run_requests is not None:
+        _requests(f"evaluator {name!r}: run_requests", value.run_requests)
+    _optional_str(f"evaluator {name!r}: skip_reason", value.skip_reason, _MAX_DETAIL)
+    return value
+
+
+def _launched(name: str, value: object) -> Launched:
+    if not isinstance(value, Launched):
+        raise PluginGarbage(f"launcher {name!r} returned {type(value).__name__}, not Launched")
+    _optional_str(f"launcher {name!r}: external_id", value.external_id, _MAX_EXTERNAL_ID)
+    return value
+
+
+def _run_state(name: str, value: object) -> RunState | None:
+    if value is None:
+        return None
+    if not isinstance(value, RunState):
+        raise PluginGarbage(f"launcher {name!r} returned {type(value).__name__}, not RunState")
+    if value.status not in ("succeeded", "failed"):
+        raise PluginGarbage(
+            f"launcher {name!r}: RunState status {value.status!r} is not 'succeeded' or 'failed'"
+        )
+    _optional_str(f"launcher {name!r}: detail", value.detail, _MAX_DETAIL)
+    return value
+
+
+def _origin(plugin: object) -> str:
+    module = getattr(plugin, "__name__", None)
+    if isinstance(module, str) and type(plugin).__name__ == "module":
+        return module
+    cls = type(plugin)
+    return f"{cls.__module__}.{cls.__qualname__}"
