@@ -83,7 +83,9 @@ class SubprocessLauncher:
                     os.makedirs(config.log_dir, exist_ok=True)
                     output = open(os.path.join(config.log_dir, f"{launch.run_id}.log"), "ab")  # noqa: SIM115
                 except OSError as exc:
-                    raise LaunchError(f"cannot open the log in {config.log_dir!r}: {exc}") from None
+                    raise LaunchError(
+                        f"subprocess launcher: cannot open the log in {config.log_dir!r}: {exc}"
+                    ) from None
             try:
                 proc = subprocess.Popen(
                     config.command,
@@ -96,7 +98,8 @@ class SubprocessLauncher:
                 )
             except OSError as exc:
                 raise LaunchError(
-                    f"cannot start {config.command[0]!r}: {exc.strerror or exc}"
+                    f"subprocess launcher: cannot start {config.command[0]!r}: "
+                    f"{exc.strerror or exc}"
                 ) from None
             finally:
                 if not isinstance(output, int):

@@ -1,0 +1,169 @@
+"""The subprocess launcher: the run in the child's environment, its pid recorded, its exit
+status reported, one process per run id."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from arcoflow.kernel import Kernel, RunRow, RunTemplate
+from arcoflow.plugins.subprocess_launcher import SubprocessLauncher
+from arcoflow.sdk import Plugins, Runtime
+from arcoflow.sdk.testing import temporary_kernel
+
+from .helpers import T0
+
+CHILD = textwrap.dedent(
+    """
+    import json, os, sys
+    names = [n for n in os.environ if n.startswith("ARCOFLOW_") or n == "EXTRA"]
+    record = {n: os.environ[n] for n in names} | {"pid": os.getpid(), "cwd": os.getcwd()}
+    out = os.path.join(sys.argv[1], os.environ["ARCOFLOW_RUN_ID"] + ".json")
+    with open(out, "a") as fh:
+        fh.write(json.dumps(record) + "\\n")
+    print("hello from", os.environ["ARCOFLOW_TARGET"])
+    config = json.loads(os.environ["ARCOFLOW_CONFIG"])
+    if config.get("signal"):
+        os.kill(os.getpid(), config["signal"])
+    sys.exit(config.get("exit", 0))
+    """
+)
+
+
+@pytest.fixture
+def kernel() -> Iterator[Kernel]:
+    with temporary_kernel() as k:
+        yield k
+
+
+@pytest.fixture
+def launcher() -> SubprocessLauncher:
+    return SubprocessLauncher()
+
+
+def _runtime(kernel: Kernel, launcher: SubprocessLauncher, **config: Any) -> Runtime:
+    plugins = Plugins()
+    plugins.register(launcher, "subprocess")
+    return Runtime(kernel, plugins, {"subprocess": config})
+
+
+def _request(kernel: Kernel, key: str, **config: Any) -> RunRow:
+    template = RunTemplate("etl.load", launcher="subprocess", config=config, tags={"team": "data"})
+    return kernel.request_run(key, template, now=T0)
+
+
+def test_the_child_sees_the_run_and_its_pid_and_exit_status_are_recorded(
+    kernel: Kernel, launcher: SubprocessLauncher, tmp_path: Path
+) -> None:
+    runtime = _runtime(
+        kernel,
+        launcher,
+        command=[sys.executable, "-c", CHILD, str(tmp_path)],
+        env={"EXTRA": "yes"},
+        cwd=str(tmp_path),
+    )
+    ok = _request(kernel, "ok", region="eu")
+    bad = _request(kernel, "bad", exit=3)
+    killed = _request(kernel, "killed", signal=9)
+    report = runtime.cycle(T0)
+    assert {r.status for r in report.launches} == {"LAUNCHED"}
+    codes = {
+        key: launcher.wait(run.run_id, timeout=30)
+        for key, run in (("ok", ok), ("bad", bad), ("killed", killed))
+    }
+    assert codes == {"ok": 0, "bad": 3, "killed": -9}
+    seen = json.loads((tmp_path / f"{ok.run_id}.json").read_text())
+    assert seen["ARCOFLOW_RUN_ID"] == ok.run_id
+    assert seen["ARCOFLOW_RUN_KEY"] == "manual:ok"
+    assert seen["ARCOFLOW_TARGET"] == "etl.load"
+    assert seen["ARCOFLOW_ORIGIN"] == "manual"
+    assert seen["ARCOFLOW_ATTEMPT"] == "1"
+    assert json.loads(seen["ARCOFLOW_CONFIG"]) == {"region": "eu"}
+    assert json.loads(seen["ARCOFLOW_TAGS"]) == {"team": "data"}
+    assert seen["EXTRA"] == "yes" and Path(seen["cwd"]) == tmp_path
+    assert kernel.run(ok.run_id).external_id == str(seen["pid"])
+    done = {r.run_id: r for r in runtime.cycle(T0 + 5).completions}
+    assert (done[ok.run_id].status, done[ok.run_id].detail) == ("SUCCEEDED", None)
+    assert (done[bad.run_id].status, done[bad.run_id].detail) == ("FAILED", "exit status 3")
+    assert (done[killed.run_id].status, done[killed.run_id].detail) == (
+        "FAILED",
+        "killed by SIGKILL",
+    )
+    assert kernel.launched_runs("subprocess") == [] and kernel.verify().ok
+
+
+def test_one_process_per_run_id(
+    kernel: Kernel, launcher: SubprocessLauncher, tmp_path: Path
+) -> None:
+    runtime = _runtime(kernel, launcher, command=[sys.executable, "-c", CHILD, str(tmp_path)])
+    run = _request(kernel, "once")
+    [row] = runtime.cycle(T0).launches
+    again = runtime._launch(row, 2)  # the outbox handing it over a second time
+    launched = launcher.arcoflow_launch(again)
+    assert launched.external_id == row.external_id
+    launcher.wait(run.run_id, timeout=30)
+    assert launcher.arcoflow_launch(again).external_id == row.external_id  # also once finished
+    lines = (tmp_path / f"{run.run_id}.json").read_text().splitlines()
+    assert len(lines) == 1
+
+
+def test_output_goes_to_the_log_dir(
+    kernel: Kernel, launcher: SubprocessLauncher, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    runtime = _runtime(
+        kernel,
+        launcher,
+        command=[sys.executable, "-c", CHILD, str(tmp_path)],
+        log_dir=str(logs),
+    )
+    run = _request(kernel, "logged")
+    runtime.cycle(T0)
+    launcher.wait(run.run_id, timeout=30)
+    assert (logs / f"{run.run_id}.log").read_text() == "hello from etl.load\n"
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        ({}, "set [launchers.subprocess] command"),
+        ({"command": ["/nonexistent/arcoflow-program"]}, "cannot start '/nonexistent/"),
+        ({"command": "true", "cwd": "/nonexistent/dir"}, "cwd '/nonexistent/dir'"),
+        ({"command": "true", "env": {"N": 1}}, "env must map names to string values"),
+    ],
+)
+def test_a_launch_that_cannot_start_is_a_failed_attempt(
+    kernel: Kernel, launcher: SubprocessLauncher, config: dict[str, Any], reason: str
+) -> None:
+    runtime = _runtime(kernel, launcher, **config)
+    _request(kernel, "x")
+    [row] = runtime.cycle(T0).launches
+    assert row.status == "REQUESTED" and row.attempts == 1
+    assert row.last_error is not None
+    assert row.last_error.startswith("LaunchError: subprocess launcher: ")
+    assert reason in row.last_error
+
+
+def test_a_command_string_is_split_like_a_shell(
+    kernel: Kernel, launcher: SubprocessLauncher, tmp_path: Path
+) -> None:
+    marker = tmp_path / "it ran"
+    runtime = _runtime(kernel, launcher, command=f"touch '{marker}'")
+    run = _request(kernel, "s")
+    runtime.cycle(T0)
+    assert launcher.wait(run.run_id, timeout=30) == 0 and marker.exists()
+
+
+def test_runs_started_elsewhere_are_unknown_not_failed(
+    kernel: Kernel, launcher: SubprocessLauncher
+) -> None:
+    run = _request(kernel, "elsewhere")
+    kernel.record_launch(run.run_id, external_id="12345", now=T0)
+    runtime = _runtime(kernel, launcher, command="true")
+    report = runtime.cycle(T0 + 5)
+    assert report.idle and kernel.run(run.run_id).status == "LAUNCHED"
