@@ -72,8 +72,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import pluggy
 from arcoflow.kernel import Kernel
+from arcoflow.sdk import hookimpl
 
 from .routes import (
     ROUTES,
@@ -106,14 +106,11 @@ __all__ = [
     "arcoflow_add_commands",
     "decode_cursor",
     "encode_cursor",
-    "hookimpl",
     "make_server",
     "openapi_document",
     "serve_command",
     "serve_until_stopped",
 ]
-
-hookimpl = pluggy.HookimplMarker("arcoflow")  # the same marker as arcoflow.sdk.hookimpl
 
 
 def serve_until_stopped(server: ApiServer, stop: threading.Event | None = None) -> None:

@@ -11,6 +11,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +39,8 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_CONNECTIONS", "ApiServer", "ma
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 DEFAULT_MAX_CONNECTIONS: Final = 64
 DRAIN_SECONDS: Final = 10.0
+_LINGER_SECONDS: Final = 2.0
+_LINGER_BYTES: Final = 16 * 1024 * 1024
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -76,10 +79,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._body_read = False
         with self.server.in_flight():
             status, body, headers = self._respond()
-            if not self._body_read and self._has_body():
-                # The unread body would be parsed as the next request: end the connection.
+            unread = not self._body_read and self._has_body()
+            if unread:  # it would be parsed as the next request: end the connection
                 self.close_connection = True
             self._send(status, body, headers)
+            if unread:
+                self._linger()
 
     def _respond(self) -> tuple[int, JSON, Sequence[tuple[str, str]]]:
         split = urlsplit(self.path)
@@ -118,6 +123,23 @@ class _Handler(BaseHTTPRequestHandler):
             if status >= 500 and status != 503:
                 log.exception("%s %s failed", self.command, self.path)
             return status, error_body(type_, message), headers
+
+    def _linger(self) -> None:
+        """Half-close, then read and drop what the client is still sending (bounded in bytes
+        and time). Closing a socket with unread input resets the connection, and the reset
+        can destroy the answer (a 413, a 415) before the client has read it."""
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(_LINGER_SECONDS)
+            deadline = time.monotonic() + _LINGER_SECONDS
+            dropped = 0
+            while dropped < _LINGER_BYTES and time.monotonic() < deadline:
+                chunk = self.connection.recv(64 * 1024)
+                if not chunk:
+                    break
+                dropped += len(chunk)
+        except OSError:
+            pass  # the client is gone or stalls: close anyway
 
     def _has_body(self) -> bool:
         length = self.headers.get("Content-Length", "0").strip()
