@@ -438,13 +438,17 @@ class Kernel:
         """
         at = epoch(now)
         row = self.sensor(sensor_id)
-        eval_id = derived_id(f"push/{sensor_id}/{message_id}")
+        try:
+            eval_id = derived_id(f"push/{sensor_id}/{message_id}")
+        except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\ud800" escape
+            raise InputError("message id must be valid Unicode text") from None
         earlier = self._evaluation_or_none(eval_id)
         if earlier is not None:  # the connector is not asked twice about one message
             return Ingested(earlier, True)
         try:
             size = len(msgspec.json.encode(payload))
-        except (TypeError, msgspec.EncodeError) as exc:
+            msgspec.msgpack.encode(payload)  # the log's encoding: ints must fit in 64 bits
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
             raise InputError(f"payload must be JSON data: {exc}") from exc
         if size > row.definition.max_payload_bytes:
             decide.ingest(row, message_id, payload, size, [])  # raises PayloadTooLarge
