@@ -7,6 +7,7 @@ bounded by ``max_connections`` (more are answered 503 at once).
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 import sys
@@ -180,10 +181,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise bad_request("InvalidRequest", "the body is shorter than its Content-Length")
         self._body_read = True
         try:
-            return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-            raise bad_request("InvalidJSON", f"the body is not valid JSON: {detail}") from None
+            text = data.decode("utf-8")
+            return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        except UnicodeDecodeError:
+            raise bad_request("InvalidJSON", "the body is not valid UTF-8") from None
+        except RecursionError:
+            raise bad_request("InvalidJSON", "the body is nested too deeply") from None
+        except ValueError as exc:
+            raise bad_request("InvalidJSON", f"the body is not valid JSON: {exc}") from None
 
     def _send(self, status: int, body: JSON, headers: Sequence[tuple[str, str]] = ()) -> None:
         # ASCII escapes: a lone surrogate from a client's JSON can never break the encoding.
@@ -222,6 +227,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: JSON has no infinity, and neither do the views
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 class ApiServer(ThreadingHTTPServer):

@@ -194,6 +194,7 @@ def test_a_failing_push_mapper_is_a_failed_evaluation_not_an_error(kernel: Kerne
 # -- refusals: every one a JSON error, never a traceback -------------------------------------
 
 BIG = 1024 * 1024  # the server's default body limit
+HUGE = b"0" * 30  # digits of an integer beyond 64 bits
 
 
 @pytest.mark.parametrize(
@@ -203,6 +204,11 @@ BIG = 1024 * 1024  # the server's default body limit
         ("POST", MESSAGES, b"{not json", {}, 400, "InvalidJSON"),
         ("POST", MESSAGES, b"", {}, 400, "InvalidJSON"),
         ("POST", MESSAGES, b'{"a": NaN}', {}, 400, "InvalidJSON"),
+        ("POST", MESSAGES, b'{"a": -Infinity}', {}, 400, "InvalidJSON"),
+        ("POST", MESSAGES, b'{"message_id": "f", "payload": 1e400}', {}, 400, "InvalidJSON"),
+        ("POST", MESSAGES, b'{"message_id": "i", "payload": 1%s}' % HUGE, {}, 400, "InputError"),
+        ("POST", MESSAGES, b'{"message_id": "s", "payload": "\\ud800"}', {}, 400, "InputError"),
+        ("POST", MESSAGES, b'{"message_id": "\\udfff"}', {}, 400, "InputError"),
         ("POST", MESSAGES, b"\xff\xfe{}", {}, 400, "InvalidJSON"),
         ("POST", MESSAGES, b"[" * 100_000 + b"]" * 100_000, {}, 400, "InvalidJSON"),
         ("POST", MESSAGES, b"x" * (BIG + 1), {}, 413, "RequestTooLarge"),
