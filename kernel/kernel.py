@@ -572,7 +572,10 @@ class Kernel:
         if origin not in ("manual", "backfill"):
             raise InputError(f"origin {origin!r} must be 'manual' or 'backfill'")
         event = request_run(origin, requested_by, template, RunRequest(run_key), run_key)
-        self._append([Pending(f"run/{requested_by}>{event.run_key}@{at}", event)], at)
+        # The fingerprint is part of the request's identity: a request with other content at
+        # the same instant is not a duplicate, it is a conflict and must be recorded as one.
+        batch = [Pending(f"run/{requested_by}>{event.run_key}@{at}#{event.fingerprint}", event)]
+        self._append(batch, at)
         return self.run(event.run_id)
 
     def run(self, run_id_: str) -> RunRow:
