@@ -239,7 +239,7 @@ class Runtime:
         recorded: list[EvalRow] = []
         for sensor_id in self.kernel.due_sensors(self._at(now), limit=self.batch):
             try:
-                row = self.poll_sensor(sensor_id, now)
+                row = self._poll(sensor_id, now, only_if_due=True)
             except StoreError:
                 raise
             except (NotFound, InputError) as exc:
@@ -248,7 +248,9 @@ class Runtime:
             except Exception as exc:
                 self._error(report, "sensor", sensor_id, exc)
                 continue
-            if row is None:
+            if row == "not due":
+                continue
+            if row == "conflict":
                 report.conflicts.append(sensor_id)
                 self._emit("conflict", sensor_id)
                 continue
@@ -262,12 +264,27 @@ class Runtime:
         return recorded
 
     def poll_sensor(self, sensor_id: str, now: int | None = None) -> EvalRow | None:
-        """Poll one sensor through its connector and record the outcome.
+        """Poll one sensor through its connector, due or not, and record the outcome.
 
         Returns the evaluation, or ``None`` when another poller recorded this poll epoch
         first (the compare-and-set lost; nothing was written).
         """
-        ticket, context = self.kernel.poll_context(sensor_id, self._at(now))
+        row = self._poll(sensor_id, now, only_if_due=False)
+        return row if isinstance(row, EvalRow) else None
+
+    def _poll(
+        self, sensor_id: str, now: int | None, only_if_due: bool
+    ) -> EvalRow | Literal["conflict", "not due"]:
+        at = self._at(now)
+        if only_if_due:
+            # The due list may be stale: another daemon may have polled this sensor since.
+            # Poll only at the state version that was due; the ticket below must match it.
+            before = self.kernel.sensor(sensor_id)
+            if before.next_eval_at is None or before.next_eval_at > at:
+                return "not due"
+        ticket, context = self.kernel.poll_context(sensor_id, at)
+        if only_if_due and ticket.expected_state_version != before.state_version:
+            return "not due"
         sensor = context.sensor
         assert sensor.connector is not None  # a poll sensor always names one
         result = self.plugins.poll(sensor.connector, context, float(sensor.timeout))
@@ -275,7 +292,7 @@ class Runtime:
             row = self.kernel.record_poll(ticket, result, self._at(now))
         except Conflict as exc:
             log.info("sensor %s: another daemon polled first (%s)", sensor_id, exc)
-            return None
+            return "conflict"
         _log_evaluation(row)
         return row
 
@@ -292,6 +309,8 @@ class Runtime:
             except Exception as exc:
                 self._error(report, "run", run.run_id, exc)
                 continue
+            if row is None:
+                continue
             if row.last_error is not None and row.status != "LAUNCHED":
                 report.failures.append(Failure("launch", row.run_id, row.last_error))
             self._emit("launch", row)
@@ -299,11 +318,16 @@ class Runtime:
         report.launches += launched
         return launched
 
-    def launch_run(self, run: RunRow, now: int | None = None) -> RunRow:
-        """One launch attempt of ``run`` through its launcher; the run after recording it."""
+    def launch_run(self, run: RunRow, now: int | None = None) -> RunRow | None:
+        """One launch attempt of ``run`` through its launcher; the run after recording it, or
+        ``None`` if another dispatcher recorded this attempt since ``run`` was read."""
         launcher = run.launcher
         if launcher is None:
             raise InputError(f"run {run.run_id} names no launcher; it waits for an external one")
+        current = self.kernel.run(run.run_id)
+        if current.status != "REQUESTED" or current.attempts != run.attempts:
+            log.debug("run %s: another dispatcher recorded this attempt first", run.run_id)
+            return None
         timeout, max_attempts = self._launch_settings.get(
             launcher, (DEFAULT_TIMEOUT, DEFAULT_MAX_ATTEMPTS)
         )
