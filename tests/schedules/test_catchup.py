@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from arcoflow.kernel import Kernel, TickRow, decide
-from arcoflow.kernel.cron import Tick
+from arcoflow.kernel.cron import Tick, next_tick, prev_tick
 from arcoflow.kernel.events import MissedRange
 
 from .helpers import DAY, HOUR, all_ticks, assert_exactly_once, ep, schedule
@@ -110,8 +110,8 @@ def _count_walk(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
         return wrapper
 
-    monkeypatch.setattr(decide, "next_tick", counting(decide.next_tick))
-    monkeypatch.setattr(decide, "prev_tick", counting(decide.prev_tick))
+    monkeypatch.setattr(decide, "next_tick", counting(next_tick))
+    monkeypatch.setattr(decide, "prev_tick", counting(prev_tick))
     return calls
 
 

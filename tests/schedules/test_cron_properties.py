@@ -67,7 +67,8 @@ def starts(draw: st.DrawFn, tz: str) -> int:
     """A random instant in 2016-2030, or one within a window's reach of a transition."""
     year = draw(st.integers(2016, 2030))
     found = transitions(tz, year)
-    if found and draw(st.booleans()):
+    near = draw(st.booleans())
+    if found and near:
         return draw(st.sampled_from(found)) - draw(st.integers(0, WINDOW))
     return draw(st.integers(ep(year, 1, 1), ep(year + 1, 1, 1) - 1))
 

@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from arcoflow.kernel import Kernel, LmdbStore, MemoryStore, TickRow
 from arcoflow.kernel.decide import tick_id
@@ -78,7 +79,11 @@ def test_random_evaluation_sequences_keep_ticks_unique_and_progress_monotone(
     back, every tick records the version current when it was evaluated."""
     kernel = Kernel(MemoryStore())
     crons = {1: "0 * * * *", 2: "*/20 * * * *", 3: "0 */3 * * *", 4: "15 1 * * *"}
-    options = {"catchup_window": "5h", "max_catchup_ticks": budget, "catchup_order": order}
+    options: dict[str, Any] = {
+        "catchup_window": "5h",
+        "max_catchup_ticks": budget,
+        "catchup_order": order,
+    }
     kernel.define_schedule(schedule("s", timezone="Europe/London", **options), now=T0)
     clock, enabled = T0, True
     last: int | None = None
