@@ -310,7 +310,9 @@ def toggle_sensor(row: SensorRow | None, running: bool, now: int) -> list[Pendin
         return []
     nxt = now if running and live.definition.type == "poll" else None
     event = SensorToggled(live.sensor_id, running, nxt)
-    return [Pending(f"sensor/{live.sensor_id}/toggled/{live.updated_at}>{now}:{running}", event)]
+    # The toggle count names this toggle: stop, start, stop, start at one instant are four
+    # toggles, never duplicates of each other (the instant alone cannot tell them apart).
+    return [Pending(f"sensor/{live.sensor_id}/toggled/{live.toggles}:{running}", event)]
 
 
 def delete_sensor(row: SensorRow | None, now: int) -> list[Pending]:

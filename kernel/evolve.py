@@ -238,6 +238,7 @@ def _sensor_defined(view: View, env: Envelope, e: SensorDefined) -> list[Put]:
         last_eval_at=old.last_eval_at if old else None,
         last_status=old.last_status if old else None,
         last_reason=old.last_reason if old else None,
+        toggles=old.toggles if old else 0,
     )
     return [(Table.SENSORS, key(e.sensor_id), row)]
 
@@ -248,7 +249,11 @@ def _sensor_put(view: View, env: Envelope, sensor_id: str, **changes: Any) -> li
 
 @_on(SensorToggled)
 def _sensor_toggled(view: View, env: Envelope, e: SensorToggled) -> list[Put]:
-    return _sensor_put(view, env, e.sensor_id, running=e.running, next_eval_at=e.next_eval_at)
+    old = sensor_of(view, e.sensor_id)
+    toggles = old.toggles + 1 if old else 1
+    return _sensor_put(
+        view, env, e.sensor_id, running=e.running, next_eval_at=e.next_eval_at, toggles=toggles
+    )
 
 
 @_on(SensorDeleted)

@@ -89,6 +89,7 @@ class SensorRow(_Row, frozen=True):
     last_eval_at: int | None = None
     last_status: EvalStatus | None = None
     last_reason: str | None = None
+    toggles: int = 0  # starts and stops so far: names each toggle uniquely (its idempotency key)
 
 
 class EvalRow(_Row, frozen=True):
