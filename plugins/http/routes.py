@@ -51,6 +51,7 @@ __all__ = [
     "failure",
     "openapi_document",
     "parse_query",
+    "split_target",
 ]
 
 log = logging.getLogger("arcoflow.http")
@@ -395,6 +396,16 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/healthz", _healthz),
     Route("GET", "/openapi.json", _openapi),
 )
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """The path and the query string of a request target (origin form: ``/path?query``).
+    Not ``urlsplit``, which reads ``//runs`` as a host name; leading slashes collapse into
+    one, as ``http.server`` itself does since Python 3.11.4."""
+    path, _, query = target.partition("#")[0].partition("?")
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    return path, query
 
 
 def parse_query(raw: str, allowed: Sequence[str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from arcoflow.kernel import InputError, Kernel
 
@@ -33,6 +33,7 @@ from .routes import (
     failure,
     log,
     parse_query,
+    split_target,
 )
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_CONNECTIONS", "ApiServer", "make_server"]
@@ -88,22 +89,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self._linger()
 
     def _respond(self) -> tuple[int, JSON, Sequence[tuple[str, str]]]:
-        split = urlsplit(self.path)
+        path, query = split_target(self.path)
         try:
-            segments = [unquote(s, errors="strict") for s in split.path.split("/")[1:]]
+            segments = [unquote(s, errors="strict") for s in path.split("/")[1:]]
         except UnicodeDecodeError:
             return 400, error_body("InvalidPath", "the path is not valid UTF-8"), ()
         try:
             matches = [(r, p) for r in ROUTES if (p := r.match(segments)) is not None]
             if not matches:
-                raise RequestError(404, "RouteNotFound", f"no route {split.path!r}")
+                raise RequestError(404, "RouteNotFound", f"no route {path!r}")
             found = [(r, p) for r, p in matches if r.method == self.command]
             if not found:
                 allow = ", ".join(sorted({r.method for r, _ in matches}))
                 raise RequestError(
                     405,
                     "MethodNotAllowed",
-                    f"{self.command} is not allowed on {split.path!r} (allowed: {allow})",
+                    f"{self.command} is not allowed on {path!r} (allowed: {allow})",
                     [("Allow", allow)],
                 )
             route, params = found[0]
@@ -112,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             request = Request(
                 self.server.kernel,
                 params,
-                parse_query(split.query, route.query),
+                parse_query(query, route.query),
                 self.headers,
                 self._json_body,
                 self.server.mapper_for,

@@ -19,10 +19,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from arcoflow.kernel import Kernel, RunTemplate, ScheduleDefinition, SensorDefinition
 from arcoflow.plugins.http import ROUTES, ApiServer, make_server, openapi_document
+from arcoflow.plugins.http.routes import split_target
 
 __all__ = [
     "Client",
@@ -133,11 +134,11 @@ def response_schema(method: str, path: str, status: int) -> Mapping[str, Any]:
     """The schema the document gives for ``status`` of ``method path`` (a route's ``default``
     for unlisted errors; the Error schema for paths that match no route)."""
     doc = openapi_document()
-    segments = [unquote(s) for s in urlsplit(path).path.split("/")[1:]]
+    segments = [unquote(s) for s in split_target(path)[0].split("/")[1:]]
     routes = [r for r in ROUTES if r.match(segments) is not None]
     route = next((r for r in routes if r.method == method), None)
-    if route is None:  # unknown route or method: only an error can come back
-        assert status in (404, 405), f"{method} {path} answered {status}"
+    if route is None:  # unknown route or method, or a path that is not UTF-8: an error
+        assert status in (400, 404, 405), f"{method} {path} answered {status}"
         return {"$ref": "#/components/schemas/Error"}
     responses = doc["paths"][route.path][method.lower()]["responses"]
     entry = responses.get(str(status))
