@@ -1,66 +1,74 @@
 """The built-in HTTP API: push messages in, history out, JSON both ways.
 
-HTTP API
---------
+(The text down to "Embed it" is the README's section "HTTP API", in Markdown.)
 
-``arcoflow --store DIR serve`` serves the store over HTTP, on loopback by default. It takes
-push messages for push sensors and mirrors the CLI's history queries; every row has exactly the
-shape of the CLI's ``--json`` output. There is no authentication: keep it on loopback, or put
-it behind a proxy that authenticates, before you pass ``--host 0.0.0.0``.
+## HTTP API
 
-.. code-block:: console
+`arcoflow --store DIR serve` serves a store over HTTP, on loopback by default. It takes push
+messages for push sensors and mirrors the CLI's history queries; every row has exactly the
+shape of the CLI's `--json` output. There is no authentication: keep it on loopback, or behind
+a proxy that authenticates, before you pass `--host 0.0.0.0`.
 
-    $ arcoflow --store ./state serve --port 8080        # --port 0 picks a free port
-    arcoflow: serving the HTTP API on http://127.0.0.1:8080 (SIGTERM or Ctrl-C stops it)
+```console
+$ arcoflow --store ./state serve --port 8080          # --port 0 picks a free port
+arcoflow: serving the HTTP API on http://127.0.0.1:8080 (SIGTERM or Ctrl-C stops it)
 
-    # Deliver a message to the push sensor "orders". The message id makes delivery idempotent:
-    # the first delivery answers 201, a re-delivery 200 with the ORIGINAL evaluation.
-    $ curl -s -X POST localhost:8080/sensors/orders/messages \\
-        -H 'Content-Type: application/json' -H 'Idempotency-Key: order-1042' \\
-        -d '{"order": 1042, "total": 99.5}'
-    {"evaluation": {"eval_id": "...", "status": "REQUESTED", "run_keys": ["sensor:orders:..."],
-     ...}, "duplicate": false}
+# Deliver a message to the push sensor "orders". The message id makes delivery idempotent:
+# the first delivery answers 201, every re-delivery 200 with the ORIGINAL evaluation.
+$ curl -s -X POST localhost:8080/sensors/orders/messages \\
+    -H 'Content-Type: application/json' -H 'Idempotency-Key: order-1042' \\
+    -d '{"order": 1042, "total": 99.5}'
+{"evaluation":{"eval_id":"...","sensor_id":"orders","kind":"push","status":"REQUESTED",
+ "message_id":"order-1042","run_keys":["sensor:orders:order-1042"],...},"duplicate":false}
 
-    # The same, with the message id in the body (an "envelope"):
-    $ curl -s -X POST localhost:8080/sensors/orders/messages \\
-        -H 'Content-Type: application/json' \\
-        -d '{"message_id": "order-1042", "payload": {"order": 1042}}'
+# The same message id in the body instead (an "envelope"): a duplicate.
+$ curl -s -X POST localhost:8080/sensors/orders/messages \\
+    -H 'Content-Type: application/json' \\
+    -d '{"message_id": "order-1042", "payload": {"order": 1042}}'
+{"evaluation":{...the same evaluation...},"duplicate":true}
 
-    # History, newest first, paginated: pass next_cursor back until it is null.
-    $ curl -s 'localhost:8080/schedules/nightly-etl/ticks?status=TRIGGERED&limit=20'
-    {"items": [{"tick_id": "nightly-etl:2026-03-08T06:30:00Z", ...}], "next_cursor": "YzF8..."}
-    $ curl -s 'localhost:8080/schedules/nightly-etl/ticks?limit=20&cursor=YzF8...'
-    $ curl -s localhost:8080/ticks/nightly-etl:2026-03-08T06:30:00Z   # one tick, with its runs
-    $ curl -s 'localhost:8080/runs?status=REQUESTED'
-    $ curl -s localhost:8080/sensors/orders/evaluations
-    $ curl -s localhost:8080/openapi.json                           # the OpenAPI 3.1 document
+# History, newest first, paginated: pass next_cursor back until it is null.
+$ curl -s 'localhost:8080/schedules/nightly-etl/ticks?status=TRIGGERED&limit=20'
+{"items":[{"tick_id":"nightly-etl:2026-03-08T06:30:00Z",...}],"next_cursor":"YzF8dGlja3N8..."}
+$ curl -s 'localhost:8080/schedules/nightly-etl/ticks?limit=20&cursor=YzF8dGlja3N8...'
+$ curl -s localhost:8080/ticks/nightly-etl:2026-03-08T06:30:00Z     # one tick and its runs
+$ curl -s 'localhost:8080/runs?status=REQUESTED'
+$ curl -s localhost:8080/sensors/orders/evaluations
+$ curl -s localhost:8080/openapi.json                             # the OpenAPI 3.1 document
+```
 
-Routes: ``POST /sensors/{id}/messages``; ``GET /schedules``, ``/schedules/{id}``,
-``/schedules/{id}/ticks``, ``/ticks/{tick_id}``, ``/sensors``, ``/sensors/{id}``,
-``/sensors/{id}/evaluations``, ``/runs``, ``/runs/{run_id}``, ``/conflicts``, ``/healthz``,
-``/openapi.json``.
+Routes: `POST /sensors/{id}/messages`; `GET /schedules`, `/schedules/{id}`,
+`/schedules/{id}/ticks`, `/ticks/{tick_id}`, `/sensors`, `/sensors/{id}`,
+`/sensors/{id}/evaluations`, `/runs`, `/runs/{run_id}`, `/conflicts`, `/healthz`,
+`/openapi.json`.
 
-The message body. The message id comes from the ``Idempotency-Key`` header, the
-``X-Message-Id`` header, or the body's ``message_id`` field (when several are given they must
-agree). A JSON *object* body with a ``message_id`` or ``payload`` key is an envelope,
-``{"message_id": ..., "payload": ...}``, and may hold no other key; any other JSON body is the
-payload itself. So to push an object that has its own ``payload`` key, wrap it in an envelope.
+**Messages.** The message id comes from the `Idempotency-Key` header, the `X-Message-Id`
+header or the body's `message_id` field (when several are given they must agree). A JSON
+object body with a `message_id` or `payload` key is an envelope, `{"message_id": ...,
+"payload": ...}`, and may hold no other key; any other JSON body is the payload itself (so to
+push an object that has its own `payload` key, wrap it in an envelope). A sensor that names a
+`connector` hands each new message to that plugin's `arcoflow_push` hook; a connector that
+fails records a `FAILED` evaluation, it does not fail the request.
 
-Lists answer ``{"items": [...], "next_cursor": "..." | null}``. A cursor is opaque: it names its
-listing (and the schedule or sensor it pages), carries a checksum, and is refused with 400 when
-altered or used on another listing. Every input is bounded: bodies up to 1 MiB (413), JSON only
-(415), ``limit`` 1-1000 (default 50), unknown query parameters refused. Every error answers
-``{"error": {"type": ..., "message": ...}}`` and never a traceback: 400 bad input, 404 unknown
-route or item, 405 wrong method, 409 a lost compare-and-set, 411, 413, 415, 500 (logged on the
-server), 503 when the connection limit is reached.
+**Lists** answer `{"items": [...], "next_cursor": "..." | null}`. A cursor is opaque: it names
+its listing (and the schedule or sensor it pages) and carries a checksum; an altered cursor, or
+one from another listing, gets a 400.
 
-Embed it without the CLI (``make_server`` binds; run it in a thread)::
+**Limits and errors.** Bodies up to 1 MiB (`--max-body-bytes`), JSON only, `limit` 1-1000
+(default 50), unknown query parameters refused, at most 64 connections (`--max-connections`).
+Every error is `{"error": {"type": ..., "message": ...}}`, never a traceback: 400 bad input,
+404 unknown route or item, 405 wrong method, 408 body too slow, 409 a lost compare-and-set,
+411 no Content-Length, 413 body or payload too large, 415 not JSON, 500 (details in the server
+log), 503 too many connections.
 
-    server = make_server(kernel, "127.0.0.1", 0)
+Embed it without the CLI (`make_server` binds; serve it in a thread)::
+
+    server = make_server(kernel, "127.0.0.1", 0, mapper_for=plugins.push_mapper)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(server.url)
     ...
-    server.shutdown(); server.server_close()
+    server.shutdown()
+    server.server_close()
 """
 
 from __future__ import annotations
@@ -121,10 +129,12 @@ def serve_until_stopped(server: ApiServer, stop: threading.Event | None = None) 
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    worker = threading.Thread(target=server.serve_forever, name="arcoflow-http", daemon=True)
+    worker = threading.Thread(
+        target=server.serve_forever, args=(0.2,), name="arcoflow-http", daemon=True
+    )
     worker.start()
     try:
-        while worker.is_alive() and not stop.wait(0.5):
+        while worker.is_alive() and not stop.wait(0.2):
             pass
     finally:
         server.shutdown()

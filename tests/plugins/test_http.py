@@ -31,6 +31,7 @@ from arcoflow.kernel import (
     views,
 )
 from arcoflow.plugins.http import encode_cursor, make_server, serve_until_stopped
+from arcoflow.sdk import Plugins, hookimpl
 
 try:  # tests/plugins may become a package
     from .http_support import Client, Reply, assert_well_formed, seed, served
@@ -635,3 +636,29 @@ def test_an_oversized_body_still_gets_its_413(server: Any) -> None:
     assert status == 413
     assert headers["Connection"] == "close"
     assert json.loads(body)["error"]["type"] == "RequestTooLarge"
+
+
+def test_messages_reach_a_push_plugin_through_the_sdk(kernel: Kernel) -> None:
+    class Split:
+        @hookimpl
+        def arcoflow_push(self, message: PushMessage) -> list[RunRequest]:
+            return [RunRequest(str(item)) for item in message.payload["items"]]
+
+    plugins = Plugins()
+    plugins.register(Split(), "split")
+    kernel.define_sensor(
+        SensorDefinition("batches", "push", RunTemplate("t"), connector="split"), now=0
+    )
+    kernel.define_sensor(
+        SensorDefinition("orphan", "push", RunTemplate("t"), connector="missing"), now=0
+    )
+    with served(kernel, mapper_for=plugins.push_mapper) as server:
+        client = Client(server)
+        reply = client.post("/sensors/batches/messages", {"items": [1, 2]}, key="b1")
+        assert reply.status == 201
+        assert reply.json["evaluation"]["run_keys"] == ["sensor:batches:1", "sensor:batches:2"]
+        # A connector that is not installed fails the message, visibly, not the server.
+        orphan = client.post("/sensors/orphan/messages", {"items": []}, key="o1")
+        assert orphan.status == 201
+        assert orphan.json["evaluation"]["status"] == "FAILED"
+        assert "missing" in orphan.json["evaluation"]["reason"]
