@@ -184,13 +184,15 @@ def plan_ticks(row: ScheduleRow, now: int) -> TickPlan:
     def prv(before: int) -> Tick:
         return prev_tick(cron, tz, before, d.dst_gap, d.dst_fold)
 
-    due: list[tuple[Tick, int]] = [
-        (
-            Tick(r.scheduled_for, datetime.fromtimestamp(r.scheduled_for, UTC), None, True),
-            r.attempts + 1,
-        )
-        for r in row.retries
-    ]
+    def retried(at: int) -> Tick:
+        # The same tick as attempt 1 (wall time, DST annotation), unless the cron changed
+        # since and no longer names this instant.
+        tick = nxt(at - 1)
+        if tick.at == at:
+            return tick._replace(run=True)
+        return Tick(at, datetime.fromtimestamp(at, UTC), None, True)
+
+    due: list[tuple[Tick, int]] = [(retried(r.scheduled_for), r.attempts + 1) for r in row.retries]
     cursor = _cursor(row)
     window_start = now - d.catchup_window
     lo = max(cursor, window_start - 1)  # in the window: strictly after lo, at most now

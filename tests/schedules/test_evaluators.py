@@ -194,3 +194,26 @@ def test_dst_skip_ticks_are_skipped_with_the_dst_reason_and_never_asked(kernel: 
     assert skipped.tick_id not in asked and len(asked) == 2
     assert len(kernel.runs()) == 2
     assert_exactly_once(kernel)
+
+
+def test_a_retried_tick_keeps_its_dst_annotation(kernel: Kernel) -> None:
+    """Attempt 2 of a tick that DST moved sees (and records) the same annotation as attempt 1."""
+    seen: list[tuple[int, str | None]] = []
+
+    def evaluate(ctx: TickContext) -> TickResult:
+        seen.append((ctx.attempt, ctx.dst))
+        if ctx.attempt == 1:
+            raise Boom("flaky")
+        return TickResult()
+
+    tz = "America/New_York"
+    kernel.define_schedule(
+        schedule("nightly", "30 2 * * *", evaluator="check", timezone=tz, max_tick_retries=1),
+        now=ep(2024, 3, 9, 12),
+    )
+    (failed,) = kernel.evaluate_schedules(ep(2024, 3, 10, 7, 1), evaluate)  # 03:01 EDT
+    (retried,) = kernel.evaluate_schedules(ep(2024, 3, 10, 7, 2), evaluate)
+    note = "02:30 does not exist; run at the end of the gap"
+    assert seen == [(1, note), (2, note)]
+    assert (failed.dst, retried.dst, retried.status) == (note, note, "TRIGGERED")
+    assert kernel.tick(retried.tick_id).tick.dst == note
