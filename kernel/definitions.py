@@ -77,13 +77,41 @@ def parse_duration(value: int | str) -> int:
     return seconds
 
 
+def _duration(value: int | str, field: str) -> int:
+    """A duration field's converter names the field: "catchup_window: duration '5x' is ..."."""
+    try:
+        return parse_duration(value)
+    except InputError as exc:
+        raise InvalidDefinition(f"{field}: {exc}") from None
+
+
+def _base(value: int | str) -> int:
+    return _duration(value, "base")
+
+
+def _cap(value: int | str) -> int:
+    return _duration(value, "cap")
+
+
+def _catchup_window(value: int | str) -> int:
+    return _duration(value, "catchup_window")
+
+
+def _minimum_interval(value: int | str) -> int:
+    return _duration(value, "minimum_interval")
+
+
+def _timeout(value: int | str) -> int:
+    return _duration(value, "timeout")
+
+
 def _id(_: object, attribute: attrs.Attribute[str], value: str) -> None:
     validate_id(value, attribute.name)
 
 
 def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value <= 0:
-        raise InputError(f"{attribute.name} must be positive, got {value}")
+        raise InvalidDefinition(f"{attribute.name} must be positive, got {value}")
 
 
 def _json_blob(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -156,8 +184,8 @@ class Backoff:
     """Capped exponential backoff for failing poll sensors: ``base * 2**(n-1)`` up to ``cap``,
     plus a deterministic jitter of up to ``jitter`` of that delay."""
 
-    base: int = attrs.field(default=30, converter=parse_duration, validator=_positive)
-    cap: int = attrs.field(default=3600, converter=parse_duration, validator=_positive)
+    base: int = attrs.field(default=30, converter=_base, validator=_positive)
+    cap: int = attrs.field(default=3600, converter=_cap, validator=_positive)
     jitter: float = attrs.field(
         default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
     )
@@ -176,7 +204,7 @@ class ScheduleDefinition:
     cron: str = attrs.field(validator=_cron)
     run: RunTemplate
     timezone: str = attrs.field(default="UTC", validator=_zone)
-    catchup_window: int = attrs.field(default=3600, converter=parse_duration, validator=_positive)
+    catchup_window: int = attrs.field(default=3600, converter=_catchup_window, validator=_positive)
     max_catchup_ticks: int = attrs.field(default=1, validator=_positive)
     catchup_order: Literal["newest", "oldest"] = attrs.field(
         default="newest", validator=attrs.validators.in_(("newest", "oldest"))
@@ -201,8 +229,10 @@ class SensorDefinition:
     run: RunTemplate
     connector: str | None = None
     config: dict[str, Any] = attrs.field(factory=_dict, validator=_json_blob)
-    minimum_interval: int = attrs.field(default=30, converter=parse_duration, validator=_positive)
-    timeout: int = attrs.field(default=30, converter=parse_duration, validator=_positive)
+    minimum_interval: int = attrs.field(
+        default=30, converter=_minimum_interval, validator=_positive
+    )
+    timeout: int = attrs.field(default=30, converter=_timeout, validator=_positive)
     backoff: Backoff = attrs.field(factory=Backoff)
     max_payload_bytes: int = attrs.field(
         default=64 * 1024, validator=[_positive, attrs.validators.le(MAX_BLOB)]
