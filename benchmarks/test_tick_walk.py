@@ -1,6 +1,6 @@
 """The tick walk: ``next_tick`` far from a transition (fast path: one croniter step plus an
 offset check), near one (slow path: the wall times around it, mapped by policy), and croniter's
-own ``get_next`` on a naive datetime as the baseline."""
+own ``get_next`` on a naive datetime (the step the fast path wraps) as the baseline."""
 
 from __future__ import annotations
 
@@ -18,11 +18,6 @@ BEFORE_SPRING = 1_741_500_000  # 2025-03-09T06:00:00Z, one hour before New York 
 
 
 def test_next_tick_fast_vs_slow_path_vs_croniter(benchmark: Any, ratios: Ratios) -> None:
-    benchmark.pedantic(
-        lambda: next_tick(HOURLY, NY, SUMMER), rounds=50, iterations=100, warmup_rounds=1
-    )
-    fast = float(benchmark.stats.stats.min)
-    slow = best_of(lambda: next_tick(HOURLY, NY, BEFORE_SPRING), number=20, repeat=20)
     it = croniter("0 * * * *", datetime(2025, 6, 15))
     start = datetime(2025, 6, 15, 12, 30)
 
@@ -30,12 +25,26 @@ def test_next_tick_fast_vs_slow_path_vs_croniter(benchmark: Any, ratios: Ratios)
         it.set_current(start, force=True)
         return it.get_next(datetime)
 
-    raw = best_of(bare, number=100, repeat=50)
+    def fast() -> object:
+        return next_tick(HOURLY, NY, SUMMER)
+
+    def slow() -> object:
+        return next_tick(HOURLY, NY, BEFORE_SPRING)
+
+    benchmark.pedantic(fast, rounds=20, iterations=50, warmup_rounds=1)
+    # Interleaved rounds, best of each: load on a shared machine hits all three alike.
+    best = {"fast": float("inf"), "slow": float("inf"), "bare": float("inf")}
+    for _ in range(20):
+        best["fast"] = min(best["fast"], best_of(fast, number=50, repeat=1))
+        best["bare"] = min(best["bare"], best_of(bare, number=50, repeat=1))
+        best["slow"] = min(best["slow"], best_of(slow, number=5, repeat=1))
     ratios.record(
         "next_tick fast path / croniter get_next",
-        fast / raw,
-        f"{fast * 1e6:.1f} us vs {raw * 1e6:.1f} us",
+        best["fast"] / best["bare"],
+        f"{best['fast'] * 1e6:.1f} us vs {best['bare'] * 1e6:.1f} us",
     )
     ratios.record(
-        "next_tick slow path / fast path", slow / fast, f"{slow * 1e6:.1f} us near a transition"
+        "next_tick slow path / fast path",
+        best["slow"] / best["fast"],
+        f"{best['slow'] * 1e6:.1f} us near a transition",
     )
