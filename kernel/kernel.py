@@ -591,6 +591,7 @@ class Kernel:
         self, *, limit: int = 50, before: str | None = None, status: str | None = None
     ) -> list[RunRow]:
         """Runs, newest first; ``before`` (a run id) pages further back."""
+        _limit(limit)  # checked up front: a bad limit is an error even when nothing matches
         stop = u64(self.run(before).created_seq) if before is not None else None
         out: list[RunRow] = []
         with self.store.read() as txn:
@@ -598,7 +599,7 @@ class Kernel:
                 row: RunRow = self._row(txn, Table.RUNS, primary)
                 if status is None or row.status == status:
                     out.append(row)
-                    if len(out) >= _limit(limit):
+                    if len(out) >= limit:
                         break
         return out
 
