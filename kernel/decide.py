@@ -112,7 +112,10 @@ def define_schedule(
     if row is None or row.deleted:
         version = (row.definition_version if row else 0) + 1
         expected = row.state_version if row else 0
-        nxt = _next_fire(definition, now - 1) if definition.enabled else None
+        # A re-created schedule keeps its last_scheduled_for, so it resumes after that too
+        # (it is later than now - 1 when the clock went back since).
+        after = max(now - 1, row.last_scheduled_for or now - 1) if row else now - 1
+        nxt = _next_fire(definition, after) if definition.enabled else None
         event = ScheduleDefined(sid, definition, version, expected, now, nxt)
         return [Pending(f"schedule/{sid}/defined/{version}", event)]
     if row.definition.content() == definition.content():
@@ -134,7 +137,10 @@ def toggle_schedule(row: ScheduleRow | None, enabled: bool, now: int) -> list[Pe
     if live.enabled == enabled:
         return []
     eligible = now if enabled else live.eligible_from
-    nxt = _next_fire(live.definition, max(now - 1, _cursor(live))) if enabled else None
+    # The cursor of the row as it will be (eligible from now), and the retries it keeps:
+    # next_fire_at must name what plan_ticks will find due, even after the clock went back.
+    after = max(now - 1, live.last_scheduled_for or now - 1)
+    nxt = _next_fire(live.definition, after, live.retries) if enabled else None
     event = ScheduleToggled(live.schedule_id, enabled, live.state_version, eligible, nxt)
     return [Pending(f"schedule/{live.schedule_id}/toggled/{live.state_version}", event)]
 
