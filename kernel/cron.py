@@ -235,6 +235,13 @@ def _gap_end(tz: ZoneInfo, lo: int, hi: int) -> int:
     return hi
 
 
+def _before(a: Tick, b: Tick) -> bool:
+    """Tick order: by instant; at one instant (two wall times mapped there by the gap policy)
+    a tick that runs comes first, so a skipped 02:00 never hides a real 03:00, then the
+    earlier wall time."""
+    return (a.at, not a.run, a.wall) < (b.at, not b.run, b.wall)
+
+
 def next_tick(
     cron: CronExpr,
     tz: ZoneInfo,
@@ -251,7 +258,7 @@ def next_tick(
     wall = _wall_next(cron.expr, after + off - MARGIN - 1)
     while best is None or wall <= best.at + _offset(tz, best.at) + MARGIN:
         for tick in _instants(cron, tz, wall, gap, fold):
-            if tick.at > after and (best is None or tick.at < best.at):
+            if tick.at > after and (best is None or _before(tick, best)):
                 best = tick
         wall = _wall_next(cron.expr, wall)
     return best
@@ -273,8 +280,8 @@ def prev_tick(
     wall = _wall_prev(cron.expr, before + off + MARGIN + 1)
     while best is None or wall >= best.at + _offset(tz, best.at) - MARGIN:
         for tick in _instants(cron, tz, wall, gap, fold):
-            # On equal instants the smaller wall time wins, as in next_tick.
-            if tick.at < before and (best is None or tick.at >= best.at):
+            later = best is None or tick.at > best.at
+            if tick.at < before and (later or (tick.at == best.at and _before(tick, best))):
                 best = tick
         wall = _wall_prev(cron.expr, wall)
     return best

@@ -14,7 +14,8 @@ can check it against the DST rules in DESIGN.md ("Time zones") line by line:
   one instant -> that instant; two -> ``dst_fold`` (``first`` / ``second`` / ``both``);
   none -> ``dst_gap`` (``transition``: the first instant after the gap; ``shift``: the wall
   time plus the gap length; ``skip``: a ``run=False`` tick at the transition instant). Then sort
-  by instant and keep the first wall time's tick for each instant.
+  by instant and keep one tick per instant: one that runs if any does (a skipped 02:00 never
+  hides a real 03:00), else the first wall time's.
 
 Cost: absolute mode converts every minute of the window, about 7 ms per day (2.5 s per year);
 fixed mode costs about 50 zone conversions per matching wall time, plus up to 2 x 3600 on a gap
@@ -179,8 +180,9 @@ def _fixed(
                     wall = datetime(day.year, day.month, day.day, hour, minute)
                     found.extend((at, wall, run) for at, run in _map(tz, wall, dst_gap, dst_fold))
         day += timedelta(days=1)
-    # Sort by instant; on equal instants the earlier wall time comes first and is kept.
-    found.sort(key=lambda item: (item[0], item[1]))
+    # Sort by instant; on equal instants a running tick comes first, then the earlier wall time,
+    # and the first is kept.
+    found.sort(key=lambda item: (item[0], not item[2], item[1]))
     ticks: list[RefTick] = []
     for at, _wall, run in found:
         if start < at <= end and (not ticks or ticks[-1].at != at):
