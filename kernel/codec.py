@@ -82,7 +82,7 @@ class Codec:
         """Decode one log record; ``where`` names it in errors (e.g. ``"seq 42"``)."""
         try:
             head = self._head.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 is not a DecodeError
             raise CorruptRecord(where, str(exc)) from None
         where = f"seq {head.seq}"
         if head.schema_version > self.version:
@@ -110,5 +110,5 @@ class Codec:
             decoder = self._rows[row_type] = msgspec.msgpack.Decoder(row_type)
         try:
             return decoder.decode(data)  # type: ignore[no-any-return]
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise CorruptRecord(where, str(exc)) from None
