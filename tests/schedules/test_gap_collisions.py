@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from arcoflow.kernel.cron import DstGap, parse_cron, prev_tick, upcoming, zone
 from arcoflow.spec.ticks import reference_ticks
 
