@@ -1,0 +1,1077 @@
+"""Hypothesis state machines that drive a real :class:`~arcoflow.kernel.Kernel` and the
+reference :class:`~arcoflow.spec.model.Model` side by side.
+
+:class:`KernelMachine` has a rule for every action of SPEC.md: define, update, toggle and
+delete schedules and sensors; evaluate schedules at a clock that jumps forward (up to months),
+backward, and across DST transitions in zones that have them; push (with duplicates), poll
+(with stale tickets), manual run requests with the same or another fingerprint, launches,
+launch failures and giving up, completion; plugins that raise or answer nonsense; races where
+another process appends between this one's read and its append; crashes inside a write
+transaction; and store close/reopen. After every step it compares what the kernel shows with
+what the model says, and checks the invariants of :mod:`arcoflow.spec.invariants`.
+
+The class is named without a ``Test`` prefix so pytest does not collect it from the package.
+Reuse it zarr-style: subclass and override :meth:`KernelMachine.make_store` (and
+:meth:`KernelMachine.reopen_store` if your store persists), then expose ``.TestCase``::
+
+    class LmdbKernelMachine(KernelMachine):
+        def make_store(self) -> Store:
+            return LmdbStore(self.tempdir())
+
+    TestLmdb = LmdbKernelMachine.TestCase
+
+or use :func:`kernel_machine` to build the subclass from a factory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, ClassVar, Final
+
+import attrs
+from arcoflow.kernel import (
+    Backoff,
+    Change,
+    Codec,
+    Conflict,
+    Envelope,
+    Ingested,
+    InputError,
+    Kernel,
+    LmdbStore,
+    MemoryStore,
+    NotFound,
+    PayloadTooLarge,
+    PollContext,
+    PollResult,
+    PushMessage,
+    RunRequest,
+    RunTemplate,
+    ScheduleDefinition,
+    SensorDefinition,
+    Store,
+    TickContext,
+    TickResult,
+)
+from arcoflow.kernel.store.base import Appended, Pending, ReadTxn
+from hypothesis import note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from .invariants import check_reopen, check_replay, check_state, check_step
+from .model import MCursor, MEval, Model, MTicket, Rejected, plugin_error
+from .observe import Observation, diff, observe_kernel, observe_model
+
+__all__ = [
+    "DST_STARTS",
+    "Interposer",
+    "KernelMachine",
+    "LmdbKernelMachine",
+    "SimulatedCrash",
+    "kernel_machine",
+    "scaled",
+]
+
+
+def scaled(fraction: float = 1.0, steps: int = 40, minimum: int = 5) -> settings:
+    """Settings for a machine test: a ``fraction`` of the loaded profile's ``max_examples``
+    (``ci``: quick, ``thorough``: far more), ``steps`` steps per example."""
+    base = settings.default
+    assert base is not None
+    return settings(
+        base,
+        max_examples=max(minimum, int(base.max_examples * fraction)),
+        stateful_step_count=steps,
+    )
+
+
+# -- a store proxy: other processes and crashes ------------------------------------------------
+
+
+class SimulatedCrash(BaseException):
+    """The process died inside a write transaction (a BaseException: nothing catches it)."""
+
+
+class Interposer:
+    """A store proxy that simulates the world around one process.
+
+    ``before_append``: run this (another process's whole command) just before the next
+    append, i.e. between this process's read and its append: a race on a stale read.
+    ``crash_at``: die at the n-th log record encoded inside the next append's write
+    transaction, after some writes and before the commit. Any :class:`Store` can be wrapped.
+    """
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.codec: Codec = inner.codec
+        self.before_append: Callable[[], None] | None = None
+        self.crash_at: int | None = None
+        self.crashed = False
+
+    def append(self, batch: Sequence[Pending], at: int) -> Appended:
+        hook, self.before_append = self.before_append, None
+        if hook is not None:
+            hook()
+        crash_at, self.crash_at = self.crash_at, None
+        if crash_at is None:
+            return self.inner.append(batch, at)
+        codec = self.inner.codec
+        encode = codec.encode
+        calls = 0
+
+        def dying(envelope: Envelope) -> bytes:
+            nonlocal calls
+            calls += 1
+            if calls >= crash_at:
+                self.crashed = True
+                raise SimulatedCrash(f"crash at record {calls} of the append")
+            return encode(envelope)
+
+        codec.encode = dying  # type: ignore[method-assign]
+        try:
+            return self.inner.append(batch, at)
+        finally:
+            del codec.encode  # back to the class's method
+
+    def disarm(self) -> bool:
+        """Drop a ``before_append`` hook that did not run; True if there was one."""
+        armed, self.before_append = self.before_append is not None, None
+        return armed
+
+    def replay(self, envelopes: Sequence[Envelope]) -> None:
+        self.inner.replay(envelopes)
+
+    def read(self) -> AbstractContextManager[ReadTxn]:
+        return self.inner.read()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+# -- what the machine draws ----------------------------------------------------------------------
+
+H: Final = 3600
+D: Final = 86400
+
+#: Instants a few hours before DST transitions (and one ordinary instant): gap and fold days
+#: in New York, London and Lord Howe (a 30-minute shift), and Kathmandu (+05:45, no DST).
+DST_STARTS: Final = (
+    1710043200,  # 2024-03-10T04:00Z, three hours before New York springs forward
+    1730606400,  # 2024-11-03T04:00Z, two hours before New York falls back
+    1711836000,  # 2024-03-30T22:00Z, three hours before London springs forward
+    1729980000,  # 2024-10-26T22:00Z, three hours before London falls back
+    1712401200,  # 2024-04-06T11:00Z, four hours before Lord Howe falls back (30 min)
+    1728133200,  # 2024-10-05T13:00Z, 2.5 hours before Lord Howe springs forward (30 min)
+    1893456000,  # 2030-01-01T00:00Z
+)
+ZONES: Final = (
+    "UTC",
+    "America/New_York",
+    "Europe/London",
+    "Australia/Lord_Howe",
+    "Asia/Kathmandu",
+)
+CRONS: Final = (
+    "0 * * * *",
+    "*/30 * * * *",
+    "0 */2 * * *",
+    "30 1 * * *",
+    "30 2 * * *",
+    "0 2 * * *",
+    "15 1,2 * * *",
+    "45 0-3 * * *",
+    "*/20 * * * *",
+)
+#: Clock moves: seconds to months forward, and backward.
+JUMPS: Final = (1, 30, 60, 900, 1800, H, 2 * H, 3 * H, 6 * H, D, 7 * D, 45 * D, 100 * D)
+BACK: Final = (-60, -H, -D)
+
+SCHEDULE_IDS: Final = ("alpha", "beta", "gamma")
+SENSOR_IDS: Final = ("inbox", "queue", "files")
+MESSAGE_IDS: Final = ("m1", "m2", "m3", "m4")
+RUN_KEYS: Final = ("backfill-1", "rerun", "nightly")
+
+
+def templates() -> st.SearchStrategy[RunTemplate]:
+    return st.builds(
+        RunTemplate,
+        target=st.sampled_from(("etl", "report")),
+        launcher=st.sampled_from((None, "mem")),
+        config=st.sampled_from(({}, {"region": "us"}, {"region": "eu", "n": 2})),
+        tags=st.sampled_from(({}, {"team": "data"})),
+    )
+
+
+def schedule_definitions() -> st.SearchStrategy[ScheduleDefinition]:
+    return st.builds(
+        ScheduleDefinition,
+        id=st.sampled_from(SCHEDULE_IDS),
+        cron=st.sampled_from(CRONS),
+        run=templates(),
+        timezone=st.sampled_from(ZONES),
+        catchup_window=st.sampled_from((60, 900, H, 6 * H, D)),
+        max_catchup_ticks=st.integers(1, 4),
+        catchup_order=st.sampled_from(("newest", "oldest")),
+        dst_gap=st.sampled_from(("transition", "shift", "skip")),
+        dst_fold=st.sampled_from(("first", "second", "both")),
+        max_tick_retries=st.integers(0, 2),
+        evaluator=st.sampled_from((None, None, "plug")),
+        enabled=st.booleans() | st.just(True),
+    )
+
+
+def sensor_definitions() -> st.SearchStrategy[SensorDefinition]:
+    def build(kind: str, **kw: Any) -> SensorDefinition:
+        connector = "conn" if kind == "poll" else kw.pop("push_connector")
+        kw.pop("push_connector", None)
+        return SensorDefinition(type=kind, connector=connector, **kw)  # type: ignore[arg-type]
+
+    return st.builds(
+        build,
+        kind=st.sampled_from(("poll", "push")),
+        id=st.sampled_from(SENSOR_IDS),
+        run=templates(),
+        push_connector=st.sampled_from((None, "mapper")),
+        minimum_interval=st.sampled_from((1, 30, 300)),
+        backoff=st.builds(
+            Backoff,
+            base=st.sampled_from((5, 30)),
+            cap=st.sampled_from((60, 3600)),
+            jitter=st.sampled_from((0.0, 0.1, 0.5)),
+        ),
+        max_payload_bytes=st.sampled_from((64, 65536)),
+        enabled=st.booleans() | st.just(True),
+    )
+
+
+PAYLOADS: Final = st.one_of(
+    st.none(),
+    st.integers(0, 3),
+    st.text(alphabet="ab é", max_size=4),
+    st.just({"file": "x" * 80}),  # over a 64-byte limit
+)
+
+# -- plugin behaviours: deterministic functions of what they are asked -------------------------
+
+EVALUATOR_MODES: Final = (
+    "default",
+    "skip",
+    "empty",
+    "two",
+    "keyed",
+    "raise",
+    "flaky",
+    "wrong",
+    "mixed",
+    "absent",
+)
+
+
+class PluginDown(RuntimeError):
+    """What the machine's misbehaving plugins raise."""
+
+
+def _bucket(text: str, n: int) -> int:
+    return zlib.crc32(text.encode()) % n
+
+
+def evaluator(mode: str) -> Callable[[TickContext], Any] | None:
+    """A schedule evaluator plugin behaving as ``mode`` (``absent``: none is installed)."""
+    if mode == "absent":
+        return None
+
+    def answer(ctx: TickContext, how: str) -> Any:
+        if how == "skip":
+            return TickResult(skip_reason="not a business day")
+        if how == "empty":
+            return TickResult(run_requests=[])
+        if how == "two":
+            return TickResult(run_requests=[RunRequest(), RunRequest(config={"part": 2})])
+        if how == "keyed":  # one key for every tick: later ticks link or conflict
+            return TickResult(run_requests=[RunRequest("shared", config={"tick": ctx.tick_id})])
+        if how == "raise":
+            raise PluginDown("evaluator down")
+        if how == "flaky":
+            if ctx.attempt == 1:
+                raise PluginDown("first attempt fails")
+            return TickResult()
+        if how == "wrong":
+            return "not a TickResult"
+        return TickResult()
+
+    def evaluate(ctx: TickContext) -> Any:
+        how = mode
+        if mode == "mixed":
+            how = ("default", "skip", "raise", "two", "flaky")[_bucket(ctx.tick_id, 5)]
+        return answer(ctx, how)
+
+    return evaluate
+
+
+CONNECTOR_MODES: Final = (
+    "advance",
+    "advance",
+    "bytes",
+    "same",
+    "skip",
+    "raise",
+    "many",
+    "keyed",
+    "wrong",
+    "empty",
+)
+
+
+def connector(mode: str) -> Callable[[PollContext], Any]:
+    """A poll connector behaving as ``mode``; its cursor counts polls that saw new data."""
+
+    def poll(ctx: PollContext) -> Any:
+        raw = ctx.cursor.decode() if isinstance(ctx.cursor, bytes) else ctx.cursor
+        n = int(raw) if raw else 0
+        if mode == "advance":
+            return PollResult([RunRequest()], cursor=str(n + 1))
+        if mode == "bytes":  # a connector that upgraded its cursor format to bytes, version 2
+            return PollResult(
+                [RunRequest(f"item-{n + 1}")], cursor=b"%d" % (n + 1), cursor_version=2
+            )
+        if mode == "same":
+            return PollResult()  # no new data, no new cursor: the cursor stays
+        if mode == "empty":
+            return PollResult([], cursor=str(n))
+        if mode == "skip":
+            return PollResult(skip_reason="source paused")
+        if mode == "raise":
+            raise PluginDown("source unreachable")
+        if mode == "many":
+            return PollResult([RunRequest(), RunRequest(config={"part": 2})], cursor=str(n + 2))
+        if mode == "keyed":  # the same key with content that changes: conflicts
+            return PollResult([RunRequest("latest", config={"n": n})], cursor=str(n + 1))
+        return None  # "wrong": not a PollResult
+
+    return poll
+
+
+MAPPER_MODES: Final = (None, None, "two", "none", "raise", "wrong", "keyed")
+
+
+def mapper(mode: str | None) -> Callable[[PushMessage], Any] | None:
+    """A push connector behaving as ``mode`` (``None``: the default, one run per message)."""
+    if mode is None:
+        return None
+
+    def map_message(message: PushMessage) -> Any:
+        if mode == "two":
+            return [RunRequest(), RunRequest(config={"copy": True})]
+        if mode == "none":
+            return []
+        if mode == "raise":
+            raise PluginDown("cannot parse message")
+        if mode == "keyed":
+            return [RunRequest("latest", config={"message": message.message_id})]
+        return {"not": "a list"}
+
+    return map_message
+
+
+# -- operations: one action, on a kernel and on the model ---------------------------------------
+
+
+Outcome = tuple[str, Any]
+
+
+def kernel_outcome(call: Callable[[], Any]) -> Outcome:
+    """``("ok", value)`` or ``("error", kind)`` for a kernel call."""
+    try:
+        return ("ok", call())
+    except PayloadTooLarge:
+        return ("error", "payload_too_large")
+    except NotFound:
+        return ("error", "not_found")
+    except InputError:
+        return ("error", "input")
+    except Conflict:
+        return ("error", "conflict")
+
+
+def model_outcome(call: Callable[[], Any]) -> Outcome:
+    try:
+        return ("ok", call())
+    except Rejected as exc:
+        return ("error", exc.kind)
+
+
+@dataclass
+class Op:
+    """One action. ``prepare`` reads what a racing process read *before* the other one wrote
+    (a stale read) and returns the model half to run later."""
+
+    name: str
+    kernel: Callable[[Kernel], Any]
+    model: Callable[[Model], Any]
+    prepare: Callable[[Model], Callable[[Model], Any]] | None = None
+    evaluations: dict[str, int] = field(default_factory=dict)
+    #: Losing a race to the very same command may return the winner's result (an idempotent
+    #: duplicate answers with the original) instead of what a later, serial call would return.
+    echoes: bool = False
+
+
+def _cursor_of(c: Any) -> MCursor | None:
+    return None if c is None else MCursor(c.native(), c.version)
+
+
+# -- the machine ---------------------------------------------------------------------------------
+
+
+class KernelMachine(RuleBasedStateMachine):
+    """The kernel and the model, side by side, on the store :meth:`make_store` returns.
+
+    Class attributes a subclass may set: ``twin`` (also drive a kernel on a
+    :class:`MemoryStore`, the reference store, and require the very same log and observable
+    state from both).
+    """
+
+    twin: ClassVar[bool] = False
+
+    schedule_ids = Bundle("schedule_ids")
+    sensor_ids = Bundle("sensor_ids")
+    tickets = Bundle("tickets")
+    manual_runs = Bundle("manual_runs")
+
+    # -- hooks for kits ------------------------------------------------------------------------
+
+    def make_store(self) -> Store:
+        """A fresh, empty store for one example (override in a subclass)."""
+        return MemoryStore()
+
+    def reopen_store(self, store: Store) -> Store | None:
+        """Close ``store`` and open it again from where it persists; ``None``: it does not
+        persist (the in-memory store), so close/reopen and crash recovery are not exercised."""
+        return None
+
+    def tempdir(self) -> str:
+        """A fresh directory for this example, deleted at teardown."""
+        path = tempfile.mkdtemp(prefix="arcoflow-spec-")
+        self._dirs.append(path)
+        return path
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dirs: list[str] = []
+        self.now = DST_STARTS[-1]
+        self.model = Model()
+        self.store = Interposer(self.make_store())
+        self.kernel = Kernel(self.store)
+        self.twin_store = Interposer(MemoryStore()) if self.twin else None
+        self.twin_kernel = Kernel(self.twin_store) if self.twin_store else None
+        self.before: Observation | None = None
+        self.step_evaluations: dict[str, int] = {}
+        self.reopenable: bool | None = None
+
+    def teardown(self) -> None:
+        try:
+            if not self.store.crashed:
+                check_replay(self.kernel)
+        finally:
+            self.store.close()
+            if self.twin_store is not None:
+                self.twin_store.close()
+            for path in self._dirs:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _kernels(self) -> list[tuple[Kernel, Interposer]]:
+        out = [(self.kernel, self.store)]
+        if self.twin_kernel is not None and self.twin_store is not None:
+            out.append((self.twin_kernel, self.twin_store))
+        return out
+
+    @initialize(start=st.sampled_from(DST_STARTS), offset=st.sampled_from((0, -H, 2 * H, -D)))
+    def start_clock(self, start: int, offset: int) -> None:
+        self.now = start + offset
+        note(f"clock starts at {self.now}")
+
+    # -- running operations --------------------------------------------------------------------
+
+    def run(self, op: Op) -> Outcome:
+        """Run ``op`` on the kernel(s) and the model; they must agree on the outcome."""
+        note(f"{op.name} at {self.now}")
+        outcomes = [kernel_outcome(partial(op.kernel, k)) for k, _ in self._kernels()]
+        expected = model_outcome(lambda: op.model(self.model))
+        for got in outcomes:
+            assert got == expected, f"{op.name}: kernel {got!r} but model {expected!r}"
+        self._count(op.evaluations)
+        return expected
+
+    def race(self, first: Op, second: Op) -> None:
+        """``first`` reads, then ``second`` runs to completion (another process), then
+        ``first`` appends: it must detect the stale read (conflict and re-decide, duplicate,
+        or a typed Conflict) exactly as the model, which runs ``second`` then ``first``."""
+        note(f"race: {first.name} reads; {second.name} appends first")
+        fired: list[bool] = []
+        results = []
+        for kernel, store in self._kernels():
+            seconds: list[Outcome] = []
+
+            def other(kernel: Kernel = kernel, seconds: list[Outcome] = seconds) -> None:
+                seconds.append(kernel_outcome(lambda: second.kernel(kernel)))
+
+            store.before_append = other
+            got = kernel_outcome(partial(first.kernel, kernel))
+            if store.disarm():  # first never appended: it went first
+                other()
+                fired.append(False)
+            else:
+                fired.append(True)
+            results.append((seconds[0], got))
+        assert len(set(fired)) == 1, "the twin kernels raced differently"
+        stale = first.prepare(self.model) if first.prepare else first.model
+        if fired[0]:
+            expected_second = model_outcome(lambda: second.model(self.model))
+            expected_first = model_outcome(lambda: stale(self.model))
+        else:
+            expected_first = model_outcome(lambda: stale(self.model))
+            expected_second = model_outcome(lambda: second.model(self.model))
+        note(f"  {second.name}: {expected_second[0]}; {first.name}: {expected_first[0]}")
+        for got_second, got_first in results:
+            assert got_second == expected_second, f"{second.name}: {got_second} vs model"
+            echoed = first.echoes and got_first == got_second
+            assert echoed or got_first == expected_first, (
+                f"{first.name} after a stale read: kernel {got_first!r}, model {expected_first!r}"
+            )
+        self._count(first.evaluations)
+        self._count(second.evaluations)
+
+    def _count(self, evaluations: dict[str, int]) -> None:
+        for sid, n in evaluations.items():
+            self.step_evaluations[sid] = self.step_evaluations.get(sid, 0) + n
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def op_define_schedule(self, d: ScheduleDefinition, now: int) -> Op:
+        return Op(
+            f"define schedule {d.id} {d.cron} {d.timezone} enabled={d.enabled}",
+            lambda k: _change(k.define_schedule(d, now)),
+            lambda m: (m.define_schedule(d, now), m.schedules[d.id].definition_version),
+        )
+
+    def op_evaluate(self, schedule_id: str | None, mode: str, now: int) -> Op:
+        ev = evaluator(mode)
+        if schedule_id is None:
+            due = self.model.due_schedules(now)
+            return Op(
+                f"evaluate all at {now} (evaluator {mode})",
+                lambda k: [t.tick_id for t in k.evaluate_schedules(now, ev)],
+                lambda m: [t.tick_id for t in m.evaluate_schedules(now, ev)],
+                evaluations=dict.fromkeys(due, 1),
+            )
+        return Op(
+            f"evaluate {schedule_id} at {now} (evaluator {mode})",
+            lambda k: [t.tick_id for t in k.evaluate_schedule(schedule_id, now, ev)],
+            lambda m: [t.tick_id for t in m.evaluate_schedule(schedule_id, now, ev)],
+            evaluations={schedule_id: 1},
+            echoes=True,
+        )
+
+    def op_toggle_schedule(self, schedule_id: str, enabled: bool, now: int) -> Op:
+        return Op(
+            f"{'enable' if enabled else 'disable'} schedule {schedule_id}",
+            lambda k: k.set_schedule_enabled(schedule_id, enabled, now).enabled,
+            lambda m: m.set_schedule_enabled(schedule_id, enabled, now).enabled,
+        )
+
+    def op_define_sensor(self, d: SensorDefinition, now: int) -> Op:
+        return Op(
+            f"define {d.type} sensor {d.id} enabled={d.enabled}",
+            lambda k: _change(k.define_sensor(d, now)),
+            lambda m: (m.define_sensor(d, now), m.sensors[d.id].definition_version),
+        )
+
+    def op_push(self, sensor_id: str, message_id: str, payload: Any, mode: str | None) -> Op:
+        now, mapping = self.now, mapper(mode)
+        return Op(
+            f"push {message_id} to {sensor_id} (payload {payload!r}, mapper {mode})",
+            lambda k: _ingested(k.ingest(sensor_id, message_id, payload, now, mapping)),
+            lambda m: _ingested(m.ingest(sensor_id, message_id, payload, now, mapping)),
+        )
+
+    def op_poll(self, sensor_id: str, mode: str, now: int) -> Op:
+        conn = connector(mode)
+
+        def stale(m: Model) -> Callable[[Model], Any]:
+            # The racing poller read its ticket and called its connector before the other
+            # process wrote; it records that outcome afterwards.
+            try:
+                ticket = m.poll_ticket(sensor_id)
+            except Rejected:
+                return lambda m: m.poll(sensor_id, conn, now).eval_id
+            result = _connect(m, ticket, conn, now)
+            return lambda m: m.record_poll(ticket, result, now).eval_id
+
+        return Op(
+            f"poll {sensor_id} (connector {mode})",
+            lambda k: k.poll(sensor_id, conn, now).evaluation.eval_id,
+            lambda m: m.poll(sensor_id, conn, now).eval_id,
+            prepare=stale,
+        )
+
+    def op_launch(self, run_id: str, error: str | None, now: int) -> Op:
+        def stale(m: Model) -> Callable[[Model], Any]:
+            run = m.runs.get(run_id)
+            seen = run.attempts if run else None
+            return lambda m: (
+                m.record_launch(
+                    run_id,
+                    external_id=None if error else f"ext-{run_id[:8]}",
+                    error=error,
+                    now=now,
+                    max_attempts=3,
+                    seen_attempts=seen,
+                ).status
+            )
+
+        return Op(
+            f"launch {run_id[:8]}: {error or 'ok'}",
+            lambda k: (
+                k.record_launch(
+                    run_id,
+                    external_id=None if error else f"ext-{run_id[:8]}",
+                    error=error,
+                    now=now,
+                    max_attempts=3,
+                ).status
+            ),
+            lambda m: (
+                m.record_launch(
+                    run_id,
+                    external_id=None if error else f"ext-{run_id[:8]}",
+                    error=error,
+                    now=now,
+                    max_attempts=3,
+                ).status
+            ),
+            prepare=stale,
+        )
+
+    # -- rules: the clock ----------------------------------------------------------------------
+
+    @rule(delta=st.sampled_from(JUMPS))
+    def clock_forward(self, delta: int) -> None:
+        self.now += delta
+        note(f"clock +{delta}s -> {self.now}")
+
+    @rule(delta=st.sampled_from(BACK))
+    def clock_backward(self, delta: int) -> None:
+        self.now += delta
+        note(f"clock {delta}s -> {self.now} (skew)")
+
+    # -- rules: schedules ----------------------------------------------------------------------
+
+    @rule(target=schedule_ids, d=schedule_definitions())
+    def define_schedule(self, d: ScheduleDefinition) -> str:
+        self.run(self.op_define_schedule(d, self.now))
+        return d.id
+
+    @rule(sid=schedule_ids, enabled=st.booleans())
+    def toggle_schedule(self, sid: str, enabled: bool) -> None:
+        self.run(self.op_toggle_schedule(sid, enabled, self.now))
+
+    @rule(sid=st.one_of(schedule_ids, st.just("ghost")))
+    def delete_schedule(self, sid: str) -> None:
+        now = self.now
+        self.run(
+            Op(
+                f"delete schedule {sid}",
+                lambda k: k.delete_schedule(sid, now),
+                lambda m: m.delete_schedule(sid, now),
+            )
+        )
+
+    @rule(mode=st.sampled_from(EVALUATOR_MODES))
+    def evaluate_schedules(self, mode: str) -> None:
+        self.run(self.op_evaluate(None, mode, self.now))
+
+    @rule(sid=schedule_ids, mode=st.sampled_from(EVALUATOR_MODES))
+    def evaluate_schedule(self, sid: str, mode: str) -> None:
+        self.run(self.op_evaluate(sid, mode, self.now))
+
+    # -- rules: sensors ------------------------------------------------------------------------
+
+    @rule(target=sensor_ids, d=sensor_definitions())
+    def define_sensor(self, d: SensorDefinition) -> str:
+        self.run(self.op_define_sensor(d, self.now))
+        return d.id
+
+    @rule(sid=sensor_ids, running=st.booleans())
+    def toggle_sensor(self, sid: str, running: bool) -> None:
+        now = self.now
+        self.run(
+            Op(
+                f"{'start' if running else 'stop'} sensor {sid}",
+                lambda k: k.set_sensor_running(sid, running, now).running,
+                lambda m: m.set_sensor_running(sid, running, now).running,
+            )
+        )
+
+    @rule(sid=st.one_of(sensor_ids, st.just("ghost")))
+    def delete_sensor(self, sid: str) -> None:
+        now = self.now
+        self.run(
+            Op(
+                f"delete sensor {sid}",
+                lambda k: k.delete_sensor(sid, now),
+                lambda m: m.delete_sensor(sid, now),
+            )
+        )
+
+    @rule(
+        sid=sensor_ids,
+        message_id=st.sampled_from(MESSAGE_IDS),
+        payload=PAYLOADS,
+        mode=st.sampled_from(MAPPER_MODES),
+    )
+    def push(self, sid: str, message_id: str, payload: Any, mode: str | None) -> None:
+        self.run(self.op_push(sid, message_id, payload, mode))
+
+    @rule(sid=sensor_ids, mode=st.sampled_from(CONNECTOR_MODES))
+    def poll(self, sid: str, mode: str) -> None:
+        self.run(self.op_poll(sid, mode, self.now))
+
+    @rule(mode=st.sampled_from(CONNECTOR_MODES))
+    def poll_due(self, mode: str) -> None:
+        due = self.model.due_sensors(self.now)
+        assert self.kernel.due_sensors(self.now) == due
+        for sid in due:
+            self.run(self.op_poll(sid, mode, self.now))
+
+    @rule(target=tickets, sid=sensor_ids)
+    def take_ticket(self, sid: str) -> Any:
+        """Read a poll ticket and keep it: recording it later, after other polls, is stale."""
+        got = kernel_outcome(lambda: self.kernel.poll_ticket(sid))
+        expected = model_outcome(lambda: self.model.poll_ticket(sid))
+        assert got[0] == expected[0] and (got[0] == "ok" or got == expected), (got, expected)
+        if got[0] != "ok":
+            return None
+        kt, mt = got[1], expected[1]
+        assert (kt.expected_state_version, _cursor_of(kt.cursor)) == (
+            mt.expected_state_version,
+            mt.cursor,
+        )
+        note(f"ticket for {sid} at version {kt.expected_state_version}")
+        return (kt, mt)
+
+    @rule(ticket=tickets, mode=st.sampled_from(CONNECTOR_MODES), bump=st.sampled_from((0, 0, 3)))
+    def record_ticket(self, ticket: Any, mode: str, bump: int) -> None:
+        """Record a poll made from a ticket read earlier (``bump``: a forged, future version)."""
+        if ticket is None:
+            return
+        kt, mt = ticket
+        kt = kt._replace(expected_state_version=kt.expected_state_version + bump)
+        mt = MTicket(mt.sensor_id, mt.expected_state_version + bump, mt.cursor)
+        result = _connect(self.model, mt, connector(mode), self.now)
+        now = self.now
+        self.run(
+            Op(
+                f"record ticket {mt.sensor_id}@{mt.expected_state_version} ({mode})",
+                lambda k: k.record_poll(kt, result, now).evaluation.eval_id,
+                lambda m: m.record_poll(mt, result, now).eval_id,
+            )
+        )
+
+    # -- rules: runs ---------------------------------------------------------------------------
+
+    @rule(target=manual_runs, key=st.sampled_from(RUN_KEYS), template=templates())
+    def request_run(self, key: str, template: RunTemplate) -> str:
+        now = self.now
+        outcome = self.run(
+            Op(
+                f"request run {key} {template.target} {template.config}",
+                lambda k: k.request_run(key, template, now).run_id,
+                lambda m: m.request_run(key, template, now).run_id,
+            )
+        )
+        return str(outcome[1])
+
+    @precondition(lambda self: bool(self.model.runs))
+    @rule(data=st.data(), failing=st.sampled_from(((), ("down",), ("down", "down"))))
+    def launch_due(self, data: st.DataObject, failing: tuple[str, ...]) -> None:
+        """Hand the due runs of the outbox to a launcher; some launches fail."""
+        due = [r.run_id for r in self.model.due_launches(self.now)]
+        assert [r.run_id for r in self.kernel.due_launches(self.now)] == due
+        for rid in due:
+            error = "launcher down" if _bucket(rid, 3) < len(failing) else None
+            self.run(self.op_launch(rid, error, self.now))
+
+    @precondition(lambda self: bool(self.model.runs))
+    @rule(data=st.data(), error=st.sampled_from((None, "no capacity")))
+    def record_launch(self, data: st.DataObject, error: str | None) -> None:
+        rid = data.draw(st.sampled_from(sorted(self.model.runs)), label="run")
+        self.run(self.op_launch(rid, error, self.now))
+
+    @precondition(lambda self: bool(self.model.runs))
+    @rule(data=st.data(), succeeded=st.booleans())
+    def complete_run(self, data: st.DataObject, succeeded: bool) -> None:
+        rid = data.draw(st.sampled_from(sorted(self.model.runs)), label="run")
+        now = self.now
+        self.run(
+            Op(
+                f"complete {rid[:8]} succeeded={succeeded}",
+                lambda k: k.complete_run(rid, succeeded, None, now).status,
+                lambda m: m.complete_run(rid, succeeded, None, now).status,
+            )
+        )
+
+    @rule(rid=manual_runs, succeeded=st.booleans())
+    def complete_manual_run(self, rid: str, succeeded: bool) -> None:
+        now = self.now
+        self.run(
+            Op(
+                f"complete manual {rid[:8]}",
+                lambda k: k.complete_run(rid, succeeded, "by hand", now).status,
+                lambda m: m.complete_run(rid, succeeded, "by hand", now).status,
+            )
+        )
+
+    # -- rules: races on stale reads -----------------------------------------------------------
+
+    @rule(
+        sid=schedule_ids,
+        mode=st.sampled_from(EVALUATOR_MODES),
+        lag=st.sampled_from((0, 0, 60, H, -H)),
+    )
+    def race_evaluators(self, sid: str, mode: str, lag: int) -> None:
+        """Two evaluators of one schedule: the second appends between the first's read and
+        its append; the first must lose its compare-and-set and re-decide."""
+        self.race(
+            self.op_evaluate(sid, mode, self.now), self.op_evaluate(sid, mode, self.now + lag)
+        )
+
+    @rule(sid=schedule_ids, d=schedule_definitions(), define_first=st.booleans())
+    def race_define_and_evaluate(self, sid: str, d: ScheduleDefinition, define_first: bool) -> None:
+        """A definition update racing an evaluation, in either order."""
+        d = ScheduleDefinition(**{**_fields(d), "id": sid})
+        define = self.op_define_schedule(d, self.now)
+        evaluate = self.op_evaluate(sid, "default", self.now)
+        if define_first:
+            self.race(define, evaluate)
+        else:
+            self.race(evaluate, define)
+
+    @rule(sid=schedule_ids, enabled=st.booleans())
+    def race_toggle_and_evaluate(self, sid: str, enabled: bool) -> None:
+        self.race(
+            self.op_evaluate(sid, "default", self.now),
+            self.op_toggle_schedule(sid, enabled, self.now),
+        )
+
+    @rule(
+        sid=sensor_ids,
+        first=st.sampled_from(CONNECTOR_MODES),
+        second=st.sampled_from(CONNECTOR_MODES),
+    )
+    def race_pollers(self, sid: str, first: str, second: str) -> None:
+        """Two pollers read the same ticket; the second records first. The first must not
+        stomp the cursor: it gets the same evaluation back (identical outcome) or a Conflict."""
+        self.race(self.op_poll(sid, first, self.now), self.op_poll(sid, second, self.now))
+
+    @rule(
+        sid=sensor_ids,
+        message_id=st.sampled_from(MESSAGE_IDS),
+        first=st.sampled_from(MAPPER_MODES),
+        second=st.sampled_from(MAPPER_MODES),
+    )
+    def race_duplicate_push(
+        self, sid: str, message_id: str, first: str | None, second: str | None
+    ) -> None:
+        """The same message delivered by two senders at once: one durable effect."""
+        self.race(self.op_push(sid, message_id, 1, first), self.op_push(sid, message_id, 1, second))
+
+    @precondition(lambda self: bool(self.model.runs))
+    @rule(
+        data=st.data(),
+        first=st.sampled_from((None, "down")),
+        second=st.sampled_from((None, "down")),
+    )
+    def race_launchers(self, data: st.DataObject, first: str | None, second: str | None) -> None:
+        """Two dispatchers launch the same run: each attempt is recorded once."""
+        rid = data.draw(st.sampled_from(sorted(self.model.runs)), label="run")
+        self.race(self.op_launch(rid, first, self.now), self.op_launch(rid, second, self.now))
+
+    # -- rules: crashes, reopen, replay --------------------------------------------------------
+
+    @rule(
+        which=st.sampled_from(("evaluate", "push", "poll", "define", "request")),
+        sid=st.sampled_from(SCHEDULE_IDS + SENSOR_IDS),
+        at=st.integers(1, 3),
+    )
+    def crash(self, which: str, sid: str, at: int) -> None:
+        """The process dies inside the write transaction of an action: nothing of it may be
+        visible, before or after recovery."""
+        now = self.now
+        op = {
+            "evaluate": lambda: self.op_evaluate(None, "mixed", now),
+            "push": lambda: self.op_push(sid, f"crash-{now}", 0, None),
+            "poll": lambda: self.op_poll(sid, "advance", now),
+            "define": lambda: self.op_define_schedule(
+                ScheduleDefinition(sid, "*/30 * * * *", RunTemplate("crash")), now
+            ),
+            "request": lambda: Op(
+                "request crash run",
+                lambda k: k.request_run("crash", RunTemplate("x"), now).run_id,
+                lambda m: m.request_run("crash", RunTemplate("x"), now).run_id,
+            ),
+        }[which]()
+        note(f"crash during {op.name} at log record {at} of its first append")
+        before = observe_kernel(self.kernel, self.now)
+        self.store.crash_at = at
+        try:
+            got = kernel_outcome(lambda: op.kernel(self.kernel))
+        except SimulatedCrash:
+            self.store.crashed = False
+            check_reopen(before, observe_kernel(self.kernel, self.now))
+            self._reopen()
+            return
+        self.store.crash_at = None  # the action appended nothing, or fewer records
+        if self.twin_kernel is not None:
+            twin = self.twin_kernel
+            assert kernel_outcome(lambda: op.kernel(twin)) == got
+        expected = model_outcome(lambda: op.model(self.model))
+        assert got == expected, f"{op.name}: kernel {got!r} but model {expected!r}"
+        self._count(op.evaluations)
+
+    def _reopen(self) -> bool:
+        before = observe_kernel(self.kernel, self.now)
+        reopened = self.reopen_store(self.store.inner)
+        if reopened is None:
+            return False
+        self.store = Interposer(reopened)
+        self.kernel = Kernel(self.store)
+        check_reopen(before, observe_kernel(self.kernel, self.now))
+        return True
+
+    @rule()
+    def reopen(self) -> None:
+        """Close the store and open it again (a clean restart): nothing changes."""
+        if self._reopen():
+            note("store closed and reopened")
+
+    @rule()
+    def replay(self) -> None:
+        """Replaying the whole log reproduces the materialised state byte for byte."""
+        check_replay(self.kernel)
+
+    # -- the invariant: the kernel shows what the model says -----------------------------------
+
+    @invariant()
+    def kernel_matches_model(self) -> None:
+        seen = observe_kernel(self.kernel, self.now)
+        expected = observe_model(self.model, self.now)
+        differences = diff(seen, expected)
+        assert not differences, "kernel (first) differs from the model (second):\n" + "\n".join(
+            differences
+        )
+        if self.twin_kernel is not None:
+            twin = observe_kernel(self.twin_kernel, self.now)
+            differences = diff(seen, twin)
+            assert not differences, "store differs from MemoryStore:\n" + "\n".join(differences)
+            assert _log(self.kernel) == _log(self.twin_kernel), "the logs differ"
+        check_state(seen)
+        if self.before is not None:
+            check_step(self.before, seen, self.step_evaluations)
+        self.before = seen
+        self.step_evaluations = {}
+
+
+def _connect(m: Model, ticket: MTicket, conn: Callable[[PollContext], Any], now: int) -> Any:
+    """What ``conn`` answers (or the error recorded) for a poll from ``ticket``."""
+    s = m.sensors.get(ticket.sensor_id)
+    if s is None:
+        return "no sensor"
+    context = PollContext(
+        s.definition,
+        ticket.cursor.value if ticket.cursor else None,
+        ticket.cursor.version if ticket.cursor else None,
+        ticket.expected_state_version,
+        datetime.fromtimestamp(now, UTC),
+    )
+    try:
+        answer = conn(context)
+    except Exception as exc:
+        return plugin_error(exc)
+    if not isinstance(answer, PollResult):
+        return f"connector returned {type(answer).__name__}, not PollResult"
+    return answer
+
+
+def _change(change: Change) -> tuple[str, int]:
+    return (change.action, change.definition_version)
+
+
+def _ingested(result: Ingested | tuple[MEval, bool]) -> tuple[str, bool]:
+    if isinstance(result, Ingested):
+        return (result.evaluation.evaluation.eval_id, result.duplicate)
+    return (result[0].eval_id, result[1])
+
+
+def _fields(d: ScheduleDefinition) -> dict[str, Any]:
+    return attrs.asdict(d, recurse=False)
+
+
+def _log(kernel: Kernel) -> list[tuple[int, str, int, int, Any]]:
+    return [(e.seq, e.key, e.at, e.batch, e.event) for e in kernel.log()]
+
+
+# -- concrete machines ---------------------------------------------------------------------------
+
+
+class LmdbKernelMachine(KernelMachine):
+    """The kernel on LMDB (a fresh directory per example), with close/reopen and crash
+    recovery exercised."""
+
+    def make_store(self) -> Store:
+        return LmdbStore(self.tempdir(), map_size=4 * 1024 * 1024)
+
+    def reopen_store(self, store: Store) -> Store | None:
+        assert isinstance(store, LmdbStore)
+        path = store.path
+        store.close()
+        return LmdbStore(path, map_size=4 * 1024 * 1024)
+
+
+def kernel_machine(
+    store_factory: Callable[[str], Store],
+    reopen: Callable[[Store, str], Store] | None = None,
+    *,
+    twin: bool = True,
+    name: str = "StoreKernelMachine",
+) -> type[KernelMachine]:
+    """A :class:`KernelMachine` on the stores ``store_factory(directory)`` makes (a fresh
+    directory per example); ``reopen(store, directory)`` closes and reopens one (omit it for
+    a store that does not persist). ``twin``: also require the same log and state as
+    :class:`MemoryStore`, the reference store."""
+
+    class Machine(KernelMachine):
+        def make_store(self) -> Store:
+            self._path = self.tempdir()
+            return store_factory(self._path)
+
+        def reopen_store(self, store: Store) -> Store | None:
+            return None if reopen is None else reopen(store, self._path)
+
+    Machine.twin = twin
+    Machine.__name__ = Machine.__qualname__ = name
+    return Machine

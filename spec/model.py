@@ -1,0 +1,982 @@
+"""The reference model: arcoflow's semantics (``spec/SPEC.md``) as plain Python data.
+
+This is the oracle the state machines compare the kernel with, so it is written *independently*
+of the kernel's code: it never imports ``arcoflow.kernel.decide``, ``evolve``, ``cron``, ``runs``
+or ``store`` (an oracle that shares code with the implementation shares its bugs). It takes the
+input value types from :mod:`arcoflow.kernel.definitions` (what users and plugins hand over)
+and nothing else from the kernel. Ticks come from :func:`arcoflow.spec.ticks.reference_ticks`,
+the naive, unbounded walk; ids are re-derived here from the documented rules.
+
+Everything is a dict, a list or a dataclass, and every action is one method that reads like the
+SPEC's table: precondition (raise :class:`Rejected`), then effect. Nothing is optimised except
+that the tick walk is asked for a window at a time (it is exact for any window).
+
+>>> from arcoflow.kernel.definitions import RunTemplate, ScheduleDefinition
+>>> m = Model()
+>>> m.define_schedule(ScheduleDefinition("hourly", "0 * * * *", RunTemplate("etl")), now=0)
+'created'
+>>> [t.status for t in m.evaluate_schedules(now=3600)]
+['TRIGGERED']
+>>> m.evaluate_schedules(now=3600)
+[]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo
+
+import attrs
+from arcoflow.kernel.definitions import (
+    PollContext,
+    PollResult,
+    PushMessage,
+    RunRequest,
+    RunTemplate,
+    ScheduleDefinition,
+    SensorDefinition,
+    TickContext,
+    TickResult,
+)
+
+from .ticks import RefTick, reference_ticks
+
+__all__ = [
+    "DST_SKIP",
+    "NAMESPACE",
+    "MCursor",
+    "MEval",
+    "MMissed",
+    "MRun",
+    "MRunConflict",
+    "MSchedule",
+    "MSensor",
+    "MTick",
+    "MTicket",
+    "Model",
+    "Rejected",
+    "backoff_delay",
+    "derived_id",
+    "fingerprint",
+    "iso",
+    "plugin_error",
+    "poll_key",
+    "run_id",
+    "tick_id",
+]
+
+#: The uuid5 namespace of every arcoflow id (SPEC "Identity"). Fixed forever.
+NAMESPACE: Final = uuid.UUID("6f1c1f0e-7a4b-5c1e-9d2a-a1c0f10a0001")
+#: The reason the model gives a tick that ``dst_gap = "skip"`` skips; the kernel's reason says
+#: it in prose and contains this text.
+DST_SKIP: Final = "dst_gap=skip"
+#: Launch retries: ``min(LAUNCH_CAP, LAUNCH_BASE * 2**(attempt-1))`` seconds after a failure.
+LAUNCH_BASE: Final = 10
+LAUNCH_CAP: Final = 600
+
+Kind = Literal["not_found", "input", "conflict", "payload_too_large"]
+
+
+class Rejected(Exception):
+    """An action's precondition failed: nothing changed. ``kind`` is what the kernel must raise
+    (``not_found``: NotFound, ``input``: InputError, ``conflict``: Conflict,
+    ``payload_too_large``: PayloadTooLarge)."""
+
+    def __init__(self, kind: Kind, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind: Kind = kind
+
+
+# -- identity (SPEC "Identity") ------------------------------------------------------------------
+
+
+def iso(at: int) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def tick_id(schedule_id: str, at: int) -> str:
+    """``<schedule id>:<UTC instant>``: the two 01:30s of a fall-back day are two ticks."""
+    return f"{schedule_id}:{iso(at)}"
+
+
+def run_id(run_key: str) -> str:
+    """uuid5 of ``"run:" + run_key``: every retry of a request names the same run."""
+    return str(uuid.uuid5(NAMESPACE, "run:" + run_key))
+
+
+def derived_id(idempotency_key: str) -> str:
+    """Evaluation ids: uuid5 of the evaluation's idempotency key, never random."""
+    return str(uuid.uuid5(NAMESPACE, idempotency_key))
+
+
+def fingerprint(target: str, config: dict[str, Any], tags: dict[str, str]) -> str:
+    """First 32 hex digits of sha256 over the compact, key-sorted JSON of what a run does."""
+    data = json.dumps(
+        {"target": target, "config": config, "tags": tags},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(data.encode()).hexdigest()[:32]
+
+
+def poll_key(sensor_id: str, expected_state_version: int, cursor: MCursor | None) -> str:
+    """A poll's idempotency key: sensor, poll epoch and the cursor it started from."""
+    if cursor is None:
+        digest = "-"
+    else:
+        raw = cursor.value.encode() if isinstance(cursor.value, str) else cursor.value
+        digest = f"{cursor.version}.{hashlib.sha256(raw).hexdigest()[:16]}"
+    return f"poll/{sensor_id}/{expected_state_version}/{digest}"
+
+
+def push_key(sensor_id: str, message_id: str) -> str:
+    return f"push/{sensor_id}/{message_id}"
+
+
+def backoff_delay(definition: SensorDefinition, failures: int) -> int:
+    """Seconds until the next poll after ``failures`` consecutive failures (SPEC "Backoff").
+
+    ``delay = min(cap, base * 2**(failures - 1))``; the jitter fraction is the first 8 bytes of
+    ``sha256("<sensor id>:<failures>")`` read big-endian over 2**64; the wait is
+    ``delay + int(delay * jitter * fraction)``, at most ``cap`` and at least
+    ``minimum_interval``.
+    """
+    b = definition.backoff
+    delay = min(b.cap, b.base * 2 ** (failures - 1))
+    digest = hashlib.sha256(f"{definition.id}:{failures}".encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    jittered: int = delay + int(delay * b.jitter * fraction)
+    return max(definition.minimum_interval, min(b.cap, jittered))
+
+
+def plugin_error(exc: BaseException) -> str:
+    """How a plugin's exception is recorded: ``"<ExceptionType>: <message>"``."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def json_size(value: Any) -> int:
+    """Bytes of the compact JSON encoding of ``value`` (push payload limits)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MCursor:
+    """A connector's cursor as it handed it over, with the format version it declared."""
+
+    value: str | bytes
+    version: int
+
+
+@dataclass
+class MSchedule:
+    definition: ScheduleDefinition
+    definition_version: int
+    enabled: bool
+    deleted: bool
+    state_version: int  # +1 on every change: the CAS token of evaluations
+    eligible_from: int  # no tick before this instant runs (created or re-enabled here)
+    last_scheduled_for: int | None  # only moves forward
+    retries: list[tuple[int, int]]  # failed ticks awaiting a retry: (instant, attempts so far)
+    updated_at: int
+    next_fire_at: int | None = None  # derived: see Model.next_fire_at
+
+
+@dataclass
+class MTick:
+    tick_id: str
+    schedule_id: str
+    scheduled_for: int
+    status: Literal["TRIGGERED", "SKIPPED", "FAILED"]
+    definition_version: int
+    attempts: int
+    reason: str | None
+    run_keys: tuple[str, ...]
+    final: bool
+    evaluated_at: int
+
+
+@dataclass
+class MMissed:
+    schedule_id: str
+    evaluated_at: int
+    ranges: tuple[tuple[str, int, int], ...]  # (reason, first instant, last instant)
+
+
+@dataclass
+class MSensor:
+    definition: SensorDefinition
+    definition_version: int
+    running: bool
+    deleted: bool
+    state_version: int  # +1 per accepted poll: the CAS token of polls
+    cursor: MCursor | None
+    failures: int
+    next_eval_at: int | None
+    updated_at: int
+    evaluations: int = 0
+    last_eval_at: int | None = None
+    last_status: str | None = None
+    last_reason: str | None = None
+
+
+@dataclass
+class MEval:
+    eval_id: str
+    sensor_id: str
+    kind: Literal["push", "poll"]
+    status: Literal["REQUESTED", "NO_DATA", "SKIPPED", "FAILED"]
+    reason: str | None
+    message_id: str | None
+    expected_state_version: int | None
+    cursor_before: MCursor | None
+    cursor_after: MCursor | None
+    run_keys: tuple[str, ...]
+    failures: int
+    next_eval_at: int | None
+    evaluated_at: int
+
+
+@dataclass
+class MRun:
+    run_id: str
+    run_key: str
+    fingerprint: str
+    origin: str
+    requested_by: str
+    target: str
+    launcher: str | None
+    config: dict[str, Any]
+    tags: dict[str, str]
+    status: Literal["REQUESTED", "LAUNCHED", "SUCCEEDED", "FAILED", "GAVE_UP"]
+    created_at: int
+    updated_at: int
+    attempts: int = 0
+    next_attempt_at: int | None = None
+    external_id: str | None = None
+    last_error: str | None = None
+    detail: str | None = None
+
+
+@dataclass
+class MRunConflict:
+    run_key: str
+    run_id: str
+    existing_fingerprint: str
+    conflicting_fingerprint: str
+    requested_by: str
+    origin: str
+    at: int
+
+
+@dataclass(frozen=True)
+class MTicket:
+    """What a poll read: the version it expects and the cursor it hands the connector."""
+
+    sensor_id: str
+    expected_state_version: int
+    cursor: MCursor | None
+
+
+@dataclass
+class _Request:
+    origin: str
+    requested_by: str
+    run_key: str
+    target: str
+    launcher: str | None
+    config: dict[str, Any]
+    tags: dict[str, str]
+
+
+Evaluator = Callable[[TickContext], Any]
+Connector = Callable[[PollContext], Any]
+Mapper = Callable[[PushMessage], Any]
+Action = Literal["created", "updated", "enabled", "disabled", "unchanged"]
+
+
+# -- the tick walk -------------------------------------------------------------------------------
+
+
+class _Walk:
+    """The naive reference walk of one definition, asked for windows ``(lo, hi]``."""
+
+    _FAR: Final = 5 * 366 * 86400  # every accepted cron fires within this (Feb 29: 4 years)
+
+    def __init__(self, d: ScheduleDefinition) -> None:
+        self.args = (d.cron, d.timezone, str(d.dst_gap.value), str(d.dst_fold.value))
+
+    def ticks(self, lo: int, hi: int) -> list[RefTick]:
+        """Every tick with ``lo < at <= hi``."""
+        return reference_ticks(*self.args, lo, hi) if lo < hi else []
+
+    def first_after(self, after: int, limit: int | None = None) -> RefTick | None:
+        """The first tick strictly after ``after`` (and at most ``limit``), or None."""
+        end = after + self._FAR if limit is None else limit
+        lo, step = after, 3600
+        while lo < end:
+            hi = min(lo + step, end)
+            found = self.ticks(lo, hi)
+            if found:
+                return found[0]
+            lo, step = hi, min(step * 2, 32 * 86400)
+        return None
+
+    def last_before(self, before: int, floor: int) -> RefTick | None:
+        """The last tick strictly before ``before`` and strictly after ``floor``, or None."""
+        hi, step = before - 1, 3600
+        while hi > floor:
+            lo = max(hi - step, floor)
+            found = self.ticks(lo, hi)
+            if found:
+                return found[-1]
+            hi, step = lo, min(step * 2, 32 * 86400)
+        return None
+
+
+# -- the model -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Model:
+    """The whole state of an arcoflow store, and every action on it (SPEC "Actions")."""
+
+    schedules: dict[str, MSchedule] = field(default_factory=dict)
+    ticks: dict[str, dict[int, MTick]] = field(default_factory=dict)
+    missed: dict[str, list[MMissed]] = field(default_factory=dict)
+    sensors: dict[str, MSensor] = field(default_factory=dict)
+    evaluations: list[MEval] = field(default_factory=list)  # in the order they were recorded
+    runs: dict[str, MRun] = field(default_factory=dict)  # insertion order = creation order
+    conflicts: list[MRunConflict] = field(default_factory=list)
+    manual_requests: set[tuple[str, str, str, int]] = field(default_factory=set)
+
+    # -- schedules: definitions ----------------------------------------------------------------
+
+    def define_schedule(self, d: ScheduleDefinition, now: int) -> Action:
+        """Create or update. The version moves only when the content (everything but
+        ``enabled``) changes; a change of ``enabled`` alone is a toggle."""
+        old = self.schedules.get(d.id)
+        if old is None or old.deleted:
+            self.schedules[d.id] = s = MSchedule(
+                definition=d,
+                definition_version=(old.definition_version if old else 0) + 1,
+                enabled=d.enabled,
+                deleted=False,
+                state_version=(old.state_version if old else 0) + 1,
+                eligible_from=now,  # a new schedule never fires for instants before it existed
+                last_scheduled_for=old.last_scheduled_for if old else None,
+                retries=[],
+                updated_at=now,
+            )
+            self._refresh(s)
+            return "created"
+        if _content(old.definition) == _content(d):
+            if old.enabled == d.enabled:
+                return "unchanged"
+            self.set_schedule_enabled(d.id, d.enabled, now)
+            return "enabled" if d.enabled else "disabled"
+        if d.enabled and not old.enabled:
+            old.eligible_from = now  # enabling never back-fills
+        old.definition = d
+        old.definition_version += 1
+        old.enabled = d.enabled
+        self._touch(old, now)
+        return "updated"
+
+    def set_schedule_enabled(self, schedule_id: str, enabled: bool, now: int) -> MSchedule:
+        s = self._live_schedule(schedule_id)
+        if s.enabled != enabled:
+            s.enabled = enabled
+            if enabled:
+                s.eligible_from = now
+            self._touch(s, now)
+        return s
+
+    def delete_schedule(self, schedule_id: str, now: int) -> None:
+        """History (ticks, missed summaries, runs) stays; pending retries are dropped."""
+        s = self._live_schedule(schedule_id)
+        s.deleted, s.enabled, s.retries = True, False, []
+        self._touch(s, now)
+
+    def _live_schedule(self, schedule_id: str) -> MSchedule:
+        s = self.schedules.get(schedule_id)
+        if s is None or s.deleted:
+            raise Rejected("not_found", f"no schedule {schedule_id!r}")
+        return s
+
+    def _touch(self, s: MSchedule, now: int) -> None:
+        s.state_version += 1
+        s.updated_at = now
+        self._refresh(s)
+
+    @staticmethod
+    def cursor(s: MSchedule) -> int:
+        """Ticks strictly after this instant are still to be evaluated."""
+        last = s.last_scheduled_for
+        return max(s.eligible_from - 1, last if last is not None else s.eligible_from - 1)
+
+    def _refresh(self, s: MSchedule) -> None:
+        """``next_fire_at``: when an evaluation would next have something to do: the first tick
+        after the cursor, or a pending retry, whichever is first; None unless enabled."""
+        if not s.enabled or s.deleted:
+            s.next_fire_at = None
+            return
+        first = _Walk(s.definition).first_after(self.cursor(s))
+        candidates = [r[0] for r in s.retries] + ([first.at] if first else [])
+        s.next_fire_at = min(candidates) if candidates else None
+
+    # -- schedules: evaluation -----------------------------------------------------------------
+
+    def due_schedules(self, now: int) -> list[str]:
+        """Enabled schedules whose ``next_fire_at <= now``, by (next_fire_at, id)."""
+        due = [
+            (s.next_fire_at, sid)
+            for sid, s in self.schedules.items()
+            if s.enabled and not s.deleted and s.next_fire_at is not None and s.next_fire_at <= now
+        ]
+        return [sid for _, sid in sorted(due)]
+
+    def evaluate_schedules(self, now: int, evaluator: Evaluator | None = None) -> list[MTick]:
+        out: list[MTick] = []
+        for sid in self.due_schedules(now):
+            out += self.evaluate_schedule(sid, now, evaluator)
+        return out
+
+    def evaluate_schedule(
+        self, schedule_id: str, now: int, evaluator: Evaluator | None = None
+    ) -> list[MTick]:
+        """One evaluation: the due ticks (retries first, then fresh ones, oldest first) are
+        recorded; dropped ticks are summarised once; runs are requested."""
+        s = self.schedules.get(schedule_id)
+        if s is None:
+            raise Rejected("not_found", f"no schedule {schedule_id!r}")
+        if not s.enabled or s.deleted:
+            return []
+        d = s.definition
+        walk = _Walk(d)
+        cursor = self.cursor(s)
+        window_start = now - d.catchup_window  # a tick at T may run while now <= T + window
+        due: list[tuple[int, bool, int]] = [(at, True, n + 1) for at, n in s.retries]
+        missed: list[tuple[str, int, int]] = []
+        last: int | None = None
+        # Ticks after the cursor but older than the window: missed, summarised as one range.
+        first_late = walk.first_after(cursor, limit=window_start - 1)
+        if first_late is not None:
+            last_late = walk.last_before(window_start, floor=cursor)
+            assert last_late is not None
+            missed.append(("outside_catchup_window", first_late.at, last_late.at))
+            last = last_late.at
+        in_window = walk.ticks(max(cursor, window_start - 1), now)
+        budget = d.max_catchup_ticks
+        if d.catchup_order == "newest":
+            run, dropped = in_window[-budget:], in_window[:-budget]
+            if dropped:
+                missed.append(("over_max_catchup_ticks", dropped[0].at, dropped[-1].at))
+        else:  # oldest: drain forward; the rest waits for later evaluations
+            run = in_window[:budget]
+        if run:
+            last = run[-1].at
+        due += [(t.at, t.run, 1) for t in run]
+        if not due and not missed:
+            return []  # nothing to record: nothing changes
+
+        recorded: list[MTick] = []
+        requests: list[_Request] = []
+        retries: list[tuple[int, int]] = []
+        for at, runs_by_policy, attempt in due:
+            tid = tick_id(schedule_id, at)
+            outcome: TickResult | str = TickResult()
+            if d.evaluator is not None and runs_by_policy:
+                outcome = _ask_evaluator(evaluator, s, tid, at, attempt)
+            keys: tuple[str, ...] = ()
+            reason: str | None = None
+            final = True
+            if isinstance(outcome, str):
+                status: Literal["TRIGGERED", "SKIPPED", "FAILED"] = "FAILED"
+                reason = outcome
+                final = attempt > d.max_tick_retries
+                if not final:
+                    retries.append((at, attempt))
+            elif not runs_by_policy:
+                status, reason = "SKIPPED", DST_SKIP
+            elif outcome.skip_reason is not None or outcome.run_requests == []:
+                status = "SKIPPED"
+                reason = outcome.skip_reason or "evaluator returned no run requests"
+            else:
+                status = "TRIGGERED"
+                asked = outcome.run_requests or [RunRequest()]
+                made = [
+                    _request(
+                        f"schedule:{schedule_id}",
+                        tid,
+                        d.run,
+                        r,
+                        iso(at) if i == 0 else f"{iso(at)}:{i}",
+                    )
+                    for i, r in enumerate(asked)
+                ]
+                requests += made
+                keys = _unique(r.run_key for r in made)
+            tick = MTick(
+                tid,
+                schedule_id,
+                at,
+                status,
+                s.definition_version,
+                attempt,
+                reason,
+                keys,
+                final,
+                now,
+            )
+            self.ticks.setdefault(schedule_id, {})[at] = tick
+            recorded.append(tick)
+        if missed:
+            self.missed.setdefault(schedule_id, []).append(MMissed(schedule_id, now, tuple(missed)))
+        s.retries = retries
+        if last is not None and (s.last_scheduled_for is None or last > s.last_scheduled_for):
+            s.last_scheduled_for = last  # only ever forward
+        self._touch(s, now)
+        for request in requests:
+            self._request_run(request, now)
+        return recorded
+
+    # -- sensors: definitions ------------------------------------------------------------------
+
+    def define_sensor(self, d: SensorDefinition, now: int) -> Action:
+        """Create or update. A live sensor's type cannot change. The poll state (version,
+        cursor, failures) survives updates, and even deletion and re-creation."""
+        old = self.sensors.get(d.id)
+        live = old is not None and not old.deleted
+        if old is not None and live:
+            if _content(old.definition) == _content(d):
+                if old.running == d.enabled:
+                    return "unchanged"
+                self.set_sensor_running(d.id, d.enabled, now)
+                return "enabled" if d.enabled else "disabled"
+            if old.definition.type != d.type:
+                raise Rejected("input", f"sensor {d.id!r}: its type cannot change")
+        nxt: int | None = None
+        if d.type == "poll" and d.enabled:
+            keep = old is not None and live and old.next_eval_at is not None
+            nxt = old.next_eval_at if keep and old is not None else now
+        self.sensors[d.id] = MSensor(
+            definition=d,
+            definition_version=(old.definition_version if old else 0) + 1,
+            running=d.enabled,
+            deleted=False,
+            state_version=old.state_version if old else 0,
+            cursor=old.cursor if old else None,
+            failures=old.failures if old else 0,
+            next_eval_at=nxt,
+            updated_at=now,
+            evaluations=old.evaluations if old else 0,
+            last_eval_at=old.last_eval_at if old else None,
+            last_status=old.last_status if old else None,
+            last_reason=old.last_reason if old else None,
+        )
+        return "updated" if live else "created"
+
+    def set_sensor_running(self, sensor_id: str, running: bool, now: int) -> MSensor:
+        """Start or stop; a started poll sensor is due at once."""
+        s = self._live_sensor(sensor_id)
+        if s.running != running:
+            s.running = running
+            s.next_eval_at = now if running and s.definition.type == "poll" else None
+            s.updated_at = now
+        return s
+
+    def delete_sensor(self, sensor_id: str, now: int) -> None:
+        s = self._live_sensor(sensor_id)
+        s.deleted, s.running, s.next_eval_at, s.updated_at = True, False, None, now
+
+    def _live_sensor(self, sensor_id: str) -> MSensor:
+        s = self.sensors.get(sensor_id)
+        if s is None or s.deleted:
+            raise Rejected("not_found", f"no sensor {sensor_id!r}")
+        return s
+
+    def due_sensors(self, now: int) -> list[str]:
+        """Running poll sensors with ``next_eval_at <= now``, by (next_eval_at, id)."""
+        due = [
+            (s.next_eval_at, sid)
+            for sid, s in self.sensors.items()
+            if s.running
+            and not s.deleted
+            and s.definition.type == "poll"
+            and s.next_eval_at is not None
+            and s.next_eval_at <= now
+        ]
+        return [sid for _, sid in sorted(due)]
+
+    def evaluation(self, eval_id: str) -> MEval | None:
+        return next((e for e in self.evaluations if e.eval_id == eval_id), None)
+
+    # -- sensors: push -------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        sensor_id: str,
+        message_id: str,
+        payload: Any = None,
+        now: int = 0,
+        connector: Mapper | None = None,
+    ) -> tuple[MEval, bool]:
+        """One push delivery, keyed by ``message_id``. A re-delivery (in any order, while the
+        sensor is in any state) changes nothing and returns the original evaluation."""
+        s = self.sensors.get(sensor_id)
+        if s is None:
+            raise Rejected("not_found", f"no sensor {sensor_id!r}")
+        key = push_key(sensor_id, message_id)
+        earlier = self.evaluation(derived_id(key))
+        if earlier is not None:
+            return earlier, True
+        if s.deleted:
+            raise Rejected("not_found", f"sensor {sensor_id!r} was deleted")
+        if not s.running:
+            raise Rejected("input", f"sensor {sensor_id!r} is stopped")
+        if s.definition.type != "push":
+            raise Rejected("input", f"sensor {sensor_id!r} is a poll sensor")
+        if not 0 < len(message_id) <= 256:
+            raise Rejected("input", "message id must be 1-256 characters")
+        if json_size(payload) > s.definition.max_payload_bytes:
+            raise Rejected("payload_too_large", f"payload over {s.definition.max_payload_bytes}")
+        outcome: Sequence[RunRequest] | str
+        outcome = [RunRequest(message_id, config={"payload": payload})]
+        if connector is not None:
+            message = PushMessage(
+                s.definition, message_id, payload, datetime.fromtimestamp(now, UTC)
+            )
+            try:
+                mapped = connector(message)
+                if mapped is not None:
+                    outcome = (
+                        list(mapped)
+                        if isinstance(mapped, (list, tuple))
+                        and all(isinstance(r, RunRequest) for r in mapped)
+                        else f"connector returned {type(mapped).__name__}, not a list of RunRequest"
+                    )
+            except Exception as exc:
+                outcome = plugin_error(exc)
+        eval_id = derived_id(key)
+        requests, status, reason = _sensor_requests(s, eval_id, outcome, message_id)
+        if status == "NO_DATA":
+            reason = "no run requests"
+        e = MEval(
+            eval_id,
+            sensor_id,
+            "push",
+            status,
+            reason,
+            message_id,
+            None,
+            None,
+            None,
+            _unique(r.run_key for r in requests),
+            0,
+            None,
+            now,
+        )
+        self.evaluations.append(e)
+        self._count(s, e, now)
+        for request in requests:
+            self._request_run(request, now)
+        return e, False
+
+    # -- sensors: poll -------------------------------------------------------------------------
+
+    def poll_ticket(self, sensor_id: str) -> MTicket:
+        s = self._live_sensor(sensor_id)
+        if s.definition.type != "poll":
+            raise Rejected("input", f"sensor {sensor_id!r} is a push sensor")
+        return MTicket(sensor_id, s.state_version, s.cursor)
+
+    def poll(self, sensor_id: str, connector: Connector, now: int) -> MEval:
+        """Read, call the connector, record (with the version read as the CAS)."""
+        ticket = self.poll_ticket(sensor_id)
+        s = self.sensors[sensor_id]
+        context = PollContext(
+            s.definition,
+            ticket.cursor.value if ticket.cursor else None,
+            ticket.cursor.version if ticket.cursor else None,
+            ticket.expected_state_version,
+            datetime.fromtimestamp(now, UTC),
+        )
+        result: PollResult | str
+        try:
+            answer = connector(context)
+            result = (
+                answer
+                if isinstance(answer, PollResult)
+                else f"connector returned {type(answer).__name__}, not PollResult"
+            )
+        except Exception as exc:
+            result = plugin_error(exc)
+        return self.record_poll(ticket, result, now)
+
+    def record_poll(self, ticket: MTicket, result: PollResult | str, now: int) -> MEval:
+        """Accepted only at the expected version: then the version rises by one and the cursor
+        advances (``None`` keeps it). Re-recording the same outcome at a used epoch returns
+        the original evaluation; any other outcome there, or a stale version, is a conflict
+        and writes nothing."""
+        s = self._live_sensor(ticket.sensor_id)
+        if s.definition.type != "poll":
+            raise Rejected("input", f"sensor {ticket.sensor_id!r} is a push sensor")
+        d = s.definition
+        eval_id = derived_id(
+            poll_key(s.definition.id, ticket.expected_state_version, ticket.cursor)
+        )
+        cursor_after: MCursor | None = None
+        if isinstance(result, str):
+            failures = s.failures + 1
+            nxt = now + backoff_delay(d, failures)
+            requests: list[_Request] = []
+            status: Literal["REQUESTED", "NO_DATA", "SKIPPED", "FAILED"] = "FAILED"
+            reason: str | None = result
+        else:
+            failures, nxt = 0, now + d.minimum_interval
+            if result.cursor is not None:
+                cursor_after = MCursor(result.cursor, result.cursor_version)
+            if result.skip_reason is not None:
+                requests, status, reason = [], "SKIPPED", result.skip_reason
+            else:
+                requests, status, reason = _sensor_requests(
+                    s, eval_id, list(result.run_requests), eval_id
+                )
+                if status == "NO_DATA":
+                    reason = "no new data"
+        keys = _unique(r.run_key for r in requests)
+        earlier = self.evaluation(eval_id)
+        if earlier is not None:
+            same = (earlier.status, earlier.reason, earlier.cursor_after, earlier.run_keys) == (
+                status,
+                reason,
+                cursor_after,
+                keys,
+            )
+            if same:
+                return earlier
+            raise Rejected("conflict", f"poll epoch {ticket.expected_state_version} was used")
+        if ticket.expected_state_version != s.state_version:
+            raise Rejected("conflict", f"expected {ticket.expected_state_version}")
+        e = MEval(
+            eval_id,
+            s.definition.id,
+            "poll",
+            status,
+            reason,
+            None,
+            ticket.expected_state_version,
+            ticket.cursor,
+            cursor_after,
+            keys,
+            failures,
+            nxt,
+            now,
+        )
+        self.evaluations.append(e)
+        s.state_version += 1
+        if cursor_after is not None:
+            s.cursor = cursor_after  # None never clears it
+        s.failures = failures
+        s.next_eval_at = nxt if s.running else None
+        self._count(s, e, now)
+        for request in requests:
+            self._request_run(request, now)
+        return e
+
+    @staticmethod
+    def _count(s: MSensor, e: MEval, now: int) -> None:
+        s.evaluations += 1
+        s.last_eval_at = now
+        s.last_status = e.status
+        s.last_reason = e.reason
+        s.updated_at = now
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def request_run(
+        self,
+        run_key: str,
+        template: RunTemplate,
+        now: int,
+        origin: str = "manual",
+        requested_by: str = "api",
+    ) -> MRun:
+        """A manual (or backfill) request, in its own namespace. Repeating the very same
+        request (requester, key, content, instant) is one request."""
+        if origin not in ("manual", "backfill"):
+            raise Rejected("input", f"origin {origin!r}")
+        request = _request(origin, requested_by, template, RunRequest(run_key), run_key)
+        fp = fingerprint(request.target, request.config, request.tags)
+        identity = (requested_by, request.run_key, fp, now)
+        if identity not in self.manual_requests:
+            self.manual_requests.add(identity)
+            self._request_run(request, now)
+        return self.runs[run_id(request.run_key)]
+
+    def _request_run(self, r: _Request, now: int) -> None:
+        """A new key creates the run; the same key and content links to it; the same key with
+        other content is recorded as a conflict: still one run."""
+        rid = run_id(r.run_key)
+        fp = fingerprint(r.target, r.config, r.tags)
+        existing = self.runs.get(rid)
+        if existing is None:
+            self.runs[rid] = MRun(
+                run_id=rid,
+                run_key=r.run_key,
+                fingerprint=fp,
+                origin=r.origin,
+                requested_by=r.requested_by,
+                target=r.target,
+                launcher=r.launcher,
+                config=r.config,
+                tags=r.tags,
+                status="REQUESTED",
+                created_at=now,
+                updated_at=now,
+                next_attempt_at=now if r.launcher is not None else None,
+            )
+        elif existing.fingerprint != fp:
+            self.conflicts.append(
+                MRunConflict(
+                    r.run_key, rid, existing.fingerprint, fp, r.requested_by, r.origin, now
+                )
+            )
+
+    def run(self, run_id_: str) -> MRun:
+        r = self.runs.get(run_id_)
+        if r is None:
+            raise Rejected("not_found", f"no run {run_id_!r}")
+        return r
+
+    def due_launches(self, now: int, limit: int = 100) -> list[MRun]:
+        """The launch outbox: REQUESTED runs with a launcher whose next attempt is due."""
+        due = [
+            r
+            for r in self.runs.values()
+            if r.status == "REQUESTED"
+            and r.launcher is not None
+            and r.next_attempt_at is not None
+            and r.next_attempt_at <= now
+        ]
+        due.sort(key=lambda r: (r.next_attempt_at, r.run_id))
+        return due[:limit]
+
+    def record_launch(
+        self,
+        run_id_: str,
+        *,
+        external_id: str | None = None,
+        error: str | None = None,
+        now: int,
+        max_attempts: int = 5,
+        seen_attempts: int | None = None,
+    ) -> MRun:
+        """One launch attempt's outcome. Only a REQUESTED run takes one; each attempt number is
+        recorded once (``seen_attempts``: the attempts the reporter read; if another reporter
+        recorded that attempt since, this report is a duplicate)."""
+        r = self.run(run_id_)
+        if r.status != "REQUESTED":
+            return r
+        if seen_attempts is not None and seen_attempts != r.attempts:
+            return r
+        r.attempts += 1
+        r.updated_at = now
+        if error is None:
+            r.status, r.external_id, r.next_attempt_at = "LAUNCHED", external_id, None
+        else:
+            r.last_error = error
+            if r.attempts >= max_attempts:
+                r.status, r.next_attempt_at = "GAVE_UP", None
+            else:
+                r.next_attempt_at = now + min(LAUNCH_CAP, LAUNCH_BASE * 2 ** (r.attempts - 1))
+        return r
+
+    def complete_run(
+        self, run_id_: str, succeeded: bool, detail: str | None = None, now: int = 0
+    ) -> MRun:
+        """A run finished. Reported twice the same way: nothing new; the other way: rejected."""
+        r = self.run(run_id_)
+        status: Literal["SUCCEEDED", "FAILED"] = "SUCCEEDED" if succeeded else "FAILED"
+        if r.status in ("SUCCEEDED", "FAILED"):
+            if r.status != status:
+                raise Rejected("input", f"run {run_id_} already finished as {r.status}")
+            return r
+        r.status, r.detail, r.next_attempt_at, r.updated_at = status, detail, None, now
+        return r
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _content(d: ScheduleDefinition | SensorDefinition) -> Any:
+    """What a definition does: everything except ``enabled`` (which is state)."""
+    return attrs.evolve(d, enabled=True)
+
+
+def _unique(keys: Any) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(keys))
+
+
+def _request(
+    origin: str, requested_by: str, template: RunTemplate, r: RunRequest, default_key: str
+) -> _Request:
+    """A request in ``origin``'s namespace, its content merged over the template."""
+    return _Request(
+        origin=origin,
+        requested_by=requested_by,
+        run_key=f"{origin}:{r.run_key if r.run_key is not None else default_key}",
+        target=r.target or template.target,
+        launcher=template.launcher,
+        config={**template.config, **r.config},
+        tags={**template.tags, **r.tags},
+    )
+
+
+def _sensor_requests(
+    s: MSensor, eval_id: str, outcome: Sequence[RunRequest] | str, default_key: str
+) -> tuple[list[_Request], Literal["REQUESTED", "NO_DATA", "FAILED"], str | None]:
+    """A sensor's run requests: the default key is ``default_key`` for a single request and
+    ``<default_key>:<i>`` for each of several."""
+    if isinstance(outcome, str):
+        return [], "FAILED", outcome
+    made = [
+        _request(
+            f"sensor:{s.definition.id}",
+            eval_id,
+            s.definition.run,
+            r,
+            default_key if len(outcome) == 1 else f"{default_key}:{i}",
+        )
+        for i, r in enumerate(outcome)
+    ]
+    return made, ("REQUESTED" if made else "NO_DATA"), None
+
+
+def _ask_evaluator(
+    evaluator: Evaluator | None, s: MSchedule, tid: str, at: int, attempt: int
+) -> TickResult | str:
+    """The evaluator's answer for one tick, or the error that the tick records."""
+    d = s.definition
+    if evaluator is None:
+        return f"no evaluator {d.evaluator!r} is available"
+    when = datetime.fromtimestamp(at, UTC)
+    context = TickContext(d, tid, when, when.astimezone(ZoneInfo(d.timezone)), attempt, None)
+    try:
+        answer = evaluator(context)
+    except Exception as exc:
+        return plugin_error(exc)
+    if not isinstance(answer, TickResult):
+        return f"evaluator {d.evaluator!r} returned {type(answer).__name__}, not TickResult"
+    return answer

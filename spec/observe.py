@@ -1,0 +1,500 @@
+"""Observable state: one plain shape that both a kernel and the model can be read into.
+
+The kernel is read **only through its public query API** (``schedules``, ``ticks``,
+``missed``, ``sensors``, ``evaluations``, ``runs``, ``conflicts`` and the ``due_*`` indexes),
+never through its tables, so a comparison says what a user would see. :func:`diff` names the
+first differences in words, for Hypothesis' failure report.
+
+Two things are deliberately not compared (SPEC "What the model leaves out"): the text of a DST
+annotation (``TickRow.dst``; the model knows only *that* a tick was skipped by ``dst_gap =
+"skip"``), and log sequence numbers (the model has no log; order is compared instead).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+from arcoflow.kernel import Kernel
+from arcoflow.kernel.definitions import ScheduleDefinition, SensorDefinition
+from arcoflow.kernel.events import Cursor
+
+from .model import DST_SKIP, MCursor, Model
+
+__all__ = [
+    "ConflictObs",
+    "EvalObs",
+    "MissedObs",
+    "Observation",
+    "RunObs",
+    "ScheduleObs",
+    "SensorObs",
+    "TickObs",
+    "diff",
+    "observe_kernel",
+    "observe_model",
+]
+
+CursorObs = tuple[str | bytes, int] | None
+
+
+class ScheduleObs(NamedTuple):
+    schedule_id: str
+    definition: ScheduleDefinition
+    definition_version: int
+    enabled: bool
+    deleted: bool
+    state_version: int
+    eligible_from: int
+    last_scheduled_for: int | None
+    next_fire_at: int | None
+    retries: tuple[tuple[int, int], ...]
+    updated_at: int
+
+
+class TickObs(NamedTuple):
+    tick_id: str
+    schedule_id: str
+    scheduled_for: int
+    status: str
+    definition_version: int
+    attempts: int
+    reason: str | None
+    run_keys: tuple[str, ...]
+    final: bool
+    evaluated_at: int
+
+
+class MissedObs(NamedTuple):
+    schedule_id: str
+    evaluated_at: int
+    ranges: tuple[tuple[str, int, int], ...]
+
+
+class SensorObs(NamedTuple):
+    sensor_id: str
+    definition: SensorDefinition
+    definition_version: int
+    running: bool
+    deleted: bool
+    state_version: int
+    cursor: CursorObs
+    failures: int
+    next_eval_at: int | None
+    updated_at: int
+    evaluations: int
+    last_eval_at: int | None
+    last_status: str | None
+    last_reason: str | None
+
+
+class EvalObs(NamedTuple):
+    eval_id: str
+    sensor_id: str
+    kind: str
+    status: str
+    reason: str | None
+    message_id: str | None
+    expected_state_version: int | None
+    cursor_before: CursorObs
+    cursor_after: CursorObs
+    run_keys: tuple[str, ...]
+    failures: int
+    next_eval_at: int | None
+    evaluated_at: int
+
+
+class RunObs(NamedTuple):
+    run_id: str
+    run_key: str
+    fingerprint: str
+    origin: str
+    requested_by: str
+    target: str
+    launcher: str | None
+    config: dict[str, Any]
+    tags: dict[str, str]
+    status: str
+    created_at: int
+    updated_at: int
+    attempts: int
+    next_attempt_at: int | None
+    external_id: str | None
+    last_error: str | None
+    detail: str | None
+
+
+class ConflictObs(NamedTuple):
+    run_key: str
+    run_id: str
+    existing_fingerprint: str
+    conflicting_fingerprint: str
+    requested_by: str
+    origin: str
+    at: int
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything a user can see, at ``now``. Lists are oldest first."""
+
+    now: int
+    schedules: dict[str, ScheduleObs]
+    ticks: dict[str, tuple[TickObs, ...]]
+    missed: dict[str, tuple[MissedObs, ...]]
+    sensors: dict[str, SensorObs]
+    evaluations: dict[str, tuple[EvalObs, ...]]
+    runs: tuple[RunObs, ...]
+    conflicts: tuple[ConflictObs, ...]
+    due_schedules: tuple[str, ...]
+    due_sensors: tuple[str, ...]
+    due_launches: tuple[str, ...]
+
+
+def _cursor(c: Cursor | MCursor | None) -> CursorObs:
+    if c is None:
+        return None
+    if isinstance(c, MCursor):
+        return (c.value, c.version)
+    return (c.native(), c.version)
+
+
+def _reason(status: str, reason: str | None) -> str | None:
+    # The kernel says in prose why dst_gap=skip skipped a tick; the model only knows that it did.
+    if status == "SKIPPED" and reason is not None and DST_SKIP in reason:
+        return DST_SKIP
+    return reason
+
+
+_PAGE = 1000
+
+
+def observe_kernel(kernel: Kernel, now: int) -> Observation:
+    """Read ``kernel`` through its query API (paging through every list)."""
+    schedules = {
+        r.schedule_id: ScheduleObs(
+            r.schedule_id,
+            r.definition,
+            r.definition_version,
+            r.enabled,
+            r.deleted,
+            r.state_version,
+            r.eligible_from,
+            r.last_scheduled_for,
+            r.next_fire_at,
+            tuple((x.scheduled_for, x.attempts) for x in r.retries),
+            r.updated_at,
+        )
+        for r in kernel.schedules(include_deleted=True)
+    }
+    ticks: dict[str, tuple[TickObs, ...]] = {}
+    missed: dict[str, tuple[MissedObs, ...]] = {}
+    for sid in schedules:
+        rows = []
+        before: str | None = None
+        while True:
+            page = kernel.ticks(sid, limit=_PAGE, before=before)
+            rows += page
+            if len(page) < _PAGE:
+                break
+            before = page[-1].tick_id
+        if rows:
+            ticks[sid] = tuple(
+                TickObs(
+                    t.tick_id,
+                    t.schedule_id,
+                    t.scheduled_for,
+                    t.status,
+                    t.definition_version,
+                    t.attempts,
+                    _reason(t.status, t.reason),
+                    tuple(t.run_keys),
+                    t.final,
+                    t.evaluated_at,
+                )
+                for t in reversed(rows)
+            )
+        summaries = kernel.missed(sid, limit=_PAGE)
+        if summaries:
+            missed[sid] = tuple(
+                MissedObs(
+                    m.schedule_id,
+                    m.evaluated_at,
+                    tuple((x.reason, x.first, x.last) for x in m.ranges),
+                )
+                for m in reversed(summaries)
+            )
+    sensors = {
+        s.sensor_id: SensorObs(
+            s.sensor_id,
+            s.definition,
+            s.definition_version,
+            s.running,
+            s.deleted,
+            s.state_version,
+            _cursor(s.cursor),
+            s.failures,
+            s.next_eval_at,
+            s.updated_at,
+            s.evaluations,
+            s.last_eval_at,
+            s.last_status,
+            s.last_reason,
+        )
+        for s in kernel.sensors(include_deleted=True)
+    }
+    evaluations: dict[str, tuple[EvalObs, ...]] = {}
+    for sid in sensors:
+        evals = []
+        before = None
+        while True:
+            epage = kernel.evaluations(sid, limit=_PAGE, before=before)
+            evals += epage
+            if len(epage) < _PAGE:
+                break
+            before = epage[-1].evaluation.eval_id
+        if evals:
+            evaluations[sid] = tuple(
+                EvalObs(
+                    e.evaluation.eval_id,
+                    e.evaluation.sensor_id,
+                    e.evaluation.kind,
+                    e.evaluation.status,
+                    e.evaluation.reason,
+                    e.evaluation.message_id,
+                    e.evaluation.expected_state_version,
+                    _cursor(e.evaluation.cursor_before),
+                    _cursor(e.evaluation.cursor_after),
+                    tuple(e.evaluation.run_keys),
+                    e.evaluation.failures,
+                    e.evaluation.next_eval_at,
+                    e.evaluated_at,
+                )
+                for e in reversed(evals)
+            )
+    runs = []
+    before = None
+    while True:
+        rpage = kernel.runs(limit=_PAGE, before=before)
+        runs += rpage
+        if len(rpage) < _PAGE:
+            break
+        before = rpage[-1].run_id
+    conflicts = []
+    cbefore: int | None = None
+    while True:
+        cpage = kernel.conflicts(limit=_PAGE, before=cbefore)
+        conflicts += cpage
+        if len(cpage) < _PAGE:
+            break
+        cbefore = cpage[-1].seq
+    return Observation(
+        now=now,
+        schedules=schedules,
+        ticks=ticks,
+        missed=missed,
+        sensors=sensors,
+        evaluations=evaluations,
+        runs=tuple(
+            RunObs(
+                r.run_id,
+                r.run_key,
+                r.fingerprint,
+                r.origin,
+                r.requested_by,
+                r.target,
+                r.launcher,
+                r.config,
+                r.tags,
+                r.status,
+                r.created_at,
+                r.updated_at,
+                r.attempts,
+                r.next_attempt_at,
+                r.external_id,
+                r.last_error,
+                r.detail,
+            )
+            for r in reversed(runs)
+        ),
+        conflicts=tuple(
+            ConflictObs(
+                c.run_key,
+                c.run_id,
+                c.existing_fingerprint,
+                c.conflicting_fingerprint,
+                c.requested_by,
+                c.origin,
+                c.at,
+            )
+            for c in reversed(conflicts)
+        ),
+        due_schedules=tuple(kernel.due_schedules(now)),
+        due_sensors=tuple(kernel.due_sensors(now)),
+        due_launches=tuple(r.run_id for r in kernel.due_launches(now, limit=1000)),
+    )
+
+
+def observe_model(model: Model, now: int) -> Observation:
+    """The model's state in the same shape."""
+    return Observation(
+        now=now,
+        schedules={
+            sid: ScheduleObs(
+                sid,
+                s.definition,
+                s.definition_version,
+                s.enabled,
+                s.deleted,
+                s.state_version,
+                s.eligible_from,
+                s.last_scheduled_for,
+                s.next_fire_at,
+                tuple(s.retries),
+                s.updated_at,
+            )
+            for sid, s in sorted(model.schedules.items())
+        },
+        ticks={
+            sid: tuple(
+                TickObs(
+                    t.tick_id,
+                    t.schedule_id,
+                    t.scheduled_for,
+                    t.status,
+                    t.definition_version,
+                    t.attempts,
+                    t.reason,
+                    t.run_keys,
+                    t.final,
+                    t.evaluated_at,
+                )
+                for _, t in sorted(by_at.items())
+            )
+            for sid, by_at in sorted(model.ticks.items())
+            if by_at
+        },
+        missed={
+            sid: tuple(MissedObs(m.schedule_id, m.evaluated_at, m.ranges) for m in rows)
+            for sid, rows in sorted(model.missed.items())
+            if rows
+        },
+        sensors={
+            sid: SensorObs(
+                sid,
+                s.definition,
+                s.definition_version,
+                s.running,
+                s.deleted,
+                s.state_version,
+                _cursor(s.cursor),
+                s.failures,
+                s.next_eval_at,
+                s.updated_at,
+                s.evaluations,
+                s.last_eval_at,
+                s.last_status,
+                s.last_reason,
+            )
+            for sid, s in sorted(model.sensors.items())
+        },
+        evaluations={
+            sid: evals
+            for sid in sorted(model.sensors)
+            if (
+                evals := tuple(
+                    EvalObs(
+                        e.eval_id,
+                        e.sensor_id,
+                        e.kind,
+                        e.status,
+                        e.reason,
+                        e.message_id,
+                        e.expected_state_version,
+                        _cursor(e.cursor_before),
+                        _cursor(e.cursor_after),
+                        e.run_keys,
+                        e.failures,
+                        e.next_eval_at,
+                        e.evaluated_at,
+                    )
+                    for e in model.evaluations
+                    if e.sensor_id == sid
+                )
+            )
+        },
+        runs=tuple(
+            RunObs(
+                r.run_id,
+                r.run_key,
+                r.fingerprint,
+                r.origin,
+                r.requested_by,
+                r.target,
+                r.launcher,
+                r.config,
+                r.tags,
+                r.status,
+                r.created_at,
+                r.updated_at,
+                r.attempts,
+                r.next_attempt_at,
+                r.external_id,
+                r.last_error,
+                r.detail,
+            )
+            for r in model.runs.values()
+        ),
+        conflicts=tuple(
+            ConflictObs(
+                c.run_key,
+                c.run_id,
+                c.existing_fingerprint,
+                c.conflicting_fingerprint,
+                c.requested_by,
+                c.origin,
+                c.at,
+            )
+            for c in model.conflicts
+        ),
+        due_schedules=tuple(model.due_schedules(now)),
+        due_sensors=tuple(model.due_sensors(now)),
+        due_launches=tuple(r.run_id for r in model.due_launches(now, limit=1000)),
+    )
+
+
+def _diff_items(where: str, left: Any, right: Any, out: list[str]) -> None:
+    if left == right:
+        return
+    if isinstance(left, dict) and isinstance(right, dict):
+        for k in sorted(set(left) | set(right), key=str):
+            if k not in left:
+                out.append(f"{where}[{k!r}]: only in the second: {right[k]!r}")
+            elif k not in right:
+                out.append(f"{where}[{k!r}]: only in the first: {left[k]!r}")
+            else:
+                _diff_items(f"{where}[{k!r}]", left[k], right[k], out)
+        return
+    if isinstance(left, tuple) and hasattr(left, "_fields") and type(left) is type(right):
+        for name, a, b in zip(left._fields, left, right, strict=True):
+            if a != b:
+                out.append(f"{where}.{name}: {a!r} != {b!r}")
+        return
+    if isinstance(left, tuple) and isinstance(right, tuple):
+        if len(left) != len(right):
+            out.append(f"{where}: {len(left)} items != {len(right)} items")
+        for i, (a, b) in enumerate(zip(left, right, strict=False)):
+            _diff_items(f"{where}[{i}]", a, b, out)
+        if len(left) != len(right):
+            extra = left[len(right) :] or right[len(left) :]
+            out.append(f"{where}: extra {extra!r}")
+        return
+    out.append(f"{where}: {left!r} != {right!r}")
+
+
+def diff(first: Observation, second: Observation, limit: int = 12) -> list[str]:
+    """The differences between two observations, in words (at most ``limit``)."""
+    out: list[str] = []
+    for f in fields(Observation):
+        _diff_items(f.name, getattr(first, f.name), getattr(second, f.name), out)
+    return out[:limit]
