@@ -20,7 +20,7 @@ from arcoflow.kernel import (
     StoreError,
 )
 from arcoflow.kernel import events as ev
-from arcoflow.kernel.rows import ConflictRow, EvalRow, RunRow, SensorRow, Table, u64
+from arcoflow.kernel.rows import ROW_TYPES, ConflictRow, EvalRow, RunRow, SensorRow, Table, u64
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -159,6 +159,24 @@ def test_arbitrary_bytes_decode_or_raise_a_typed_store_error(data: bytes) -> Non
     """Whatever is on disk, decoding never escapes as an untyped exception."""
     with contextlib.suppress(CorruptRecord, FutureSchemaVersion):
         CODEC.decode(data, "seq 1")
+
+
+ROW_CLASSES = sorted(set(ROW_TYPES.values()), key=lambda c: c.__name__)
+
+
+@given(data=st.binary(max_size=48), row_type=st.sampled_from(ROW_CLASSES))
+def test_arbitrary_row_bytes_decode_or_raise_corrupt_record(data: bytes, row_type: type) -> None:
+    with contextlib.suppress(CorruptRecord):
+        CODEC.decode_row(data, row_type, "row")
+
+
+def test_invalid_utf8_is_a_corrupt_record() -> None:
+    bad = encode([SCHEMA_VERSION, 4, "k", 0, 4, {"type": "sensor.deleted", "sensor_id": "s"}])
+    bad = bad.replace(b"\xa1s", b"\xa1\x80")  # the sensor id's one byte, now not UTF-8
+    with pytest.raises(CorruptRecord, match="seq 4"):
+        CODEC.decode(bad, "seq 4")
+    with pytest.raises(CorruptRecord, match="seq 5"):
+        CODEC.decode(b"\x96\x00\x00\xa4\x00\x00\x00\x80", "seq 5")
 
 
 def test_rows_that_do_not_decode_are_corrupt_records() -> None:
