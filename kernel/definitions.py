@@ -105,6 +105,26 @@ def _timeout(value: int | str) -> int:
     return _duration(value, "timeout")
 
 
+def _utf8(text: str) -> bool:
+    """False for text that cannot be stored (lone surrogates, e.g. from a JSON ``"\\ud800"``)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not _utf8(value):
+        raise InputError(f"{attribute.name} {value!r} must be valid Unicode text")
+
+
+def _target(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not value:
+        raise InputError(f"{attribute.name} must not be empty")
+    _text(_, attribute, value)
+
+
 def _id(_: object, attribute: attrs.Attribute[str], value: str) -> None:
     validate_id(value, attribute.name)
 
@@ -117,7 +137,7 @@ def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
 def _json_blob(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     try:
         size = len(msgspec.json.encode(value))
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, msgspec.EncodeError, UnicodeEncodeError) as exc:
         raise InputError(f"{attribute.name} must hold JSON values only: {exc}") from exc
     if size > MAX_BLOB:
         raise InputError(f"{attribute.name} is {size} bytes; the limit is {MAX_BLOB}")
@@ -173,7 +193,7 @@ class RunTemplate:
     system to pick up through the history API.
     """
 
-    target: str = attrs.field(validator=attrs.validators.min_len(1))
+    target: str = attrs.field(validator=_target)
     launcher: str | None = None
     config: dict[str, Any] = attrs.field(factory=_dict, validator=_json_blob)
     tags: dict[str, str] = attrs.field(factory=_dict, validator=_str_map)
@@ -261,12 +281,14 @@ class RunRequest:
     run_key: str | None = attrs.field(default=None)
     config: dict[str, Any] = attrs.field(factory=_dict, validator=_json_blob)
     tags: dict[str, str] = attrs.field(factory=_dict, validator=_str_map)
-    target: str | None = None
+    target: str | None = attrs.field(default=None, validator=attrs.validators.optional(_text))
 
     @run_key.validator
     def _key(self, _: attrs.Attribute[str | None], value: str | None) -> None:
-        if value is not None and (not value or len(value) > 512 or "\x00" in value):
-            raise InputError(f"run_key {value!r} must be 1-512 characters without NUL")
+        if value is not None and (
+            not value or len(value) > 512 or "\x00" in value or not _utf8(value)
+        ):
+            raise InputError(f"run_key {value!r} must be 1-512 characters of text without NUL")
 
 
 @attrs.frozen
@@ -286,6 +308,8 @@ class PollResult:
     def _cursor(self, _: attrs.Attribute[Any], value: str | bytes | None) -> None:
         if value is not None and len(value) > MAX_BLOB:
             raise InputError(f"cursor is {len(value)} long; the limit is {MAX_BLOB}")
+        if isinstance(value, str) and not _utf8(value):
+            raise InputError("cursor must be valid Unicode text (or bytes)")
 
 
 @attrs.frozen

@@ -571,6 +571,10 @@ class Kernel:
         at = epoch(now)
         if origin not in ("manual", "backfill"):
             raise InputError(f"origin {origin!r} must be 'manual' or 'backfill'")
+        try:
+            requested_by.encode()  # part of the idempotency key, stored as UTF-8
+        except (AttributeError, UnicodeEncodeError):
+            raise InputError(f"requested_by {requested_by!r} must be valid Unicode text") from None
         event = request_run(origin, requested_by, template, RunRequest(run_key), run_key)
         # The fingerprint is part of the request's identity: a request with other content at
         # the same instant is not a duplicate, it is a conflict and must be recorded as one.
