@@ -7,6 +7,8 @@ that an operation changed nothing at all (log, rows, idempotency keys and indexe
 
 from __future__ import annotations
 
+import os
+import tempfile
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -66,6 +68,18 @@ def raw_put(store: Store, table: Table, key: bytes, value: bytes) -> None:
 
 def raw_delete(store: Store, table: Table, key: bytes) -> None:
     _raw(store, lambda txn: txn.delete(table, key))
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory in memory when the machine has one: Hypothesis examples that open
+    LMDB many times should not wait for a disk flush on every commit."""
+    shm = "/dev/shm"
+    return tempfile.TemporaryDirectory(dir=shm if os.path.isdir(shm) else None)
+
+
+def raw_write(store: Store, write: Callable[[Any], None]) -> None:
+    """Run ``write(txn)`` in one raw write transaction (puts and deletes, no apply step)."""
+    _raw(store, write)
 
 
 def _raw(store: Store, write: Callable[[Any], None]) -> None:

@@ -15,6 +15,7 @@ from arcoflow.kernel import (
     InvalidDefinition,
     InvalidId,
     Kernel,
+    PollResult,
     RunRequest,
     RunTemplate,
     ScheduleDefinition,
@@ -174,6 +175,31 @@ def test_run_templates_and_requests_validate() -> None:
         RunRequest("")
     with pytest.raises(InputError, match="run_key"):
         RunRequest("a\x00b")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RunRequest("\ud800"),
+        lambda: RunRequest("k", target="\ud800"),
+        lambda: RunTemplate("\ud800"),
+        lambda: RunTemplate(""),
+        lambda: RunTemplate("t", config={"k": "\udfff"}),
+        lambda: RunTemplate("t", tags={"k": "\ud800"}),
+        lambda: PollResult(cursor="\ud800"),
+    ],
+)
+def test_text_that_cannot_be_stored_is_an_input_error(make: Any) -> None:
+    """Lone surrogates (JSON can carry them) are refused up front, not in the store."""
+    with pytest.raises(InputError):
+        make()
+
+
+def test_a_requester_that_cannot_be_stored_is_an_input_error(kernel: Kernel, store: Store) -> None:
+    before = dump(store)
+    with pytest.raises(InputError, match="requested_by"):
+        kernel.request_run("k", T, now=1, requested_by="\ud800")
+    assert dump(store) == before
 
 
 # -- definitions files -----------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from arcoflow.sdk.cli import main
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from .helpers import dump, poll_sensor, push_sensor, raw_delete, raw_put, schedule
+from .helpers import dump, poll_sensor, push_sensor, raw_delete, raw_put, schedule, scratch_dir
 
 START = 1_700_000_000
 SCHEDULE_IDS = ("a", "b")
@@ -261,7 +260,7 @@ def run_everywhere(stores: list[Store], sequence: list[tuple[Any, ...]]) -> None
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(sequence=st.lists(commands, min_size=4, max_size=60))
 def test_replay_reproduces_the_state_on_both_stores(sequence: list[tuple[Any, ...]]) -> None:
-    with tempfile.TemporaryDirectory() as path:
+    with scratch_dir() as path:
         memory = MemoryStore()
         lmdb_store = LmdbStore(path, durable=False)
         try:
@@ -272,7 +271,7 @@ def test_replay_reproduces_the_state_on_both_stores(sequence: list[tuple[Any, ..
             # Two backends, one apply step: byte-identical tables.
             assert dump(memory) == dump(lmdb_store)
             # Replaying into LMDB gives the same bytes as replaying into memory.
-            with tempfile.TemporaryDirectory() as scratch_path:
+            with scratch_dir() as scratch_path:
                 scratch = LmdbStore(scratch_path, durable=False)
                 try:
                     assert Kernel(memory).verify(scratch).ok

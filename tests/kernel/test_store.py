@@ -6,7 +6,6 @@ an exception strikes half-way, reopening LMDB, and ordered scans that agree with
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,9 @@ from .helpers import (
     log_seqs,
     poll_sensor,
     push_sensor,
-    raw_delete,
-    raw_put,
+    raw_write,
     schedule,
+    scratch_dir,
 )
 
 
@@ -274,7 +273,7 @@ def _reference(
 
 @pytest.fixture(scope="module")
 def scan_stores() -> Iterator[tuple[MemoryStore, LmdbStore]]:
-    with tempfile.TemporaryDirectory() as path:
+    with scratch_dir() as path:
         lmdb_store = LmdbStore(path, durable=False)
         yield MemoryStore(), lmdb_store
         lmdb_store.close()
@@ -294,13 +293,15 @@ def test_ordered_scans_agree_between_backends(
 ) -> None:
     memory, lmdb_store = scan_stores
     table = Table.META  # a scratch table: emptied before each example
-    for s in (memory, lmdb_store):
-        with s.read() as txn:
-            old = [k for k, _ in txn.scan(table)]
-        for k in old:
-            raw_delete(s, table, k)
+
+    def refill(txn: Any) -> None:
+        for k in [k for k, _ in txn.scan(table)]:
+            txn.delete(table, k)
         for k, v in items.items():
-            raw_put(s, table, k, v)
+            txn.put(table, k, v)
+
+    for s in (memory, lmdb_store):
+        raw_write(s, refill)
     for prefix, start, stop, rev in queries:
         expected = _reference(items, prefix, start, stop, rev)
         for s in (memory, lmdb_store):
