@@ -18,6 +18,7 @@ import pytest
 from arcoflow.kernel import InvalidDefinition, Kernel, LmdbStore
 from arcoflow.plugins.memory_launcher import MemoryLauncher
 from arcoflow.sdk import Plugins
+from arcoflow.sdk.cli import main
 from arcoflow.sdk.daemon import run_daemon
 from arcoflow.sdk.testing import Clock, temporary_kernel
 
@@ -346,3 +347,37 @@ def test_bad_launcher_settings_are_input_errors(tmp_path: Path) -> None:
     config.write_text(config.read_text().replace("max_attempts = 2", "max_attempts = 0"))
     with temporary_kernel() as kernel, pytest.raises(ValueError, match="max_attempts"):
         run_daemon(kernel, plugins, str(config), 1, True)
+
+
+def test_run_json_streams_one_object_per_event(
+    tmp_path: Path, store_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "marker"
+    config = _definitions(tmp_path, marker, connector="filesystem")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "a.csv").write_text("a")
+    config.write_text(
+        config.read_text().replace(
+            f'{{ marker = "{marker}", sleep = 1.5 }}', f'{{ path = "{incoming}" }}'
+        )
+    )
+    code = main(
+        [
+            "--store",
+            store_dir,
+            "--json",
+            "run",
+            "--config",
+            str(config),
+            "--for",
+            "1",
+            "--interval",
+            "0.2",
+        ]
+    )
+    assert code == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events][:3] == ["change", "evaluation", "launch"]
+    assert events[1]["run_keys"][0].startswith("sensor:slow:a.csv@")
+    assert events[2]["status"] == "LAUNCHED" and events[2]["launcher"] == "memory"
