@@ -41,6 +41,8 @@ from .base import (
 __all__ = ["LmdbStore"]
 
 MIB: Final = 1024 * 1024
+#: Longest wait, in seconds, for this process's readers before resizing the map.
+_RESIZE_WAIT: Final = 30.0
 
 
 class _Env:
@@ -173,7 +175,7 @@ class LmdbStore:
                 except lmdb.MapFullError:
                     self._grow(shared)
                 except lmdb.MapResizedError:
-                    shared.env.set_mapsize(0)  # adopt the size another process grew it to
+                    self._resize(shared, 0)  # adopt the size another process grew it to
                 except lmdb.Error as exc:
                     raise StoreError(f"store at {self.path}: {exc}") from exc
 
@@ -184,10 +186,19 @@ class LmdbStore:
                 f"store at {self.path} is full at {size // MIB} MiB "
                 f"(max_map_size {self.max_map_size // MIB} MiB); nothing was written"
             )
+        self._resize(shared, min(size * 2, self.max_map_size))
+
+    def _resize(self, shared: _Env, size: int) -> None:
+        """``set_mapsize`` (0: adopt the size another process grew the map to). LMDB allows it
+        only while no transaction of this process is live: the caller holds the writer lock,
+        and this waits for the readers to finish (new ones cannot begin meanwhile)."""
         with shared.idle:
-            while shared.readers:  # set_mapsize needs no live transaction in this process
-                shared.idle.wait()
-            shared.env.set_mapsize(min(size * 2, self.max_map_size))
+            if not shared.idle.wait_for(lambda: shared.readers == 0, timeout=_RESIZE_WAIT):
+                raise StoreError(
+                    f"store at {self.path}: the map must be resized, but a read transaction "
+                    f"in this process stayed open for {_RESIZE_WAIT}s; nothing was written"
+                )
+            shared.env.set_mapsize(size)
 
     def append(self, batch: Sequence[Pending], at: int) -> Appended:
         result: Appended = self._write(lambda txn: apply_batch(txn, self.codec, batch, at))
@@ -199,17 +210,7 @@ class LmdbStore:
     @contextmanager
     def read(self) -> Iterator[_Txn]:
         shared = self._env
-        with shared.idle:
-            shared.readers += 1
-            try:
-                txn = shared.env.begin(buffers=False)
-            except lmdb.MapResizedError:
-                if shared.readers == 1:  # adopting the size needs no other live transaction
-                    shared.env.set_mapsize(0)
-                txn = shared.env.begin(buffers=False)
-            except BaseException:
-                shared.readers -= 1
-                raise
+        txn = self._begin_read(shared)
         try:
             yield _Txn(txn, shared.dbs)
         finally:
@@ -217,6 +218,24 @@ class LmdbStore:
             with shared.idle:
                 shared.readers -= 1
                 shared.idle.notify_all()
+
+    def _begin_read(self, shared: _Env) -> Any:
+        """A read transaction, counted in ``shared.readers`` (a resize waits for it)."""
+        for _ in range(3):
+            with shared.idle:
+                try:
+                    txn = shared.env.begin(buffers=False)
+                except lmdb.MapResizedError:
+                    pass
+                except lmdb.Error as exc:
+                    raise StoreError(f"store at {self.path}: {exc}") from exc
+                else:
+                    shared.readers += 1
+                    return txn
+            # Another process grew the map beyond ours: adopt its size, then read.
+            with shared.lock:
+                self._resize(shared, 0)
+        raise StoreError(f"store at {self.path}: the map keeps being resized; retry")
 
     def map_size(self) -> int:
         """The current map size in bytes."""
