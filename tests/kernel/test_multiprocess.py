@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,3 +180,44 @@ def test_cursor_and_state_survive_another_process(tmp_path: Path) -> None:
         assert sensor.state_version == 6
         assert sensor.cursor == Cursor.of("second-2")
     assert os.path.isdir(path)
+
+
+def test_a_map_grown_elsewhere_while_this_process_is_reading(tmp_path: Path) -> None:
+    """A reader that finds the map resized while another thread still reads waits for it,
+    adopts the new size and reads; nothing leaks, and the map can still grow here later."""
+    path = str(tmp_path / "s")
+    with LmdbStore(path, map_size=64 * KIB, max_map_size=64 * 1024 * KIB) as store:
+        kernel = Kernel(store)
+        kernel.request_run("before", RunTemplate("t"), now=0)
+        long_read = store.read()
+        long_read.__enter__()  # e.g. an HTTP handler paging through history
+        [grown] = run_workers("-", [["grow", path, "-", str(1024 * KIB)]])
+        results: list[Any] = []
+
+        def reader() -> None:
+            try:
+                results.append(len(Kernel(store).runs(limit=1000)))
+            except Exception as exc:  # noqa: BLE001 - the test reports whatever happened
+                results.append(exc)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        time.sleep(0.2)
+        long_read.__exit__(None, None, None)
+        thread.join(timeout=20)
+        assert not thread.is_alive()
+        assert results == [grown["appended"] + 1]
+        assert store._env.readers == 0
+
+        def fill() -> None:  # grows the map in this process: must not wait for a lost reader
+            size = store.map_size()
+            i = 0
+            while store.map_size() == size:
+                kernel.request_run(f"fill-{i}", RunTemplate("t", config={"x": "y" * 4000}), now=i)
+                i += 1
+
+        filler = threading.Thread(target=fill)
+        filler.start()
+        filler.join(timeout=60)
+        assert not filler.is_alive()
+        assert kernel.verify().ok
