@@ -19,7 +19,6 @@ from arcoflow.kernel import (
     Kernel,
     LmdbStore,
     Pending,
-    PollContext,
     PollResult,
     RunTemplate,
 )
@@ -75,20 +74,18 @@ def ingest(path: str, go: str, sensor: str, count: int, seed: str) -> dict[str, 
 
 
 def poll(path: str, go: str, sensor: str, count: int, tag: str) -> dict[str, Any]:
-    """``count`` polls, each offering the cursor ``TAG-i``; a lost race is a Conflict."""
+    """``count`` polls through ``poll_ticket``/``record_poll``, each offering the cursor
+    ``TAG-i``; a lost race is a Conflict."""
     accepted: list[list[Any]] = []
     conflicts = 0
     with LmdbStore(path) as store:
         kernel = Kernel(store)
         _wait(go)
         for i in range(count):
-
-            def connector(ctx: PollContext, i: int = i) -> PollResult:
-                time.sleep(random.random() / 500)  # widen the window between read and write
-                return PollResult(cursor=f"{tag}-{i}")
-
+            ticket = kernel.poll_ticket(sensor)  # read the version and cursor...
+            time.sleep(random.random() / 500)  # ...ask the source (others may record meanwhile)
             try:
-                row = kernel.poll(sensor, connector, now=1000 + i)
+                row = kernel.record_poll(ticket, PollResult(cursor=f"{tag}-{i}"), now=1000 + i)
             except Conflict:
                 conflicts += 1
                 continue
