@@ -608,3 +608,24 @@ def test_eval_ids_are_derived_not_random(tmp_path: Path) -> None:
             )
         )
     assert ids[0] == ids[1]
+
+
+def test_evaluations_page_newest_first(kernel: Kernel) -> None:
+    kernel.define_sensor(push_sensor("hook"), now=0)
+    kernel.define_sensor(push_sensor("other"), now=0)
+    for i in range(23):
+        kernel.ingest("hook", f"m{i}", None, now=i)
+        kernel.ingest("other", f"m{i}", None, now=i)
+    pages: list[list[str | None]] = []
+    before = None
+    while True:
+        page = kernel.evaluations("hook", limit=10, before=before)
+        if not page:
+            break
+        pages.append([r.evaluation.message_id for r in page])
+        before = page[-1].evaluation.eval_id
+    assert [len(p) for p in pages] == [10, 10, 3]
+    assert [m for p in pages for m in p] == [f"m{i}" for i in reversed(range(23))]
+    other = kernel.evaluations("other", limit=1)[0].evaluation.eval_id
+    with pytest.raises(InputError):
+        kernel.evaluations("hook", before=other)  # another sensor's evaluation

@@ -308,3 +308,27 @@ def test_ordered_scans_agree_between_backends(
             with s.read() as txn:
                 got = list(txn.scan(table, prefix=prefix, start=start, stop=stop, reverse=rev))
             assert got == expected, (type(s).__name__, prefix, start, stop, rev)
+
+
+def test_long_idempotency_keys_dedupe_and_stay_distinct(store: Store) -> None:
+    """Keys over LMDB's key size are stored by hash: equal keys still dedupe, and keys that
+    share a long prefix stay distinct."""
+    prefix = "k" * 600
+    first = store.append([Pending(prefix + "a", run_requested("a"))], at=1)
+    other = store.append([Pending(prefix + "b", run_requested("b"))], at=2)
+    assert not other.duplicate
+    again = store.append([Pending(prefix + "a", run_requested("a"))], at=3)
+    assert again.duplicate
+    assert again.records == first.records
+    assert log_seqs(store) == [1, 2]
+    assert Kernel(store).verify().ok
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1000])
+def test_log_reads_every_record_in_order_whatever_the_chunk(store: Store, chunk: int) -> None:
+    for i in range(7):
+        store.append(batch_of(1 + i % 2, f"c{i}"), at=i)
+    total = last_seq(store)
+    assert [e.seq for e in Kernel(store).log(chunk=chunk)] == list(range(1, total + 1))
+    assert [e.seq for e in Kernel(store).log(after=4, chunk=chunk)] == list(range(5, total + 1))
+    assert list(Kernel(store).log(after=total, chunk=chunk)) == []
