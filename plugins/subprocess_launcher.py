@@ -7,6 +7,7 @@ Launcher config, in the definitions file::
     cwd = "/srv/etl"                         # optional working directory
     env = { ETL_ENV = "prod" }               # optional extra environment variables
     log_dir = "/var/log/arcoflow"            # optional: output to LOG_DIR/<run_id>.log
+    state_dir = "/var/lib/arcoflow/runs"     # optional: share run state across daemons
 
 The command gets the run in its environment (on top of the daemon's own):
 
@@ -20,30 +21,40 @@ output stays clean for ``run --json``). The process starts in its own session: a
 for the daemon does not kill runs. ``arcoflow_run_state`` reports the exit status: 0 is
 ``succeeded``; anything else is ``failed`` with "exit status N" or "killed by SIGNAME".
 
-Idempotency and its limit: a run id handed over again to the *same* launcher instance returns
-the process already started (no second process). Across processes there is no shared
-record: two daemons that dispatch the same run at the same instant may each start it (the
+Idempotency. Without ``state_dir``, a run id handed over again to the *same* launcher (the
+same daemon process) returns the process already started; but nothing is shared between
+processes: two daemons that dispatch the same run at the same instant may each start it (the
 kernel still records one launch), and the exit status of a run started by a daemon that has
 since exited is unknown — its run stays ``LAUNCHED`` until reported with
-``arcoflow complete RUN_ID succeeded|failed``. Run one daemon per store with this launcher, or
-make the command itself idempotent on ``ARCOFLOW_RUN_ID``.
+``arcoflow complete RUN_ID succeeded|failed``.
+
+With ``state_dir`` (a directory every daemon of the store can reach on a local file system),
+each run id is claimed by creating ``<run_id>.json`` there exclusively, so exactly one process
+ever starts it, whichever daemon is asked; and the command runs under a small wrapper
+(``python -m arcoflow.plugins.subprocess_launcher``) that writes its exit status to
+``<run_id>.exit.json``, so any daemon, including one started later or a ``run --once`` in the
+next cron slot, reports how it ended. The external id is then the wrapper's pid.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from types import FrameType
 from typing import IO, Any, Final, NamedTuple
 
 from arcoflow.sdk import Launch, Launched, LaunchError, RunState, hookimpl
 
-__all__ = ["SubprocessLauncher", "launcher"]
+__all__ = ["SubprocessLauncher", "launcher", "main"]
 
 #: Finished runs remembered (for idempotency and their state) before the oldest are forgotten.
 KEEP_FINISHED: Final = 10_000
@@ -54,6 +65,7 @@ class _Config(NamedTuple):
     cwd: str | None
     env: dict[str, str]
     log_dir: str | None
+    state_dir: str | None
 
 
 class _Finished(NamedTuple):
@@ -76,50 +88,70 @@ class SubprocessLauncher:
             if known is not None:  # run_id is the idempotency token
                 return Launched(str(known))
             config = _config(launch.launcher_config)
-            env = {**os.environ, **config.env, **_run_env(launch)}
-            output: IO[bytes] | int = 2  # the daemon's stderr
-            if config.log_dir is not None:
+            if config.state_dir is None:
+                proc = self._start(config, launch, config.command)
+            else:
+                claimed = _claim(config.state_dir, launch.run_id)
+                if claimed is not None:  # another process started it (or is starting it)
+                    return Launched(str(claimed))
                 try:
-                    os.makedirs(config.log_dir, exist_ok=True)
-                    output = open(os.path.join(config.log_dir, f"{launch.run_id}.log"), "ab")  # noqa: SIM115
-                except OSError as exc:
-                    raise LaunchError(
-                        f"subprocess launcher: cannot open the log in {config.log_dir!r}: {exc}"
-                    ) from None
-            try:
-                proc = subprocess.Popen(
-                    config.command,
-                    cwd=config.cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise LaunchError(
-                    f"subprocess launcher: cannot start {config.command[0]!r}: "
-                    f"{exc.strerror or exc}"
-                ) from None
-            finally:
-                if not isinstance(output, int):
-                    output.close()  # the child has its own copy
+                    proc = self._start(config, launch, _wrapped(config, launch.run_id))
+                except BaseException:
+                    os.unlink(_record(config.state_dir, launch.run_id))  # a retry may claim it
+                    raise
+                _write_json(_record(config.state_dir, launch.run_id), {"pid": proc.pid})
             self._running[launch.run_id] = proc
             return Launched(str(proc.pid))
 
+    def _start(
+        self, config: _Config, launch: Launch, command: list[str]
+    ) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **config.env, **_run_env(launch)}
+        output: IO[bytes] | int = 2  # the daemon's stderr
+        if config.log_dir is not None:
+            try:
+                os.makedirs(config.log_dir, exist_ok=True)
+                output = open(os.path.join(config.log_dir, f"{launch.run_id}.log"), "ab")  # noqa: SIM115
+            except OSError as exc:
+                raise LaunchError(
+                    f"subprocess launcher: cannot open the log in {config.log_dir!r}: {exc}"
+                ) from None
+        try:
+            return subprocess.Popen(
+                command,
+                cwd=config.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise LaunchError(
+                f"subprocess launcher: cannot start {command[0]!r}: {exc.strerror or exc}"
+            ) from None
+        finally:
+            if not isinstance(output, int):
+                output.close()  # the child has its own copy
+
     @hookimpl
     def arcoflow_run_state(self, launch: Launch) -> RunState | None:
+        state_dir = _state_dir(launch.launcher_config)
         with self._lock:
             finished = self._finished.get(launch.run_id)
             if finished is not None:
                 return finished.state
             proc = self._running.get(launch.run_id)
             if proc is None:
-                return None  # started by another process: its exit status is unknown here
+                if state_dir is None:
+                    return None  # started by another process: its exit status is unknown here
+                return _shared_state(state_dir, launch.run_id)
             code = proc.poll()
             if code is None:
                 return None
-            state = RunState("succeeded") if code == 0 else RunState("failed", _describe(code))
+            state = _state(code)
+            if state_dir is not None:  # the wrapper's status file has the command's own code
+                state = _exit_file_state(state_dir, launch.run_id) or _wrapper_lost(code)
             del self._running[launch.run_id]
             self._finished[launch.run_id] = _Finished(proc.pid, state)
             while len(self._finished) > KEEP_FINISHED:
@@ -185,17 +217,149 @@ def _config(raw: Mapping[str, Any]) -> _Config:
     log_dir = raw.get("log_dir")
     if log_dir is not None and not isinstance(log_dir, str):
         raise LaunchError("subprocess launcher: log_dir must be a directory path")
-    return _Config(list(command), cwd, dict(env), log_dir)
+    state_dir = _state_dir(raw)
+    if state_dir is not None:
+        try:
+            os.makedirs(state_dir, exist_ok=True)
+        except OSError as exc:
+            raise LaunchError(f"subprocess launcher: state_dir {state_dir!r}: {exc}") from None
+    return _Config(list(command), cwd, dict(env), log_dir, state_dir)
 
 
-def _describe(code: int) -> str:
+def _state_dir(raw: Mapping[str, Any]) -> str | None:
+    state_dir = raw.get("state_dir")
+    if state_dir is not None and (not isinstance(state_dir, str) or not state_dir):
+        raise LaunchError("subprocess launcher: state_dir must be a directory path")
+    return os.path.abspath(state_dir) if state_dir is not None else None
+
+
+# -- shared run state (state_dir) ----------------------------------------------------------------
+
+
+def _record(state_dir: str, run_id: str) -> str:
+    return os.path.join(state_dir, f"{run_id}.json")
+
+
+def _exit_file(state_dir: str, run_id: str) -> str:
+    return os.path.join(state_dir, f"{run_id}.exit.json")
+
+
+def _claim(state_dir: str, run_id: str) -> int | None:
+    """Claim ``run_id`` (``None``: ours to start), or the pid of whoever claimed it first."""
+    path = _record(state_dir, run_id)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return None
+    except FileExistsError:
+        pass
+    deadline = time.monotonic() + 2
+    while True:  # the claimant writes its pid right after starting the process
+        pid = _read_json(path).get("pid")
+        if isinstance(pid, int):
+            return pid
+        if time.monotonic() > deadline:
+            raise LaunchError(
+                f"subprocess launcher: run {run_id} was claimed in {path} but its process id "
+                "was never written (a daemon died while starting it?); if no process runs it, "
+                "delete that file and arcoflow will start it"
+            )
+        time.sleep(0.02)
+
+
+def _shared_state(state_dir: str, run_id: str) -> RunState | None:
+    """The state of a run another process started: its exit file, or a vanished process."""
+    state = _exit_file_state(state_dir, run_id)
+    if state is not None:
+        return state
+    pid = _read_json(_record(state_dir, run_id)).get("pid")
+    if not isinstance(pid, int) or _alive(pid):
+        return None  # not started here, or still running
+    # Gone: its exit file may have landed between the two reads.
+    return _exit_file_state(state_dir, run_id) or RunState(
+        "failed", f"process {pid} ended without recording an exit status"
+    )
+
+
+def _exit_file_state(state_dir: str, run_id: str) -> RunState | None:
+    code = _read_json(_exit_file(state_dir, run_id)).get("returncode")
+    return _state(code) if isinstance(code, int) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: str, data: Mapping[str, Any]) -> None:
+    """Write atomically: a reader sees the old file or the whole new one."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def _wrapped(config: _Config, run_id: str) -> list[str]:
+    assert config.state_dir is not None
+    wrapper = [sys.executable, "-m", "arcoflow.plugins.subprocess_launcher"]
+    return [*wrapper, "--exit-file", _exit_file(config.state_dir, run_id), "--", *config.command]
+
+
+def _state(code: int) -> RunState:
+    if code == 0:
+        return RunState("succeeded")
     if code < 0:
         try:
-            return f"killed by {signal.Signals(-code).name}"
+            return RunState("failed", f"killed by {signal.Signals(-code).name}")
         except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
+            return RunState("failed", f"killed by signal {-code}")
+    return RunState("failed", f"exit status {code}")
+
+
+def _wrapper_lost(code: int) -> RunState:
+    how = _state(code).detail or "exit status 0"
+    return RunState("failed", f"the launcher wrapper ended ({how}) without an exit status")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The wrapper: run a command, forward termination signals to it, record its exit status
+    (Popen's return code: negative for a signal) in ``--exit-file``, exit like it."""
+    parser = argparse.ArgumentParser(prog="python -m arcoflow.plugins.subprocess_launcher")
+    parser.add_argument("--exit-file", required=True)
+    parser.add_argument("command", nargs="+")
+    args = parser.parse_args(argv)
+    try:
+        child = subprocess.Popen(args.command)
+    except OSError as exc:
+        print(f"cannot start {args.command[0]!r}: {exc.strerror or exc}", file=sys.stderr)
+        _write_json(args.exit_file, {"returncode": 127})
+        return 127
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    code = child.wait()
+    _write_json(args.exit_file, {"returncode": code})
+    return code if code >= 0 else 128 - code
 
 
 #: The instance the ``subprocess`` entry point registers.
 launcher = SubprocessLauncher()
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,9 @@ status reported, one process per run id."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -167,3 +170,82 @@ def test_runs_started_elsewhere_are_unknown_not_failed(
     runtime = _runtime(kernel, launcher, command="true")
     report = runtime.cycle(T0 + 5)
     assert report.idle and kernel.run(run.run_id).status == "LAUNCHED"
+
+
+# -- state_dir: run state shared by every daemon of a store -------------------------------------
+
+
+def test_with_a_state_dir_only_one_process_ever_starts_a_run(
+    kernel: Kernel, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    config = {"command": [sys.executable, "-c", CHILD, str(tmp_path)], "state_dir": str(state)}
+    first, second = SubprocessLauncher(), SubprocessLauncher()  # two daemons
+    run = _request(kernel, "shared", exit=3)
+    [launched] = _runtime(kernel, first, **config).cycle(T0).launches
+    again = second.arcoflow_launch(_runtime(kernel, second, **config)._launch(launched, 2))
+    assert again.external_id == launched.external_id  # the wrapper's pid, from the claim file
+    assert first.wait(run.run_id, timeout=30) == 3
+    assert len((tmp_path / f"{run.run_id}.json").read_text().splitlines()) == 1
+    assert json.loads((state / f"{run.run_id}.exit.json").read_text()) == {"returncode": 3}
+
+
+def test_with_a_state_dir_a_later_daemon_reports_how_a_run_ended(
+    kernel: Kernel, tmp_path: Path
+) -> None:
+    config = {
+        "command": [sys.executable, "-c", CHILD, str(tmp_path)],
+        "state_dir": str(tmp_path / "state"),
+    }
+    earlier = SubprocessLauncher()
+    ok, bad = _request(kernel, "ok"), _request(kernel, "bad", exit=4)
+    report = _runtime(kernel, earlier, **config).cycle(T0)  # `arcoflow run --once`, then exit
+    assert {r.status for r in report.launches} == {"LAUNCHED"}
+    for run in (ok, bad):
+        earlier.wait(run.run_id, timeout=30)
+    child = json.loads((tmp_path / f"{ok.run_id}.json").read_text())
+    assert child["ARCOFLOW_RUN_ID"] == ok.run_id  # the run's environment reaches the command
+    later = _runtime(kernel, SubprocessLauncher(), **config)  # the next `run --once`
+    done = {r.run_id: r for r in later.cycle(T0 + 60).completions}
+    assert (done[ok.run_id].status, done[bad.run_id].detail) == ("SUCCEEDED", "exit status 4")
+    assert kernel.verify().ok
+
+
+def test_with_a_state_dir_a_killed_wrapper_is_a_failed_run(kernel: Kernel, tmp_path: Path) -> None:
+    config = {
+        "command": [sys.executable, "-c", "import time; time.sleep(60)"],
+        "state_dir": str(tmp_path / "state"),
+    }
+    first = SubprocessLauncher()
+    run = _request(kernel, "killed")
+    [launched] = _runtime(kernel, first, **config).cycle(T0).launches
+    other = _runtime(kernel, SubprocessLauncher(), **config)
+    assert other.cycle(T0 + 1).idle  # still running: nothing to report
+    os.killpg(int(launched.external_id or 0), signal.SIGKILL)  # the wrapper and its command
+    assert first.wait(run.run_id, timeout=30) == -9
+    [done] = other.cycle(T0 + 2).completions
+    assert done.status == "FAILED"
+    assert done.detail == f"process {launched.external_id} ended without recording an exit status"
+
+
+def test_the_wrapper_forwards_termination_and_records_the_signal(tmp_path: Path) -> None:
+    exit_file = tmp_path / "exit.json"
+    wrapper = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "arcoflow.plugins.subprocess_launcher",
+            "--exit-file",
+            str(exit_file),
+            "--",
+            sys.executable,
+            "-c",
+            "import time; print('up', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert wrapper.stdout is not None and wrapper.stdout.readline() == "up\n"
+    wrapper.terminate()
+    assert wrapper.wait(timeout=30) == 128 + signal.SIGTERM
+    assert json.loads(exit_file.read_text()) == {"returncode": -signal.SIGTERM}
