@@ -196,7 +196,7 @@ def sensor_definitions(draw: st.DrawFn) -> SensorDefinition:
     kind = draw(st.sampled_from(["poll", "push"]))
     return SensorDefinition(
         draw(ids),
-        kind,
+        "poll" if kind == "poll" else "push",
         draw(templates),
         connector=draw(ids) if kind == "poll" else draw(st.none() | ids),
         config=draw(configs),

@@ -46,7 +46,7 @@ def test_every_event_type_has_a_strategy() -> None:
     assert len(event_types()) >= 14
 
 
-@pytest.mark.parametrize("cls", sorted(event_types(), key=lambda c: c.__name__))
+@pytest.mark.parametrize("cls", sorted(event_types(), key=str))
 @given(data=st.data())
 def test_each_event_type_round_trips(cls: type[Any], data: st.DataObject) -> None:
     event = data.draw(EVENT_STRATEGIES[cls])

@@ -78,7 +78,7 @@ BAD_COMMANDS: list[tuple[str, Command, type[Exception]]] = [
     ("poll a push sensor", lambda k: k.poll_ticket("hook"), InputError),
     ("change sensor type", lambda k: k.define_sensor(push_sensor("files"), now=5), InputError),
     ("naive datetime", lambda k: k.evaluate_schedules(now=datetime(2026, 1, 1)), InputError),
-    ("time as text", lambda k: k.evaluate_schedules(now="noon"), InputError),
+    ("time as text", lambda k: k.evaluate_schedules(now="noon"), InputError),  # type: ignore[arg-type]
     ("time as bool", lambda k: k.request_run("k", RunTemplate("t"), now=True), InputError),
     ("limit 0", lambda k: k.ticks("hourly", limit=0), InputError),
     ("limit huge", lambda k: k.runs(limit=10**6), InputError),

@@ -243,7 +243,7 @@ def run_everywhere(stores: list[Store], sequence: list[tuple[Any, ...]]) -> None
     drivers = [Driver(Kernel(s)) for s in stores]
     for command in PROLOGUE + sequence:
         note(repr(command))
-        outcomes = []
+        outcomes: list[str | None] = []
         for driver, s in zip(drivers, stores, strict=True):
             before = dump(s)
             try:

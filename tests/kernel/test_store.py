@@ -22,6 +22,7 @@ from arcoflow.kernel import (
     Store,
 )
 from arcoflow.kernel import events as ev
+from arcoflow.kernel.evolve import evolve
 from arcoflow.kernel.rows import Table
 from arcoflow.kernel.runs import fingerprint, run_id
 from arcoflow.kernel.store import base
@@ -181,7 +182,7 @@ def test_exception_in_evolve_mid_append_leaves_every_table_unchanged(
 ) -> None:
     kernel = populated(store)
     before = dump(store)
-    monkeypatch.setattr(base, "evolve", fail_on_call(nth, base.evolve))
+    monkeypatch.setattr(base, "evolve", fail_on_call(nth, evolve))
     with pytest.raises(Boom):
         store.append(batch_of(5, "mid"), at=4000)
     monkeypatch.undo()
@@ -213,7 +214,7 @@ def test_exception_mid_kernel_command_leaves_lmdb_unchanged_across_reopen(
         kernel = populated(store)
         before = dump(store)
         # An evaluation appends ScheduleAdvanced, TickRecorded and RunRequested: fail the third.
-        monkeypatch.setattr(base, "evolve", fail_on_call(3, base.evolve))
+        monkeypatch.setattr(base, "evolve", fail_on_call(3, evolve))
         with pytest.raises(Boom):
             kernel.evaluate_schedules(now=7200)
         monkeypatch.undo()
