@@ -339,7 +339,7 @@ class Plugins:
             return _poll_result(connector, result)
         except Exception as exc:
             reason = describe_error(exc)
-            log.warning("poll of %s failed: %s", subject, reason)
+            log.debug("poll of %s failed: %s", subject, reason)
             return reason
 
     def push_mapper(
@@ -380,7 +380,7 @@ class Plugins:
                 )
                 return _tick_result(name, result)
             except Exception as exc:
-                log.warning("evaluation of %s failed: %s", subject, describe_error(exc))
+                log.debug("evaluation of %s failed: %s", subject, describe_error(exc))
                 raise
 
         return evaluate
@@ -393,7 +393,7 @@ class Plugins:
             return _launched(launcher, result)
         except Exception as exc:
             reason = describe_error(exc)
-            log.warning("launch of %s (%s) failed: %s", subject, launch.run_key, reason)
+            log.debug("launch of %s (%s) failed: %s", subject, launch.run_key, reason)
             return reason
 
     def run_state(
@@ -414,7 +414,7 @@ class Plugins:
             return _run_state(launcher, result)
         except Exception as exc:
             reason = describe_error(exc)
-            log.warning("state of %s failed: %s", subject, reason)
+            log.debug("state of %s failed: %s", subject, reason)
             return reason
 
     def add_commands(

@@ -378,6 +378,7 @@ class Runtime:
                         launcher, self._launch(run, run.attempts), run.external_id, timeout
                     )
                     if isinstance(state, str):
+                        log.warning("state of run %s (%s): %s", run.run_id, run.run_key, state)
                         report.failures.append(Failure("run_state", run.run_id, state))
                         self._emit("error", report.failures[-1])
                         continue
