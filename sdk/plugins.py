@@ -15,7 +15,9 @@ Timeouts: the call runs in a daemon worker thread and the caller stops waiting a
 its thread keeps running until the plugin returns (its result is then dropped), and the
 process exits without waiting for it. While an abandoned call for the same sensor, tick or run
 is still running, a new call for it is refused ("still running") rather than piling up
-threads; :attr:`Plugins.abandoned` counts the calls given up on.
+threads, and a plugin with :data:`MAX_HUNG_CALLS` abandoned calls still running is not called
+at all until one returns (so one hung backend cannot stall every cycle for a timeout per
+item); :attr:`Plugins.abandoned` counts the calls given up on.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ _ROLE: Final = {
     "arcoflow_run_state": "launcher",
     "arcoflow_add_commands": "command",
 }
+#: Abandoned calls of one plugin still running before it is not called at all until one returns.
+MAX_HUNG_CALLS: Final = 4
 _MAX_EXTERNAL_ID: Final = 1024
 _MAX_DETAIL: Final = 4096
 
@@ -156,6 +160,7 @@ class Plugins:
         self._problems: list[PluginProblem] = []
         self._callers: dict[tuple[str, str], Callable[..., Any]] = {}
         self._busy: set[tuple[str, str]] = set()
+        self._hung: dict[str, int] = {}  # plugin name -> abandoned calls still running
         self._lock = threading.Lock()
         #: How many calls were abandoned after their timeout (their threads may still run).
         self.abandoned = 0
@@ -295,6 +300,12 @@ class Plugins:
         role = _ROLE[hook]
         slot = (hook, subject)
         with self._lock:
+            hung = self._hung.get(name, 0)
+            if hung >= MAX_HUNG_CALLS:
+                raise PluginBusy(
+                    f"{role} {name!r} has {hung} calls that timed out and are still running; "
+                    "not calling it again until one returns"
+                )
             if slot in self._busy:
                 what = subject.partition(" ")[0]
                 raise PluginBusy(
@@ -311,19 +322,26 @@ class Plugins:
             except BaseException as exc:  # reported to the caller, never lost in the thread
                 box["error"] = exc
             finally:
-                with self._lock:
+                with self._lock:  # ``done`` is set under the lock: see the timeout below
                     self._busy.discard(slot)
-                done.set()
+                    if box.get("abandoned"):
+                        self._hung[name] -= 1
+                    done.set()
 
         thread = threading.Thread(target=work, name=f"arcoflow {role} {name}", daemon=True)
         thread.start()
         if not done.wait(timeout):
             with self._lock:
-                self.abandoned += 1
-            log.warning("%s %r: call for %s abandoned after %gs", role, name, subject, timeout)
-            raise PluginTimeout(
-                f"{role} {name!r} did not answer within {timeout:g}s (the call was abandoned)"
-            )
+                abandon = not done.is_set()  # it may have finished just now: then use it
+                if abandon:
+                    box["abandoned"] = True
+                    self._hung[name] = self._hung.get(name, 0) + 1
+                    self.abandoned += 1
+            if abandon:
+                log.warning("%s %r: call for %s abandoned after %gs", role, name, subject, timeout)
+                raise PluginTimeout(
+                    f"{role} {name!r} did not answer within {timeout:g}s (the call was abandoned)"
+                )
         error = box.get("error")
         if error is not None:
             if isinstance(error, Exception):

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from arcoflow.kernel import Kernel, PollResult, RunRequest, RunTemplate, SensorDefinition
 from arcoflow.plugins.memory_launcher import MemoryLauncher
-from arcoflow.sdk import Launched, Plugins, Runtime, TickResult, hookimpl
+from arcoflow.sdk import Launch, Launched, Plugins, Runtime, TickResult, hookimpl
+from arcoflow.sdk.plugins import MAX_HUNG_CALLS
 from arcoflow.sdk.testing import push, temporary_kernel
 
 from .helpers import T0, Counter, Garbage, Hanging, Raising, hourly, poll_sensor
@@ -261,3 +262,29 @@ def test_a_good_poll_result_passes_unchanged(kernel: Kernel) -> None:
     assert kernel.sensor("s").cursor is not None
     cursor = kernel.sensor("s").cursor
     assert cursor is not None and (cursor.native(), cursor.version) == (b"\x00\xff", 7)
+
+
+def test_a_plugin_with_several_hung_calls_is_not_called_until_one_returns(
+    hanging: Hanging,
+) -> None:
+    plugins = Plugins()
+    plugins.register(hanging, "hangs")
+
+    def launch(n: int) -> object:
+        return plugins.launch("hangs", Launch(f"r{n}", f"k{n}", "t", {}, {}, "m", 1, {}), 0.05)
+
+    reasons = [launch(n) for n in range(MAX_HUNG_CALLS)]
+    assert all("did not answer within 0.05s" in str(r) for r in reasons)
+    started = time.monotonic()
+    refused = launch(99)
+    assert time.monotonic() - started < 0.05  # refused at once: no new thread, no wait
+    assert refused == (
+        f"launcher 'hangs' has {MAX_HUNG_CALLS} calls that timed out and are still running; "
+        "not calling it again until one returns"
+    )
+    assert hanging.calls == MAX_HUNG_CALLS and plugins.abandoned == MAX_HUNG_CALLS
+    hanging.release.set()
+    deadline = time.monotonic() + 5
+    while (answer := launch(100)) != Launched("late"):
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.01)
