@@ -216,3 +216,14 @@ def test_the_docs_name_only_real_sdk_exports() -> None:
     imported = re.findall(r"from arcoflow\.sdk import ([^\n]+)", text)
     names = {n.strip() for line in imported for n in line.split(",")}
     assert names and names <= set(arcoflow.sdk.__all__)
+
+
+@pytest.mark.parametrize("heading", [CONNECTOR, LAUNCHER])
+def test_the_example_project_ships_the_documented_plugins(heading: str) -> None:
+    example = Example(DOCS, heading)
+    project = ROOT / "examples" / "plugins"
+    assert (project / f"{example.module}.py").read_text() == example.code
+    entry_points = tomllib.loads((project / "pyproject.toml").read_text())["project"][
+        "entry-points"
+    ]["arcoflow"]
+    assert entry_points[example.name] == example.module
