@@ -27,12 +27,14 @@ How new files are found: each file's *change stamp* is ``max(mtime, ctime)`` in 
 ctime is included because the OS sets it on every write *and rename*: a file moved into the
 directory with ``mv`` or copied with ``cp -p`` keeps an old mtime but gets a fresh ctime, so it
 is still seen. The cursor (format version 1, JSON) holds the highest stamp handed out and the
-files (by a short hash of their relative path) handed out at exactly that stamp, so files that
-share a timestamp — coarse file-system clocks, or a poll that stopped at ``max_files`` in the
-middle of a group — are neither lost nor repeated. Files are handed out oldest stamp first.
+files (by a short hash of their relative path and size) handed out at exactly that stamp, so
+files that share a timestamp — coarse file-system clocks, or a poll that stopped at
+``max_files`` in the middle of a group — are neither lost nor repeated, and a file rewritten
+within one timestamp tick (a new size) is new. Files are handed out oldest stamp first.
 
 Limits, stated: a file whose stamp goes *backwards* below the cursor (a clock set back) is not
-seen until it changes again; deleting files produces nothing; a file still being written when
+seen until it changes again; a rewrite that keeps both the timestamp and the size is not seen;
+deleting files produces nothing; a file still being written when
 polled gives one run now and another once it changes (use ``min_age`` or write-then-rename).
 """
 
@@ -72,7 +74,7 @@ class _File(NamedTuple):
 
 class _Cursor(NamedTuple):
     stamp: int
-    seen: frozenset[str]  # hashes of the relative paths handed out at exactly ``stamp``
+    seen: frozenset[str]  # hashes of (relative path, size) handed out at exactly ``stamp``
 
 
 class _Config(NamedTuple):
@@ -98,7 +100,7 @@ def arcoflow_poll(context: PollContext) -> PollResult:
     if not batch:
         return PollResult()  # nothing new: the cursor stays
     top = batch[-1].stamp
-    seen = {_hash(f.relative) for f in batch if f.stamp == top}
+    seen = {_hash(f) for f in batch if f.stamp == top}
     if top == cursor.stamp:
         seen |= cursor.seen
     return PollResult(
@@ -193,11 +195,12 @@ def _printable(name: str) -> bool:
 def _is_new(f: _File, cursor: _Cursor) -> bool:
     if f.stamp != cursor.stamp:
         return f.stamp > cursor.stamp
-    return _hash(f.relative) not in cursor.seen
+    return _hash(f) not in cursor.seen
 
 
-def _hash(relative: str) -> str:
-    return hashlib.sha256(relative.encode()).hexdigest()[:16]
+def _hash(f: _File) -> str:
+    # The size is part of it: a file rewritten within one timestamp tick is still new.
+    return hashlib.sha256(f"{f.relative}\x00{f.size}".encode()).hexdigest()[:16]
 
 
 def _request(f: _File) -> RunRequest:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from arcoflow.kernel import (
 )
 from arcoflow.plugins import filesystem
 from arcoflow.sdk import Plugins
-from arcoflow.sdk.testing import Clock, poll_once
+from arcoflow.sdk.testing import Clock, poll_once, temporary_kernel
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 FUTURE_NS = 4_102_444_800 * 10**9  # 2100-01-01: later than any ctime, so stamp == mtime
 
@@ -238,3 +242,51 @@ def test_a_cursor_from_a_newer_connector_is_refused(
     row = _poll(kernel, plugins, Clock(0))
     assert row.evaluation.status == "FAILED"
     assert "format version 99" in (row.evaluation.reason or "")
+
+
+# -- property: with timestamps that never go backwards, no file version is lost or repeated ---
+
+_STEP = st.one_of(
+    st.tuples(st.just("write"), st.integers(0, 4), st.integers(0, 2)),  # file, stamp step
+    st.tuples(st.just("poll"), st.integers(1, 3), st.just(0)),  # max_files
+)
+
+
+@settings(deadline=None)
+@given(steps=st.lists(_STEP, min_size=1, max_size=25))
+def test_no_file_version_is_lost_or_repeated(steps: list[tuple[str, int, int]]) -> None:
+    plugins = Plugins()
+    plugins.register(filesystem, "filesystem")
+    folder = Path(tempfile.mkdtemp(prefix="arcoflow-fs-"))
+    try:
+        with temporary_kernel("memory") as kernel:
+            stamp, size, clock = FUTURE_NS, 0, Clock(0)
+            current: dict[str, tuple[int, int]] = {}  # name -> (mtime_ns, size) on disk
+            emitted: list[tuple[str, int, int]] = []
+
+            def poll(max_files: int) -> EvalRow:
+                _define(kernel, folder, max_files=max_files)
+                row = _poll(kernel, plugins, clock)
+                assert row.evaluation.status in ("REQUESTED", "NO_DATA"), row.evaluation.reason
+                for key in row.evaluation.run_keys:
+                    config = kernel.run_by_key(key).config
+                    version = (config["relative_path"], config["mtime_ns"], config["size"])
+                    assert current[version[0]] == version[1:]  # what is on disk now
+                    emitted.append(version)
+                return row
+
+            for action, a, b in steps:
+                if action == "write":
+                    stamp += b * 1000  # 0: the same timestamp tick as the last write
+                    size += 1  # every version has its own size
+                    _write(folder / f"f{a}.csv", "x" * size, stamp)
+                    current[f"f{a}.csv"] = (stamp, size)
+                else:
+                    poll(a)
+            while poll(1000).evaluation.status != "NO_DATA":
+                pass
+            assert len(emitted) == len(set(emitted))  # nothing twice
+            for name, version in current.items():  # every file's last version was seen
+                assert (name, *version) in emitted
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
