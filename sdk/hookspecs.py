@@ -100,5 +100,7 @@ def arcoflow_add_commands(
 
     Add a parser with ``subparsers.add_parser(name, help=...)`` and register its handler with
     ``register(name, handler)``; the handler gets the parsed arguments and a context mapping
-    (``kernel``, ``plugins``, ``store_path``) and returns the exit code.
+    (``kernel``, ``plugins``, ``store_path``, ``json``: whether ``--json`` was given, ``out``:
+    prints one JSON document or a table) and returns the exit code. A plugin that raises here
+    is skipped; the CLI works without its commands.
     """
