@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from arcoflow.kernel import (
@@ -190,3 +192,31 @@ def test_a_broken_plugin_is_reported_and_the_others_still_load(
     assert plugins.launch("good", _launch(), 5) == Launched("good")
     for module in ("af_broken_mod", "af_typo_mod", "af_good_mod"):
         sys.modules.pop(module, None)
+
+
+class Commands:
+    @hookimpl
+    def arcoflow_add_commands(self, subparsers: Any, register: Any) -> None:
+        subparsers.add_parser("hello", help="say hello")
+        register("hello", lambda args, ctx: 7)
+
+
+class BrokenCommands:
+    @hookimpl
+    def arcoflow_add_commands(self, subparsers: Any, register: Any) -> None:
+        raise RuntimeError("cannot add commands")
+
+
+def test_plugins_add_commands_and_a_failing_one_is_skipped() -> None:
+    plugins = Plugins()
+    plugins.register(Commands(), "commands")
+    plugins.register(BrokenCommands(), "broken")
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    handlers: dict[str, Any] = {}
+    problems = plugins.add_commands(sub, handlers.__setitem__)
+    assert [(p.name, p.error) for p in problems] == [
+        ("broken", "RuntimeError: cannot add commands")
+    ]
+    args = parser.parse_args(["hello"])
+    assert handlers[args.command](args, {}) == 7
