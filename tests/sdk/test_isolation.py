@@ -71,7 +71,7 @@ def test_connectors_that_raise_hang_or_return_garbage_fail_alone(
     # Failed sensors keep their cursor and back off.
     for name in ("raises", "hangs", "garbage"):
         row = kernel.sensor(name)
-        assert row.cursor is None and row.failures == 1 and row.next_eval_at > T0 + 1
+        assert row.cursor is None and row.failures == 1 and (row.next_eval_at or 0) > T0 + 1
     assert kernel.sensor("good").cursor is not None
     assert kernel.verify().ok
 
@@ -89,9 +89,9 @@ def test_a_hung_connector_is_not_called_again_until_it_returns(
     assert hanging.calls == 1 and plugins.abandoned == 1
     hanging.release.set()  # the abandoned call returns; its late answer is dropped
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+    while True:
         third = runtime.poll_sensor("hangs", T0 + 1200)
-        assert third is not None
+        assert third is not None and time.monotonic() < deadline
         if third.evaluation.status == "REQUESTED":
             break
         time.sleep(0.05)
@@ -169,7 +169,7 @@ def test_launchers_that_raise_hang_or_return_garbage_fail_their_launch_only(
     assert after["absent"].last_error == "no launcher plugin 'absent' installed"
     for name in ("raises", "hangs", "garbage", "absent"):
         assert after[name].status == "REQUESTED" and after[name].attempts == 1
-        assert after[name].next_attempt_at is not None and after[name].next_attempt_at > T0
+        assert (after[name].next_attempt_at or 0) > T0
     assert len(report.launches) == 5 and len(report.failures) == 4
     assert kernel.verify().ok
 

@@ -166,7 +166,7 @@ def test_clock() -> None:
     assert clock.set(T0) == T0 and clock.datetime() == datetime(2030, 1, 1, tzinfo=UTC)
     for bad in ("yesterday", True, datetime(2030, 1, 1)):
         with pytest.raises(InputError):
-            Clock(bad)  # type: ignore[arg-type]
+            Clock(bad)
 
 
 def test_temporary_kernel_cleans_up() -> None:
