@@ -280,8 +280,9 @@ def prev_tick(
     wall = _wall_prev(cron.expr, before + off + MARGIN + 1)
     while best is None or wall >= best.at + _offset(tz, best.at) - MARGIN:
         for tick in _instants(cron, tz, wall, gap, fold):
-            later = best is None or tick.at > best.at
-            if tick.at < before and (later or (tick.at == best.at and _before(tick, best))):
+            if tick.at < before and (
+                best is None or tick.at > best.at or (tick.at == best.at and _before(tick, best))
+            ):
                 best = tick
         wall = _wall_prev(cron.expr, wall)
     return best

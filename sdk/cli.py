@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -30,6 +31,10 @@ from arcoflow.kernel import (
 )
 from arcoflow.kernel import views as v
 
+from .commands import add_runtime_commands
+from .plugins import Plugins
+from .runtime import Runtime
+
 __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
@@ -37,12 +42,26 @@ JSON = dict[str, Any]
 
 #: Columns of the human-readable table of each kind of row.
 _COLUMNS: Mapping[str, Sequence[str]] = {
-    "schedule": ("schedule_id", "enabled", "cron", "timezone", "definition_version",
-                 "last_scheduled_for", "next_fire_at"),
+    "schedule": (
+        "schedule_id",
+        "enabled",
+        "cron",
+        "timezone",
+        "definition_version",
+        "last_scheduled_for",
+        "next_fire_at",
+    ),
     "tick": ("tick_id", "status", "definition_version", "run_key", "reason"),
     "missed": ("evaluated_at", "ranges"),
-    "sensor": ("sensor_id", "type", "status", "cursor", "state_version", "failures",
-               "next_eval_at"),
+    "sensor": (
+        "sensor_id",
+        "type",
+        "status",
+        "cursor",
+        "state_version",
+        "failures",
+        "next_eval_at",
+    ),
     "evaluation": ("eval_id", "status", "cursor_before", "cursor_after", "run_keys", "reason"),
     "run": ("run_id", "run_key", "status", "origin", "attempts", "external_id"),
     "conflict": ("run_key", "existing_fingerprint", "conflicting_fingerprint", "requested_by"),
@@ -98,7 +117,9 @@ def _table(rows: list[JSON], columns: Sequence[str] | None) -> str:
     cells = [[_cell(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
-    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines += [
+        "  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
     return "\n".join(lines)
 
 
@@ -156,8 +177,9 @@ def cmd_schedule(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_ticks(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    rows = _kernel(ctx).ticks(args.schedule_id, status=args.status, limit=args.limit,
-                              before=args.before)
+    rows = _kernel(ctx).ticks(
+        args.schedule_id, status=args.status, limit=args.limit, before=args.before
+    )
     ctx["out"]([v.tick_json(r) for r in rows], "tick")
     return 0
 
@@ -175,8 +197,6 @@ def cmd_missed(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     """One evaluation cycle at ``--now``: due schedules, then due poll sensors (no launches)."""
-    from .runtime import Runtime  # the plugin machinery loads only for commands that use it
-
     now = parse_time(args.now) if args.now else None
     report = Runtime(_kernel(ctx), ctx["plugins"]).evaluate(now)
     ctx["out"](report.to_json(), "report")
@@ -228,8 +248,9 @@ def cmd_push(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     payload = _json_arg(args.payload, "--payload")
     mapper = ctx["plugins"].push_mapper(kernel.sensor(args.sensor_id).definition)
     result = kernel.ingest(args.sensor_id, args.message_id, payload, connector=mapper)
-    ctx["out"]({"duplicate": result.duplicate, "evaluation": v.eval_json(result.evaluation)},
-               "push")
+    ctx["out"](
+        {"duplicate": result.duplicate, "evaluation": v.eval_json(result.evaluation)}, "push"
+    )
     return 0
 
 
@@ -265,8 +286,6 @@ def cmd_conflicts(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="arcoflow-verify-") as scratch:
         replay = LmdbStore(scratch, durable=False)
         try:
@@ -302,21 +321,32 @@ def _limit_args(p: argparse.ArgumentParser, before: str) -> None:
     p.add_argument("--before", metavar=before, help=f"page: rows older than this {before}")
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction, dict[str, Handler]]:  # type: ignore[type-arg]
-    parser = _Parser(prog="arcoflow", description="Cron schedules and event sensors "
-                     "turned into run requests exactly once, durably.")
-    parser.add_argument("--store", metavar="DIR",
-                        default=os.environ.get("ARCOFLOW_STORE", ".arcoflow"),
-                        help="the LMDB store directory (default: $ARCOFLOW_STORE or ./.arcoflow)")
+def build_parser() -> tuple[_Parser, Any, dict[str, Handler]]:
+    parser = _Parser(
+        prog="arcoflow",
+        description="Cron schedules and event sensors "
+        "turned into run requests exactly once, durably.",
+    )
+    parser.add_argument(
+        "--store",
+        metavar="DIR",
+        default=os.environ.get("ARCOFLOW_STORE", ".arcoflow"),
+        help="the LMDB store directory (default: $ARCOFLOW_STORE or ./.arcoflow)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log ticks, evaluations and launches (-vv: debug)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log ticks, evaluations and launches (-vv: debug)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     handlers: dict[str, Handler] = {}
 
     def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
         handlers[name] = handler
-        return sub.add_parser(name, help=help_, description=help_)  # type: ignore[no-any-return]
+        return sub.add_parser(name, help=help_, description=help_)
 
     p = add("apply", cmd_apply, "upsert the schedules and sensors a TOML file declares")
     p.add_argument("file")
@@ -375,10 +405,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction,
 
 
 def _plugin_commands(sub: Any, handlers: dict[str, Handler]) -> Any:
-    """Load plugins and let them (and the runtime) add commands; None if plugins fail to load."""
-    from .commands import add_runtime_commands
-    from .plugins import Plugins
-
+    """Load plugins and let them (and the runtime) add their commands."""
     plugins = Plugins.discover()
 
     def register(name: str, handler: Handler) -> None:
@@ -406,7 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         logging.basicConfig(
             level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
         )
         if args.command is None:
             parser.print_help(sys.stderr)
@@ -415,8 +443,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "preview" and args.file:
             return handlers["preview"](args, {"out": out, "json": args.json})
         with _store(args.store) as store:
-            ctx = {"kernel": Kernel(store), "plugins": plugins, "store_path": args.store,
-                   "json": args.json, "out": out}
+            ctx = {
+                "kernel": Kernel(store),
+                "plugins": plugins,
+                "store_path": args.store,
+                "json": args.json,
+                "out": out,
+            }
             return handlers[args.command](args, ctx)
     except (InputError, NotFound) as exc:
         print(f"arcoflow: error: {exc}", file=sys.stderr)
