@@ -30,11 +30,18 @@ from arcoflow.kernel import (
 from arcoflow.kernel import events as ev
 from arcoflow.kernel.rows import Table
 from arcoflow.kernel.store.memory import _Write
+from hypothesis import settings
 from hypothesis import strategies as st
 
 Dump = dict[Table, tuple[tuple[bytes, bytes], ...]]
 
 STORE_KINDS = ("memory", "lmdb")
+
+
+def examples(fraction: float = 1.0, at_least: int = 10) -> int:
+    """An example count that follows the selected Hypothesis profile (``ci``, ``thorough``):
+    a test that is costly per example takes a fraction of the profile's count."""
+    return max(at_least, int(settings.default.max_examples * fraction))
 
 
 def open_store(kind: str, path: str, **options: Any) -> Store:

@@ -34,7 +34,7 @@ from arcoflow.kernel.rows import Table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .helpers import dump, poll_sensor, push_sensor
+from .helpers import dump, examples, poll_sensor, push_sensor
 
 # -- push --------------------------------------------------------------------------------------
 
@@ -227,7 +227,7 @@ outcomes = st.one_of(
 )
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(0.5))
 @given(results=st.lists(outcomes, min_size=1, max_size=12))
 def test_every_accepted_poll_moves_the_version_by_exactly_one(results: list[Outcome]) -> None:
     kernel = Kernel(MemoryStore())
@@ -327,7 +327,7 @@ def test_racing_pollers_in_threads_never_stomp_a_cursor(kernel: Kernel) -> None:
 # -- cursors -----------------------------------------------------------------------------------
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(0.5))
 @given(
     values=st.lists(
         st.tuples(st.text(max_size=30) | st.binary(max_size=30), st.integers(1, 2**31)),

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from .helpers import (
     dump,
+    examples,
     last_seq,
     log_seqs,
     poll_sensor,
@@ -280,7 +281,7 @@ def scan_stores() -> Iterator[tuple[MemoryStore, LmdbStore]]:
         lmdb_store.close()
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(at_least=150))
 @given(
     items=st.dictionaries(keys, st.binary(max_size=3), max_size=25),
     queries=st.lists(
