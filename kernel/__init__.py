@@ -5,6 +5,7 @@
 []
 """
 
+from . import views
 from .codec import SCHEMA_VERSION, Codec, Envelope
 from .cron import DstFold, DstGap
 from .definitions import (
@@ -94,4 +95,5 @@ __all__ = [
     "load_definitions",
     "parse_definitions",
     "parse_duration",
+    "views",
 ]

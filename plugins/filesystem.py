@@ -51,8 +51,14 @@ import time
 from collections.abc import Iterator
 from typing import Any, Final, NamedTuple
 
-from arcoflow.kernel import parse_duration
-from arcoflow.sdk import ConnectorError, PollContext, PollResult, RunRequest, hookimpl
+from arcoflow.sdk import (
+    ConnectorError,
+    PollContext,
+    PollResult,
+    RunRequest,
+    hookimpl,
+    parse_duration,
+)
 
 __all__ = ["CURSOR_VERSION", "arcoflow_poll"]
 

@@ -14,6 +14,13 @@ kernel with :class:`Runtime`.
 """
 
 from arcoflow.kernel import (
+    ArcoflowError,
+    Conflict,
+    InputError,
+    InvalidId,
+    Kernel,
+    NotFound,
+    PayloadTooLarge,
     PollContext,
     PollResult,
     PushMessage,
@@ -23,7 +30,10 @@ from arcoflow.kernel import (
     SensorDefinition,
     TickContext,
     TickResult,
+    parse_duration,
+    views,
 )
+from arcoflow.kernel.rows import RunStatus
 
 from .hookspecs import hookimpl
 from .plugins import (
@@ -41,12 +51,19 @@ from .runtime import CycleReport, Failure, Runtime
 from .types import ConnectorError, Launch, Launched, LaunchError, RunState
 
 __all__ = [
+    "ArcoflowError",
+    "Conflict",
     "ConnectorError",
     "CycleReport",
     "Failure",
+    "InputError",
+    "InvalidId",
+    "Kernel",
     "Launch",
     "LaunchError",
     "Launched",
+    "NotFound",
+    "PayloadTooLarge",
     "PluginBusy",
     "PluginError",
     "PluginGarbage",
@@ -61,6 +78,7 @@ __all__ = [
     "PushMessage",
     "RunRequest",
     "RunState",
+    "RunStatus",
     "RunTemplate",
     "Runtime",
     "ScheduleDefinition",
@@ -68,4 +86,6 @@ __all__ = [
     "TickContext",
     "TickResult",
     "hookimpl",
+    "parse_duration",
+    "views",
 ]

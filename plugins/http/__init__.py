@@ -80,8 +80,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from arcoflow.kernel import Kernel
-from arcoflow.sdk import hookimpl
+from arcoflow.sdk import Kernel, hookimpl
 
 from .routes import (
     ROUTES,

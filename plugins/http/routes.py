@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any, Final, NamedTuple, Protocol, TypeVar, get_args
 from urllib.parse import parse_qs
 
-from arcoflow.kernel import (
+from arcoflow.sdk import (
     ArcoflowError,
     Conflict,
     InputError,
@@ -30,10 +30,10 @@ from arcoflow.kernel import (
     PayloadTooLarge,
     PushMessage,
     RunRequest,
+    RunStatus,
     SensorDefinition,
     views,
 )
-from arcoflow.kernel.rows import RunStatus
 
 __all__ = [
     "DEFAULT_LIMIT",

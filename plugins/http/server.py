@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import unquote
 
-from arcoflow.kernel import InputError, Kernel
+from arcoflow.sdk import InputError, Kernel
 
 from .routes import (
     JSON,
