@@ -258,8 +258,9 @@ def record_ticks(
             event = TickRecorded(tid, sid, tick.at, "SKIPPED", reason=reason, **common)
         else:
             requests = result.run_requests or [RunRequest()]
+            # Indexed: two requests for one key with other content are a conflict to record.
             requested = [
-                Pending(f"run/{tid}>{r.run_key}", r)
+                Pending(f"run/{tid}>{r.run_key}#{i}", r)
                 for i, req in enumerate(requests)
                 if (
                     r := request_run(
@@ -407,7 +408,10 @@ def _runs(
     ]
     if not requested:
         return [], "NO_DATA", "no run requests"
-    return [Pending(f"run/{eval_id}>{r.run_key}", r) for r in requested], "REQUESTED", None
+    # Each request is its own event (indexed): two requests for one key with other content are
+    # a conflict to record, not a repeated key that the store would apply once.
+    runs = [Pending(f"run/{eval_id}>{r.run_key}#{i}", r) for i, r in enumerate(requested)]
+    return runs, "REQUESTED", None
 
 
 class PollTicket(NamedTuple):
