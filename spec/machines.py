@@ -178,6 +178,18 @@ DST_STARTS: Final = (
     1728133200,  # 2024-10-05T13:00Z, 2.5 hours before Lord Howe springs forward (30 min)
     1893456000,  # 2030-01-01T00:00Z
 )
+#: Each start instant with the zone whose transition it precedes, and that transition.
+START_ZONES: Final = (
+    (DST_STARTS[0], "America/New_York", 1710054000),  # 02:00 EST -> 03:00 EDT
+    (DST_STARTS[1], "America/New_York", 1730613600),  # 02:00 EDT -> 01:00 EST
+    (DST_STARTS[2], "Europe/London", 1711846800),  # 01:00 GMT -> 02:00 BST
+    (DST_STARTS[3], "Europe/London", 1729990800),  # 02:00 BST -> 01:00 GMT
+    (DST_STARTS[4], "Australia/Lord_Howe", 1712415600),  # 02:00 -> 01:30
+    (DST_STARTS[5], "Australia/Lord_Howe", 1728142200),  # 02:00 -> 02:30
+    (DST_STARTS[6], "Asia/Kathmandu", DST_STARTS[6] + 6 * H),  # no DST: an ordinary instant
+)
+#: One start per example, shared: schedule definitions favour the zone whose transition is near.
+STARTS: Final = st.shared(st.sampled_from(START_ZONES), key="arcoflow.spec.start")
 ZONES: Final = (
     "UTC",
     "America/New_York",
@@ -222,14 +234,14 @@ def schedule_definitions() -> st.SearchStrategy[ScheduleDefinition]:
         id=st.sampled_from(SCHEDULE_IDS),
         cron=st.sampled_from(CRONS),
         run=templates(),
-        timezone=st.sampled_from(ZONES),
+        timezone=st.one_of(STARTS.map(lambda start: start[1]), st.sampled_from(ZONES)),
         catchup_window=st.sampled_from((60, 900, H, 6 * H, D)),
         max_catchup_ticks=st.integers(1, 4),
         catchup_order=st.sampled_from(("newest", "oldest")),
         dst_gap=st.sampled_from(("transition", "shift", "skip")),
         dst_fold=st.sampled_from(("first", "second", "both")),
         max_tick_retries=st.integers(0, 2),
-        evaluator=st.sampled_from((None, None, "plug")),
+        evaluator=st.sampled_from((None, "plug")),
         enabled=st.booleans() | st.just(True),
     )
 
@@ -278,6 +290,7 @@ EVALUATOR_MODES: Final = (
     "wrong",
     "mixed",
     "absent",
+    "dup",
 )
 
 
@@ -311,6 +324,13 @@ def evaluator(mode: str) -> Callable[[TickContext], Any] | None:
             return TickResult()
         if how == "wrong":
             return "not a TickResult"
+        if how == "dup":  # one tick asks twice for one key, with other content
+            return TickResult(
+                run_requests=[
+                    RunRequest("same", config={"a": 1}),
+                    RunRequest("same", config={"a": 2}),
+                ]
+            )
         return TickResult()
 
     def evaluate(ctx: TickContext) -> Any:
@@ -333,6 +353,7 @@ CONNECTOR_MODES: Final = (
     "keyed",
     "wrong",
     "empty",
+    "dup",
 )
 
 
@@ -360,12 +381,17 @@ def connector(mode: str) -> Callable[[PollContext], Any]:
             return PollResult([RunRequest(), RunRequest(config={"part": 2})], cursor=str(n + 2))
         if mode == "keyed":  # the same key with content that changes: conflicts
             return PollResult([RunRequest("latest", config={"n": n})], cursor=str(n + 1))
+        if mode == "dup":  # one poll asks twice for one key, with other content
+            return PollResult(
+                [RunRequest("twice", config={"a": 1}), RunRequest("twice", config={"a": 2})],
+                cursor=str(n + 1),
+            )
         return None  # "wrong": not a PollResult
 
     return poll
 
 
-MAPPER_MODES: Final = (None, None, "two", "none", "raise", "wrong", "keyed")
+MAPPER_MODES: Final = (None, None, "two", "none", "raise", "wrong", "keyed", "dup")
 
 
 def mapper(mode: str | None) -> Callable[[PushMessage], Any] | None:
@@ -382,6 +408,8 @@ def mapper(mode: str | None) -> Callable[[PushMessage], Any] | None:
             raise PluginDown("cannot parse message")
         if mode == "keyed":
             return [RunRequest("latest", config={"message": message.message_id})]
+        if mode == "dup":
+            return [RunRequest("twice", config={"a": 1}), RunRequest("twice", config={"a": 2})]
         return {"not": "a list"}
 
     return map_message
@@ -424,9 +452,6 @@ class Op:
     model: Callable[[Model], Any]
     prepare: Callable[[Model], Callable[[Model], Any]] | None = None
     evaluations: dict[str, int] = field(default_factory=dict)
-    #: Losing a race to the very same command may return the winner's result (an idempotent
-    #: duplicate answers with the original) instead of what a later, serial call would return.
-    echoes: bool = False
 
 
 def _cursor_of(c: Any) -> MCursor | None:
@@ -500,10 +525,23 @@ class KernelMachine(RuleBasedStateMachine):
             out.append((self.twin_kernel, self.twin_store))
         return out
 
-    @initialize(start=st.sampled_from(DST_STARTS), offset=st.sampled_from((0, -H, 2 * H, -D)))
-    def start_clock(self, start: int, offset: int) -> None:
-        self.now = start + offset
-        note(f"clock starts at {self.now}")
+    @initialize(
+        target=schedule_ids,
+        start=STARTS,
+        offset=st.sampled_from((0, -H, 2 * H, -D)),
+        d=schedule_definitions(),
+    )
+    def start(self, start: tuple[int, str, int], offset: int, d: ScheduleDefinition) -> str:
+        """Start the clock near a DST transition, with one schedule defined."""
+        self.now = start[0] + offset
+        note(f"clock starts at {self.now} (near a transition in {start[1]})")
+        self.run(self.op_define_schedule(d, self.now))
+        return d.id
+
+    @initialize(target=sensor_ids, d=sensor_definitions())
+    def first_sensor(self, d: SensorDefinition) -> str:
+        self.run(self.op_define_sensor(d, self.now))
+        return d.id
 
     # -- running operations --------------------------------------------------------------------
 
@@ -549,8 +587,7 @@ class KernelMachine(RuleBasedStateMachine):
         note(f"  {second.name}: {expected_second[0]}; {first.name}: {expected_first[0]}")
         for got_second, got_first in results:
             assert got_second == expected_second, f"{second.name}: {got_second} vs model"
-            echoed = first.echoes and got_first == got_second
-            assert echoed or got_first == expected_first, (
+            assert got_first == expected_first, (
                 f"{first.name} after a stale read: kernel {got_first!r}, model {expected_first!r}"
             )
         self._count(first.evaluations)
@@ -579,12 +616,21 @@ class KernelMachine(RuleBasedStateMachine):
                 lambda m: [t.tick_id for t in m.evaluate_schedules(now, ev)],
                 evaluations=dict.fromkeys(due, 1),
             )
+
+        def stale(m: Model) -> Callable[[Model], Any]:
+            # The racing evaluator read the schedule's state before the other one wrote.
+            s = m.schedules.get(schedule_id)
+            v = s.state_version if s else None
+            return lambda m: [
+                t.tick_id for t in m.evaluate_schedule(schedule_id, now, ev, read_version=v)
+            ]
+
         return Op(
             f"evaluate {schedule_id} at {now} (evaluator {mode})",
             lambda k: [t.tick_id for t in k.evaluate_schedule(schedule_id, now, ev)],
             lambda m: [t.tick_id for t in m.evaluate_schedule(schedule_id, now, ev)],
+            prepare=stale,
             evaluations={schedule_id: 1},
-            echoes=True,
         )
 
     def op_toggle_schedule(self, schedule_id: str, enabled: bool, now: int) -> Op:
@@ -667,17 +713,39 @@ class KernelMachine(RuleBasedStateMachine):
             prepare=stale,
         )
 
-    # -- rules: the clock ----------------------------------------------------------------------
+    # -- rules: the clock and the daemon cycle ------------------------------------------------
 
-    @rule(delta=st.sampled_from(JUMPS))
-    def clock_forward(self, delta: int) -> None:
+    @rule(delta=st.sampled_from(JUMPS + BACK))
+    def clock(self, delta: int) -> None:
+        """Time passes: seconds to months forward, or the clock steps back (skew)."""
         self.now += delta
-        note(f"clock +{delta}s -> {self.now}")
+        note(f"clock {delta:+}s -> {self.now}")
 
-    @rule(delta=st.sampled_from(BACK))
-    def clock_backward(self, delta: int) -> None:
-        self.now += delta
-        note(f"clock {delta}s -> {self.now} (skew)")
+    @rule(
+        start=STARTS,
+        after=st.sampled_from((-1800, -60, 0, 1, 60, 900, 1800, H, 2 * H, 5 * H)),
+        mode=st.sampled_from(EVALUATOR_MODES),
+    )
+    def across_transition(self, start: tuple[int, str, int], after: int, mode: str) -> None:
+        """Set the clock to just before or after the DST transition near the start (it may
+        move back) and evaluate: gap and fold ticks, under every policy."""
+        self.clock(start[2] + after - self.now)
+        self.run(self.op_evaluate(None, mode, self.now))
+
+    @rule(
+        deltas=st.lists(st.sampled_from(JUMPS), min_size=1, max_size=4),
+        mode=st.sampled_from(EVALUATOR_MODES),
+        conn=st.sampled_from(CONNECTOR_MODES),
+        failing=st.sampled_from((0, 1, 2)),
+    )
+    def cycle(self, deltas: list[int], mode: str, conn: str, failing: int) -> None:
+        """What a daemon does, a few times over: time passes, then due schedules are
+        evaluated, due sensors polled and due runs launched (``failing`` in 3 fail)."""
+        for delta in deltas:
+            self.clock(delta)
+            self.run(self.op_evaluate(None, mode, self.now))
+            self.poll_due(conn)
+            self.launch_due(failing)
 
     # -- rules: schedules ----------------------------------------------------------------------
 
@@ -686,20 +754,23 @@ class KernelMachine(RuleBasedStateMachine):
         self.run(self.op_define_schedule(d, self.now))
         return d.id
 
-    @rule(sid=schedule_ids, enabled=st.booleans())
-    def toggle_schedule(self, sid: str, enabled: bool) -> None:
-        self.run(self.op_toggle_schedule(sid, enabled, self.now))
-
-    @rule(sid=st.one_of(schedule_ids, st.just("ghost")))
-    def delete_schedule(self, sid: str) -> None:
+    @rule(
+        sid=st.one_of(schedule_ids, st.just("ghost")),
+        action=st.sampled_from(("enable", "disable", "disable", "delete")),
+    )
+    def schedule_lifecycle(self, sid: str, action: str) -> None:
+        """Enable, disable or delete a schedule (``ghost`` was never defined)."""
         now = self.now
-        self.run(
-            Op(
-                f"delete schedule {sid}",
-                lambda k: k.delete_schedule(sid, now),
-                lambda m: m.delete_schedule(sid, now),
+        if action == "delete":
+            self.run(
+                Op(
+                    f"delete schedule {sid}",
+                    lambda k: k.delete_schedule(sid, now),
+                    lambda m: m.delete_schedule(sid, now),
+                )
             )
-        )
+        else:
+            self.run(self.op_toggle_schedule(sid, action == "enable", now))
 
     @rule(mode=st.sampled_from(EVALUATOR_MODES))
     def evaluate_schedules(self, mode: str) -> None:
@@ -716,27 +787,27 @@ class KernelMachine(RuleBasedStateMachine):
         self.run(self.op_define_sensor(d, self.now))
         return d.id
 
-    @rule(sid=sensor_ids, running=st.booleans())
-    def toggle_sensor(self, sid: str, running: bool) -> None:
+    @rule(
+        sid=st.one_of(sensor_ids, st.just("ghost")),
+        action=st.sampled_from(("start", "stop", "stop", "delete")),
+    )
+    def sensor_lifecycle(self, sid: str, action: str) -> None:
+        """Start, stop or delete a sensor."""
         now = self.now
-        self.run(
-            Op(
-                f"{'start' if running else 'stop'} sensor {sid}",
-                lambda k: k.set_sensor_running(sid, running, now).running,
-                lambda m: m.set_sensor_running(sid, running, now).running,
-            )
-        )
-
-    @rule(sid=st.one_of(sensor_ids, st.just("ghost")))
-    def delete_sensor(self, sid: str) -> None:
-        now = self.now
-        self.run(
-            Op(
+        if action == "delete":
+            op = Op(
                 f"delete sensor {sid}",
                 lambda k: k.delete_sensor(sid, now),
                 lambda m: m.delete_sensor(sid, now),
             )
-        )
+        else:
+            running = action == "start"
+            op = Op(
+                f"{action} sensor {sid}",
+                lambda k: k.set_sensor_running(sid, running, now).running,
+                lambda m: m.set_sensor_running(sid, running, now).running,
+            )
+        self.run(op)
 
     @rule(
         sid=sensor_ids,
@@ -751,10 +822,9 @@ class KernelMachine(RuleBasedStateMachine):
     def poll(self, sid: str, mode: str) -> None:
         self.run(self.op_poll(sid, mode, self.now))
 
-    @rule(mode=st.sampled_from(CONNECTOR_MODES))
     def poll_due(self, mode: str) -> None:
         due = self.model.due_sensors(self.now)
-        assert self.kernel.due_sensors(self.now) == due
+        assert self.kernel.due_sensors(self.now) == due, "due sensors differ"
         for sid in due:
             self.run(self.op_poll(sid, mode, self.now))
 
@@ -774,12 +844,18 @@ class KernelMachine(RuleBasedStateMachine):
         note(f"ticket for {sid} at version {kt.expected_state_version}")
         return (kt, mt)
 
-    @rule(ticket=tickets, mode=st.sampled_from(CONNECTOR_MODES), bump=st.sampled_from((0, 0, 3)))
-    def record_ticket(self, ticket: Any, mode: str, bump: int) -> None:
-        """Record a poll made from a ticket read earlier (``bump``: a forged, future version)."""
+    @rule(
+        ticket=tickets,
+        mode=st.sampled_from(CONNECTOR_MODES),
+        forged=st.sampled_from((False, False, True)),
+    )
+    def record_ticket(self, ticket: Any, mode: str, forged: bool) -> None:
+        """Record a poll made from a ticket read earlier (``forged``: a version from the
+        future, which no poll can have read)."""
         if ticket is None:
             return
         kt, mt = ticket
+        bump = 1000 if forged else 0
         kt = kt._replace(expected_state_version=kt.expected_state_version + bump)
         mt = MTicket(mt.sensor_id, mt.expected_state_version + bump, mt.cursor)
         result = _connect(self.model, mt, connector(mode), self.now)
@@ -806,30 +882,30 @@ class KernelMachine(RuleBasedStateMachine):
         )
         return str(outcome[1])
 
-    @precondition(lambda self: bool(self.model.runs))
-    @rule(data=st.data(), failing=st.sampled_from(((), ("down",), ("down", "down"))))
-    def launch_due(self, data: st.DataObject, failing: tuple[str, ...]) -> None:
-        """Hand the due runs of the outbox to a launcher; some launches fail."""
+    def launch_due(self, failing: int) -> None:
+        """Hand the due runs of the outbox to a launcher; ``failing`` in 3 launches fail."""
         due = [r.run_id for r in self.model.due_launches(self.now)]
-        assert [r.run_id for r in self.kernel.due_launches(self.now)] == due
+        assert [r.run_id for r in self.kernel.due_launches(self.now)] == due, "outbox differs"
         for rid in due:
-            error = "launcher down" if _bucket(rid, 3) < len(failing) else None
+            error = "launcher down" if _bucket(rid, 3) < failing else None
             self.run(self.op_launch(rid, error, self.now))
 
     @precondition(lambda self: bool(self.model.runs))
-    @rule(data=st.data(), error=st.sampled_from((None, "no capacity")))
-    def record_launch(self, data: st.DataObject, error: str | None) -> None:
-        rid = data.draw(st.sampled_from(sorted(self.model.runs)), label="run")
-        self.run(self.op_launch(rid, error, self.now))
-
-    @precondition(lambda self: bool(self.model.runs))
-    @rule(data=st.data(), succeeded=st.booleans())
-    def complete_run(self, data: st.DataObject, succeeded: bool) -> None:
+    @rule(
+        data=st.data(),
+        action=st.sampled_from(("launched", "launch failed", "succeeded", "failed")),
+    )
+    def run_outcome(self, data: st.DataObject, action: str) -> None:
+        """Record one launch attempt or a completion for any run."""
         rid = data.draw(st.sampled_from(sorted(self.model.runs)), label="run")
         now = self.now
+        if action.startswith("launch"):
+            self.run(self.op_launch(rid, "no capacity" if "failed" in action else None, now))
+            return
+        succeeded = action == "succeeded"
         self.run(
             Op(
-                f"complete {rid[:8]} succeeded={succeeded}",
+                f"complete {rid[:8]} {action}",
                 lambda k: k.complete_run(rid, succeeded, None, now).status,
                 lambda m: m.complete_run(rid, succeeded, None, now).status,
             )

@@ -359,6 +359,10 @@ class Model:
     runs: dict[str, MRun] = field(default_factory=dict)  # insertion order = creation order
     conflicts: list[MRunConflict] = field(default_factory=list)
     manual_requests: set[tuple[str, str, str, int]] = field(default_factory=set)
+    #: Evaluations that changed a schedule, by (schedule id, state_version read, now): the
+    #: identity of an evaluation. The same evaluation delivered twice (two evaluators that read
+    #: the same state at the same instant) has one effect; the second gets the first's ticks.
+    schedule_evaluations: dict[tuple[str, int, int], list[str]] = field(default_factory=dict)
 
     # -- schedules: definitions ----------------------------------------------------------------
 
@@ -453,13 +457,27 @@ class Model:
         return out
 
     def evaluate_schedule(
-        self, schedule_id: str, now: int, evaluator: Evaluator | None = None
+        self,
+        schedule_id: str,
+        now: int,
+        evaluator: Evaluator | None = None,
+        read_version: int | None = None,
     ) -> list[MTick]:
         """One evaluation: the due ticks (retries first, then fresh ones, oldest first) are
-        recorded; dropped ticks are summarised once; runs are requested."""
+        recorded; dropped ticks are summarised once; runs are requested.
+
+        ``read_version``: the ``state_version`` an evaluator read before another one wrote (a
+        stale read). If that very evaluation (same version, same ``now``) was recorded, this
+        is a duplicate: nothing changes and the original ticks are returned. Otherwise the
+        stale read loses its compare-and-set and the evaluation is decided afresh."""
         s = self.schedules.get(schedule_id)
         if s is None:
             raise Rejected("not_found", f"no schedule {schedule_id!r}")
+        if read_version is not None and (schedule_id, read_version, now) in (
+            done := self.schedule_evaluations
+        ):
+            by_id = {t.tick_id: t for t in self.ticks.get(schedule_id, {}).values()}
+            return [by_id[tid] for tid in done[(schedule_id, read_version, now)]]
         if not s.enabled or s.deleted:
             return []
         d = s.definition
@@ -543,6 +561,9 @@ class Model:
             recorded.append(tick)
         if missed:
             self.missed.setdefault(schedule_id, []).append(MMissed(schedule_id, now, tuple(missed)))
+        self.schedule_evaluations[(schedule_id, s.state_version, now)] = [
+            t.tick_id for t in recorded
+        ]
         s.retries = retries
         if last is not None and (s.last_scheduled_for is None or last > s.last_scheduled_for):
             s.last_scheduled_for = last  # only ever forward
