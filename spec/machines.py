@@ -640,6 +640,13 @@ class KernelMachine(RuleBasedStateMachine):
             lambda m: m.set_schedule_enabled(schedule_id, enabled, now).enabled,
         )
 
+    def op_toggle_sensor(self, sensor_id: str, running: bool, now: int) -> Op:
+        return Op(
+            f"{'start' if running else 'stop'} sensor {sensor_id}",
+            lambda k: k.set_sensor_running(sensor_id, running, now).running,
+            lambda m: m.set_sensor_running(sensor_id, running, now).running,
+        )
+
     def op_define_sensor(self, d: SensorDefinition, now: int) -> Op:
         return Op(
             f"define {d.type} sensor {d.id} enabled={d.enabled}",
@@ -801,13 +808,23 @@ class KernelMachine(RuleBasedStateMachine):
                 lambda m: m.delete_sensor(sid, now),
             )
         else:
-            running = action == "start"
-            op = Op(
-                f"{action} sensor {sid}",
-                lambda k: k.set_sensor_running(sid, running, now).running,
-                lambda m: m.set_sensor_running(sid, running, now).running,
-            )
+            op = self.op_toggle_sensor(sid, action == "start", now)
         self.run(op)
+
+    @rule(
+        sid=st.one_of(sensor_ids, schedule_ids),
+        times=st.integers(2, 5),
+        first=st.booleans(),
+    )
+    def flap(self, sid: str, times: int, first: bool) -> None:
+        """An operator flips a sensor or schedule off and on several times in one second."""
+        now = self.now
+        for i in range(times):
+            on = first if i % 2 == 0 else not first
+            if sid in SENSOR_IDS:
+                self.run(self.op_toggle_sensor(sid, on, now))
+            else:
+                self.run(self.op_toggle_schedule(sid, on, now))
 
     @rule(
         sid=sensor_ids,
