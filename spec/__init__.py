@@ -1,11 +1,55 @@
-"""arcoflow's formal model: the semantics in prose (SPEC.md), executable references written
-independently of the kernel, and reusable Hypothesis suites.
+"""arcoflow's formal model: the semantics as an executable reference model, its invariants, and
+reusable Hypothesis state machines (conformance kits) for stores and plugins.
 
->>> from arcoflow.spec import reference_ticks
->>> [t.at for t in reference_ticks("@hourly", "UTC", "transition", "first", 0, 3600)]
-[3600]
+* :class:`Model` — the reference model (plain Python data, independent of the kernel's code);
+* :mod:`~arcoflow.spec.invariants` — the invariants of ``SPEC.md`` as functions;
+* :class:`KernelMachine` — the kernel and the model side by side, every action, every step;
+* :class:`StoreKit`, :class:`PluginKit` — run the same machines on your store or plugin;
+* :func:`explore` — every interleaving of a few concurrent actors;
+* :data:`MUTANTS`, :func:`hunt` — planted bugs the machines must catch.
+
+In your own pytest::
+
+    from arcoflow.spec import StoreKit
+
+    class MyStoreConformance(StoreKit):
+        store_factory = MyStore
+
+    TestMyStore = MyStoreConformance.TestCase
 """
 
+from .explore import SCENARIOS, explore
+from .invariants import InvariantViolation, check_replay, check_state, check_step
+from .kits import PluginKit, StoreKit
+from .machines import Interposer, KernelMachine, LmdbKernelMachine, kernel_machine, scaled
+from .model import Model, Rejected
+from .mutations import MUTANTS, Mutant, hunt
+from .observe import Observation, diff, observe_kernel, observe_model
 from .ticks import RefTick, reference_ticks
 
-__all__ = ["RefTick", "reference_ticks"]
+__all__ = [
+    "MUTANTS",
+    "SCENARIOS",
+    "Interposer",
+    "InvariantViolation",
+    "KernelMachine",
+    "LmdbKernelMachine",
+    "Model",
+    "Mutant",
+    "Observation",
+    "PluginKit",
+    "RefTick",
+    "Rejected",
+    "StoreKit",
+    "check_replay",
+    "check_state",
+    "check_step",
+    "diff",
+    "explore",
+    "hunt",
+    "kernel_machine",
+    "observe_kernel",
+    "observe_model",
+    "reference_ticks",
+    "scaled",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from arcoflow.spec.machines import KernelMachine, LmdbKernelMachine, scaled
 
 KernelVsModel = KernelMachine.TestCase
-KernelVsModel.settings = scaled(0.5, steps=40)
+KernelVsModel.settings = scaled(2.0, steps=50)
 
 LmdbKernelVsModel = LmdbKernelMachine.TestCase
-LmdbKernelVsModel.settings = scaled(0.25, steps=30)
+LmdbKernelVsModel.settings = scaled(0.75, steps=40)

@@ -1,0 +1,99 @@
+"""The conformance kits, proven on arcoflow's own stores and built-in plugins.
+
+Each class below is what a third party writes for their own store or plugin: a subclass of a
+kit from ``arcoflow.spec`` with a line or two of configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from typing import Any
+
+from arcoflow.kernel import LmdbStore, MemoryStore, Store
+from arcoflow.plugins import filesystem
+from arcoflow.plugins.memory_launcher import MemoryLauncher
+from arcoflow.plugins.subprocess_launcher import SubprocessLauncher
+from arcoflow.sdk import LaunchError
+from arcoflow.spec import PluginKit, StoreKit, scaled
+
+# -- stores --------------------------------------------------------------------------------------
+
+
+class MemoryStoreConformance(StoreKit):
+    store_factory = staticmethod(lambda path: MemoryStore())
+    persistent = False
+
+
+class LmdbStoreConformance(StoreKit):
+    store_factory = LmdbStore
+
+
+TestMemoryStore = MemoryStoreConformance.TestCase
+TestMemoryStore.settings = scaled(0.5, steps=40)
+TestLmdbStore = LmdbStoreConformance.TestCase
+TestLmdbStore.settings = scaled(0.5, steps=40)
+
+
+# -- plugins -------------------------------------------------------------------------------------
+
+
+class ReferencePlugins(PluginKit):
+    """The kit's own reference connector and launcher: the baseline."""
+
+
+class FilesystemConnector(PluginKit):
+    connector = filesystem
+
+    def connector_config(self) -> dict[str, Any]:
+        self.incoming = self.tempdir()
+        return {"path": self.incoming, "pattern": "*.csv"}
+
+    def stimulate(self, n: int) -> None:
+        # A new file, a rewrite of an old one (a new size: a new run), and a temp file that
+        # the pattern ignores.
+        with open(os.path.join(self.incoming, f"batch-{n}.csv"), "w") as fh:
+            fh.write("x" * n)
+        if n > 1:
+            with open(os.path.join(self.incoming, "batch-1.csv"), "a") as fh:
+                fh.write("more")
+        with open(os.path.join(self.incoming, f".batch-{n}.csv.part"), "w") as fh:
+            fh.write("partial")
+
+
+class FilesystemOnLmdb(FilesystemConnector):
+    def make_store(self) -> Store:
+        self.store_path = self.tempdir()
+        return LmdbStore(self.store_path)
+
+    def reopen_store(self, store: Store) -> Store | None:
+        store.close()
+        return LmdbStore(self.store_path)
+
+
+class MemoryLauncherKit(PluginKit):
+    launcher_factory = MemoryLauncher
+
+    def finish(self, launcher: Any, run_id: str, succeeded: bool) -> None:
+        with contextlib.suppress(LaunchError):  # not launched by this launcher (yet)
+            launcher.finish(run_id, succeeded)
+
+
+class SubprocessLauncherKit(PluginKit):
+    launcher_factory = SubprocessLauncher
+
+    def launcher_config(self) -> dict[str, Any]:
+        return {"command": [shutil.which("true") or "true"]}
+
+
+TestReferencePlugins = ReferencePlugins.TestCase
+TestReferencePlugins.settings = scaled(0.5, steps=30)
+TestFilesystemConnector = FilesystemConnector.TestCase
+TestFilesystemConnector.settings = scaled(0.5, steps=30)
+TestFilesystemOnLmdb = FilesystemOnLmdb.TestCase
+TestFilesystemOnLmdb.settings = scaled(0.25, steps=30)
+TestMemoryLauncher = MemoryLauncherKit.TestCase
+TestMemoryLauncher.settings = scaled(0.5, steps=30)
+TestSubprocessLauncher = SubprocessLauncherKit.TestCase
+TestSubprocessLauncher.settings = scaled(0.25, steps=25)
