@@ -455,6 +455,8 @@ def record_poll(
     checked by the store inside the append). A string result is the connector's error."""
     live = _live_sensor(row)
     d = live.definition
+    if d.type != "poll":  # a ticket read before the sensor was re-created as a push sensor
+        raise InputError(f"sensor {live.sensor_id!r} is a push sensor; it is not polled")
     key = f"poll/{live.sensor_id}/{ticket.expected_state_version}/{_cursor_hash(ticket.cursor)}"
     eval_id = derived_id(key)
     status: EvalStatus
