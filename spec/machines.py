@@ -811,6 +811,23 @@ class KernelMachine(RuleBasedStateMachine):
             op = self.op_toggle_sensor(sid, action == "start", now)
         self.run(op)
 
+    @rule(sid=sensor_ids, d=sensor_definitions())
+    def retype_sensor(self, sid: str, d: SensorDefinition) -> None:
+        """Delete a sensor and define it again as the other type (push <-> poll): its old
+        tickets and messages must not leak into the new one."""
+        old = self.model.sensors.get(sid)
+        kind = "push" if old is not None and old.definition.type == "poll" else "poll"
+        d = attrs.evolve(d, id=sid, type=kind, connector="conn" if kind == "poll" else None)
+        now = self.now
+        self.run(
+            Op(
+                f"delete sensor {sid}",
+                lambda k: k.delete_sensor(sid, now),
+                lambda m: m.delete_sensor(sid, now),
+            )
+        )
+        self.run(self.op_define_sensor(d, now))
+
     @rule(
         sid=st.one_of(sensor_ids, schedule_ids),
         times=st.integers(2, 5),
