@@ -666,9 +666,11 @@ class Kernel:
     ) -> RunRow:
         """A launcher or operator reports that a run finished."""
         at = epoch(now)
-        self._append(
-            decide.completed(self._get(Table.RUNS, key(run_id_)), run_id_, succeeded, detail), at
-        )
+        batch = decide.completed(self._get(Table.RUNS, key(run_id_)), run_id_, succeeded, detail)
+        appended = self._append(batch, at)
+        if appended.duplicate and appended.records[0].event != batch[0].event:
+            # Another reporter finished this run first, with another outcome: say so.
+            raise InputError(f"run {run_id_} already finished as {self.run(run_id_).status}")
         return self.run(run_id_)
 
     # -- definitions ---------------------------------------------------------------------------
@@ -728,17 +730,32 @@ def _compare(table: Table, live: Store, replayed: Store, budget: int) -> list[st
         x, y = next(left, None), next(right, None)
         while (x is not None or y is not None) and len(out) < budget:
             if x is not None and (y is None or x[0] < y[0]):
-                out.append(f"{table.value} {x[0]!r}: materialised but not produced by replay")
+                out.append(f"{table.value} {_show(table, x[0])}: materialised but not produced by replay")
                 x = next(left, None)
             elif y is not None and (x is None or y[0] < x[0]):
-                out.append(f"{table.value} {y[0]!r}: produced by replay but missing")
+                out.append(f"{table.value} {_show(table, y[0])}: produced by replay but missing")
                 y = next(right, None)
             else:
                 assert x is not None and y is not None
                 if x[1] != y[1]:
-                    out.append(f"{table.value} {x[0]!r}: {_row_diff(table, live, x[1], y[1])}")
+                    out.append(f"{table.value} {_show(table, x[0])}: {_row_diff(table, live, x[1], y[1])}")
                 x, y = next(left, None), next(right, None)
     return out
+
+
+_LEADING_NUMBER = {Table.DUE_SCHEDULES, Table.DUE_SENSORS, Table.OUTBOX}
+_TRAILING_NUMBER = {Table.TICKS, Table.MISSED, Table.EVALS}
+
+
+def _show(table: Table, row_key: bytes) -> str:
+    """A key as people read it: ids as text, big-endian numbers as integers."""
+    if len(row_key) == 8:
+        return str(from_u64(row_key))
+    if table in _LEADING_NUMBER and len(row_key) > 9:
+        return f"{from_u64(row_key[:8])}/{row_key[9:].decode(errors='replace')}"
+    if table in _TRAILING_NUMBER and len(row_key) > 9:
+        return f"{row_key[:-9].decode(errors='replace')}/{from_u64(row_key[-8:])}"
+    return row_key.decode(errors="replace").replace("\x00", "/")
 
 
 def _row_diff(table: Table, store: Store, stored: bytes, replayed: bytes) -> str:

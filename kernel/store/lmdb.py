@@ -45,6 +45,10 @@ MIB: Final = 1024 * 1024
 _RESIZE_WAIT: Final = 30.0
 
 
+def _size(n: int) -> str:
+    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} bytes"
+
+
 class _Env:
     """A shared, reference-counted environment with its named databases."""
 
@@ -183,8 +187,8 @@ class LmdbStore:
         size = shared.env.info()["map_size"]
         if size >= self.max_map_size:
             raise StoreFull(
-                f"store at {self.path} is full at {size // MIB} MiB "
-                f"(max_map_size {self.max_map_size // MIB} MiB); nothing was written"
+                f"store at {self.path} is full at {_size(size)} "
+                f"(max_map_size {_size(self.max_map_size)}); nothing was written"
             )
         self._resize(shared, min(size * 2, self.max_map_size))
 
