@@ -725,20 +725,22 @@ class Kernel:
 
 def _compare(table: Table, live: Store, replayed: Store, budget: int) -> list[str]:
     out: list[str] = []
+    name = table.value
     with live.read() as a, replayed.read() as b:
         left, right = a.scan(table), b.scan(table)
         x, y = next(left, None), next(right, None)
         while (x is not None or y is not None) and len(out) < budget:
             if x is not None and (y is None or x[0] < y[0]):
-                out.append(f"{table.value} {_show(table, x[0])}: materialised but not produced by replay")
+                out.append(f"{name} {_show(table, x[0])}: materialised but not produced by replay")
                 x = next(left, None)
             elif y is not None and (x is None or y[0] < x[0]):
-                out.append(f"{table.value} {_show(table, y[0])}: produced by replay but missing")
+                out.append(f"{name} {_show(table, y[0])}: produced by replay but missing")
                 y = next(right, None)
             else:
                 assert x is not None and y is not None
                 if x[1] != y[1]:
-                    out.append(f"{table.value} {_show(table, x[0])}: {_row_diff(table, live, x[1], y[1])}")
+                    diff = _row_diff(table, live, x[1], y[1])
+                    out.append(f"{name} {_show(table, x[0])}: {diff}")
                 x, y = next(left, None), next(right, None)
     return out
 
