@@ -214,7 +214,7 @@ BACK: Final = (-60, -H, -D)
 
 SCHEDULE_IDS: Final = ("alpha", "beta", "gamma")
 SENSOR_IDS: Final = ("inbox", "queue", "files")
-MESSAGE_IDS: Final = ("m1", "m2", "m3", "m4")
+MESSAGE_IDS: Final = ("m1", "m2", "m3", "m4", "\ud800")  # the last: not valid Unicode
 RUN_KEYS: Final = ("backfill-1", "rerun", "nightly")
 
 
@@ -275,6 +275,7 @@ PAYLOADS: Final = st.one_of(
     st.integers(0, 3),
     st.text(alphabet="ab é", max_size=4),
     st.just({"file": "x" * 80}),  # over a 64-byte limit
+    st.just(2**70),  # JSON, but not storable (the log's integers have 64 bits)
 )
 
 # -- plugin behaviours: deterministic functions of what they are asked -------------------------

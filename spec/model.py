@@ -658,10 +658,14 @@ class Model:
         s = self.sensors.get(sensor_id)
         if s is None:
             raise Rejected("not_found", f"no sensor {sensor_id!r}")
+        if not _text(message_id):
+            raise Rejected("input", "message id must be valid Unicode text")
         key = push_key(sensor_id, message_id)
         earlier = self.evaluation(derived_id(key))
         if earlier is not None:
             return earlier, True
+        if not _json_data(payload):
+            raise Rejected("input", "payload must be JSON data the log can store")
         if s.deleted:
             raise Rejected("not_found", f"sensor {sensor_id!r} was deleted")
         if not s.running:
@@ -939,6 +943,33 @@ class Model:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _text(value: str) -> bool:
+    """Text that can be stored: valid Unicode (no lone surrogates)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_data(value: Any) -> bool:
+    """JSON data the log can store: null, booleans, integers in [-2**63, 2**64), numbers,
+    text, lists, and objects with text keys."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**64
+    if isinstance(value, float):
+        return True
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, list):
+        return all(_json_data(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _text(k) and _json_data(v) for k, v in value.items())
+    return False
 
 
 def _content(d: ScheduleDefinition | SensorDefinition) -> Any:
