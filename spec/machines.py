@@ -33,7 +33,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal
 
 import attrs
 from arcoflow.kernel import (
@@ -120,7 +120,6 @@ class Interposer:
         self.codec: Codec = inner.codec
         self.before_append: Callable[[], None] | None = None
         self.crash_at: int | None = None
-        self.crashed = False
 
     def append(self, batch: Sequence[Pending], at: int) -> Appended:
         hook, self.before_append = self.before_append, None
@@ -137,7 +136,6 @@ class Interposer:
             nonlocal calls
             calls += 1
             if calls >= crash_at:
-                self.crashed = True
                 raise SimulatedCrash(f"crash at record {calls} of the append")
             return encode(envelope)
 
@@ -507,12 +505,10 @@ class KernelMachine(RuleBasedStateMachine):
         self.twin_kernel = Kernel(self.twin_store) if self.twin_store else None
         self.before: Observation | None = None
         self.step_evaluations: dict[str, int] = {}
-        self.reopenable: bool | None = None
 
     def teardown(self) -> None:
         try:
-            if not self.store.crashed:
-                check_replay(self.kernel)
+            check_replay(self.kernel)
         finally:
             self.store.close()
             if self.twin_store is not None:
@@ -817,7 +813,9 @@ class KernelMachine(RuleBasedStateMachine):
         """Delete a sensor and define it again as the other type (push <-> poll): its old
         tickets and messages must not leak into the new one."""
         old = self.model.sensors.get(sid)
-        kind = "push" if old is not None and old.definition.type == "poll" else "poll"
+        kind: Literal["poll", "push"] = (
+            "push" if old is not None and old.definition.type == "poll" else "poll"
+        )
         d = attrs.evolve(d, id=sid, type=kind, connector="conn" if kind == "poll" else None)
         now = self.now
         self.run(
@@ -1052,7 +1050,6 @@ class KernelMachine(RuleBasedStateMachine):
         try:
             got = kernel_outcome(lambda: op.kernel(self.kernel))
         except SimulatedCrash:
-            self.store.crashed = False
             check_reopen(before, observe_kernel(self.kernel, self.now))
             self._reopen()
             return
