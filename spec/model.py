@@ -245,6 +245,8 @@ class MEval:
     failures: int
     next_eval_at: int | None
     evaluated_at: int
+    #: What each run key asked for (its first fingerprint): part of a poll's outcome.
+    requested: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -751,9 +753,9 @@ class Model:
 
     def record_poll(self, ticket: MTicket, result: PollResult | str, now: int) -> MEval:
         """Accepted only at the expected version: then the version rises by one and the cursor
-        advances (``None`` keeps it). Re-recording the same outcome at a used epoch returns
-        the original evaluation; any other outcome there, or a stale version, is a conflict
-        and writes nothing."""
+        advances (``None`` keeps it). Re-recording the same outcome (status, reason, new
+        cursor, and the runs it asks for) at a used epoch returns the original evaluation; any
+        other outcome there, or a stale version, is a conflict and writes nothing."""
         s = self._live_sensor(ticket.sensor_id)
         if s.definition.type != "poll":
             raise Rejected("input", f"sensor {ticket.sensor_id!r} is a push sensor")
@@ -781,13 +783,16 @@ class Model:
                 if status == "NO_DATA":
                     reason = "no new data"
         keys = _unique(r.run_key for r in requests)
+        requested = _fingerprints(requests)
         earlier = self.evaluation(eval_id)
         if earlier is not None:
-            same = (earlier.status, earlier.reason, earlier.cursor_after, earlier.run_keys) == (
-                status,
-                reason,
-                cursor_after,
-                keys,
+            outcome = (status, reason, cursor_after, keys, requested)
+            same = outcome == (
+                earlier.status,
+                earlier.reason,
+                earlier.cursor_after,
+                earlier.run_keys,
+                earlier.requested,
             )
             if same:
                 return earlier
@@ -808,6 +813,7 @@ class Model:
             failures,
             nxt,
             now,
+            requested,
         )
         self.evaluations.append(e)
         s.state_version += 1
@@ -994,6 +1000,14 @@ def _request(
         config={**template.config, **r.config},
         tags={**template.tags, **r.tags},
     )
+
+
+def _fingerprints(requests: Sequence[_Request]) -> tuple[tuple[str, str], ...]:
+    """Each run key with the fingerprint it was first asked for."""
+    out: dict[str, str] = {}
+    for r in requests:
+        out.setdefault(r.run_key, fingerprint(r.target, r.config, r.tags))
+    return tuple(out.items())
 
 
 def _sensor_requests(
