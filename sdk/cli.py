@@ -199,7 +199,16 @@ def cmd_evaluate(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     """One evaluation cycle at ``--now``: due schedules, then due poll sensors (no launches)."""
     now = parse_time(args.now) if args.now else None
     report = Runtime(_kernel(ctx), ctx["plugins"]).evaluate(now)
-    ctx["out"](report.to_json(), "report")
+    out: Output = ctx["out"]
+    data = report.to_json()
+    if out.as_json:
+        out(data, "report")
+        return 0
+    for name, kind in (("ticks", "tick"), ("evaluations", "evaluation"), ("failures", "")):
+        if data[name]:
+            out.line(f"{name}:")
+            out(data[name], kind)
+    out.line(f"at {data['now']}: {report.summary()}")
     return 0
 
 
