@@ -4,7 +4,9 @@ that both derivations agree)."""
 
 from __future__ import annotations
 
+import ast
 import doctest
+from pathlib import Path
 from typing import Any
 
 import arcoflow.spec.invariants
@@ -141,3 +143,18 @@ def test_a_year_down_costs_one_window() -> None:
         ("outside_catchup_window", 0, now - 3660),
         ("over_max_catchup_ticks", now - 3600, now - 60),
     )
+
+
+def test_the_model_shares_no_code_with_the_kernel() -> None:
+    """An oracle that shares code with the implementation shares its bugs: the model may take
+    the kernel's input value types (definitions) and nothing else from it."""
+    imported: set[str] = set()
+    for name in ("model.py", "ticks.py"):
+        tree = ast.parse((Path(arcoflow.spec.model.__file__).parent / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    kernel = {m for m in imported if m.startswith("arcoflow")}
+    assert kernel <= {"arcoflow.kernel.definitions"}, kernel
