@@ -784,6 +784,16 @@ class KernelMachine(RuleBasedStateMachine):
     def evaluate_schedule(self, sid: str, mode: str) -> None:
         self.run(self.op_evaluate(sid, mode, self.now))
 
+    @rule(sid=schedule_ids, evaluations=st.integers(1, 4), mode=st.sampled_from(("raise", "flaky")))
+    def evaluator_outage(self, sid: str, evaluations: int, mode: str) -> None:
+        """The schedule's evaluator fails (or fails first attempts) at its next few fire
+        times: failed ticks, their retries under the same tick id, and the retry limit."""
+        for _ in range(evaluations):
+            s = self.model.schedules.get(sid)
+            if s is not None and s.next_fire_at is not None and s.next_fire_at > self.now:
+                self.clock(s.next_fire_at - self.now)
+            self.run(self.op_evaluate(sid, mode, self.now))
+
     # -- rules: sensors ------------------------------------------------------------------------
 
     @rule(target=sensor_ids, d=sensor_definitions())
@@ -859,6 +869,17 @@ class KernelMachine(RuleBasedStateMachine):
         due = self.model.due_sensors(self.now)
         assert self.kernel.due_sensors(self.now) == due, "due sensors differ"
         for sid in due:
+            self.run(self.op_poll(sid, mode, self.now))
+
+    @rule(sid=sensor_ids, failures=st.integers(2, 6), recover=st.booleans())
+    def outage(self, sid: str, failures: int, recover: bool) -> None:
+        """The source is down for several polls in a row, each when the backoff says (the
+        delay doubles up to its cap), then maybe comes back (the failure count resets)."""
+        for i in range(failures + recover):
+            s = self.model.sensors.get(sid)
+            if s is not None and s.next_eval_at is not None and s.next_eval_at > self.now:
+                self.clock(s.next_eval_at - self.now)
+            mode = "advance" if i == failures else "raise"
             self.run(self.op_poll(sid, mode, self.now))
 
     @rule(target=tickets, sid=sensor_ids)

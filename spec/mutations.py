@@ -296,8 +296,10 @@ def hunt(
     *,
     max_examples: int = 300,
     steps: int = 40,
+    derandomize: bool = True,
 ) -> Kill:
-    """Run ``machine`` under ``mutant`` (fixed seed, no shrinking) until it fails."""
+    """Run ``machine`` under ``mutant`` (no shrinking) until it fails. ``derandomize``: with
+    a fixed seed (reproducible), or a random one (to see how robust the kill is)."""
     count = 0
 
     class Counted(machine):  # type: ignore[valid-type, misc]
@@ -311,7 +313,7 @@ def hunt(
         max_examples=max_examples,
         stateful_step_count=steps,
         deadline=None,
-        derandomize=True,
+        derandomize=derandomize,
         database=None,
         phases=[Phase.explicit, Phase.generate],
         report_multiple_bugs=False,
