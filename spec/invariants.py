@@ -20,7 +20,7 @@ naming what broke. They take observations, not kernels, so the same checks run o
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Final
 
 from arcoflow.kernel import Kernel
@@ -440,10 +440,3 @@ def check_reopen(before: Observation, after: Observation) -> None:
     differences = diff(before, after)
     if differences:
         _fail("reopening changes nothing", "; ".join(differences))
-
-
-def check_all(obs: Observation, extra: Iterable[Callable[[Observation], None]] = ()) -> None:
-    """Every state invariant plus ``extra`` ones."""
-    check_state(obs)
-    for rule in extra:
-        rule(obs)

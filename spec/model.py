@@ -360,6 +360,8 @@ class Model:
     evaluations: list[MEval] = field(default_factory=list)  # in the order they were recorded
     runs: dict[str, MRun] = field(default_factory=dict)  # insertion order = creation order
     conflicts: list[MRunConflict] = field(default_factory=list)
+    #: Requests made by hand, by (requester, run key, fingerprint, now): repeating one exactly
+    #: is one request.
     manual_requests: set[tuple[str, str, str, int]] = field(default_factory=set)
     #: Evaluations that changed a schedule, by (schedule id, state_version read, now): the
     #: identity of an evaluation. The same evaluation delivered twice (two evaluators that read
