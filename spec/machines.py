@@ -1041,6 +1041,23 @@ class KernelMachine(RuleBasedStateMachine):
         rid = data.draw(st.sampled_from(sorted(self.model.runs)), label="run")
         self.race(self.op_launch(rid, first, self.now), self.op_launch(rid, second, self.now))
 
+    @precondition(lambda self: bool(self.model.runs))
+    @rule(data=st.data(), first=st.booleans(), second=st.booleans())
+    def race_completions(self, data: st.DataObject, first: bool, second: bool) -> None:
+        """Two reporters complete the same run from the same read: the second agrees (nothing
+        new) or is refused; a run never finishes twice."""
+        rid = data.draw(st.sampled_from(sorted(self.model.runs)), label="run")
+        now = self.now
+
+        def op(succeeded: bool) -> Op:
+            return Op(
+                f"complete {rid[:8]} succeeded={succeeded}",
+                lambda k: k.complete_run(rid, succeeded, "raced", now).status,
+                lambda m: m.complete_run(rid, succeeded, "raced", now).status,
+            )
+
+        self.race(op(first), op(second))
+
     # -- rules: crashes, reopen, replay --------------------------------------------------------
 
     @rule(
