@@ -163,17 +163,22 @@ def cmd_schedules(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     return 0
 
 
-def cmd_schedule(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+def _lifecycle(kind: str, on: str, args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    """``schedule|sensor show|delete|<on>|<off> ID``: one shape for both kinds of definition."""
     kernel = _kernel(ctx)
+    show = getattr(kernel, kind)  # Kernel.schedule / Kernel.sensor
     if args.action == "delete":
-        kernel.delete_schedule(args.id)
-        row = kernel.schedule(args.id)
-    elif args.action == "show":
-        row = kernel.schedule(args.id)
-    else:
-        row = kernel.set_schedule_enabled(args.id, args.action == "enable")
-    ctx["out"](v.schedule_json(row), "schedule")
+        getattr(kernel, f"delete_{kind}")(args.id)
+    elif args.action != "show":
+        toggle = kernel.set_schedule_enabled if kind == "schedule" else kernel.set_sensor_running
+        toggle(args.id, args.action == on)
+    present = v.schedule_json if kind == "schedule" else v.sensor_json
+    ctx["out"](present(show(args.id)), kind)
     return 0
+
+
+def cmd_schedule(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    return _lifecycle("schedule", "enable", args, ctx)
 
 
 def cmd_ticks(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -234,16 +239,7 @@ def cmd_sensors(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_sensor(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    kernel = _kernel(ctx)
-    if args.action == "delete":
-        kernel.delete_sensor(args.id)
-        row = kernel.sensor(args.id)
-    elif args.action == "show":
-        row = kernel.sensor(args.id)
-    else:
-        row = kernel.set_sensor_running(args.id, args.action == "start")
-    ctx["out"](v.sensor_json(row), "sensor")
-    return 0
+    return _lifecycle("sensor", "start", args, ctx)
 
 
 def cmd_evals(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:

@@ -13,7 +13,7 @@ annotation (``TickRow.dst``; the model knows only *that* a tick was skipped by `
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from arcoflow.kernel import Kernel
 from arcoflow.kernel.definitions import ScheduleDefinition, SensorDefinition
@@ -132,6 +132,15 @@ class ConflictObs(NamedTuple):
     requested_by: str
     origin: str
     at: int
+
+
+_Obs = TypeVar("_Obs", bound=tuple[Any, ...])
+
+
+def _project(cls: type[_Obs], row: object) -> _Obs:
+    """The fields of ``cls`` read by name from a kernel row or a model record alike (the two
+    sides name them the same)."""
+    return cls(*(getattr(row, name) for name in cls._fields))  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -295,40 +304,8 @@ def observe_kernel(kernel: Kernel, now: int) -> Observation:
         missed=missed,
         sensors=sensors,
         evaluations=evaluations,
-        runs=tuple(
-            RunObs(
-                r.run_id,
-                r.run_key,
-                r.fingerprint,
-                r.origin,
-                r.requested_by,
-                r.target,
-                r.launcher,
-                r.config,
-                r.tags,
-                r.status,
-                r.created_at,
-                r.updated_at,
-                r.attempts,
-                r.next_attempt_at,
-                r.external_id,
-                r.last_error,
-                r.detail,
-            )
-            for r in reversed(runs)
-        ),
-        conflicts=tuple(
-            ConflictObs(
-                c.run_key,
-                c.run_id,
-                c.existing_fingerprint,
-                c.conflicting_fingerprint,
-                c.requested_by,
-                c.origin,
-                c.at,
-            )
-            for c in reversed(conflicts)
-        ),
+        runs=tuple(_project(RunObs, r) for r in reversed(runs)),
+        conflicts=tuple(_project(ConflictObs, c) for c in reversed(conflicts)),
         due_schedules=tuple(kernel.due_schedules(now)),
         due_sensors=tuple(kernel.due_sensors(now)),
         due_launches=tuple(r.run_id for r in kernel.due_launches(now, limit=1000)),
@@ -423,40 +400,8 @@ def observe_model(model: Model, now: int) -> Observation:
                 )
             )
         },
-        runs=tuple(
-            RunObs(
-                r.run_id,
-                r.run_key,
-                r.fingerprint,
-                r.origin,
-                r.requested_by,
-                r.target,
-                r.launcher,
-                r.config,
-                r.tags,
-                r.status,
-                r.created_at,
-                r.updated_at,
-                r.attempts,
-                r.next_attempt_at,
-                r.external_id,
-                r.last_error,
-                r.detail,
-            )
-            for r in model.runs.values()
-        ),
-        conflicts=tuple(
-            ConflictObs(
-                c.run_key,
-                c.run_id,
-                c.existing_fingerprint,
-                c.conflicting_fingerprint,
-                c.requested_by,
-                c.origin,
-                c.at,
-            )
-            for c in model.conflicts
-        ),
+        runs=tuple(_project(RunObs, r) for r in model.runs.values()),
+        conflicts=tuple(_project(ConflictObs, c) for c in model.conflicts),
         due_schedules=tuple(model.due_schedules(now)),
         due_sensors=tuple(model.due_sensors(now)),
         due_launches=tuple(r.run_id for r in model.due_launches(now, limit=1000)),
