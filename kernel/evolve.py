@@ -261,10 +261,17 @@ def _sensor_deleted(view: View, env: Envelope, e: SensorDeleted) -> list[Put]:
     return _sensor_put(view, env, e.sensor_id, deleted=True, running=False, next_eval_at=None)
 
 
+def eval_row(env: Envelope) -> EvalRow:
+    """The history row of a logged ``SensorEvaluated``: so callers that hold the envelope
+    need not read the row back."""
+    assert isinstance(env.event, SensorEvaluated)
+    return EvalRow(env.seq, env.at, env.event)
+
+
 @_on(SensorEvaluated)
 def _sensor_evaluated(view: View, env: Envelope, e: SensorEvaluated) -> list[Put]:
     old = sensor_of(view, e.sensor_id)
-    puts: list[Put] = [(Table.EVALS, key(e.sensor_id, env.seq), EvalRow(env.seq, env.at, e))]
+    puts: list[Put] = [(Table.EVALS, key(e.sensor_id, env.seq), eval_row(env))]
     if old is None:
         return puts
     common: dict[str, Any] = {

@@ -34,6 +34,7 @@ from .definitions import (
 )
 from .errors import Conflict, InputError, NotFound, StoreError
 from .events import TickRecorded
+from .evolve import eval_row
 from .rows import (
     ROW_TYPES,
     ConflictRow,
@@ -463,8 +464,7 @@ class Kernel:
             except Exception as exc:
                 requests = _error(exc)
         appended = self._append(decide.ingest(row, message_id, payload, size, requests), at)
-        evaluation = self.evaluation(appended.records[0].event.eval_id)  # type: ignore[union-attr]
-        return Ingested(evaluation, appended.duplicate)
+        return Ingested(eval_row(appended.records[0]), appended.duplicate)
 
     def poll_ticket(self, sensor_id: str) -> decide.PollTicket:
         """Read what a poll needs: the expected ``state_version`` and the cursor."""
@@ -487,7 +487,7 @@ class Kernel:
             # result was not recorded, and the caller must hear so (not get the other's row).
             actual = self.sensor(ticket.sensor_id).state_version
             raise Conflict(f"sensor {ticket.sensor_id!r}", ticket.expected_state_version, actual)
-        return self.evaluation(appended.records[0].event.eval_id)  # type: ignore[union-attr]
+        return eval_row(appended.records[0])
 
     def poll_context(
         self, sensor_id: str, now: When = None
