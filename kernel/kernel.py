@@ -18,7 +18,7 @@ import msgspec
 
 from . import decide
 from .codec import Envelope
-from .cron import Tick, next_tick, parse_cron, zone
+from .cron import Tick, parse_cron, upcoming, zone
 from .definitions import (
     Definitions,
     PollContext,
@@ -60,6 +60,7 @@ __all__ = [
     "PreviewTick",
     "TickDetail",
     "Verification",
+    "preview",
 ]
 
 Evaluate = Callable[[TickContext], TickResult]
@@ -107,6 +108,33 @@ class Verification(NamedTuple):
     ok: bool
     events: int
     differences: tuple[str, ...]
+
+
+def preview(
+    definition: ScheduleDefinition, count: int = 10, start: When = None
+) -> list[PreviewTick]:
+    """The next ``count`` ticks of ``definition`` from ``start`` on; needs no store."""
+    if not 1 <= count <= 10_000:
+        raise InputError(f"count must be 1-10000, got {count}")
+    tz = zone(definition.timezone)
+    ticks = upcoming(
+        parse_cron(definition.cron),
+        tz,
+        epoch(start) - 1,
+        count,
+        definition.dst_gap,
+        definition.dst_fold,
+    )
+    return [
+        PreviewTick(
+            t.at,
+            datetime.fromtimestamp(t.at, tz),
+            decide.tick_id(definition.id, t.at),
+            t.dst,
+            "run" if t.run else "skip",
+        )
+        for t in ticks
+    ]
 
 
 def epoch(now: When) -> int:
@@ -313,18 +341,7 @@ class Kernel:
         """The next ``count`` ticks of a schedule (stored, or a definition not yet applied)
         after ``start``: instant, local time, DST annotation, tick id, run or skip."""
         d = self.schedule(schedule).definition if isinstance(schedule, str) else schedule
-        if not 1 <= count <= 10_000:
-            raise InputError(f"count must be 1-10000, got {count}")
-        cron, tz = parse_cron(d.cron), zone(d.timezone)
-        after = epoch(start) - 1
-        out = []
-        for _ in range(count):
-            tick = next_tick(cron, tz, after, d.dst_gap, d.dst_fold)
-            local = datetime.fromtimestamp(tick.at, tz)
-            action: Literal["run", "skip"] = "run" if tick.run else "skip"
-            out.append(PreviewTick(tick.at, local, decide.tick_id(d.id, tick.at), tick.dst, action))
-            after = tick.at
-        return out
+        return preview(d, count, start)
 
     def ticks(
         self,

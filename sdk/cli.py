@@ -30,6 +30,7 @@ from arcoflow.kernel import (
     load_definitions,
 )
 from arcoflow.kernel import views as v
+from arcoflow.kernel.kernel import preview
 
 from .commands import add_runtime_commands
 from .plugins import Plugins
@@ -223,11 +224,9 @@ def cmd_preview(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         defs = {s.id: s for s in load_definitions(args.file).schedules}
         if args.schedule_id not in defs:
             raise NotFound(f"{args.file} declares no schedule {args.schedule_id!r}")
-        target: Any = defs[args.schedule_id]
-        kernel = Kernel(_NoStore())  # previewing a file needs no store
+        ticks = preview(defs[args.schedule_id], count=args.count, start=start)  # no store needed
     else:
-        target, kernel = args.schedule_id, _kernel(ctx)
-    ticks = kernel.preview(target, count=args.count, start=start)
+        ticks = _kernel(ctx).preview(args.schedule_id, count=args.count, start=start)
     ctx["out"]([v.preview_json(t) for t in ticks], "preview")
     return 0
 
@@ -307,15 +306,6 @@ def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         for difference in result.differences:
             ctx["out"].line(f"  {difference}")
     return 0 if result.ok else 1
-
-
-class _NoStore:
-    """Stands in for a store where a command needs none (``preview --file``)."""
-
-    codec: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        raise InputError("this command needs --store")
 
 
 # -- parser ------------------------------------------------------------------------------------
