@@ -137,10 +137,11 @@ class ConflictObs(NamedTuple):
 _Obs = TypeVar("_Obs", bound=tuple[Any, ...])
 
 
-def _project(cls: type[_Obs], row: object) -> _Obs:
+def _project(cls: type[_Obs], row: object, **given: Any) -> _Obs:
     """The fields of ``cls`` read by name from a kernel row or a model record alike (the two
-    sides name them the same)."""
-    return cls(*(getattr(row, name) for name in cls._fields))  # type: ignore[attr-defined]
+    sides name them the same); ``given`` supplies the ones a side holds differently."""
+    fields = cls._fields  # type: ignore[attr-defined]
+    return cls(*(given[n] if n in given else getattr(row, n) for n in fields))
 
 
 @dataclass(frozen=True)
@@ -234,22 +235,7 @@ def observe_kernel(kernel: Kernel, now: int) -> Observation:
                 for m in reversed(summaries)
             )
     sensors = {
-        s.sensor_id: SensorObs(
-            s.sensor_id,
-            s.definition,
-            s.definition_version,
-            s.running,
-            s.deleted,
-            s.state_version,
-            _cursor(s.cursor),
-            s.failures,
-            s.next_eval_at,
-            s.updated_at,
-            s.evaluations,
-            s.last_eval_at,
-            s.last_status,
-            s.last_reason,
-        )
+        s.sensor_id: _project(SensorObs, s, cursor=_cursor(s.cursor))
         for s in kernel.sensors(include_deleted=True)
     }
     evaluations: dict[str, tuple[EvalObs, ...]] = {}
@@ -357,22 +343,7 @@ def observe_model(model: Model, now: int) -> Observation:
             if rows
         },
         sensors={
-            sid: SensorObs(
-                sid,
-                s.definition,
-                s.definition_version,
-                s.running,
-                s.deleted,
-                s.state_version,
-                _cursor(s.cursor),
-                s.failures,
-                s.next_eval_at,
-                s.updated_at,
-                s.evaluations,
-                s.last_eval_at,
-                s.last_status,
-                s.last_reason,
-            )
+            sid: _project(SensorObs, s, sensor_id=sid, cursor=_cursor(s.cursor))
             for sid, s in sorted(model.sensors.items())
         },
         evaluations={
