@@ -18,6 +18,7 @@ import msgspec
 
 from .errors import CorruptRecord, FutureSchemaVersion
 from .events import Event
+from .values import lenient
 
 __all__ = ["SCHEMA_VERSION", "Codec", "Envelope", "Upcaster"]
 
@@ -89,7 +90,7 @@ class Codec:
             raise FutureSchemaVersion(where, head.schema_version, self.version)
         try:
             if head.schema_version == self.version:
-                event = self._event.decode(head.event)
+                event = _read(self._event.decode, head.event)
             else:
                 event = self._upcast(head.schema_version, self._any.decode(head.event))
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
@@ -101,14 +102,28 @@ class Codec:
             raise ValueError(f"schema version {version} or event shape is not readable")
         for step in range(version, self.version):
             data = self.upcasters[step](data)
-        event: Event = msgspec.convert(data, Event)
-        return event
+        return _read(_to_event, data)
 
     def decode_row(self, data: bytes, row_type: type[_R], where: str) -> _R:
         decoder = self._rows.get(row_type)
         if decoder is None:
             decoder = self._rows[row_type] = msgspec.msgpack.Decoder(row_type)
         try:
-            return decoder.decode(data)  # type: ignore[no-any-return]
+            return _read(decoder.decode, data)  # type: ignore[no-any-return]
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise CorruptRecord(where, str(exc)) from None
+
+
+def _to_event(data: Any) -> Event:
+    event: Event = msgspec.convert(data, Event)
+    return event
+
+
+def _read(decode: Callable[[Any], _R], data: Any) -> _R:
+    """Decode under today's rules; a record that fails only a policy limit introduced since
+    it was written (see :func:`arcoflow.kernel.values.policy`) is read as it was written."""
+    try:
+        return decode(data)
+    except msgspec.ValidationError:
+        with lenient():
+            return decode(data)

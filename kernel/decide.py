@@ -12,15 +12,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from .cron import Tick, next_tick, parse_cron, prev_tick, zone
 from .definitions import (
+    MAX_CATCHUP_TICKS,
     PollResult,
     RunRequest,
     ScheduleDefinition,
     SensorDefinition,
     TickResult,
+    refused,
 )
 from .errors import InputError, NotFound, PayloadTooLarge
 from .events import (
@@ -70,6 +72,8 @@ __all__ = [
     "toggle_schedule",
     "toggle_sensor",
 ]
+
+_R = TypeVar("_R", PollResult, TickResult, Sequence[RunRequest])
 
 #: Longest push message id accepted (it is part of an idempotency key).
 MAX_MESSAGE_ID = 256
@@ -212,9 +216,11 @@ def plan_ticks(row: ScheduleRow, now: int) -> TickPlan:
         missed.append(MissedRange("outside_catchup_window", first.at, late.at))
         last = late.at
     fresh: list[Tick] = []
+    # Bounded even for a definition an older arcoflow stored with a larger budget.
+    budget = min(d.max_catchup_ticks, MAX_CATCHUP_TICKS)
     if d.catchup_order == "newest":
         tick = prv(now + 1)
-        while tick.at > lo and len(fresh) < d.max_catchup_ticks:
+        while tick.at > lo and len(fresh) < budget:
             fresh.append(tick)
             tick = prv(tick.at)
         if tick.at > lo:
@@ -222,7 +228,7 @@ def plan_ticks(row: ScheduleRow, now: int) -> TickPlan:
         fresh.reverse()
     else:
         tick = nxt(lo)
-        while tick.at <= now and len(fresh) < d.max_catchup_ticks:
+        while tick.at <= now and len(fresh) < budget:
             fresh.append(tick)
             tick = nxt(tick.at)
     if fresh:
@@ -242,7 +248,8 @@ def record_ticks(
     ticks: list[Pending] = []
     runs: list[Pending] = []
     retries: list[Retry] = []
-    for (tick, attempt), result in zip(plan.due, results, strict=True):
+    for (tick, attempt), answer in zip(plan.due, results, strict=True):
+        result = _checked(answer)
         tid = tick_id(sid, tick.at)
         common: dict[str, Any] = {
             "definition_version": row.definition_version,
@@ -392,9 +399,18 @@ def _keys(runs: Sequence[Pending]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(r.event.run_key for r in runs))  # type: ignore[union-attr]
 
 
+def _checked(result: _R | str) -> _R | str:
+    """A plugin's result, or the reason it is refused (recorded as the plugin's failure): the
+    one place where what a plugin hands back is checked against the value rules."""
+    if isinstance(result, str):  # a reason: an exception's text may hold lone surrogates
+        return result.encode(errors="backslashreplace").decode()
+    return refused(result) or result
+
+
 def _runs(
-    row: SensorRow, eval_id: str, result: Sequence[RunRequest] | str, default_key: str
+    row: SensorRow, eval_id: str, answer: Sequence[RunRequest] | str, default_key: str
 ) -> tuple[list[Pending], EvalStatus, str | None]:
+    result = _checked(answer)
     if isinstance(result, str):
         return [], "FAILED", result
     origin = f"sensor:{row.sensor_id}"
@@ -464,6 +480,7 @@ def record_poll(
     eval_id = derived_id(key)
     status: EvalStatus
     reason: str | None
+    result = _checked(result)
     if isinstance(result, str):
         failures = live.failures + 1
         runs: list[Pending] = []

@@ -9,9 +9,10 @@ there is no second, parallel schema to keep in step.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -20,7 +21,17 @@ import cattrs
 import msgspec
 
 from .cron import DstFold, DstGap, parse_cron, zone
-from .errors import InputError, InvalidDefinition, InvalidId
+from .errors import InputError, InvalidDefinition
+from .values import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_id,
+    check_int,
+    check_text,
+    json_problem,
+    policy,
+)
 
 __all__ = [
     "Backoff",
@@ -37,25 +48,26 @@ __all__ = [
     "load_definitions",
     "parse_definitions",
     "parse_duration",
+    "refused",
     "validate_id",
 ]
 
-_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
-_DURATION = re.compile(r"\s*(\d+)\s*(s|m|h|d|w)?\s*")
+_DURATION = re.compile(r"\s*(\d{1,12})\s*(s|m|h|d|w)?\s*")
 _UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_DURATION = 366 * 86400
 #: Largest run config, tags, cursor or push payload accepted, in encoded bytes.
 MAX_BLOB = 1024 * 1024
+#: Most ticks one evaluation of one schedule may run (work per evaluation stays bounded).
+MAX_CATCHUP_TICKS = 1000
+#: Most retries of a failed tick.
+MAX_TICK_RETRIES = 1000
+#: Longest skip reason a plugin may give, in characters.
+MAX_REASON = 4096
+#: Largest definitions file read, in bytes.
+MAX_FILE = 16 * 1024 * 1024
 
-
-def validate_id(value: str, what: str = "id") -> str:
-    """Return ``value`` if it is a valid id (``[a-z0-9][a-z0-9._-]{0,127}``), else raise."""
-    if not isinstance(value, str) or _ID.fullmatch(value) is None:
-        raise InvalidId(
-            f"{what} {value!r} is not valid: use 1-128 characters of a-z, 0-9, '.', '_', '-', "
-            "starting with a letter or digit"
-        )
-    return value
+#: The id rule (also :func:`arcoflow.kernel.values.check_id`).
+validate_id = check_id
 
 
 def parse_duration(value: int | str) -> int:
@@ -75,6 +87,28 @@ def parse_duration(value: int | str) -> int:
     if not 0 <= seconds <= _MAX_DURATION:
         raise InputError(f"duration {value!r} is out of range (0 to 366 days)")
     return seconds
+
+
+_Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _rule(check: Callable[..., object], *args: Any) -> _Validator:
+    """An attrs validator from a rule of :mod:`.values`, given the field's name. On a
+    definition class a plain :class:`InputError` becomes :class:`InvalidDefinition`."""
+
+    def validate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        try:
+            check(value, attribute.name, *args)
+        except InputError as exc:
+            if type(exc) is InputError and isinstance(instance, _DEFINITION_CLASSES):
+                raise InvalidDefinition(str(exc)) from None
+            raise
+
+    return validate
+
+
+def _optional(check: Callable[..., object], *args: Any) -> _Validator:
+    return attrs.validators.optional(_rule(check, *args))
 
 
 def _duration(value: int | str, field: str) -> int:
@@ -105,61 +139,94 @@ def _timeout(value: int | str) -> int:
     return _duration(value, "timeout")
 
 
-def _utf8(text: str) -> bool:
-    """False for text that cannot be stored (lone surrogates, e.g. from a JSON ``"\\ud800"``)."""
+def _jitter(value: float) -> float:
     try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+        return check_float(value, "jitter", 0.0, 1.0)
+    except InputError as exc:
+        raise InvalidDefinition(str(exc)) from None
 
 
-def _text(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if not _utf8(value):
-        raise InputError(f"{attribute.name} {value!r} must be valid Unicode text")
+def _target(value: object, field: str) -> None:
+    if not check_text(value, field):
+        raise InputError(f"{field} must not be empty")
 
 
-def _target(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not value:
-        raise InputError(f"{attribute.name} must not be empty")
-    _text(_, attribute, value)
-
-
-def _id(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    validate_id(value, attribute.name)
-
-
-def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value <= 0:
-        raise InvalidDefinition(f"{attribute.name} must be positive, got {value}")
-
-
-def _json_blob(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _json_blob(value: object, field: str) -> None:
+    if not isinstance(value, dict):
+        raise InputError(f"{field} must be a table of JSON values, got {type(value).__name__}")
+    # JSON-ness became a rule after arcoflow had stored values without it: see values.policy.
+    policy(json_problem(value, field))
     try:
         size = len(msgspec.json.encode(value))
-    except (TypeError, msgspec.EncodeError, UnicodeEncodeError) as exc:
-        raise InputError(f"{attribute.name} must hold JSON values only: {exc}") from exc
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        raise InputError(f"{field} must hold JSON values only: {exc}") from None
     if size > MAX_BLOB:
-        raise InputError(f"{attribute.name} is {size} bytes; the limit is {MAX_BLOB}")
+        raise InputError(f"{field} is {size} bytes; the limit is {MAX_BLOB}")
 
 
-def _str_map(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, Mapping) or not all(
+def _str_map(value: object, field: str) -> None:
+    if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
-        raise InputError(f"{attribute.name} must map strings to strings")
-    _json_blob(_, attribute, value)
+        raise InputError(f"{field} must map strings to strings")
+    _json_blob(value, field)
 
 
-def _cron(_: object, __: attrs.Attribute[str], value: str) -> None:
-    parse_cron(value)
+def _cron(value: object, field: str) -> None:
+    text = parse_cron(check_text(value, field)).expr
+    # croniter's R draws a random value in each process, so two evaluators (or a replay)
+    # would disagree about the tick; H is refused by croniter itself (no hash id).
+    random = [f for f in text.split() if f.lower().startswith("r")]
+    policy(f"cron {value!r}: random fields ({', '.join(random)}) are refused" if random else None)
 
 
-def _zone(_: object, __: attrs.Attribute[str], value: str) -> None:
+def _zone(value: object, field: str) -> None:
     try:
-        zone(value)
+        zone(check_text(value, field))
     except InputError as exc:
-        raise type(exc)(f"timezone: {exc}") from None
+        raise type(exc)(f"{field}: {exc}") from None
+
+
+def _budget(value: object, field: str, limit: int) -> None:
+    check_int(value, field, 0 if field == "max_tick_retries" else 1)
+    policy(f"{field}: {value} is over the limit of {limit}" if value > limit else None)  # type: ignore[operator]
+
+
+def _instance(value: object, field: str, cls: type) -> None:
+    if not isinstance(value, cls):
+        raise InputError(f"{field}: expected a {cls.__name__}, got {_kind(value)}")
+    attrs.validate(value)  # again: its mutable parts (config dicts) may have changed
+
+
+def _items(value: object, field: str, cls: type) -> None:
+    """A list of ``cls`` values, each checked again (see :func:`_instance`)."""
+    if not isinstance(value, (list, tuple)):
+        raise InputError(f"{field}: expected a list of {cls.__name__}, got {_kind(value)}")
+    for item in value:
+        _instance(item, field, cls)
+
+
+def _requests(value: object, field: str) -> None:
+    _items(value, field, RunRequest)
+
+
+def _cursor(value: object, field: str) -> None:
+    if not isinstance(value, (str, bytes)):
+        raise InputError(f"{field}: expected str, bytes or None, got {_kind(value)}")
+    if len(value) > MAX_BLOB:
+        raise InputError(f"{field} is {len(value)} long; the limit is {MAX_BLOB}")
+    if isinstance(value, str):
+        check_text(value, field)
+
+
+def _run_key(value: object, field: str) -> None:
+    text = check_text(value, field)
+    if not text or len(text) > 512 or "\x00" in text:
+        raise InputError(f"{field} {text!r} must be 1-512 characters of text without NUL")
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__
 
 
 def _gap(value: Any) -> DstGap:
@@ -174,11 +241,13 @@ _E = TypeVar("_E", DstGap, DstFold)
 
 
 def _choice(cls: type[_E], value: Any, name: str) -> _E:
-    try:
-        return cls(value)
-    except ValueError:
-        choices = ", ".join(repr(m.value) for m in cls)
-        raise InputError(f"{name}: {value!r} is not one of {choices}") from None
+    if isinstance(value, str):  # a member is a str too
+        try:
+            return cls(value)
+        except ValueError:
+            pass
+    choices = ", ".join(repr(m.value) for m in cls)
+    raise InvalidDefinition(f"{name}: {value!r} is not one of {choices}")
 
 
 def _dict() -> dict[str, Any]:
@@ -193,22 +262,23 @@ class RunTemplate:
     system to pick up through the history API.
     """
 
-    target: str = attrs.field(validator=_target)
-    launcher: str | None = None
-    config: dict[str, Any] = attrs.field(factory=_dict, validator=_json_blob)
-    tags: dict[str, str] = attrs.field(factory=_dict, validator=_str_map)
+    target: str = attrs.field(validator=_rule(_target))
+    launcher: str | None = attrs.field(default=None, validator=_optional(check_text))
+    config: dict[str, Any] = attrs.field(factory=_dict, validator=_rule(_json_blob))
+    tags: dict[str, str] = attrs.field(factory=_dict, validator=_rule(_str_map))
+
+
+_POSITIVE = _rule(check_int, 1)
 
 
 @attrs.frozen
 class Backoff:
     """Capped exponential backoff for failing poll sensors: ``base * 2**(n-1)`` up to ``cap``,
-    plus a deterministic jitter of up to ``jitter`` of that delay."""
+    plus a deterministic jitter of up to ``jitter`` (0 to 1) of that delay."""
 
-    base: int = attrs.field(default=30, converter=_base, validator=_positive)
-    cap: int = attrs.field(default=3600, converter=_cap, validator=_positive)
-    jitter: float = attrs.field(
-        default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
-    )
+    base: int = attrs.field(default=30, converter=_base, validator=_POSITIVE)
+    cap: int = attrs.field(default=3600, converter=_cap, validator=_POSITIVE)
+    jitter: float = attrs.field(default=0.1, converter=_jitter)
 
 
 @attrs.frozen
@@ -220,20 +290,20 @@ class ScheduleDefinition:
     3600
     """
 
-    id: str = attrs.field(validator=_id)
-    cron: str = attrs.field(validator=_cron)
-    run: RunTemplate
-    timezone: str = attrs.field(default="UTC", validator=_zone)
-    catchup_window: int = attrs.field(default=3600, converter=_catchup_window, validator=_positive)
-    max_catchup_ticks: int = attrs.field(default=1, validator=_positive)
+    id: str = attrs.field(validator=_rule(check_id))
+    cron: str = attrs.field(validator=_rule(_cron))
+    run: RunTemplate = attrs.field(validator=_rule(_instance, RunTemplate))
+    timezone: str = attrs.field(default="UTC", validator=_rule(_zone))
+    catchup_window: int = attrs.field(default=3600, converter=_catchup_window, validator=_POSITIVE)
+    max_catchup_ticks: int = attrs.field(default=1, validator=_rule(_budget, MAX_CATCHUP_TICKS))
     catchup_order: Literal["newest", "oldest"] = attrs.field(
-        default="newest", validator=attrs.validators.in_(("newest", "oldest"))
+        default="newest", validator=_rule(check_choice, ("newest", "oldest"))
     )
     dst_gap: DstGap = attrs.field(default=DstGap.TRANSITION, converter=_gap)
     dst_fold: DstFold = attrs.field(default=DstFold.FIRST, converter=_fold)
-    max_tick_retries: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    evaluator: str | None = None
-    enabled: bool = True
+    max_tick_retries: int = attrs.field(default=0, validator=_rule(_budget, MAX_TICK_RETRIES))
+    evaluator: str | None = attrs.field(default=None, validator=_optional(check_text))
+    enabled: bool = attrs.field(default=True, validator=_rule(check_bool))
 
     def content(self) -> bytes:
         """Canonical bytes of what the schedule does (``enabled`` is state, not content)."""
@@ -244,20 +314,18 @@ class ScheduleDefinition:
 class SensorDefinition:
     """A push or poll sensor bound to a connector plugin."""
 
-    id: str = attrs.field(validator=_id)
-    type: Literal["poll", "push"] = attrs.field(validator=attrs.validators.in_(("poll", "push")))
-    run: RunTemplate
-    connector: str | None = None
-    config: dict[str, Any] = attrs.field(factory=_dict, validator=_json_blob)
+    id: str = attrs.field(validator=_rule(check_id))
+    type: Literal["poll", "push"] = attrs.field(validator=_rule(check_choice, ("poll", "push")))
+    run: RunTemplate = attrs.field(validator=_rule(_instance, RunTemplate))
+    connector: str | None = attrs.field(default=None, validator=_optional(check_text))
+    config: dict[str, Any] = attrs.field(factory=_dict, validator=_rule(_json_blob))
     minimum_interval: int = attrs.field(
-        default=30, converter=_minimum_interval, validator=_positive
+        default=30, converter=_minimum_interval, validator=_POSITIVE
     )
-    timeout: int = attrs.field(default=30, converter=_timeout, validator=_positive)
-    backoff: Backoff = attrs.field(factory=Backoff)
-    max_payload_bytes: int = attrs.field(
-        default=64 * 1024, validator=[_positive, attrs.validators.le(MAX_BLOB)]
-    )
-    enabled: bool = True
+    timeout: int = attrs.field(default=30, converter=_timeout, validator=_POSITIVE)
+    backoff: Backoff = attrs.field(factory=Backoff, validator=_rule(_instance, Backoff))
+    max_payload_bytes: int = attrs.field(default=64 * 1024, validator=_rule(check_int, 1, MAX_BLOB))
+    enabled: bool = attrs.field(default=True, validator=_rule(check_bool))
 
     def __attrs_post_init__(self) -> None:
         if self.type == "poll" and self.connector is None:
@@ -266,6 +334,9 @@ class SensorDefinition:
     def content(self) -> bytes:
         """Canonical bytes of what the sensor does (``enabled`` is state, not content)."""
         return msgspec.msgpack.encode(attrs.evolve(self, enabled=True), order="sorted")
+
+
+_DEFINITION_CLASSES = (RunTemplate, Backoff, ScheduleDefinition, SensorDefinition)
 
 
 @attrs.frozen
@@ -278,17 +349,10 @@ class RunRequest:
     are merged over the run template; ``target`` replaces it when given.
     """
 
-    run_key: str | None = attrs.field(default=None)
-    config: dict[str, Any] = attrs.field(factory=_dict, validator=_json_blob)
-    tags: dict[str, str] = attrs.field(factory=_dict, validator=_str_map)
-    target: str | None = attrs.field(default=None, validator=attrs.validators.optional(_text))
-
-    @run_key.validator
-    def _key(self, _: attrs.Attribute[str | None], value: str | None) -> None:
-        if value is not None and (
-            not value or len(value) > 512 or "\x00" in value or not _utf8(value)
-        ):
-            raise InputError(f"run_key {value!r} must be 1-512 characters of text without NUL")
+    run_key: str | None = attrs.field(default=None, validator=_optional(_run_key))
+    config: dict[str, Any] = attrs.field(factory=_dict, validator=_rule(_json_blob))
+    tags: dict[str, str] = attrs.field(factory=_dict, validator=_rule(_str_map))
+    target: str | None = attrs.field(default=None, validator=_optional(check_text))
 
 
 @attrs.frozen
@@ -299,17 +363,10 @@ class PollResult:
     connector's cursor format, so a later connector version can migrate old cursors.
     """
 
-    run_requests: list[RunRequest] = attrs.field(factory=list)
-    cursor: str | bytes | None = attrs.field(default=None)
-    cursor_version: int = 1
-    skip_reason: str | None = None
-
-    @cursor.validator
-    def _cursor(self, _: attrs.Attribute[Any], value: str | bytes | None) -> None:
-        if value is not None and len(value) > MAX_BLOB:
-            raise InputError(f"cursor is {len(value)} long; the limit is {MAX_BLOB}")
-        if isinstance(value, str) and not _utf8(value):
-            raise InputError("cursor must be valid Unicode text (or bytes)")
+    run_requests: list[RunRequest] = attrs.field(factory=list, validator=_rule(_requests))
+    cursor: str | bytes | None = attrs.field(default=None, validator=_optional(_cursor))
+    cursor_version: int = attrs.field(default=1, validator=_rule(check_int, 0, 2**31 - 1))
+    skip_reason: str | None = attrs.field(default=None, validator=_optional(check_text, MAX_REASON))
 
 
 @attrs.frozen
@@ -320,31 +377,58 @@ class TickResult:
     list or a ``skip_reason`` records the tick as ``SKIPPED``.
     """
 
-    run_requests: list[RunRequest] | None = None
-    skip_reason: str | None = None
+    run_requests: list[RunRequest] | None = attrs.field(
+        default=None, validator=_optional(_requests)
+    )
+    skip_reason: str | None = attrs.field(default=None, validator=_optional(check_text, MAX_REASON))
+
+
+def refused(result: PollResult | TickResult | Sequence[RunRequest]) -> str | None:
+    """Why a plugin's result is refused, or ``None``: every rule is checked again, because a
+    plugin can change a result after building it (its config dicts are mutable) or build one
+    around the validators. The kernel records a refused result as the plugin's failure."""
+    try:
+        if isinstance(result, (PollResult, TickResult)):
+            attrs.validate(result)
+        else:
+            _requests(result, "run_requests")
+    except (InputError, AttributeError, TypeError) as exc:  # AttributeError: built around attrs
+        return f"result refused: {exc}"
+    return None
 
 
 @attrs.frozen
 class Definitions:
     """The contents of a definitions file."""
 
-    schedules: list[ScheduleDefinition] = attrs.field(factory=list)
-    sensors: list[SensorDefinition] = attrs.field(factory=list)
+    schedules: list[ScheduleDefinition] = attrs.field(
+        factory=list, validator=_rule(_items, ScheduleDefinition)
+    )
+    sensors: list[SensorDefinition] = attrs.field(
+        factory=list, validator=_rule(_items, SensorDefinition)
+    )
     launchers: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
 
-# Durations go through the attrs converters (prefer_attrib_converters), so "6h" works there and
-# only there; every other int must be a real integer (TOML's true is not 1).
+# Durations and jitter go through the attrs converters (prefer_attrib_converters), so "6h"
+# works there and only there. Every other scalar must already have its type: TOML's true is not
+# 1, 1 is not "1", and the definition classes' validators check ranges (arcoflow.kernel.values).
 _converter = cattrs.Converter(forbid_extra_keys=True, prefer_attrib_converters=True)
 
 
-def _int(value: Any, _: type) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"expected an integer, got {value!r}")
-    return value
+def _exact(kind: type, name: str) -> Callable[[Any, type], Any]:
+    def structure(value: Any, _: type) -> Any:
+        if type(value) is not kind:
+            raise InputError(f"expected {name}, got {value!r}")
+        return value
+
+    return structure
 
 
-_converter.register_structure_hook(int, _int)
+_converter.register_structure_hook(int, _exact(int, "an integer"))
+_converter.register_structure_hook(bool, _exact(bool, "true or false"))
+_converter.register_structure_hook(str, _exact(str, "text"))
+_converter.register_structure_hook(float, _exact(float, "a number"))
 
 
 def _messages(exc: BaseException) -> list[str]:
@@ -365,6 +449,8 @@ def parse_definitions(data: Mapping[str, Any], source: str = "definitions") -> D
     Raises :class:`InvalidDefinition` whose message lists each problem with its path, e.g.
     ``schedule 'nightly': timezone: unknown zone 'Mars/Olympus'``.
     """
+    if not isinstance(data, Mapping):
+        raise InvalidDefinition(f"{source}: expected a table, got {type(data).__name__}")
     unknown = set(data) - {"schedule", "sensor", "launchers"}
     problems = [f"{source}: unknown table(s) {', '.join(sorted(unknown))}"] if unknown else []
     schedules: list[ScheduleDefinition] = []
@@ -410,16 +496,26 @@ def _tidy(detail: str) -> str:
     return f"{path}: {message}" if path else message
 
 
-def load_definitions(path: str) -> Definitions:
-    """Read a TOML definitions file; see :func:`parse_definitions`."""
+def load_definitions(path: str | os.PathLike[str]) -> Definitions:
+    """Read a TOML definitions file (UTF-8, at most :data:`MAX_FILE` bytes); see
+    :func:`parse_definitions`."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidDefinition(f"definitions file: expected a path, got {path!r}")
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise InvalidDefinition(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidDefinition(f"{path}: not valid TOML: {exc}") from exc
-    return parse_definitions(data, path)
+            raw = fh.read(MAX_FILE + 1)  # bounded: the path may name /dev/zero
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise InvalidDefinition(f"{path}: cannot read: {reason}") from None
+    if len(raw) > MAX_FILE:
+        raise InvalidDefinition(f"{path}: larger than {MAX_FILE} bytes; is it a definitions file?")
+    try:
+        data = tomllib.loads(raw.decode())
+    except UnicodeDecodeError:
+        raise InvalidDefinition(f"{path}: not UTF-8 text; is it a TOML definitions file?") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise InvalidDefinition(f"{path}: not valid TOML: {exc}") from None
+    return parse_definitions(data, str(path))
 
 
 @attrs.frozen

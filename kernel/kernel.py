@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, NamedTuple, TypeVar
+from typing import Any, Final, Literal, NamedTuple, TypeVar, get_args
 
+import attrs
 import msgspec
 
 from . import decide
@@ -33,7 +34,7 @@ from .definitions import (
     validate_id,
 )
 from .errors import Conflict, InputError, NotFound, StoreError
-from .events import TickRecorded
+from .events import Cursor, TickRecorded
 from .evolve import eval_row
 from .rows import (
     ROW_TYPES,
@@ -41,6 +42,7 @@ from .rows import (
     EvalRow,
     MissedRow,
     RunRow,
+    RunStatus,
     ScheduleRow,
     SensorRow,
     Table,
@@ -52,6 +54,15 @@ from .rows import (
 from .runs import derived_id, request_run, run_id
 from .store.base import Appended, Pending, ReadTxn, Store
 from .store.memory import MemoryStore
+from .values import (
+    check_bool,
+    check_choice,
+    check_id,
+    check_int,
+    check_json,
+    check_text,
+    check_time,
+)
 
 __all__ = [
     "Change",
@@ -70,6 +81,7 @@ When = int | datetime | None
 
 _RETRIES: Final = 16  # re-decides after a lost compare-and-set before giving up
 _T = TypeVar("_T")
+_A = TypeVar("_A", bound=attrs.AttrsInstance)
 
 
 class Change(NamedTuple):
@@ -114,13 +126,13 @@ def preview(
     definition: ScheduleDefinition, count: int = 10, start: When = None
 ) -> list[PreviewTick]:
     """The next ``count`` ticks of ``definition`` from ``start`` on; needs no store."""
-    if not 1 <= count <= 10_000:
-        raise InputError(f"count must be 1-10000, got {count}")
+    _checked(definition, ScheduleDefinition, "definition")
+    check_int(count, "count", 1, 10_000)
     tz = zone(definition.timezone)
     ticks = upcoming(
         parse_cron(definition.cron),
         tz,
-        epoch(start) - 1,
+        epoch(start, "start") - 1,
         count,
         definition.dst_gap,
         definition.dst_fold,
@@ -137,17 +149,25 @@ def preview(
     ]
 
 
-def epoch(now: When) -> int:
-    """Epoch seconds from an int, an aware datetime, or ``None`` (the wall clock)."""
-    if now is None:
-        return int(time.time())
-    if isinstance(now, datetime):
-        if now.tzinfo is None:
-            raise InputError(f"{now.isoformat()} has no time zone; pass an aware datetime")
-        return int(now.timestamp())
-    if isinstance(now, bool) or not isinstance(now, int):
-        raise InputError(f"time {now!r} must be epoch seconds or an aware datetime")
-    return now
+def epoch(now: When, field: str = "now") -> int:
+    """Epoch seconds from an int, an aware datetime, or ``None`` (the wall clock), within
+    :data:`~arcoflow.kernel.values.MIN_TIME` .. :data:`~arcoflow.kernel.values.MAX_TIME`."""
+    return check_time(int(time.time()) if now is None else now, field)
+
+
+def _checked(value: Any, cls: type[_A], field: str) -> _A:
+    """A definition (or value class) argument, its validators run again: a caller may have
+    changed a mutable part (a config dict) since it was built."""
+    if not isinstance(value, cls):
+        raise InputError(f"{field}: expected a {cls.__name__}, got {type(value).__name__}")
+    attrs.validate(value)
+    return value
+
+
+def _lookup(value: Any, field: str) -> str:
+    """A run, evaluation or tick id to look up (ids are short; a store key is at most 511
+    bytes)."""
+    return check_text(value, field, 256)
 
 
 def _error(exc: BaseException) -> str:
@@ -230,6 +250,7 @@ class Kernel:
     def define_schedule(self, definition: ScheduleDefinition, now: When = None) -> Change:
         """Create or update a schedule; identical content changes nothing."""
         at = epoch(now)
+        _checked(definition, ScheduleDefinition, "definition")
 
         def attempt() -> Change:
             row = self._schedule_or_none(definition.id)
@@ -244,6 +265,7 @@ class Kernel:
     ) -> ScheduleRow:
         """Enable or disable. Re-enabling never back-fills the disabled period."""
         at = epoch(now)
+        check_bool(enabled, "enabled")
 
         def attempt() -> ScheduleRow:
             self._append(
@@ -264,9 +286,11 @@ class Kernel:
 
     def due_schedules(self, now: When = None, limit: int | None = None) -> list[str]:
         """Ids of enabled schedules whose next tick is at or before ``now`` (index lookup)."""
+        at = epoch(now)
+        _optional_limit(limit)
         with self.store.read() as txn:
             ids = []
-            for k, _ in txn.scan(Table.DUE_SCHEDULES, stop=u64(epoch(now) + 1)):
+            for k, _ in txn.scan(Table.DUE_SCHEDULES, stop=u64(at + 1)):
                 ids.append(k[9:].decode())
                 if limit is not None and len(ids) >= limit:
                     break
@@ -410,6 +434,7 @@ class Kernel:
     def define_sensor(self, definition: SensorDefinition, now: When = None) -> Change:
         """Create or update a sensor; identical content changes nothing."""
         at = epoch(now)
+        _checked(definition, SensorDefinition, "definition")
 
         def attempt() -> Change:
             row = self._sensor_or_none(definition.id)
@@ -422,6 +447,7 @@ class Kernel:
     def set_sensor_running(self, sensor_id: str, running: bool, now: When = None) -> SensorRow:
         """Start or stop a sensor; a started poll sensor is due at once."""
         at = epoch(now)
+        check_bool(running, "running")
         validate_id(sensor_id, "sensor id")
         self._append(decide.toggle_sensor(self._sensor_or_none(sensor_id), running, at), at)
         return self.sensor(sensor_id)
@@ -433,9 +459,11 @@ class Kernel:
 
     def due_sensors(self, now: When = None, limit: int | None = None) -> list[str]:
         """Ids of running poll sensors due at or before ``now`` (index lookup)."""
+        at = epoch(now)
+        _optional_limit(limit)
         with self.store.read() as txn:
             ids = []
-            for k, _ in txn.scan(Table.DUE_SENSORS, stop=u64(epoch(now) + 1)):
+            for k, _ in txn.scan(Table.DUE_SENSORS, stop=u64(at + 1)):
                 ids.append(k[9:].decode())
                 if limit is not None and len(ids) >= limit:
                     break
@@ -456,18 +484,11 @@ class Kernel:
         """
         at = epoch(now)
         row = self.sensor(sensor_id)
-        try:
-            eval_id = derived_id(f"push/{sensor_id}/{message_id}")
-        except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\ud800" escape
-            raise InputError("message id must be valid Unicode text") from None
+        eval_id = derived_id(f"push/{sensor_id}/{check_text(message_id, 'message id')}")
         earlier = self._evaluation_or_none(eval_id)
         if earlier is not None:  # the connector is not asked twice about one message
             return Ingested(earlier, True)
-        try:
-            size = len(msgspec.json.encode(payload))
-            msgspec.msgpack.encode(payload)  # the log's encoding: ints must fit in 64 bits
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-            raise InputError(f"payload must be JSON data: {exc}") from exc
+        size = len(msgspec.json.encode(check_json(payload, "payload")))
         if size > row.definition.max_payload_bytes:
             decide.ingest(row, message_id, payload, size, [])  # raises PayloadTooLarge
         requests: Sequence[RunRequest] | str | None = None
@@ -497,6 +518,9 @@ class Kernel:
         returns the original evaluation.
         """
         at = epoch(now)
+        _checked_ticket(ticket)
+        if not isinstance(result, (PollResult, str)):
+            raise InputError(f"result: expected a PollResult or a reason, not {result!r}")
         batch = decide.record_poll(self._sensor_or_none(ticket.sensor_id), ticket, result, at)
         appended = self._append(batch, at)
         if appended.duplicate and not decide.same_poll([e.event for e in appended.records], batch):
@@ -545,7 +569,7 @@ class Kernel:
         return self.record_poll(ticket, result, at)
 
     def evaluation(self, eval_id: str) -> EvalRow:
-        row = self._evaluation_or_none(eval_id)
+        row = self._evaluation_or_none(_lookup(eval_id, "evaluation id"))
         if row is None:
             raise NotFound(f"no evaluation {eval_id!r}")
         return row
@@ -564,7 +588,7 @@ class Kernel:
         stop = None
         if before is not None:
             with self.store.read() as txn:
-                stop = txn.get(Table.EVAL_IDS, key(before))
+                stop = txn.get(Table.EVAL_IDS, key(_lookup(before, "before")))
             if stop is None or not stop.startswith(key(sensor_id) + b"\x00"):
                 raise InputError(
                     f"evaluation {before!r} is not an evaluation of sensor {sensor_id!r}"
@@ -586,12 +610,11 @@ class Kernel:
         """Ask for a run by hand. Keys live in their origin's namespace (``manual:<key>``):
         a manual run never suppresses a scheduled one. Same key and content: the same run."""
         at = epoch(now)
-        if origin not in ("manual", "backfill"):
-            raise InputError(f"origin {origin!r} must be 'manual' or 'backfill'")
-        try:
-            requested_by.encode()  # part of the idempotency key, stored as UTF-8
-        except (AttributeError, UnicodeEncodeError):
-            raise InputError(f"requested_by {requested_by!r} must be valid Unicode text") from None
+        if run_key is None:  # RunRequest's None means "the default key"; here there is none
+            raise InputError("run_key: expected text, got None")
+        _checked(template, RunTemplate, "template")
+        check_choice(origin, "origin", ("manual", "backfill"))
+        check_text(requested_by, "requested_by", 256)  # part of the idempotency key
         event = request_run(origin, requested_by, template, RunRequest(run_key), run_key)
         # The fingerprint is part of the request's identity: a request with other content at
         # the same instant is not a duplicate, it is a conflict and must be recorded as one.
@@ -600,19 +623,21 @@ class Kernel:
         return self.run(event.run_id)
 
     def run(self, run_id_: str) -> RunRow:
-        row: RunRow | None = self._get(Table.RUNS, key(run_id_))
+        row: RunRow | None = self._get(Table.RUNS, key(_lookup(run_id_, "run id")))
         if row is None:
             raise NotFound(f"no run {run_id_!r}")
         return row
 
     def run_by_key(self, run_key: str) -> RunRow:
-        return self.run(run_id(run_key))
+        return self.run(run_id(check_text(run_key, "run_key")))
 
     def runs(
         self, *, limit: int = 50, before: str | None = None, status: str | None = None
     ) -> list[RunRow]:
         """Runs, newest first; ``before`` (a run id) pages further back."""
         _limit(limit)  # checked up front: a bad limit is an error even when nothing matches
+        if status is not None:
+            check_choice(status, "status", get_args(RunStatus))
         stop = u64(self.run(before).created_seq) if before is not None else None
         out: list[RunRow] = []
         with self.store.read() as txn:
@@ -626,14 +651,16 @@ class Kernel:
 
     def conflicts(self, *, limit: int = 50, before: int | None = None) -> list[ConflictRow]:
         """Run-key conflicts (same key, other fingerprint), newest first."""
-        stop = u64(before) if before is not None else None
+        stop = u64(check_int(before, "before", 0, 2**64 - 1)) if before is not None else None
         return self._scan(Table.CONFLICTS, _limit(limit), stop=stop, reverse=True)
 
     def due_launches(self, now: When = None, limit: int = 100) -> list[RunRow]:
         """``REQUESTED`` runs with a launcher whose next attempt is due: the launch outbox."""
+        at = epoch(now)
+        _limit(limit)
         out = []
         with self.store.read() as txn:
-            for _, primary in txn.scan(Table.OUTBOX, stop=u64(epoch(now) + 1)):
+            for _, primary in txn.scan(Table.OUTBOX, stop=u64(at + 1)):
                 out.append(self._row(txn, Table.RUNS, primary))
                 if len(out) >= limit:
                     break
@@ -645,8 +672,8 @@ class Kernel:
         """``LAUNCHED`` runs of ``launcher`` (index lookup), by run id; ``after`` (a run id)
         pages on. The runtime asks their launcher whether they finished."""
         _limit(limit)
-        prefix = key(launcher) + b"\x00"
-        start = key(launcher, after) + b"\x00" if after is not None else None
+        prefix = key(check_text(launcher, "launcher", 256)) + b"\x00"
+        start = key(launcher, _lookup(after, "after")) + b"\x00" if after is not None else None
         out = []
         with self.store.read() as txn:
             for _, primary in txn.scan(Table.LAUNCHED, prefix=prefix, start=start):
@@ -667,6 +694,11 @@ class Kernel:
         """Record one launch attempt: success with the launcher's ``external_id``, or an
         ``error`` (retried with backoff, given up after ``max_attempts``)."""
         at = epoch(now)
+        if external_id is not None:
+            check_text(external_id, "external_id")
+        if error is not None:
+            check_text(error, "error")
+        check_int(max_attempts, "max_attempts", 1, 1000)
         run = self.run(run_id_)
         if run.status != "REQUESTED":
             return run  # another dispatcher recorded this run's launch first
@@ -683,7 +715,11 @@ class Kernel:
     ) -> RunRow:
         """A launcher or operator reports that a run finished."""
         at = epoch(now)
-        batch = decide.completed(self._get(Table.RUNS, key(run_id_)), run_id_, succeeded, detail)
+        check_bool(succeeded, "succeeded")
+        if detail is not None:
+            check_text(detail, "detail")
+        row = self._get(Table.RUNS, key(_lookup(run_id_, "run id")))
+        batch = decide.completed(row, run_id_, succeeded, detail)
         appended = self._append(batch, at)
         if appended.duplicate and appended.records[0].event != batch[0].event:
             # Another reporter finished this run first, with another outcome: say so.
@@ -695,6 +731,11 @@ class Kernel:
     def apply(self, definitions: Definitions, now: When = None) -> list[Change]:
         """Upsert every schedule and sensor in ``definitions``; what changed for each."""
         at = epoch(now)
+        _checked(definitions, Definitions, "definitions")
+        for schedule in definitions.schedules:  # all of them before the first is applied
+            attrs.validate(schedule)
+        for sensor in definitions.sensors:
+            attrs.validate(sensor)
         return [self.define_schedule(s, at) for s in definitions.schedules] + [
             self.define_sensor(s, at) for s in definitions.sensors
         ]
@@ -704,6 +745,8 @@ class Kernel:
     def log(self, after: int = 0, chunk: int = 1000) -> Iterator[Envelope]:
         """Every logged envelope after sequence number ``after``, in order, read in chunks
         (no long-lived read transaction)."""
+        check_int(after, "after", 0, 2**64 - 2)
+        check_int(chunk, "chunk", 1, 100_000)
         while True:
             with self.store.read() as txn:
                 batch = [
@@ -803,13 +846,25 @@ def _take(it: Iterator[_T], n: int) -> Iterator[_T]:
 
 
 def _limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise InputError(f"limit must be 1-1000, got {limit!r}")
-    return limit
+    return check_int(limit, "limit", 1, 1000)
+
+
+def _optional_limit(limit: int | None) -> None:
+    if limit is not None:
+        check_int(limit, "limit", 1, 2**31)
+
+
+def _checked_ticket(ticket: Any) -> None:
+    if not isinstance(ticket, decide.PollTicket):
+        raise InputError(f"ticket: expected the PollTicket of poll_ticket(), got {ticket!r}")
+    check_id(ticket.sensor_id, "ticket sensor id")
+    check_int(ticket.expected_state_version, "ticket state version", 0)
+    if ticket.cursor is not None and not isinstance(ticket.cursor, Cursor):
+        raise InputError(f"ticket: cursor must be a Cursor or None, got {ticket.cursor!r}")
 
 
 def _parse_tick_id(tick_id: str) -> tuple[str, int]:
-    sid, sep, when = tick_id.partition(":")
+    sid, sep, when = _lookup(tick_id, "tick id").partition(":")
     try:
         validate_id(sid, "schedule id")
         if not sep:

@@ -28,6 +28,7 @@ from arcoflow.kernel import (
     Store,
 )
 from arcoflow.kernel import events as ev
+from arcoflow.kernel.definitions import MAX_CATCHUP_TICKS
 from arcoflow.kernel.rows import Table
 from arcoflow.kernel.store.memory import _Write
 from hypothesis import settings
@@ -147,14 +148,14 @@ def push_sensor(sid: str = "hook", target: str = "ingest", **kw: Any) -> SensorD
 # -- strategies ------------------------------------------------------------------------------
 
 ids = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True)
-ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)  # JSON integers fit 64 bits
 epochs = st.integers(min_value=0, max_value=2**40)
 naturals = st.integers(min_value=0, max_value=2**31)
 texts = st.text(max_size=20)
 maybe_text = st.none() | texts
 
 json_values: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | ints | st.floats(allow_nan=False) | st.text(max_size=10),
+    st.none() | st.booleans() | ints | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
     ),
@@ -181,7 +182,7 @@ schedule_definitions = st.builds(
     run=templates,
     timezone=st.sampled_from(ZONES),
     catchup_window=st.integers(1, 366 * 86400),
-    max_catchup_ticks=st.integers(1, 10**6),
+    max_catchup_ticks=st.integers(1, MAX_CATCHUP_TICKS),
     catchup_order=st.sampled_from(["newest", "oldest"]),
     dst_gap=st.sampled_from(DstGap),
     dst_fold=st.sampled_from(DstFold),
