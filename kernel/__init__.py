@@ -38,6 +38,7 @@ from .errors import (
     StoreError,
     StoreFull,
     UnknownTimezone,
+    UnstorableValue,
 )
 from .kernel import Change, Ingested, Kernel, PreviewTick, TickDetail, Verification
 from .rows import ConflictRow, EvalRow, MissedRow, RunRow, ScheduleRow, SensorRow, TickRow
@@ -91,6 +92,7 @@ __all__ = [
     "TickResult",
     "TickRow",
     "UnknownTimezone",
+    "UnstorableValue",
     "Verification",
     "load_definitions",
     "parse_definitions",

@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import attrs
 import cattrs
@@ -195,7 +195,7 @@ def _budget(value: object, field: str, limit: int) -> None:
 def _instance(value: object, field: str, cls: type) -> None:
     if not isinstance(value, cls):
         raise InputError(f"{field}: expected a {cls.__name__}, got {_kind(value)}")
-    attrs.validate(value)  # again: its mutable parts (config dicts) may have changed
+    attrs.validate(cast("attrs.AttrsInstance", value))  # again: a config dict may have changed
 
 
 def _items(value: object, field: str, cls: type) -> None:
@@ -365,7 +365,7 @@ class PollResult:
 
     run_requests: list[RunRequest] = attrs.field(factory=list, validator=_rule(_requests))
     cursor: str | bytes | None = attrs.field(default=None, validator=_optional(_cursor))
-    cursor_version: int = attrs.field(default=1, validator=_rule(check_int, 0, 2**31 - 1))
+    cursor_version: int = attrs.field(default=1, validator=_rule(check_int, 0))
     skip_reason: str | None = attrs.field(default=None, validator=_optional(check_text, MAX_REASON))
 
 

@@ -42,6 +42,12 @@ class PayloadTooLarge(InputError):
     """A push payload above the configured limit."""
 
 
+class UnstorableValue(InputError):
+    """A write whose records would not read back (a value no decoder takes, an integer over
+    64 bits). The store refused the whole transaction: nothing was written. The input
+    boundary refuses such values first; this is the store's own second line of defence."""
+
+
 class NotFound(ArcoflowError, KeyError):
     """The schedule, sensor, tick, evaluation or run does not exist."""
 

@@ -9,19 +9,31 @@ backend's single write transaction. That is why the LMDB and in-memory stores ca
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import struct
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
 from ..codec import SCHEMA_VERSION, Codec, Envelope
-from ..errors import FutureSchemaVersion
+from ..errors import FutureSchemaVersion, StoreError, UnstorableValue
 from ..events import Event
 from ..evolve import check, evolve
 from ..rows import INDEXES, ROW_TYPES, Table, from_u64, u64
 
-__all__ = ["Appended", "Pending", "ReadTxn", "Store", "WriteTxn", "apply_batch", "apply_envelope"]
+__all__ = [
+    "Appended",
+    "Pending",
+    "ReadTxn",
+    "Store",
+    "WriteTxn",
+    "apply_batch",
+    "apply_envelope",
+    "readable",
+]
+
+_V = TypeVar("_V")
 
 
 class Pending(NamedTuple):
@@ -102,17 +114,46 @@ class _View:
         return self.rows[slot]
 
     def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
+        where = f"{table.value} row {key!r}"
+        data = readable(
+            self.codec.encode_row, lambda b: self.codec.decode_row(b, type(row), where), row, where
+        )
         old = self.get(table, key)
         for index, key_of in INDEXES.get(table, ()):
             before = key_of(old) if old is not None else None
-            after = key_of(row)
+            try:
+                after = key_of(row)
+            except struct.error as exc:  # an instant outside 0 .. 2**64 - 1
+                raise UnstorableValue(f"{where}: {index.value} index: {exc}") from None
             if before != after:
                 if before is not None:
                     self.txn.delete(index, before)
                 if after is not None:
                     self.txn.put(index, after, key)
-        self.txn.put(table, key, self.codec.encode_row(row))
+        self.txn.put(table, key, data)
         self.rows[(table, key)] = row
+
+
+def readable(
+    encode: Callable[[_V], bytes], decode: Callable[[bytes], object], value: _V, where: str
+) -> bytes:
+    """The bytes of ``value``, once they are known to read back with the current decoders.
+
+    The store never commits a record it could not read: a value that does not encode (an int
+    over 64 bits, a lone surrogate) or whose bytes do not decode (a ``bool`` field holding
+    ``1``, a validator the value fails) is :class:`UnstorableValue`, raised inside the write
+    transaction, so the whole append is rolled back. Decoding costs a fraction of a
+    microsecond per record.
+    """
+    try:
+        data = encode(value)
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        raise UnstorableValue(f"{where} cannot be stored: {exc}") from None
+    try:
+        decode(data)
+    except StoreError as exc:
+        raise UnstorableValue(f"{where} would not read back, so it was not stored: {exc}") from None
+    return data
 
 
 def idem_key(key: str) -> bytes:
@@ -146,7 +187,10 @@ def check_format(txn: ReadTxn) -> None:
 def apply_envelope(txn: WriteTxn, view: _View, envelope: Envelope) -> None:
     """Check, log, evolve and index one sequenced envelope."""
     check(view, envelope.event)
-    txn.put(Table.LOG, u64(envelope.seq), view.codec.encode(envelope))
+    where = f"seq {envelope.seq}"
+    codec = view.codec
+    data = readable(codec.encode, lambda b: codec.decode(b, where), envelope, where)
+    txn.put(Table.LOG, u64(envelope.seq), data)
     for table, key, row in evolve(view, envelope):
         view.put(table, key, row)
     txn.put(Table.IDEM, idem_key(envelope.key), u64(envelope.seq))
