@@ -295,11 +295,15 @@ def upcoming(
     count: int,
     gap: DstGap = DstGap.TRANSITION,
     fold: DstFold = DstFold.FIRST,
+    until: int | None = None,
 ) -> list[Tick]:
-    """The next ``count`` ticks strictly after ``after``, in order."""
+    """The next ``count`` ticks strictly after ``after``, in order; fewer if the next one
+    is later than ``until``."""
     ticks: list[Tick] = []
     for _ in range(count):
         tick = next_tick(cron, tz, after, gap, fold)
+        if until is not None and tick.at > until:
+            break
         ticks.append(tick)
         after = tick.at
     return ticks

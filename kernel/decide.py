@@ -249,7 +249,7 @@ def record_ticks(
     runs: list[Pending] = []
     retries: list[Retry] = []
     for (tick, attempt), answer in zip(plan.due, results, strict=True):
-        result = _checked(answer)
+        result = _checked(answer, f"evaluator {d.evaluator!r}")
         tid = tick_id(sid, tick.at)
         common: dict[str, Any] = {
             "definition_version": row.definition_version,
@@ -399,18 +399,20 @@ def _keys(runs: Sequence[Pending]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(r.event.run_key for r in runs))  # type: ignore[union-attr]
 
 
-def _checked(result: _R | str) -> _R | str:
-    """A plugin's result, or the reason it is refused (recorded as the plugin's failure): the
-    one place where what a plugin hands back is checked against the value rules."""
+def _checked(result: _R | str, plugin: str) -> _R | str:
+    """A plugin's result, or the reason it is refused (recorded as the ``plugin``'s failure,
+    with backoff for a poll): the one place where what a plugin hands back is checked against
+    the value rules, whether it came through the SDK or straight through the kernel API."""
     if isinstance(result, str):  # a reason: an exception's text may hold lone surrogates
         return result.encode(errors="backslashreplace").decode()
-    return refused(result) or result
+    problem = refused(result)
+    return result if problem is None else f"{plugin}: {problem}"
 
 
 def _runs(
     row: SensorRow, eval_id: str, answer: Sequence[RunRequest] | str, default_key: str
 ) -> tuple[list[Pending], EvalStatus, str | None]:
-    result = _checked(answer)
+    result = _checked(answer, f"connector {row.definition.connector!r}")
     if isinstance(result, str):
         return [], "FAILED", result
     origin = f"sensor:{row.sensor_id}"
@@ -480,7 +482,7 @@ def record_poll(
     eval_id = derived_id(key)
     status: EvalStatus
     reason: str | None
-    result = _checked(result)
+    result = _checked(result, f"connector {d.connector!r}")
     if isinstance(result, str):
         failures = live.failures + 1
         runs: list[Pending] = []

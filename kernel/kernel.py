@@ -55,6 +55,7 @@ from .runs import derived_id, request_run, run_id
 from .store.base import Appended, Pending, ReadTxn, Store
 from .store.memory import MemoryStore
 from .values import (
+    MAX_TIME,
     check_bool,
     check_choice,
     check_id,
@@ -125,7 +126,8 @@ class Verification(NamedTuple):
 def preview(
     definition: ScheduleDefinition, count: int = 10, start: When = None
 ) -> list[PreviewTick]:
-    """The next ``count`` ticks of ``definition`` from ``start`` on; needs no store."""
+    """The next ``count`` ticks of ``definition`` from ``start`` on (fewer at the end of the
+    supported time range); needs no store."""
     _checked(definition, ScheduleDefinition, "definition")
     check_int(count, "count", 1, 10_000)
     tz = zone(definition.timezone)
@@ -136,6 +138,7 @@ def preview(
         count,
         definition.dst_gap,
         definition.dst_fold,
+        until=MAX_TIME,  # the end of the time range (a later tick could not be formatted)
     )
     return [
         PreviewTick(

@@ -157,19 +157,24 @@ def check_choice(value: object, field: str, choices: Sequence[_T]) -> _T:
 
 def check_time(value: object, field: str = "time") -> int:
     """Epoch seconds from an ``int`` or an aware ``datetime``, in ``MIN_TIME .. MAX_TIME``."""
+    seconds: int | None
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise InputError(f"{field}: {value.isoformat()} has no time zone; use an aware time")
-        seconds = math.floor(value.timestamp())
+        shown = value.isoformat()
+        try:
+            seconds = math.floor(value.timestamp())
+        except (OverflowError, ValueError):  # year 1 with a positive offset, and the like
+            seconds = None
     elif isinstance(value, bool) or not isinstance(value, int):
         raise InputError(
             f"{field}: {_show(value)} must be epoch seconds (an integer) or an aware datetime"
         )
     else:
-        seconds = value
-    if not MIN_TIME <= seconds <= MAX_TIME:
+        shown, seconds = str(value), value
+    if seconds is None or not MIN_TIME <= seconds <= MAX_TIME:
         raise InputError(
-            f"{field}: {_show(value)} is outside the supported range "
+            f"{field}: {shown} is outside the supported range "
             "1970-01-01T00:00:00Z .. 8999-12-31T23:59:59Z"
         )
     return seconds

@@ -30,6 +30,7 @@ from arcoflow.kernel import (
     load_definitions,
 )
 from arcoflow.kernel import views as v
+from arcoflow.kernel.values import check_json, check_time
 from arcoflow.kernel.kernel import preview
 
 from .commands import add_runtime_commands
@@ -124,24 +125,31 @@ def _table(rows: list[JSON], columns: Sequence[str] | None) -> str:
     return "\n".join(lines)
 
 
-def parse_time(text: str) -> int:
-    """Epoch seconds from ISO-8601 (``2026-03-08T07:00:00Z``, offsets allowed; naive = UTC)."""
+def parse_time(text: str, what: str = "time") -> int:
+    """Epoch seconds from ISO-8601 (``2026-03-08T07:00:00Z``, offsets allowed; naive = UTC),
+    within the range every time must lie in (:func:`arcoflow.kernel.values.check_time`)."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise InputError(f"{text!r} is not an ISO-8601 time such as 2026-03-08T07:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+    return check_time(moment, what)
 
 
 def _json_arg(text: str | None, what: str) -> Any:
+    """The JSON value of an argument, held to the kernel's JSON rules (no NaN, 64-bit ints)."""
     if text is None:
         return None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError; too many digits; too deep
         raise InputError(f"{what} is not valid JSON: {exc}") from None
+    return check_json(value, what)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -203,7 +211,7 @@ def cmd_missed(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     """One evaluation cycle at ``--now``: due schedules, then due poll sensors (no launches)."""
-    now = parse_time(args.now) if args.now else None
+    now = parse_time(args.now, "--now") if args.now else None
     report = Runtime(_kernel(ctx), ctx["plugins"]).evaluate(now)
     out: Output = ctx["out"]
     data = report.to_json()
@@ -219,7 +227,7 @@ def cmd_evaluate(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_preview(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    start = parse_time(args.start) if args.start else None
+    start = parse_time(args.start, "--from") if args.start else None
     if args.file:
         defs = {s.id: s for s in load_definitions(args.file).schedules}
         if args.schedule_id not in defs:

@@ -480,18 +480,9 @@ def _optional_str(what: str, value: object, limit: int) -> str | None:
 
 
 def _poll_result(name: str, value: object) -> PollResult:
+    # Its fields are the kernel's to check (record_poll), for every caller alike.
     if not isinstance(value, PollResult):
         raise PluginGarbage(f"connector {name!r} returned {type(value).__name__}, not PollResult")
-    _requests(f"connector {name!r}: run_requests", value.run_requests)
-    if value.cursor is not None and not isinstance(value.cursor, (str, bytes)):
-        raise PluginGarbage(
-            f"connector {name!r}: cursor must be str, bytes or None, "
-            f"not {type(value.cursor).__name__}"
-        )
-    version = value.cursor_version
-    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**31:
-        raise PluginGarbage(f"connector {name!r}: cursor_version {version!r} is not an int >= 0")
-    _optional_str(f"connector {name!r}: skip_reason", value.skip_reason, _MAX_DETAIL)
     return value
 
 
@@ -502,11 +493,9 @@ def _push_result(name: str, value: object) -> list[RunRequest] | None:
 
 
 def _tick_result(name: str, value: object) -> TickResult:
+    # Its fields are the kernel's to check (record_ticks), for every caller alike.
     if not isinstance(value, TickResult):
         raise PluginGarbage(f"evaluator {name!r} returned {type(value).__name__}, not TickResult")
-    if value.run_requests is not None:
-        _requests(f"evaluator {name!r}: run_requests", value.run_requests)
-    _optional_str(f"evaluator {name!r}: skip_reason", value.skip_reason, _MAX_DETAIL)
     return value
 
 

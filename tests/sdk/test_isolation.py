@@ -99,10 +99,30 @@ def test_a_hung_connector_is_not_called_again_until_it_returns(
     assert hanging.calls == 2
 
 
+def _unchecked(**fields: Any) -> PollResult:
+    """A PollResult built around its validators, as a careless plugin might."""
+    result = PollResult()
+    for name, value in fields.items():
+        object.__setattr__(result, name, value)
+    return result
+
+
+def _changed_after_building(**config: Any) -> RunRequest:
+    request = RunRequest("k")
+    request.config.update(config)  # the dict is mutable: its validator ran on the empty one
+    return request
+
+
 @pytest.mark.parametrize(
     "value",
-    [None, 42, PollResult(run_requests=["not a request"]), PollResult(cursor_version="1")],  # type: ignore[list-item,arg-type]
-    ids=["none", "int", "bad-requests", "bad-version"],
+    [
+        None,
+        42,
+        _unchecked(run_requests=["not a request"]),
+        _unchecked(cursor_version="1"),
+        _unchecked(run_requests=[_changed_after_building(n=2**70)]),
+    ],
+    ids=["none", "int", "bad-requests", "bad-version", "int-over-64-bits"],
 )
 def test_malformed_poll_results_are_garbage(kernel: Kernel, value: object) -> None:
     plugins = Plugins()
@@ -143,7 +163,9 @@ def test_evaluators_that_raise_hang_or_return_garbage_fail_their_tick_only(
 
 def test_an_evaluator_returning_a_malformed_tick_result_is_garbage(kernel: Kernel) -> None:
     plugins = Plugins()
-    plugins.register(Garbage(TickResult(run_requests=[{"run_key": "x"}])), "garbage")  # type: ignore[list-item]
+    result = TickResult(run_requests=[])
+    object.__setattr__(result, "run_requests", [{"run_key": "x"}])  # around its validators
+    plugins.register(Garbage(result), "garbage")
     hourly(kernel, "s", evaluator="garbage")
     [tick] = Runtime(kernel, plugins).cycle(T0 + HOUR).ticks
     assert tick.status == "FAILED" and "RunRequest" in (tick.reason or "")
