@@ -764,6 +764,8 @@ class Kernel:
     def verify(self, scratch: Store | None = None) -> Verification:
         """Replay the whole log into ``scratch`` (default: a new in-memory store) and compare
         every table with the materialised state, byte for byte."""
+        if scratch is not None and not callable(getattr(scratch, "replay", None)):
+            raise InputError(f"scratch: expected a Store, got {type(scratch).__name__}")
         target = scratch or MemoryStore(self.store.codec)
         events = 0
         batch: list[Envelope] = []
