@@ -28,6 +28,7 @@ from .errors import (
     ArcoflowError,
     Conflict,
     CorruptRecord,
+    DamagedStore,
     FutureSchemaVersion,
     InputError,
     InvalidCron,
@@ -37,6 +38,7 @@ from .errors import (
     PayloadTooLarge,
     StoreError,
     StoreFull,
+    StoreNotFound,
     UnknownTimezone,
 )
 from .kernel import Change, Ingested, Kernel, PreviewTick, TickDetail, Verification
@@ -54,6 +56,7 @@ __all__ = [
     "Conflict",
     "ConflictRow",
     "CorruptRecord",
+    "DamagedStore",
     "Definitions",
     "DstFold",
     "DstGap",
@@ -86,6 +89,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreFull",
+    "StoreNotFound",
     "TickContext",
     "TickDetail",
     "TickResult",
