@@ -29,13 +29,14 @@ from arcoflow.kernel import (
 )
 from arcoflow.kernel.rows import Table, key, u64
 from arcoflow.kernel.store import lmdb as lmdb_module
-from arcoflow.kernel.store.lmdb import DATA_FILE, ID_FILE
 
 from .helpers import dump, raw_delete, raw_put
 
 ARCOFLOW = [sys.executable, "-m", "arcoflow.sdk.cli"]
 WORKER = str(Path(__file__).with_name("_damage_worker.py"))
 PAGE = 4096
+DATA_FILE = "data.mdb"  # LMDB's
+ID_FILE = "arcoflow-store.id"  # the store identity beside it
 PADDED = RunTemplate("t", config={"pad": "x" * 1500})
 
 
@@ -49,7 +50,11 @@ def populated(path: str, runs: int = 60) -> None:
 
 def arcoflow(store: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*ARCOFLOW, "--store", store, *argv], capture_output=True, text=True, timeout=60
+        [*ARCOFLOW, "--store", store, *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -62,7 +67,7 @@ def assert_refused(done: subprocess.CompletedProcess[str], *words: str) -> None:
         assert word in done.stderr, done.stderr
 
 
-# -- truncated -----------------------------------------------------------------------------------
+# -- truncated -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("keep_pages", [2, 5, "all but one"])
@@ -218,7 +223,7 @@ def test_an_unreadable_identity_file_is_named(store_dir: str) -> None:
         LmdbStore(store_dir)
 
 
-# -- read-only open ----------------------------------------------------------------------------------
+# -- read-only open --------------------------------------------------------------------------------
 
 
 def test_a_read_only_open_of_a_missing_store_creates_nothing(tmp_path: Path) -> None:
@@ -258,7 +263,7 @@ def test_read_only_and_read_write_handles_share_one_environment(store_dir: str) 
     assert not any(p == os.path.realpath(store_dir) for _, p in lmdb_module._envs)
 
 
-# -- damaged records -----------------------------------------------------------------------------------
+# -- damaged records -------------------------------------------------------------------------------
 
 
 def test_an_index_entry_without_its_row_is_a_corrupt_record(store_dir: str) -> None:
@@ -288,7 +293,7 @@ def test_a_driver_error_inside_a_read_is_a_damaged_store(store_dir: str) -> None
             with store.read():
                 raise lmdb.CorruptedError("mdb_cursor_get: MDB_CORRUPTED")
 
-        with pytest.raises(DamagedStore, match="damaged.*backup"):
+        with pytest.raises(DamagedStore, match=r"damaged.*backup"):
             corrupted()
         assert dump(store)  # the handle still reads
 
@@ -299,6 +304,7 @@ def test_bit_flips_in_a_real_store_end_in_an_answer_or_a_message(tmp_path: Path)
     Before: ``runs`` ended in a traceback on 7 of these copies."""
     done = subprocess.run(
         [sys.executable, WORKER, str(tmp_path), "24", "12"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,
