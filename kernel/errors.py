@@ -95,3 +95,16 @@ class FutureSchemaVersion(StoreError):
 
 class StoreFull(StoreError):
     """The store reached its configured maximum size."""
+
+
+# -- store files: damaged, replaced or missing ------------------------------------------------
+
+
+class DamagedStore(StoreError):
+    """The store's files are damaged: a truncated or replaced data file, or pages the database
+    driver cannot read. arcoflow refuses to go on rather than guess; restore the store
+    directory from a backup (``arcoflow verify`` checks a restored copy)."""
+
+
+class StoreNotFound(InputError):
+    """A store opened read-only (it must exist) is not there. Nothing was created."""

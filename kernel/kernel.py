@@ -33,7 +33,7 @@ from .definitions import (
     TickResult,
     validate_id,
 )
-from .errors import Conflict, InputError, NotFound, StoreError
+from .errors import Conflict, CorruptRecord, InputError, NotFound, StoreError
 from .events import Cursor, TickRecorded
 from .evolve import eval_row
 from .rows import (
@@ -202,6 +202,13 @@ class Kernel:
         if data is None:
             return None
         return self.store.codec.decode_row(data, ROW_TYPES[table], f"{table.value} {row_key!r}")
+
+    def _indexed(self, txn: ReadTxn, index: Table, table: Table, row_key: bytes) -> Any:
+        """The row an index entry points at: a dangling entry is a damaged store, never None."""
+        row = self._row(txn, table, row_key)
+        if row is None:
+            raise CorruptRecord(f"{index.value} entry {row_key!r}", f"no {table.value} row")
+        return row
 
     def _get(self, table: Table, row_key: bytes) -> Any:
         with self.store.read() as txn:
@@ -408,7 +415,9 @@ class Kernel:
             row: TickRow | None = self._row(txn, Table.TICKS, key(sid, at))
             if row is None:
                 raise NotFound(f"no tick {tick_id!r}")
-            runs = tuple(self._row(txn, Table.RUNS, key(run_id(k))) for k in row.run_keys)
+            runs = tuple(
+                self._indexed(txn, Table.TICKS, Table.RUNS, key(run_id(k))) for k in row.run_keys
+            )
         return TickDetail(row, runs)
 
     def missed(self, schedule_id: str, limit: int = 50) -> list[MissedRow]:
@@ -580,7 +589,11 @@ class Kernel:
     def _evaluation_or_none(self, eval_id: str) -> EvalRow | None:
         with self.store.read() as txn:
             primary = txn.get(Table.EVAL_IDS, key(eval_id))
-            row: EvalRow | None = None if primary is None else self._row(txn, Table.EVALS, primary)
+            row: EvalRow | None = (
+                None
+                if primary is None
+                else self._indexed(txn, Table.EVAL_IDS, Table.EVALS, primary)
+            )
             return row
 
     def evaluations(
@@ -645,7 +658,7 @@ class Kernel:
         out: list[RunRow] = []
         with self.store.read() as txn:
             for _, primary in txn.scan(Table.RUN_ORDER, stop=stop, reverse=True):
-                row: RunRow = self._row(txn, Table.RUNS, primary)
+                row: RunRow = self._indexed(txn, Table.RUN_ORDER, Table.RUNS, primary)
                 if status is None or row.status == status:
                     out.append(row)
                     if len(out) >= limit:
@@ -664,7 +677,7 @@ class Kernel:
         out = []
         with self.store.read() as txn:
             for _, primary in txn.scan(Table.OUTBOX, stop=u64(at + 1)):
-                out.append(self._row(txn, Table.RUNS, primary))
+                out.append(self._indexed(txn, Table.OUTBOX, Table.RUNS, primary))
                 if len(out) >= limit:
                     break
         return out
@@ -680,7 +693,7 @@ class Kernel:
         out = []
         with self.store.read() as txn:
             for _, primary in txn.scan(Table.LAUNCHED, prefix=prefix, start=start):
-                out.append(self._row(txn, Table.RUNS, primary))
+                out.append(self._indexed(txn, Table.LAUNCHED, Table.RUNS, primary))
                 if len(out) >= limit:
                     break
         return out

@@ -36,6 +36,7 @@ from arcoflow.kernel.kernel import preview
 from .commands import add_runtime_commands
 from .plugins import Plugins
 from .runtime import Runtime
+from .stdout import document_stdout
 
 __all__ = ["main"]
 
@@ -442,18 +443,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        out = Output(args.json)
-        if args.command == "preview" and args.file:
-            return handlers["preview"](args, {"out": out, "json": args.json})
-        with _store(args.store) as store:
-            ctx = {
-                "kernel": Kernel(store),
-                "plugins": plugins,
-                "store_path": args.store,
-                "json": args.json,
-                "out": out,
-            }
-            return handlers[args.command](args, ctx)
+        with document_stdout() as stdout:  # plugins and subprocesses print to stderr
+            out = Output(args.json, stdout)
+            if args.command == "preview" and args.file:
+                return handlers["preview"](args, {"out": out, "json": args.json})
+            with _store(args.store) as store:
+                ctx = {
+                    "kernel": Kernel(store),
+                    "plugins": plugins,
+                    "store_path": args.store,
+                    "json": args.json,
+                    "out": out,
+                }
+                return handlers[args.command](args, ctx)
     except (InputError, NotFound) as exc:
         print(f"arcoflow: error: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,9 @@ that is not the documented type becomes a *reason* (a string, or a typed
 :class:`PluginError` for callables handed to the kernel), which the kernel records as the
 failure of that sensor, tick or launch. Nothing a plugin does can stop a cycle.
 
+Output: plugin code (imports, hook calls, in whichever thread) prints to stderr, never to
+stdout, which carries the CLI's ``--json`` document (see :mod:`arcoflow.sdk.stdout`).
+
 Timeouts: the call runs in a daemon worker thread and the caller stops waiting after
 ``timeout`` seconds. Python cannot kill a thread, so a hung call is *abandoned*, not stopped:
 its thread keeps running until the plugin returns (its result is then dropped), and the
@@ -43,6 +46,7 @@ from arcoflow.kernel import (
 )
 
 from . import hookspecs
+from .stdout import plugin_code
 from .types import Launch, Launched, RunState
 
 __all__ = [
@@ -200,7 +204,8 @@ class Plugins:
                     )
                     continue
                 try:
-                    plugin = ep.load()
+                    with plugin_code():  # importing a plugin runs its code
+                        plugin = ep.load()
                     plugins.register(plugin, ep.name, source)
                 except Exception as exc:  # one broken plugin must not stop the others
                     reason = describe_error(exc)
@@ -318,7 +323,8 @@ class Plugins:
 
         def work() -> None:
             try:
-                box["value"] = caller(**kwargs)
+                with plugin_code():  # its prints go to stderr: stdout carries --json
+                    box["value"] = caller(**kwargs)
             except BaseException as exc:  # reported to the caller, never lost in the thread
                 box["error"] = exc
             finally:
@@ -451,7 +457,8 @@ class Plugins:
                 [p for n, p in self._pm.list_name_plugin() if n != name and p is not None],
             )
             try:
-                caller(subparsers=subparsers, register=register)
+                with plugin_code():
+                    caller(subparsers=subparsers, register=register)
             except Exception as exc:
                 reason = describe_error(exc)
                 log.warning("plugin %r could not add its commands: %s", name, reason)

@@ -96,6 +96,7 @@ from .routes import (
 from .server import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_SECONDS,
     DRAIN_SECONDS,
     ApiServer,
     make_server,
@@ -104,6 +105,7 @@ from .server import (
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_REQUEST_SECONDS",
     "ROUTES",
     "ApiServer",
     "MapperFor",
@@ -179,6 +181,12 @@ def arcoflow_add_commands(
     parser.add_argument(
         "--max-connections", type=_positive, default=DEFAULT_MAX_CONNECTIONS, help="(64)"
     )
+    parser.add_argument(
+        "--request-seconds",
+        type=_positive,
+        default=DEFAULT_REQUEST_SECONDS,
+        help="longest time a client may take to send one whole request (10)",
+    )
     register("serve", serve_command)
 
 
@@ -194,6 +202,7 @@ def serve_command(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
             mapper_for,
             max_body_bytes=args.max_body_bytes,
             max_connections=args.max_connections,
+            request_seconds=args.request_seconds,
         )
     except OSError as exc:
         print(f"arcoflow serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)

@@ -2,10 +2,18 @@
 
 Standard library only: :class:`http.server.ThreadingHTTPServer`, one thread per connection,
 bounded by ``max_connections`` (more are answered 503 at once).
+
+A thread per connection makes a slot cheap to hold, so every request has a deadline for the
+whole of it, request line, headers and body (``request_seconds``), not only a limit on idle
+time: a client that trickles a byte now and then is dropped when its deadline passes, however
+regularly it sends. Headers that would make the request ambiguous are refused with 400: a line
+without a colon, a folded continuation line, and a repeated framing or identity header
+(``Content-Length``, ``Idempotency-Key``...) whose copies disagree.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -14,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
@@ -36,13 +45,112 @@ from .routes import (
     split_target,
 )
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_CONNECTIONS", "ApiServer", "make_server"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_REQUEST_SECONDS",
+    "ApiServer",
+    "make_server",
+]
 
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 DEFAULT_MAX_CONNECTIONS: Final = 64
+#: The longest a client may take to send one whole request (line, headers and body).
+DEFAULT_REQUEST_SECONDS: Final = 10.0
+#: Headers that must not be repeated with different values: which copy counts would be a guess
+#: (and a proxy in front may have guessed the other way).
+_SINGLE_HEADERS: Final = (
+    "Content-Length",
+    "Content-Type",
+    "Transfer-Encoding",
+    "Host",
+    "Idempotency-Key",
+    "X-Message-Id",
+)
 DRAIN_SECONDS: Final = 10.0
 _LINGER_SECONDS: Final = 2.0
 _LINGER_BYTES: Final = 16 * 1024 * 1024
+
+
+class _DeadlineReader(io.BufferedIOBase):
+    """The connection's reader, with a deadline for each whole request.
+
+    Between requests a client may stay idle for the handler's ``timeout``; from the first byte
+    of a request (from the accept, for a connection's first request), the rest of it must
+    arrive within ``request_seconds``. Every read waits at most for what is left of that time,
+    one ``recv`` at a time, so a trickle of bytes cannot stretch it."""
+
+    def __init__(self, raw: io.BufferedReader, sock: socket.socket, idle: float, budget: float):
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._idle = idle
+        self._budget = budget
+        self._deadline: float | None = time.monotonic() + budget
+
+    def next_request(self) -> None:
+        """The request is read: until the next one starts, the idle timeout applies."""
+        self._deadline = None
+        self._sock.settimeout(self._idle)
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            if self._raw.peek(1):  # one recv, waiting at most the idle timeout
+                self._deadline = time.monotonic() + self._budget
+            return
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive within its deadline")
+        self._sock.settimeout(left)
+
+    def readable(self) -> bool:
+        return True
+
+    def readline(self, limit: int | None = -1) -> bytes:
+        line = bytearray()
+        limit = -1 if limit is None else limit
+        while limit < 0 or len(line) < limit:
+            self._arm()
+            buffered = self._raw.peek(1)  # at most one recv
+            if not buffered:
+                break
+            end = buffered.find(b"\n")
+            take = len(buffered) if end < 0 else end + 1
+            if limit >= 0:
+                take = min(take, limit - len(line))
+            line += self._raw.read(take)  # from the buffer: no recv
+            if line.endswith(b"\n"):
+                break
+        return bytes(line)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            raise ValueError("read() needs a size: requests are framed by Content-Length")
+        data = bytearray()
+        while len(data) < size:
+            self._arm()
+            chunk = self._raw.read1(size - len(data))  # at most one recv
+            if not chunk:
+                break
+            data += chunk
+        return bytes(data)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(min(size, 64 * 1024) if size >= 0 else 64 * 1024)
+
+
+def _header_problem(headers: Message) -> str | None:
+    """Why a request's headers are ambiguous (None: they are not)."""
+    if headers.defects or headers.get_payload():
+        return "a header line is malformed (every header line needs a name and a colon)"
+    for name, value in headers.items():
+        if "\n" in value or "\r" in value:
+            return f"the {name} header is folded over several lines"
+    for name in _SINGLE_HEADERS:
+        values = {v.strip() for v in headers.get_all(name, ())}
+        if len(values) > 1:
+            return f"the {name} header is repeated with different values"
+    return None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -52,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every answer carries Content-Length
     server_version = "arcoflow"
     sys_version = ""
-    timeout = 30  # seconds a client may stall mid-request or idle between requests
+    timeout = 30  # seconds a client may stay idle between requests (a request: see setup)
 
     def do_GET(self) -> None:
         self._handle()
@@ -77,15 +185,36 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing --
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _DeadlineReader(
+            self.rfile,  # type: ignore[arg-type]  # makefile("rb"): a BufferedReader
+            self.connection,
+            self.timeout,
+            self.server.request_seconds,
+        )
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        problem = _header_problem(self.headers)
+        if problem is not None:
+            self.send_error(400, problem)
+            return False
+        return True
+
     def _handle(self) -> None:
         self._body_read = False
+        self._expired = False
         with self.server.in_flight():
             status, body, headers = self._respond()
+            assert isinstance(self.rfile, _DeadlineReader)
+            self.rfile.next_request()
             unread = not self._body_read and self._has_body()
             if unread:  # it would be parsed as the next request: end the connection
                 self.close_connection = True
             self._send(status, body, headers)
-            if unread:
+            if unread and not self._expired:  # a client past its deadline waits no more
                 self._linger()
 
     def _respond(self) -> tuple[int, JSON, Sequence[tuple[str, str]]]:
@@ -174,8 +303,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
         try:
             data = self.rfile.read(length)
-        except OSError:  # includes the socket timeout of a client that stalls mid-body
+        except OSError:  # the request's deadline passed (or the client went away) mid-body
             self.close_connection = True
+            self._expired = True
             raise RequestError(408, "RequestTimeout", "the body did not arrive in time") from None
         if len(data) < length:
             self.close_connection = True
@@ -252,12 +382,16 @@ class ApiServer(ThreadingHTTPServer):
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        request_seconds: float = DEFAULT_REQUEST_SECONDS,
     ) -> None:
         if max_body_bytes < 1 or max_connections < 1:
             raise InputError("max_body_bytes and max_connections must be positive")
+        if not 0 < request_seconds <= 3600:
+            raise InputError("request_seconds must be above 0 and at most 3600")
         self.kernel = kernel
         self.mapper_for = mapper_for
         self.max_body_bytes = max_body_bytes
+        self.request_seconds = request_seconds
         self._slots = threading.BoundedSemaphore(max_connections)
         self._active = 0
         self._idle = threading.Condition()
@@ -347,9 +481,12 @@ def make_server(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    request_seconds: float = DEFAULT_REQUEST_SECONDS,
 ) -> ApiServer:
     """Bind the HTTP API (port 0: a free port, see ``server.port``); serve it with
     ``server.serve_forever()``, stop it with ``shutdown()`` then ``server_close()``.
+
+    ``request_seconds`` bounds the time a client may take to send one whole request.
 
     ``mapper_for(sensor_definition)`` gives the push mapper of a sensor's connector (the SDK's
     ``Plugins.push_mapper``); without it every message requests the sensor's default run.
@@ -361,4 +498,5 @@ def make_server(
         mapper_for,
         max_body_bytes=max_body_bytes,
         max_connections=max_connections,
+        request_seconds=request_seconds,
     )
