@@ -157,6 +157,7 @@ def test_real_answers_of_every_route_match_the_document(store_dir: str) -> None:
                 f"/runs/{run.run_id}",
                 "/conflicts",
                 "/healthz",
+                "/metrics",
                 "/openapi.json",
             ):
                 reply = client.get(path)
