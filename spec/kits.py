@@ -139,6 +139,8 @@ class _Flaky:
         setattr(self, hook, hookimpl(specname=hook)(_named(call, hook)))
         if hook == "arcoflow_launch" and hasattr(target, "arcoflow_run_state"):
             self.arcoflow_run_state = target.arcoflow_run_state
+        if hasattr(target, "arcoflow_check_config"):  # checking a config is never sabotaged
+            self.arcoflow_check_config = target.arcoflow_check_config
 
 
 def _named(fn: Callable[..., Any], hook: str) -> Callable[..., Any]:

@@ -10,6 +10,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from arcoflow.kernel import (
     SensorDefinition,
     StoreError,
 )
+from arcoflow.plugins.http import make_server
 from arcoflow.plugins.http.routes import failure
 from arcoflow.sdk import ERROR_KINDS, error_kind
 from arcoflow.sdk.cli import main
@@ -220,16 +224,10 @@ def test_the_mapping_lists_specific_kinds_before_their_parents() -> None:
 def test_an_unknown_run_id_fails_the_same_way_on_the_cli_and_http(
     seeded: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from arcoflow.plugins.http import make_server
-
     store = LmdbStore(seeded)
     try:
         server = make_server(Kernel(store))
         try:
-            import threading
-            import urllib.error
-            import urllib.request
-
             thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
             thread.start()
             with pytest.raises(urllib.error.HTTPError) as answer:
