@@ -44,6 +44,7 @@ from .errors import (
 )
 from .kernel import Change, Ingested, Kernel, PreviewTick, TickDetail, Verification
 from .rows import ConflictRow, EvalRow, MissedRow, RunRow, ScheduleRow, SensorRow, TickRow
+from .runs import validate_run_id
 from .store.base import Pending, Store
 from .store.lmdb import LmdbStore
 from .store.memory import MemoryStore
@@ -101,5 +102,6 @@ __all__ = [
     "load_definitions",
     "parse_definitions",
     "parse_duration",
+    "validate_run_id",
     "views",
 ]

@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from typing import Any, Final
 
 import msgspec
 
 from .definitions import RunRequest, RunTemplate
+from .errors import InvalidId
 from .events import RunRequested
 
-__all__ = ["fingerprint", "request_run", "run_id"]
+__all__ = ["fingerprint", "request_run", "run_id", "validate_run_id"]
 
 #: Namespace of every arcoflow uuid5; fixed forever, or every run id changes.
 NAMESPACE: Final = uuid.UUID("6f1c1f0e-7a4b-5c1e-9d2a-a1c0f10a0001")
 _json = msgspec.json.Encoder(order="sorted")
+_RUN_ID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def run_id(run_key: str) -> str:
     """The run id of ``run_key``: uuid5, so every retry of a request names the same run."""
     return str(uuid.uuid5(NAMESPACE, "run:" + run_key))
+
+
+def validate_run_id(value: str) -> str:
+    """Return ``value`` if it has the shape of a run id (a lower-case UUID), else raise
+    :class:`InvalidId`: the CLI and the HTTP API refuse a malformed run id the same way."""
+    if not isinstance(value, str) or _RUN_ID.fullmatch(value) is None:
+        raise InvalidId(f"run id {value!r} is not valid: run ids are lower-case UUIDs")
+    return value
 
 
 def derived_id(idempotency_key: str) -> str:

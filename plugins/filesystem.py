@@ -60,7 +60,7 @@ from arcoflow.sdk import (
     parse_duration,
 )
 
-__all__ = ["CURSOR_VERSION", "arcoflow_poll"]
+__all__ = ["CURSOR_VERSION", "arcoflow_check_config", "arcoflow_poll"]
 
 #: The cursor format this connector writes (and the newest it reads).
 CURSOR_VERSION: Final = 1
@@ -116,15 +116,34 @@ def arcoflow_poll(context: PollContext) -> PollResult:
     )
 
 
+@hookimpl
+def arcoflow_check_config(role: str, config: dict[str, Any]) -> list[str]:
+    """The shape of a sensor's config, at ``apply``. Whether ``path`` is a directory is left
+    to each poll: the directory may well be created after the definitions are applied."""
+    if role != "connector":
+        return []
+    try:
+        _parse(config)
+    except ConnectorError as exc:
+        return [str(exc).removeprefix("filesystem: ")]
+    return []
+
+
 def _config(raw: dict[str, Any]) -> _Config:
+    config = _parse(raw)
+    if not os.path.isdir(config.root):
+        raise ConnectorError(f"filesystem: {raw['path']!r} is not a directory (config.path)")
+    return config
+
+
+def _parse(raw: dict[str, Any]) -> _Config:
+    """The settings in ``raw``, checked for shape only (no file-system access)."""
     unknown = set(raw) - {"path", "pattern", "recursive", "max_files", "min_age"}
     if unknown:
         raise ConnectorError(f"filesystem: unknown config key(s) {', '.join(sorted(unknown))}")
     path = raw.get("path")
     if not isinstance(path, str) or not path:
         raise ConnectorError("filesystem: config.path (the directory to watch) is required")
-    if not os.path.isdir(path):
-        raise ConnectorError(f"filesystem: {path!r} is not a directory (config.path)")
     pattern = raw.get("pattern", "*")
     if not isinstance(pattern, str) or not pattern:
         raise ConnectorError("filesystem: config.pattern must be a non-empty glob such as '*.csv'")

@@ -53,8 +53,20 @@ from types import FrameType
 from typing import IO, Any, Final, NamedTuple
 
 from arcoflow.sdk import Launch, Launched, LaunchError, RunState, hookimpl
+from arcoflow.sdk.runtime import LAUNCH_TIMEOUT_KEY, MAX_ATTEMPTS_KEY
 
-__all__ = ["SubprocessLauncher", "launcher", "main"]
+__all__ = ["SETTINGS", "SubprocessLauncher", "launcher", "main"]
+
+#: The keys of ``[launchers.subprocess]``: this launcher's own, then the runtime's.
+SETTINGS: Final = (
+    "command",
+    "cwd",
+    "env",
+    "log_dir",
+    "state_dir",
+    LAUNCH_TIMEOUT_KEY,
+    MAX_ATTEMPTS_KEY,
+)
 
 #: Finished runs remembered (for idempotency and their state) before the oldest are forgotten.
 KEEP_FINISHED: Final = 10_000
@@ -135,6 +147,23 @@ class SubprocessLauncher:
                 output.close()  # the child has its own copy
 
     @hookimpl
+    def arcoflow_check_config(self, role: str, config: Mapping[str, Any]) -> list[str]:
+        """The shape of ``[launchers.subprocess]``, at ``apply``: a command, known keys,
+        values of the right types. Directories are checked (and ``state_dir`` created) at
+        launch, where the command runs."""
+        if role != "launcher":
+            return []
+        problems = [
+            f"unknown setting {k!r} (the settings are {', '.join(SETTINGS)})"
+            for k in sorted(set(config) - set(SETTINGS))
+        ]
+        try:
+            _parse(config)
+        except LaunchError as exc:
+            problems.append(str(exc).removeprefix("subprocess launcher: "))
+        return problems
+
+    @hookimpl
     def arcoflow_run_state(self, launch: Launch) -> RunState | None:
         state_dir = _state_dir(launch.launcher_config)
         with self._lock:
@@ -194,6 +223,21 @@ def _run_env(launch: Launch) -> dict[str, str]:
 
 
 def _config(raw: Mapping[str, Any]) -> _Config:
+    config = _parse(raw)
+    if config.cwd is not None and not os.path.isdir(config.cwd):
+        raise LaunchError(f"subprocess launcher: cwd {config.cwd!r} is not a directory")
+    if config.state_dir is not None:
+        try:
+            os.makedirs(config.state_dir, exist_ok=True)
+        except OSError as exc:
+            raise LaunchError(
+                f"subprocess launcher: state_dir {config.state_dir!r}: {exc}"
+            ) from None
+    return config
+
+
+def _parse(raw: Mapping[str, Any]) -> _Config:
+    """The settings in ``raw``, checked for shape only (no file-system access)."""
     command = raw.get("command")
     if isinstance(command, str):
         command = shlex.split(command)
@@ -207,8 +251,8 @@ def _config(raw: Mapping[str, Any]) -> _Config:
             " in the definitions file given to `arcoflow run --config`"
         )
     cwd = raw.get("cwd")
-    if cwd is not None and (not isinstance(cwd, str) or not os.path.isdir(cwd)):
-        raise LaunchError(f"subprocess launcher: cwd {cwd!r} is not a directory")
+    if cwd is not None and (not isinstance(cwd, str) or not cwd):
+        raise LaunchError(f"subprocess launcher: cwd {cwd!r} is not a directory path")
     env = raw.get("env", {})
     if not isinstance(env, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in env.items()
@@ -217,13 +261,7 @@ def _config(raw: Mapping[str, Any]) -> _Config:
     log_dir = raw.get("log_dir")
     if log_dir is not None and not isinstance(log_dir, str):
         raise LaunchError("subprocess launcher: log_dir must be a directory path")
-    state_dir = _state_dir(raw)
-    if state_dir is not None:
-        try:
-            os.makedirs(state_dir, exist_ok=True)
-        except OSError as exc:
-            raise LaunchError(f"subprocess launcher: state_dir {state_dir!r}: {exc}") from None
-    return _Config(list(command), cwd, dict(env), log_dir, state_dir)
+    return _Config(list(command), cwd, dict(env), log_dir, _state_dir(raw))
 
 
 def _state_dir(raw: Mapping[str, Any]) -> str | None:

@@ -31,10 +31,12 @@ from arcoflow.kernel import (
     TickContext,
     TickResult,
     parse_duration,
+    validate_run_id,
     views,
 )
 from arcoflow.kernel.rows import RunStatus
 
+from .errors import ERROR_KINDS, ErrorKind, error_kind
 from .hookspecs import hookimpl
 from .plugins import (
     PluginBusy,
@@ -51,10 +53,12 @@ from .runtime import CycleReport, Failure, Runtime
 from .types import ConnectorError, Launch, Launched, LaunchError, RunState
 
 __all__ = [
+    "ERROR_KINDS",
     "ArcoflowError",
     "Conflict",
     "ConnectorError",
     "CycleReport",
+    "ErrorKind",
     "Failure",
     "InputError",
     "InvalidId",
@@ -85,7 +89,9 @@ __all__ = [
     "SensorDefinition",
     "TickContext",
     "TickResult",
+    "error_kind",
     "hookimpl",
     "parse_duration",
+    "validate_run_id",
     "views",
 ]

@@ -1,47 +1,74 @@
 """The ``arcoflow`` command line.
 
 Every query takes ``--json`` and then prints exactly one JSON document on stdout (a list for
-list queries, an object for one item); otherwise a readable table. Exit codes: 0 success,
-1 a failed operation (a verify mismatch, a lost race, a store error), 2 bad input or usage.
-Errors go to stderr as one line, never a traceback.
+list queries, an object for one item); otherwise a readable table. The global options
+(``--store``, ``--json``, ``-v``, ``--log-format``) go before or after the command. Exit
+codes: 0 success, 1 a failed operation (a verify mismatch, a lost race, a store error), 2 bad
+input, an unknown id or usage (the one mapping of :mod:`arcoflow.sdk.errors`, shared with the
+HTTP API). Errors go to stderr as one line, never a traceback.
+
+Commands that only read never create a store: ``arcoflow --store TYPO schedules`` exits 2
+with ``no store at TYPO``. Commands that write (``apply``, ``run``, ``request``...) create
+it on first use.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
-import logging
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TextIO
+from typing import Any, Final, Literal, NoReturn, TextIO
 
 from arcoflow.kernel import (
-    ArcoflowError,
-    Conflict,
+    Definitions,
+    Envelope,
     InputError,
     Kernel,
     LmdbStore,
     NotFound,
     RunTemplate,
+    ScheduleDefinition,
+    SensorDefinition,
+    Store,
     load_definitions,
+    validate_run_id,
 )
 from arcoflow.kernel import views as v
 from arcoflow.kernel.values import check_json, check_time
 from arcoflow.kernel.kernel import preview
+from arcoflow.kernel.rows import Table, from_u64
+from arcoflow.kernel.store.base import Appended, Pending, ReadTxn
 
 from .commands import add_runtime_commands
+from .errors import error_kind
+from .logs import LOG_FORMATS, configure_logging
 from .plugins import Plugins
+from .progress import Progress
 from .runtime import Runtime
 from .stdout import document_stdout
 
-__all__ = ["main"]
+__all__ = ["NoStore", "StoreUse", "main"]
 
 Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
 JSON = dict[str, Any]
+#: What a command does with the store: nothing, only read it (it must exist), or write it
+#: (created on first use).
+StoreUse = Literal["none", "read", "write"]
+#: The LMDB data file whose presence tells an existing store from a typo.
+_DATA_FILE: Final = "data.mdb"
+#: Definitions applied per write transaction by ``apply`` (progress is shown between them).
+_APPLY_CHUNK: Final = 100
+
+
+class NoStore(InputError):
+    """A command that only reads was pointed at a directory that holds no store."""
+
 
 #: Columns of the human-readable table of each kind of row.
 _COLUMNS: Mapping[str, Sequence[str]] = {
@@ -162,9 +189,32 @@ def _kernel(ctx: Mapping[str, Any]) -> Kernel:
 
 
 def cmd_apply(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    changes = _kernel(ctx).apply(load_definitions(args.file))
+    definitions = load_definitions(args.file)
+    ctx["plugins"].require_definitions(definitions, args.file)
+    changes = apply_with_progress(_kernel(ctx), definitions, Progress("apply", "definitions"))
     ctx["out"]([v.change_json(c) for c in changes], "change")
     return 0
+
+
+def apply_with_progress(
+    kernel: Kernel, definitions: Definitions, progress: Callable[[int, int], None]
+) -> list[Any]:
+    """``kernel.apply(definitions)`` in chunks at one instant, reporting ``(done, total)``
+    after each chunk: the same changes, visible while a large file is applied."""
+    items = [*definitions.schedules, *definitions.sensors]
+    now = int(datetime.now(UTC).timestamp())
+    changes: list[Any] = []
+    for start in range(0, len(items), _APPLY_CHUNK):
+        chunk = items[start : start + _APPLY_CHUNK]
+        part = Definitions(
+            [d for d in chunk if isinstance(d, ScheduleDefinition)],
+            [d for d in chunk if isinstance(d, SensorDefinition)],
+        )
+        changes += kernel.apply(part, now=now)
+        progress(len(changes), len(items))
+    if isinstance(progress, Progress):
+        progress.finish(len(changes), len(items))
+    return changes
 
 
 def cmd_schedules(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -192,6 +242,7 @@ def cmd_schedule(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_ticks(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    _kernel(ctx).schedule(args.schedule_id)  # an unknown schedule is an error, not []
     rows = _kernel(ctx).ticks(
         args.schedule_id, status=args.status, limit=args.limit, before=args.before
     )
@@ -205,6 +256,7 @@ def cmd_tick(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_missed(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    _kernel(ctx).schedule(args.schedule_id)
     rows = _kernel(ctx).missed(args.schedule_id, limit=args.limit)
     ctx["out"]([v.missed_json(r) for r in rows], "missed")
     return 0
@@ -251,6 +303,7 @@ def cmd_sensor(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_evals(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    _kernel(ctx).sensor(args.sensor_id)
     rows = _kernel(ctx).evaluations(args.sensor_id, limit=args.limit, before=args.before)
     ctx["out"]([v.eval_json(r) for r in rows], "evaluation")
     return 0
@@ -270,7 +323,7 @@ def cmd_push(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 def cmd_runs(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     kernel = _kernel(ctx)
     if args.run_id:
-        ctx["out"](v.run_json(kernel.run(args.run_id)), "run")
+        ctx["out"](v.run_json(kernel.run(validate_run_id(args.run_id))), "run")
         return 0
     rows = kernel.runs(limit=args.limit, before=args.before, status=args.status)
     ctx["out"]([v.run_json(r) for r in rows], "run")
@@ -299,12 +352,16 @@ def cmd_conflicts(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    kernel = _kernel(ctx)
+    progress = Progress("verify", "events replayed")
     with tempfile.TemporaryDirectory(prefix="arcoflow-verify-") as scratch:
         replay = LmdbStore(scratch, durable=False)
         try:
-            result = _kernel(ctx).verify(replay)
+            counted = _CountedReplay(replay, _log_length(kernel.store), progress)
+            result = kernel.verify(counted)
         finally:
             replay.close()
+    progress.finish(result.events, counted.total)
     report = {"ok": result.ok, "events": result.events, "differences": list(result.differences)}
     if ctx["json"]:
         ctx["out"](report, "verify")
@@ -317,6 +374,39 @@ def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     return 0 if result.ok else 1
 
 
+def _log_length(store: Store) -> int:
+    """The sequence number of the last logged event (the log's length): one key read."""
+    with store.read() as txn:
+        last = next(txn.scan(Table.LOG, reverse=True), None)
+    return 0 if last is None else from_u64(last[0])
+
+
+class _CountedReplay:
+    """A scratch store that reports each replayed batch to ``progress``: ``verify`` shows
+    how far its replay has got, without the kernel knowing about terminals."""
+
+    def __init__(self, store: Store, total: int, progress: Callable[[int, int], None]) -> None:
+        self.store = store
+        self.codec = store.codec
+        self.total = total
+        self.progress = progress
+        self.done = 0
+
+    def append(self, batch: Sequence[Pending], at: int) -> Appended:
+        return self.store.append(batch, at)
+
+    def replay(self, envelopes: Sequence[Envelope]) -> None:
+        self.store.replay(envelopes)
+        self.done += len(envelopes)
+        self.progress(self.done, self.total)
+
+    def read(self) -> AbstractContextManager[ReadTxn]:
+        return self.store.read()
+
+    def close(self) -> None:
+        self.store.close()
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -325,104 +415,193 @@ def _limit_args(p: argparse.ArgumentParser, before: str) -> None:
     p.add_argument("--before", metavar=before, help=f"page: rows older than this {before}")
 
 
-def build_parser() -> tuple[_Parser, Any, dict[str, Handler]]:
+def _version() -> str:
+    try:
+        return importlib.metadata.version("arcoflow")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown (not installed)"
+
+
+def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """The options every command takes, before or after its name.
+
+    On the top-level parser they carry the defaults; on each command's parser their default is
+    ``SUPPRESS``, so the command's parse sets them only when given there, and a value given
+    after the command wins over one given before it. An option a plugin's command already
+    defines itself is left to the plugin."""
+
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    options: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (
+            ("--store",),
+            {
+                "metavar": "DIR",
+                "default": default(os.environ.get("ARCOFLOW_STORE", ".arcoflow")),
+                "help": "the LMDB store directory (default: $ARCOFLOW_STORE or ./.arcoflow)",
+            },
+        ),
+        (("--json",), {"action": "store_true", "default": default(False), "help": "print JSON"}),
+        (
+            ("-v", "--verbose"),
+            {
+                "action": "count",
+                "default": default(0),
+                "help": "log ticks, evaluations and launches (-vv: debug)",
+            },
+        ),
+        (
+            ("--log-format",),
+            {
+                "choices": LOG_FORMATS,
+                "default": default("text"),
+                "help": "log lines as text (default) or one JSON object per line",
+            },
+        ),
+    ]
+    for flags, settings in options:
+        try:
+            parser.add_argument(*flags, **settings)
+        except argparse.ArgumentError:  # the plugin's command has its own option of that name
+            continue
+
+
+class _Commands:
+    """The command table: each command's handler and what it does with the store."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Handler] = {}
+        self.store_use: dict[str, StoreUse | Callable[[argparse.Namespace], StoreUse]] = {}
+
+    def register(
+        self,
+        name: str,
+        handler: Handler,
+        store: StoreUse | Callable[[argparse.Namespace], StoreUse] = "write",
+    ) -> None:
+        """Register ``handler`` for the command ``name``; ``store`` says whether it needs no
+        store, only reads one (which must then exist) or writes (the default, which creates
+        it), or computes that from the parsed arguments."""
+        self.handlers[name] = handler
+        self.store_use[name] = store
+
+    def use(self, args: argparse.Namespace) -> StoreUse:
+        use = self.store_use[args.command]
+        return use(args) if callable(use) else use
+
+
+def _show_reads(args: argparse.Namespace) -> StoreUse:
+    return "read" if args.action == "show" else "write"
+
+
+def build_parser() -> tuple[_Parser, Any, _Commands]:
     parser = _Parser(
         prog="arcoflow",
         description="Cron schedules and event sensors "
         "turned into run requests exactly once, durably.",
     )
-    parser.add_argument(
-        "--store",
-        metavar="DIR",
-        default=os.environ.get("ARCOFLOW_STORE", ".arcoflow"),
-        help="the LMDB store directory (default: $ARCOFLOW_STORE or ./.arcoflow)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="log ticks, evaluations and launches (-vv: debug)",
-    )
+    parser.add_argument("--version", action="version", version=f"arcoflow {_version()}")
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    handlers: dict[str, Handler] = {}
+    commands = _Commands()
 
-    def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
-        handlers[name] = handler
+    def add(
+        name: str,
+        handler: Handler,
+        help_: str,
+        store: StoreUse | Callable[[argparse.Namespace], StoreUse],
+    ) -> argparse.ArgumentParser:
+        commands.register(name, handler, store)
         return sub.add_parser(name, help=help_, description=help_)
 
-    p = add("apply", cmd_apply, "upsert the schedules and sensors a TOML file declares")
+    p = add("apply", cmd_apply, "upsert the schedules and sensors a TOML file declares", "write")
     p.add_argument("file")
-    p = add("schedules", cmd_schedules, "list schedules with their state")
+    p = add("schedules", cmd_schedules, "list schedules with their state", "read")
     p.add_argument("--all", action="store_true", help="include deleted schedules")
-    p = add("schedule", cmd_schedule, "show, enable, disable or delete a schedule")
+    p = add("schedule", cmd_schedule, "show, enable, disable or delete a schedule", _show_reads)
     p.add_argument("action", choices=("show", "enable", "disable", "delete"))
     p.add_argument("id")
-    p = add("ticks", cmd_ticks, "a schedule's ticks, newest first")
+    p = add("ticks", cmd_ticks, "a schedule's ticks, newest first", "read")
     p.add_argument("schedule_id")
     p.add_argument("--status", choices=("TRIGGERED", "SKIPPED", "FAILED"))
     _limit_args(p, "TICK_ID")
-    p = add("tick", cmd_tick, "one tick with its run key, run id and the run's status")
+    p = add("tick", cmd_tick, "one tick with its run key, run id and the run's status", "read")
     p.add_argument("tick_id")
-    p = add("missed", cmd_missed, "summaries of ticks dropped by catch-up limits")
+    p = add("missed", cmd_missed, "summaries of ticks dropped by catch-up limits", "read")
     p.add_argument("schedule_id")
     p.add_argument("--limit", type=int, default=50)
-    p = add("evaluate", cmd_evaluate, "one evaluation cycle: due schedules and poll sensors")
+    p = add(
+        "evaluate", cmd_evaluate, "one evaluation cycle: due schedules and poll sensors", "write"
+    )
     p.add_argument("--now", metavar="ISO-8601", help="evaluate at this instant (default: now)")
-    p = add("preview", cmd_preview, "the next ticks of a schedule, with DST annotations")
+    p = add(
+        "preview",
+        cmd_preview,
+        "the next ticks of a schedule, with DST annotations",
+        lambda a: "none" if a.file else "read",
+    )
     p.add_argument("schedule_id")
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--from", dest="start", metavar="ISO-8601", help="start (default: now)")
     p.add_argument("--file", metavar="FILE.toml", help="preview a definition not yet applied")
-    p = add("sensors", cmd_sensors, "list sensors with cursor, version, failures, next eval")
+    p = add(
+        "sensors", cmd_sensors, "list sensors with cursor, version, failures, next eval", "read"
+    )
     p.add_argument("--all", action="store_true", help="include deleted sensors")
-    p = add("sensor", cmd_sensor, "show, start, stop or delete a sensor")
+    p = add("sensor", cmd_sensor, "show, start, stop or delete a sensor", _show_reads)
     p.add_argument("action", choices=("show", "start", "stop", "delete"))
     p.add_argument("id")
-    p = add("evals", cmd_evals, "a sensor's evaluations, newest first")
+    p = add("evals", cmd_evals, "a sensor's evaluations, newest first", "read")
     p.add_argument("sensor_id")
     _limit_args(p, "EVAL_ID")
-    p = add("push", cmd_push, "ingest one message into a push sensor")
+    p = add("push", cmd_push, "ingest one message into a push sensor", "write")
     p.add_argument("sensor_id")
     p.add_argument("--message-id", required=True)
     p.add_argument("--payload", metavar="JSON")
-    p = add("runs", cmd_runs, "runs, newest first (or one run by id)")
+    p = add("runs", cmd_runs, "runs, newest first (or one run by id)", "read")
     p.add_argument("run_id", nargs="?")
     p.add_argument("--status", choices=("REQUESTED", "LAUNCHED", "SUCCEEDED", "FAILED", "GAVE_UP"))
     _limit_args(p, "RUN_ID")
-    p = add("request", cmd_request, "request a run by hand (key namespace 'manual:')")
+    p = add("request", cmd_request, "request a run by hand (key namespace 'manual:')", "write")
     p.add_argument("run_key")
     p.add_argument("--target", required=True)
     p.add_argument("--launcher")
     p.add_argument("--config", metavar="JSON")
     p.add_argument("--tags", metavar="JSON")
     p.add_argument("--origin", choices=("manual", "backfill"), default="manual")
-    p = add("complete", cmd_complete, "report that a run finished")
+    p = add("complete", cmd_complete, "report that a run finished", "write")
     p.add_argument("run_id")
     p.add_argument("status", choices=("succeeded", "failed"))
     p.add_argument("--detail")
-    p = add("conflicts", cmd_conflicts, "run-key conflicts: same key, different request")
+    p = add("conflicts", cmd_conflicts, "run-key conflicts: same key, different request", "read")
     p.add_argument("--limit", type=int, default=50)
-    add("verify", cmd_verify, "replay the log and compare with the stored state")
-    return parser, sub, handlers
+    add("verify", cmd_verify, "replay the log and compare with the stored state", "read")
+    return parser, sub, commands
 
 
-def _plugin_commands(sub: Any, handlers: dict[str, Handler]) -> Any:
-    """Load plugins and let them (and the runtime) add their commands."""
+def _plugin_commands(sub: Any, commands: _Commands) -> Plugins:
+    """Load plugins and let them (and the runtime) add their commands, then give every
+    command the global options (so commands added by plugins take them too)."""
     plugins = Plugins.discover()
-
-    def register(name: str, handler: Handler) -> None:
-        handlers[name] = handler
-
-    add_runtime_commands(sub, register)
-    plugins.add_commands(sub, register)
+    add_runtime_commands(sub, commands.register)
+    plugins.add_commands(sub, commands.register)
+    for parser in {id(p): p for p in sub.choices.values()}.values():
+        _global_options(parser, top=False)
     return plugins
 
 
+def _open_store(path: str, create: bool) -> LmdbStore:
+    """The store at ``path``. ``create=False`` (a command that only reads): the store must
+    already exist, else :class:`NoStore`, and nothing is created."""
+    if not create and not os.path.isfile(os.path.join(path, _DATA_FILE)):
+        raise NoStore(f"no store at {path}")
+    return LmdbStore(path)
+
+
 @contextmanager
-def _store(path: str) -> Iterator[LmdbStore]:
-    store = LmdbStore(path)
+def _store(path: str, create: bool) -> Iterator[LmdbStore]:
+    store = _open_store(path, create)
     try:
         yield store
     finally:
@@ -431,41 +610,38 @@ def _store(path: str) -> Iterator[LmdbStore]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    parser, sub, handlers = build_parser()
+    parser, sub, commands = build_parser()
     try:
-        plugins = _plugin_commands(sub, handlers)
+        plugins = _plugin_commands(sub, commands)
         args = parser.parse_args(argv)
-        logging.basicConfig(
-            level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        configure_logging(args.verbose, args.log_format)
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
         with document_stdout() as stdout:  # plugins and subprocesses print to stderr
             out = Output(args.json, stdout)
-            if args.command == "preview" and args.file:
-                return handlers["preview"](args, {"out": out, "json": args.json})
-            with _store(args.store) as store:
-                ctx = {
-                    "kernel": Kernel(store),
-                    "plugins": plugins,
-                    "store_path": args.store,
-                    "json": args.json,
-                    "out": out,
-                }
-                return handlers[args.command](args, ctx)
-    except (InputError, NotFound) as exc:
-        print(f"arcoflow: error: {exc}", file=sys.stderr)
-        return 2
-    except (Conflict, ArcoflowError) as exc:
-        print(f"arcoflow: error: {exc}", file=sys.stderr)
-        return 1
+            ctx: dict[str, Any] = {
+                "plugins": plugins,
+                "store_path": args.store,
+                "json": args.json,
+                "out": out,
+            }
+            use = commands.use(args)
+            handler = commands.handlers[args.command]
+            if use == "none":
+                return handler(args, ctx)
+            with _store(args.store, create=use == "write") as store:
+                return handler(args, ctx | {"kernel": Kernel(store)})
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        kind = error_kind(exc)
+        if kind is None:
+            raise
+        print(f"arcoflow: error: {exc}", file=sys.stderr)
+        return kind.exit_code
 
 
 if __name__ == "__main__":

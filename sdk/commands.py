@@ -10,6 +10,10 @@
 
 With ``--json`` each line is instead one JSON object with an ``event`` field (JSON lines), and
 ``run --once --json`` prints a single JSON document: what was applied and the cycle's report.
+``run --once`` exits 1 when its cycle recorded failures (a failed tick, poll or launch), so
+a cron job running it notices. ``run --metrics-port N`` serves Prometheus metrics on
+``http://127.0.0.1:N/metrics`` (``--metrics-host`` to listen elsewhere; needs
+``arcoflow[metrics]``).
 """
 
 from __future__ import annotations
@@ -18,24 +22,39 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import attrs
 from arcoflow.kernel import Change, EvalRow, RunRow, TickRow, parse_duration
 from arcoflow.kernel import views as v
 
 from .daemon import run_daemon
+from .metrics import process_metrics
 from .plugins import Plugins
 from .runtime import Failure
 
-__all__ = ["add_runtime_commands", "cmd_plugins", "cmd_run"]
+__all__ = ["Register", "add_runtime_commands", "cmd_plugins", "cmd_run"]
 
 Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
 
 
+class Register(Protocol):
+    """The CLI's ``register(name, handler, store=...)``: ``store`` is ``"none"`` (the command
+    opens no store), ``"read"`` (it only reads, and refuses a store that does not exist) or
+    ``"write"`` (the default: the store is created if missing)."""
+
+    def __call__(self, name: str, handler: Handler, store: Any = "write") -> None: ...
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {text!r}")
+    return int(text)
+
+
 def add_runtime_commands(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
-    register: Callable[[str, Handler], None],
+    register: Register,
 ) -> None:
     """Add ``run`` and ``plugins`` to the ``arcoflow`` CLI."""
     text = (
@@ -58,25 +77,50 @@ def add_runtime_commands(
         metavar="DURATION",
         help="stop after this long (e.g. 70s, 10m)",
     )
-    register("run", cmd_run)
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (needs arcoflow[metrics])",
+    )
+    p.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address for --metrics-port (127.0.0.1)"
+    )
+    register("run", cmd_run, store="write")
     text = "installed plugins and the hooks each implements"
     subparsers.add_parser("plugins", help=text, description=text)
-    register("plugins", cmd_plugins)
+    register("plugins", cmd_plugins, store="none")
 
 
 def cmd_run(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     """``arcoflow run``: the daemon, printing what happens."""
     duration = float(parse_duration(args.duration)) if args.duration else None
     printer = _Printer(bool(ctx.get("json")), collect=bool(args.once and ctx.get("json")))
-    code = run_daemon(
-        ctx["kernel"],
-        ctx["plugins"],
-        args.config,
-        args.interval,
-        args.once,
-        duration=duration,
-        listener=printer,
-    )
+    metrics = stop_metrics = None
+    if args.metrics_port is not None:
+        metrics = process_metrics()
+        try:
+            stop_metrics = metrics.serve(args.metrics_port, args.metrics_host)
+        except OSError as exc:
+            where = f"{args.metrics_host}:{args.metrics_port}"
+            print(f"arcoflow: error: cannot serve metrics on {where}: {exc}", file=sys.stderr)
+            return 1
+    store_path = ctx.get("store_path")
+    try:
+        code = run_daemon(
+            ctx["kernel"],
+            ctx["plugins"],
+            args.config,
+            args.interval,
+            args.once,
+            duration=duration,
+            listener=printer,
+            metrics=metrics,
+            heartbeat_dir=store_path if isinstance(store_path, str) else None,
+        )
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
     printer.finish()
     return code
 

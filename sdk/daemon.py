@@ -5,6 +5,13 @@ evaluation and launch it started is recorded — and :func:`run_daemon` returns 
 signal stops at once (``KeyboardInterrupt``); a write cut short that way is rolled back by the
 store, never half-applied. Several daemons may run on one store: idempotency keys and
 compare-and-set make their duplicate work harmless.
+
+Plugins are checked before anything runs: a definitions file that names a plugin that is not
+installed, or gives one a config its ``arcoflow_check_config`` refuses, is refused whole;
+stored sensors whose connector is missing or refuses its config are logged as warnings (they
+fail at their polls, the others run). After each cycle the daemon counts it in its
+:class:`~arcoflow.sdk.metrics.Metrics` (if given) and writes its heartbeat file next to the
+store (if given a directory), which ``GET /healthz`` reports.
 """
 
 from __future__ import annotations
@@ -16,11 +23,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from arcoflow.kernel import InputError, Kernel, StoreError, load_definitions
 
+from .heartbeat import write_heartbeat
 from .plugins import Plugins
 from .runtime import Listener, Runtime
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 __all__ = ["run_daemon"]
 
@@ -38,22 +50,28 @@ def run_daemon(
     listener: Listener | None = None,
     clock: Callable[[], int] | None = None,
     stop: threading.Event | None = None,
+    metrics: Metrics | None = None,
+    heartbeat_dir: str | None = None,
 ) -> int:
     """Apply ``definitions_path`` (if given), then run a cycle every ``interval`` seconds.
 
     ``once``: one cycle, then return. ``duration``: stop after that many seconds. ``stop``: an
     event another thread may set to stop the daemon (signals set it too). ``listener`` sees
     each change applied (``("change", Change)``) and everything the cycles do (see
-    :data:`~arcoflow.sdk.runtime.Listener`).
+    :data:`~arcoflow.sdk.runtime.Listener`). ``metrics``: counts each cycle.
+    ``heartbeat_dir``: the store's directory, where each completed cycle is recorded.
 
-    Returns the exit code: 0 after a clean stop, 1 if the store failed. A definitions file that
-    does not load raises :class:`~arcoflow.kernel.InvalidDefinition` before anything is written.
+    Returns the exit code: 0 after a clean stop, 1 if the store failed or, with ``once``, if
+    the cycle recorded failures. A definitions file that does not load, or that the installed
+    plugins refuse, raises :class:`~arcoflow.kernel.InvalidDefinition` before anything is
+    written.
     """
     if interval <= 0:
         raise InputError(f"interval must be positive, got {interval}")
     launchers: dict[str, dict[str, object]] = {}
     if definitions_path is not None:
         definitions = load_definitions(definitions_path)
+        plugins.require_definitions(definitions, definitions_path)
         launchers = {name: dict(table) for name, table in definitions.launchers.items()}
         runtime = Runtime(kernel, plugins, launchers, clock=clock, listener=listener)
         for change in kernel.apply(definitions, now=clock() if clock else None):
@@ -68,19 +86,29 @@ def run_daemon(
                 listener("change", change)
     else:
         runtime = Runtime(kernel, plugins, clock=clock, listener=listener)
+    _warn_about_stored_sensors(kernel, plugins)
     stop = stop or threading.Event()
     deadline = None if duration is None else time.monotonic() + duration
     cycles = 0
+    code = 0
     with _stop_on_signals(stop):
         while True:
+            started = time.monotonic()
             try:
                 report = runtime.cycle()
             except StoreError as exc:
                 log.error("the store failed; stopping: %s", exc)
                 return 1
             cycles += 1
+            if metrics is not None:
+                metrics.observe(report, time.monotonic() - started)
+            if heartbeat_dir is not None:
+                _beat(heartbeat_dir, cycles, interval)
             log.debug("cycle %d: %s", cycles, report.summary())
-            if once or stop.is_set():
+            if once:
+                code = 1 if report.failures else 0
+                break
+            if stop.is_set():
                 break
             wait = interval
             if deadline is not None:
@@ -90,7 +118,26 @@ def run_daemon(
             if stop.wait(wait):
                 break
     log.info("stopped cleanly after %d cycle(s)", cycles)
-    return 0
+    return code
+
+
+def _warn_about_stored_sensors(kernel: Kernel, plugins: Plugins) -> None:
+    """Log each running sensor whose connector is missing or refuses its config: it would
+    only fail at every poll, and the operator should hear of it at start."""
+    for row in kernel.sensors():
+        d = row.definition
+        if not row.running or d.connector is None:
+            continue
+        role = "connector" if d.type == "poll" else "push connector"
+        for problem in plugins.check_config(role, d.connector, d.config):
+            log.warning("sensor %s: %s", d.id, problem)
+
+
+def _beat(store_dir: str, cycles: int, interval: float) -> None:
+    try:
+        write_heartbeat(store_dir, cycles, interval, time.time())
+    except OSError as exc:  # health reporting must never stop the daemon
+        log.warning("could not write the heartbeat file in %s: %s", store_dir, exc)
 
 
 @contextmanager

@@ -88,6 +88,23 @@ def arcoflow_run_state(launch: Launch, external_id: str | None) -> RunState | No
     running, or unknown). Called each cycle for this launcher's ``LAUNCHED`` runs."""
 
 
+# -- definitions --------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def arcoflow_check_config(role: str, config: Mapping[str, Any]) -> Sequence[str] | None:
+    """Check the config a definition gives this plugin, before anything runs with it.
+
+    Called at ``arcoflow apply`` and when the daemon starts, once per use: ``role`` is
+    ``"connector"`` with a sensor's ``config`` table, or ``"launcher"`` with the plugin's
+    ``[launchers.NAME]`` table. Return the problems found, one sentence each (``None`` or an
+    empty list: the config is fine); any problem refuses the whole file, with nothing
+    written. Check the *shape* (keys, types, values); leave what the environment may still
+    change (a directory created later) to the first poll or launch. Optional: a plugin
+    without it is checked only for being installed.
+    """
+
+
 # -- command line --------------------------------------------------------------------------------
 
 

@@ -36,6 +36,8 @@ from typing import Any, Final, NamedTuple
 import pluggy
 from arcoflow.kernel import (
     ArcoflowError,
+    Definitions,
+    InvalidDefinition,
     PollContext,
     PollResult,
     PushMessage,
@@ -50,8 +52,10 @@ from .stdout import plugin_code
 from .types import Launch, Launched, RunState
 
 __all__ = [
+    "CHECK_TIMEOUT",
     "DISABLE_ENV",
     "ENTRY_POINT_GROUP",
+    "ROLE_HOOKS",
     "PluginBusy",
     "PluginError",
     "PluginGarbage",
@@ -76,6 +80,7 @@ HOOKS: Final = (
     "arcoflow_evaluate_tick",
     "arcoflow_launch",
     "arcoflow_run_state",
+    "arcoflow_check_config",
     "arcoflow_add_commands",
 )
 _ROLE: Final = {
@@ -84,8 +89,18 @@ _ROLE: Final = {
     "arcoflow_evaluate_tick": "evaluator",
     "arcoflow_launch": "launcher",
     "arcoflow_run_state": "launcher",
+    "arcoflow_check_config": "plugin",
     "arcoflow_add_commands": "command",
 }
+#: The hook a plugin must implement to serve in each role a definition names.
+ROLE_HOOKS: Final = {
+    "connector": "arcoflow_poll",
+    "push connector": "arcoflow_push",
+    "evaluator": "arcoflow_evaluate_tick",
+    "launcher": "arcoflow_launch",
+}
+#: Seconds a plugin's config check may take before it counts as a problem.
+CHECK_TIMEOUT: Final = 10.0
 #: Abandoned calls of one plugin still running before it is not called at all until one returns.
 MAX_HUNG_CALLS: Final = 4
 _MAX_EXTERNAL_ID: Final = 1024
@@ -270,6 +285,81 @@ class Plugins:
     def problems(self) -> list[PluginProblem]:
         """Plugins found by :meth:`discover` that could not be loaded, with the reason."""
         return list(self._problems)
+
+    # -- checks before use ----------------------------------------------------------------------
+
+    def check_plugin(self, role: str, name: str) -> str | None:
+        """Why the plugin ``name`` cannot serve as ``role`` (a key of :data:`ROLE_HOOKS`):
+        not installed (naming the installed ones), or not implementing the role's hook;
+        ``None`` when it can."""
+        hook = ROLE_HOOKS[role]
+        if not self._pm.has_plugin(name):
+            able = [n for n in self.names() if self.implements(n, hook)]
+            installed = ", ".join(able) if able else "none"
+            return f"no {role} plugin {name!r} is installed (installed {role}s: {installed})"
+        if not self.implements(name, hook):
+            return f"plugin {name!r} is not a {role}: it does not implement {hook}"
+        return None
+
+    def check_config(self, role: str, name: str, config: Mapping[str, Any]) -> list[str]:
+        """The problems with ``config`` for the plugin ``name`` serving as ``role``: that the
+        plugin is missing or of another kind, else what its ``arcoflow_check_config`` says (a
+        check that raises, hangs or returns garbage is a problem too)."""
+        missing = self.check_plugin(role, name)
+        if missing is not None:
+            return [missing]
+        if not self.implements(name, "arcoflow_check_config"):
+            return []
+        kind = "launcher" if role == "launcher" else "connector"
+        try:
+            answer = self._call(
+                "arcoflow_check_config",
+                name,
+                CHECK_TIMEOUT,
+                f"config {kind} {name}",
+                role=kind,
+                config=dict(config),
+            )
+        except Exception as exc:
+            return [f"{role} {name!r}: the config check failed: {describe_error(exc)}"]
+        if answer is None:
+            return []
+        if not isinstance(answer, (list, tuple)) or not all(isinstance(p, str) for p in answer):
+            return [f"{role} {name!r}: the config check returned {answer!r}, not a list of str"]
+        return [f"{role} {name!r}: {p}" for p in answer]
+
+    def check_definitions(self, definitions: Definitions) -> list[str]:
+        """Every problem a definitions file has with the installed plugins, before any of it is
+        applied: each connector, evaluator and launcher it names must be installed and of the
+        right kind, and each config must pass its plugin's ``arcoflow_check_config``.
+
+        This is the SDK's check, not the kernel's: a kernel embedded without plugins accepts
+        any name (a run whose launcher is missing fails at launch instead)."""
+        problems: list[str] = []
+        for sensor in definitions.sensors:
+            if sensor.connector is not None:
+                role = "connector" if sensor.type == "poll" else "push connector"
+                problems += [
+                    f"sensor {sensor.id!r}: {p}"
+                    for p in self.check_config(role, sensor.connector, sensor.config)
+                ]
+        for schedule in definitions.schedules:
+            if schedule.evaluator is not None:
+                missing = self.check_plugin("evaluator", schedule.evaluator)
+                if missing is not None:
+                    problems.append(f"schedule {schedule.id!r}: {missing}")
+        templates = [d.run for d in definitions.schedules] + [d.run for d in definitions.sensors]
+        used = {t.launcher for t in templates if t.launcher is not None}
+        for name in sorted(used | set(definitions.launchers)):
+            problems += self.check_config("launcher", name, definitions.launchers.get(name, {}))
+        return problems
+
+    def require_definitions(self, definitions: Definitions, source: str) -> None:
+        """Raise :class:`~arcoflow.kernel.InvalidDefinition` listing every problem
+        :meth:`check_definitions` finds in ``definitions`` (read from ``source``)."""
+        problems = self.check_definitions(definitions)
+        if problems:
+            raise InvalidDefinition(f"{source}: " + "; ".join(problems))
 
     # -- isolated calls ------------------------------------------------------------------------
 

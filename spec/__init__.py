@@ -16,7 +16,19 @@ In your own pytest::
         store_factory = MyStore
 
     TestMyStore = MyStoreConformance.TestCase
+
+It needs Hypothesis, which a plain install of arcoflow does not bring: install the extra
+``pip install 'arcoflow[testing]'``.
 """
+
+import importlib.util
+
+if importlib.util.find_spec("hypothesis") is None:  # say how to fix it, not just what is missing
+    raise ImportError(
+        "arcoflow.spec (the model and the conformance kits) needs Hypothesis: "
+        "pip install 'arcoflow[testing]'",
+        name="hypothesis",
+    )
 
 from .explore import SCENARIOS, explore
 from .invariants import InvariantViolation, check_replay, check_state, check_step

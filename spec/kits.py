@@ -17,7 +17,10 @@ model. Whatever the plugin answers is fed to both, so the kit works for any plug
 what must hold *whatever* it answers: the cursor changes only through accepted polls, a stale
 poll writes nothing, run keys are unique, every due run is handed to the launcher at least once
 and always under the same ``run_id`` (and a repeated hand-over gets the same external id), a
-failing plugin fails only its own sensor or run::
+failing plugin fails only its own sensor or run. Of the connector itself it checks that a poll
+that hands out new data advances the cursor (else the same data comes back at every poll;
+set ``cursor_must_advance = False`` for a connector that is stateless on purpose) and that
+its ``arcoflow_check_config``, if it has one, accepts the kit's config::
 
     class MyConnectorConformance(PluginKit):
         connector = staticmethod(my_connector)          # a callable or a plugin object
@@ -136,6 +139,8 @@ class _Flaky:
         setattr(self, hook, hookimpl(specname=hook)(_named(call, hook)))
         if hook == "arcoflow_launch" and hasattr(target, "arcoflow_run_state"):
             self.arcoflow_run_state = target.arcoflow_run_state
+        if hasattr(target, "arcoflow_check_config"):  # checking a config is never sabotaged
+            self.arcoflow_check_config = target.arcoflow_check_config
 
 
 def _named(fn: Callable[..., Any], hook: str) -> Callable[..., Any]:
@@ -169,6 +174,8 @@ class PluginKit(RuleBasedStateMachine):
     timeout: ClassVar[float] = 10.0
     #: Launch attempts before a run is given up.
     max_attempts: ClassVar[int] = 3
+    #: A poll that returns run requests must move the cursor on (see the module docstring).
+    cursor_must_advance: ClassVar[bool] = True
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -244,8 +251,11 @@ class PluginKit(RuleBasedStateMachine):
     def define(self, interval: int) -> None:
         """Two poll sensors: the connector under test and a control one; both launch."""
         template = RunTemplate("kit.run", launcher="launcher", tags={"kit": "plugin"})
+        tested = self.connector_config()
+        problems = self.plugins.check_config("connector", "under-test", tested)
+        assert not problems, f"the connector's config check refuses the kit's config: {problems}"
         for sid, conn, config in (
-            ("tested", "under-test", self.connector_config()),
+            ("tested", "under-test", tested),
             ("control", "control", {}),
         ):
             d = SensorDefinition(
@@ -264,7 +274,20 @@ class PluginKit(RuleBasedStateMachine):
         assert connector is not None
         result = self.plugins.poll(connector, context, type(self).timeout)
         note(f"poll {sid}: {result!r}"[:300])
+        self._check_cursor(context, result)
         self._record(ticket, mt, result)
+
+    def _check_cursor(self, context: PollContext, result: PollResult | str) -> None:
+        """New data moves the cursor on: a connector that hands out run requests and keeps
+        its cursor would hand the same data out again at every poll."""
+        if not type(self).cursor_must_advance or not isinstance(result, PollResult):
+            return
+        if result.run_requests and result.cursor in (None, context.cursor):
+            raise AssertionError(
+                f"connector returned {len(result.run_requests)} run request(s) without "
+                f"advancing its cursor (still {context.cursor!r}): the same data would come "
+                "back at every poll"
+            )
 
     def _record(self, ticket: Any, mt: MTicket, result: PollResult | str) -> None:
         got = kernel_outcome(lambda: self.kernel.record_poll(ticket, result, self.now))
@@ -306,6 +329,8 @@ class PluginKit(RuleBasedStateMachine):
         if other_first:
             self._poll("tested")
         second = self.plugins.poll("under-test", context, type(self).timeout)
+        self._check_cursor(context, first)
+        self._check_cursor(context, second)
         self._record(ticket, mt, first)
         self._record(ticket, mt, second)
 

@@ -39,8 +39,9 @@ $ curl -s localhost:8080/openapi.json                             # the OpenAPI 
 
 Routes: `POST /sensors/{id}/messages`; `GET /schedules`, `/schedules/{id}`,
 `/schedules/{id}/ticks`, `/ticks/{tick_id}`, `/sensors`, `/sensors/{id}`,
-`/sensors/{id}/evaluations`, `/runs`, `/runs/{run_id}`, `/conflicts`, `/healthz`,
-`/openapi.json`.
+`/sensors/{id}/evaluations`, `/runs`, `/runs/{run_id}`, `/conflicts`, `/healthz` (with the
+last cycle of a daemon on the store), `/metrics` (Prometheus text; needs `arcoflow[metrics]`,
+else 501), `/openapi.json`.
 
 **Messages.** The message id comes from the `Idempotency-Key` header, the `X-Message-Id`
 header or the body's `message_id` field (when several are given they must agree). A JSON

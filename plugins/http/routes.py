@@ -14,7 +14,9 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any, Final, NamedTuple, Protocol, TypeVar, get_args
@@ -22,18 +24,19 @@ from urllib.parse import parse_qs
 
 from arcoflow.sdk import (
     ArcoflowError,
-    Conflict,
     InputError,
-    InvalidId,
     Kernel,
     NotFound,
-    PayloadTooLarge,
     PushMessage,
     RunRequest,
     RunStatus,
     SensorDefinition,
+    error_kind,
+    validate_run_id,
     views,
 )
+from arcoflow.sdk.heartbeat import read_heartbeat
+from arcoflow.sdk.metrics import CONTENT_TYPE, exposition
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -45,6 +48,7 @@ __all__ = [
     "Request",
     "RequestError",
     "Route",
+    "Text",
     "decode_cursor",
     "encode_cursor",
     "error_body",
@@ -66,7 +70,6 @@ DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 1000
 MAX_PARAM: Final = 512  # longest path parameter, query value or cursor, in characters
 _MAX_QUERY_FIELDS: Final = 16
-_RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TICK_STATUSES: Final = ("TRIGGERED", "SKIPPED", "FAILED")
 _RUN_STATUSES: Final = get_args(RunStatus)
 
@@ -154,7 +157,14 @@ class Request(NamedTuple):
     mapper_for: MapperFor | None
 
 
-Reply = tuple[int, JSON]
+class Text(NamedTuple):
+    """An answer that is not JSON (the metrics exposition): its bytes and content type."""
+
+    data: bytes
+    content_type: str
+
+
+Reply = tuple[int, "JSON | Text"]
 Handler = Callable[[Request], Reply]
 
 
@@ -302,10 +312,7 @@ def _runs(req: Request) -> Reply:
 
 
 def _run(req: Request) -> Reply:
-    run_id = req.params["run_id"]
-    if _RUN_ID.fullmatch(run_id) is None:
-        raise InvalidId(f"run id {run_id!r} is not valid: run ids are lower-case UUIDs")
-    return 200, views.run_json(req.kernel.run(run_id))
+    return 200, views.run_json(req.kernel.run(validate_run_id(req.params["run_id"])))
 
 
 def _conflicts(req: Request) -> Reply:
@@ -318,13 +325,40 @@ def _conflicts(req: Request) -> Reply:
 
 
 def _healthz(req: Request) -> Reply:
+    """The store is readable (else 503), and when a daemon on this store last completed a
+    cycle (its heartbeat file; ``daemon`` is null when none has run). Reported, not judged:
+    the server may well run with no daemon; alert on ``age_seconds`` against the interval."""
     try:
         with req.kernel.store.read():
             pass
     except Exception as exc:
         log.warning("health check: the store cannot be read: %s", exc)
         raise RequestError(503, "StoreUnavailable", "the store cannot be read") from None
-    return 200, {"status": "ok"}
+    path = getattr(req.kernel.store, "path", None)
+    beat = read_heartbeat(path) if isinstance(path, str) else None
+    daemon = None
+    if beat is not None:
+        daemon = {
+            "last_cycle_at": datetime.fromtimestamp(beat.finished_at, UTC)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
+            "age_seconds": round(max(time.time() - beat.finished_at, 0.0), 3),
+            "interval_seconds": beat.interval,
+            "cycles": beat.cycles,
+            "host": beat.host,
+            "pid": beat.pid,
+        }
+    return 200, {"status": "ok", "daemon": daemon}
+
+
+def _metrics(req: Request) -> Reply:
+    """Prometheus metrics: this process's (a daemon's, when one runs in it) and the store's.
+    Needs ``arcoflow[metrics]``; without it, 501."""
+    try:
+        data = exposition(req.kernel)
+    except ImportError as exc:
+        raise RequestError(501, "MetricsUnavailable", str(exc)) from None
+    return 200, Text(data, CONTENT_TYPE)
 
 
 @cache
@@ -394,6 +428,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/runs/{run_id}", _run),
     Route("GET", "/conflicts", _conflicts, ("limit", "cursor")),
     Route("GET", "/healthz", _healthz),
+    Route("GET", "/metrics", _metrics),
     Route("GET", "/openapi.json", _openapi),
 )
 
@@ -432,18 +467,17 @@ def parse_query(raw: str, allowed: Sequence[str]) -> dict[str, str]:
 
 
 def failure(exc: BaseException) -> tuple[int, str, str, tuple[tuple[str, str], ...]]:
-    """Status, error type, message and extra headers for an exception a handler raised."""
+    """Status, error type, message and extra headers for an exception a handler raised.
+
+    Arcoflow's own errors take their status from the SDK's one mapping
+    (:data:`arcoflow.sdk.ERROR_KINDS`, shared with the CLI's exit codes); a server error
+    keeps its details in the server log."""
     if isinstance(exc, RequestError):
         return exc.status, exc.type, exc.message, exc.headers
-    if isinstance(exc, PayloadTooLarge):
-        return 413, type(exc).__name__, str(exc), ()
-    if isinstance(exc, InputError):
-        return 400, type(exc).__name__, str(exc), ()
-    if isinstance(exc, NotFound):
-        return 404, type(exc).__name__, str(exc), ()
-    if isinstance(exc, Conflict):
-        return 409, type(exc).__name__, str(exc), ()
-    return 500, "InternalError", "internal error; the server log has the details", ()
+    kind = error_kind(exc)
+    if kind is None or kind.http_status >= 500:
+        return 500, "InternalError", "internal error; the server log has the details", ()
+    return kind.http_status, type(exc).__name__, str(exc), ()
 
 
 def error_body(type_: str, message: str) -> JSON:

@@ -37,6 +37,7 @@ from .routes import (
     MapperFor,
     Request,
     RequestError,
+    Text,
     bad_request,
     error_body,
     failure,
@@ -217,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
             if unread and not self._expired:  # a client past its deadline waits no more
                 self._linger()
 
-    def _respond(self) -> tuple[int, JSON, Sequence[tuple[str, str]]]:
+    def _respond(self) -> tuple[int, JSON | Text, Sequence[tuple[str, str]]]:
         path, query = split_target(self.path)
         try:
             segments = [unquote(s, errors="strict") for s in path.split("/")[1:]]
@@ -321,11 +322,19 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             raise bad_request("InvalidJSON", f"the body is not valid JSON: {exc}") from None
 
-    def _send(self, status: int, body: JSON, headers: Sequence[tuple[str, str]] = ()) -> None:
-        # ASCII escapes: a lone surrogate from a client's JSON can never break the encoding.
-        data = json.dumps(body, separators=(",", ":")).encode()
+    def _send(
+        self, status: int, body: JSON | Text, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        if isinstance(body, Text):  # the one answer that is not JSON: /metrics
+            data, content_type = body.data, body.content_type
+        else:
+            # ASCII escapes: a lone surrogate from a client's JSON can never break the encoding.
+            data, content_type = (
+                json.dumps(body, separators=(",", ":")).encode(),
+                "application/json",
+            )
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
@@ -354,6 +363,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+
+def _json(body: JSON) -> bytes:
+    # ASCII escapes: a lone surrogate from a client's JSON can never break the encoding.
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _no_constant(name: str) -> Any:

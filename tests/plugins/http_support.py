@@ -145,7 +145,19 @@ def response_schema(method: str, path: str, status: int) -> Mapping[str, Any]:
     if entry is None and status >= 400:
         entry = responses.get("default")
     assert entry is not None, f"{method} {route.path} answered {status}, not in the document"
-    return dict(resolve(doc, entry)["content"]["application/json"]["schema"])
+    return dict(response_content(method, path, status)["application/json"]["schema"])
+
+
+def response_content(method: str, path: str, status: int) -> Mapping[str, Any]:
+    """The documented content types (and schemas) of ``status`` of ``method path``."""
+    doc = openapi_document()
+    segments = [unquote(s) for s in split_target(path)[0].split("/")[1:]]
+    route = next((r for r in ROUTES if r.match(segments) is not None and r.method == method), None)
+    if route is None:
+        return {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    responses = doc["paths"][route.path][method.lower()]["responses"]
+    entry = responses.get(str(status)) or responses["default"]
+    return dict(resolve(doc, entry)["content"])
 
 
 @dataclass
@@ -224,7 +236,11 @@ class Client:
 
 
 def assert_well_formed(method: str, path: str, reply: Reply) -> None:
-    """JSON, no traceback, the documented shape; errors in the one error shape."""
+    """JSON, no traceback, the documented shape; errors in the one error shape. A route
+    documented as plain text (``/metrics``) answers plain text."""
+    if reply.status < 400 and "text/plain" in response_content(method, path, reply.status):
+        assert reply.headers.get("Content-Type", "").startswith("text/plain"), reply.headers
+        return
     assert reply.headers.get("Content-Type") == "application/json", reply.headers
     assert "Traceback" not in reply.text and 'File "' not in reply.text, reply.text
     body = reply.json

@@ -157,6 +157,7 @@ def test_real_answers_of_every_route_match_the_document(store_dir: str) -> None:
                 f"/runs/{run.run_id}",
                 "/conflicts",
                 "/healthz",
+                "/metrics",
                 "/openapi.json",
             ):
                 reply = client.get(path)
@@ -177,7 +178,10 @@ def test_real_answers_of_every_route_match_the_document(store_dir: str) -> None:
         lists = [
             reply.json["items"]
             for _, path, reply in client.replies
-            if reply.status == 200 and isinstance(reply.json, dict) and "items" in reply.json
+            if reply.status == 200
+            and reply.headers.get("Content-Type") == "application/json"
+            and isinstance(reply.json, dict)
+            and "items" in reply.json
         ]
         assert all(lists), "every listing must hold rows, or its row schema went unchecked"
     finally:

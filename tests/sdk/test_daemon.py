@@ -234,7 +234,11 @@ def test_the_plugins_command_lists_installed_plugins_and_their_hooks(
         "status": "loaded",
         "error": None,
     }
-    assert plugins["subprocess"]["hooks"] == ["arcoflow_launch", "arcoflow_run_state"]
+    assert plugins["subprocess"]["hooks"] == [
+        "arcoflow_launch",
+        "arcoflow_run_state",
+        "arcoflow_check_config",
+    ]
     table = subprocess.run(
         [sys.executable, "-m", "arcoflow.sdk.cli", "--store", store_dir, "plugins"],
         env=env | {"ARCOFLOW_DISABLE_PLUGINS": "http"},

@@ -18,6 +18,7 @@ from typing import Any
 
 import arcoflow.sdk
 import pytest
+from arcoflow import spec
 from arcoflow.kernel import (
     RunRow,
     RunTemplate,
@@ -30,6 +31,7 @@ from arcoflow.plugins.memory_launcher import MemoryLauncher
 from arcoflow.sdk import CycleReport, Plugins, Runtime
 from arcoflow.sdk.plugins import HOOKS
 from arcoflow.sdk.testing import Clock, temporary_kernel
+from hypothesis.stateful import run_state_machine_as_test
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "plugins.md"
@@ -227,3 +229,22 @@ def test_the_example_project_ships_the_documented_plugins(heading: str) -> None:
         "entry-points"
     ]["arcoflow"]
     assert entry_points[example.name] == example.module
+
+
+@pytest.mark.parametrize("kit", ["PluginKit", "StoreKit"])
+def test_the_documented_kits_pass_on_the_built_in_plugins_and_stores(
+    kit: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    [block] = [b for b in _blocks(DOCS.read_text(), "python") if f"({kit})" in b]
+    namespace: dict[str, Any] = {"__name__": "docs_kits"}
+    exec(compile(block, f"docs/plugins.md {kit} block", "exec"), namespace)
+    base = getattr(spec, kit)
+    machines = [
+        v
+        for v in namespace.values()
+        if isinstance(v, type) and issubclass(v, base) and v is not base
+    ]
+    assert len(machines) == 2
+    for machine in machines:
+        run_state_machine_as_test(machine, settings=spec.scaled(0.05, steps=10, minimum=2))

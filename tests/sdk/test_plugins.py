@@ -130,8 +130,12 @@ def test_discover_finds_the_built_in_plugins_through_entry_points() -> None:
     plugins = Plugins.discover()
     assert set(plugins.names()) >= BUILT_INS
     described = {info.name: info for info in plugins.describe()}
-    assert described["filesystem"].hooks == ("arcoflow_poll",)
-    assert described["subprocess"].hooks == ("arcoflow_launch", "arcoflow_run_state")
+    assert described["filesystem"].hooks == ("arcoflow_poll", "arcoflow_check_config")
+    assert described["subprocess"].hooks == (
+        "arcoflow_launch",
+        "arcoflow_run_state",
+        "arcoflow_check_config",
+    )
     assert described["memory"].hooks == ("arcoflow_launch", "arcoflow_run_state")
     assert "arcoflow_add_commands" in described["http"].hooks
     assert described["filesystem"].source.startswith("arcoflow ")

@@ -9,14 +9,18 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 from typing import Any
 
+import pytest
 from arcoflow.kernel import LmdbStore, MemoryStore, Store
 from arcoflow.plugins import filesystem
 from arcoflow.plugins.memory_launcher import MemoryLauncher
 from arcoflow.plugins.subprocess_launcher import SubprocessLauncher
-from arcoflow.sdk import LaunchError
+from arcoflow.sdk import LaunchError, PollContext, PollResult, RunRequest, hookimpl
 from arcoflow.spec import PluginKit, StoreKit, scaled
+from hypothesis.stateful import run_state_machine_as_test
 
 # -- stores --------------------------------------------------------------------------------------
 
@@ -97,3 +101,63 @@ TestMemoryLauncher = MemoryLauncherKit.TestCase
 TestMemoryLauncher.settings = scaled(0.5, steps=30)
 TestSubprocessLauncher = SubprocessLauncherKit.TestCase
 TestSubprocessLauncher.settings = scaled(0.25, steps=25)
+
+
+# -- what the plugin kit catches -----------------------------------------------------------------
+
+
+class _Stuck:
+    """A connector that hands out the new data but never moves its cursor on."""
+
+    def __init__(self) -> None:
+        self.items = 0
+
+    def __call__(self, context: PollContext) -> PollResult:
+        return PollResult([RunRequest(f"item-{i}") for i in range(self.items)])
+
+
+class StuckConnector(PluginKit):
+    def make_connector(self) -> Any:
+        self.stuck = _Stuck()
+        return self.stuck
+
+    def stimulate(self, n: int) -> None:
+        self.stuck.items += 1
+
+
+def test_the_plugin_kit_fails_a_connector_whose_cursor_never_advances() -> None:
+    with pytest.raises(AssertionError, match="without advancing its cursor"):
+        run_state_machine_as_test(StuckConnector, settings=scaled(1, steps=30))
+
+
+class _Picky:
+    """A connector whose config check refuses everything."""
+
+    @hookimpl
+    def arcoflow_poll(self, context: PollContext) -> PollResult:
+        return PollResult()
+
+    @hookimpl
+    def arcoflow_check_config(self, role: str, config: dict[str, Any]) -> list[str]:
+        return ["path is required"]
+
+
+class PickyConnector(PluginKit):
+    connector = _Picky()
+
+
+def test_the_plugin_kit_runs_the_connectors_config_check_on_its_config() -> None:
+    with pytest.raises(AssertionError, match="config check refuses the kit's config"):
+        run_state_machine_as_test(PickyConnector, settings=scaled(0.1, steps=5))
+
+
+def test_importing_the_spec_without_hypothesis_says_which_extra_to_install() -> None:
+    code = "import sys; sys.modules['hypothesis'] = None; import arcoflow.spec"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ImportError: arcoflow.spec (the model and the conformance kits) needs Hypothesis: "
+        "pip install 'arcoflow[testing]'"
+    )
