@@ -21,6 +21,8 @@ or run ``pytest tests/spec/test_mutations.py``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -392,6 +394,10 @@ def _update_makes_poll_due() -> AbstractContextManager[None]:
 
 
 _BOUNDARIES = "tests/kernel/test_boundaries.py::"
+_RETRIES = (
+    "tests/schedules/test_evaluators.py::"
+    "test_failed_ticks_are_retried_under_the_same_id_and_stop_at_the_limit"
+)
 
 VERIFICATION_MUTANTS: tuple[Mutant, ...] = (
     Mutant(
@@ -458,25 +464,84 @@ VERIFICATION_MUTANTS: tuple[Mutant, ...] = (
 
 
 MUTANTS: tuple[Mutant, ...] = (
-    Mutant("no_cas", "drop the compare-and-set check (evolve.check)", _no_cas),
-    Mutant("no_catchup_budget", "drop max_catchup_ticks in plan_ticks", _no_catchup_budget),
-    Mutant("no_catchup_window", "drop catchup_window in plan_ticks", _no_catchup_window),
+    Mutant(
+        "no_cas",
+        "drop the compare-and-set check (evolve.check)",
+        _no_cas,
+        ("tests/kernel/test_store.py::test_cas_conflict_writes_nothing",),
+    ),
+    Mutant(
+        "no_catchup_budget",
+        "drop max_catchup_ticks in plan_ticks",
+        _no_catchup_budget,
+        (
+            "tests/schedules/test_catchup.py::test_newest_runs_the_newest_budget_and_summarises_the_rest",
+        ),
+    ),
+    Mutant(
+        "no_catchup_window",
+        "drop catchup_window in plan_ticks",
+        _no_catchup_window,
+        (
+            "tests/schedules/test_catchup.py::test_ticks_older_than_the_window_are_missed_in_one_summary",
+        ),
+    ),
     Mutant(
         "last_scheduled_for_backward",
         "let last_scheduled_for move backward",
         _last_scheduled_for_backward,
+        (_RETRIES,),
     ),
-    Mutant("no_idempotency", "skip the batch idempotency check in apply_batch", _no_idempotency),
-    Mutant("cursor_cleared", "clear the cursor when a poll returns cursor=None", _cursor_cleared),
-    Mutant("conflict_overwrites", "a conflicting request overwrites the run", _conflict_overwrites),
-    Mutant("reenable_backfills", "re-enabling back-fills the disabled period", _reenable_backfills),
-    Mutant("unbounded_retries", "retry failed ticks once too often", _unbounded_retries),
-    Mutant("backoff_uncapped", "poll backoff without its cap", _backoff_uncapped),
-    Mutant("stale_poll_echoes", "a losing poller gets the winner's row", _stale_poll_echoes),
+    Mutant(
+        "no_idempotency",
+        "skip the batch idempotency check in apply_batch",
+        _no_idempotency,
+        (
+            "tests/kernel/test_runs.py::test_the_same_request_twice_by_the_same_requester_at_once_is_one_effect",
+        ),
+    ),
+    Mutant(
+        "cursor_cleared",
+        "clear the cursor when a poll returns cursor=None",
+        _cursor_cleared,
+        (_BOUNDARIES + "test_a_poll_without_a_cursor_keeps_the_last_one",),
+    ),
+    Mutant(
+        "conflict_overwrites",
+        "a conflicting request overwrites the run",
+        _conflict_overwrites,
+        (
+            "tests/kernel/test_runs.py::test_same_key_other_fingerprint_is_a_conflict_and_still_one_run",
+        ),
+    ),
+    Mutant(
+        "reenable_backfills",
+        "re-enabling back-fills the disabled period",
+        _reenable_backfills,
+        (
+            "tests/schedules/test_catchup.py::test_disabled_schedules_do_not_tick_and_re_enabling_never_back_fills",
+        ),
+    ),
+    Mutant(
+        "unbounded_retries", "retry failed ticks once too often", _unbounded_retries, (_RETRIES,)
+    ),
+    Mutant(
+        "backoff_uncapped",
+        "poll backoff without its cap",
+        _backoff_uncapped,
+        ("tests/kernel/test_sensors.py::test_backoff_without_jitter_is_exact_and_capped",),
+    ),
+    Mutant(
+        "stale_poll_echoes",
+        "a losing poller gets the winner's row",
+        _stale_poll_echoes,
+        ("tests/kernel/test_sensors.py::test_stale_ticket_is_a_conflict_and_writes_nothing",),
+    ),
     Mutant(
         "sensor_toggle_collides",
         "sensor toggles keyed by instant (a bug the machines found)",
         _sensor_toggle_collides,
+        (_BOUNDARIES + "test_stop_and_start_twice_in_one_second_leaves_the_sensor_running",),
     ),
     *VERIFICATION_MUTANTS,
 )
@@ -624,6 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help="mutants (default: all)")
     parser.add_argument("--hunt", action="store_true", help="hunt with KernelMachine instead")
     parser.add_argument("--root", default=".", help="the project root, where tests/ is")
+    parser.add_argument("--json", metavar="FILE", help="also write the gate's verdicts there")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - {m.name for m in MUTANTS})
     if unknown:
@@ -637,6 +703,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{v.mutant:28} {verdict:8} {v.seconds:5.1f}s by {v.killed_by or v.problem or '-'}")
     for nodeid in broken:
         print(f"a killer fails with no mutant planted: {nodeid}")
+    if args.json:
+        report = {"verdicts": [dataclasses.asdict(v) for v in verdicts], "broken": broken}
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=1)
     survivors = sum(v.killed_by is None for v in verdicts)
     print(f"{len(verdicts) - survivors} killed, {survivors} survived, {len(broken)} broken killers")
     return 1 if survivors or broken else 0
