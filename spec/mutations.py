@@ -624,15 +624,18 @@ class _Gate:
         self.mutants = mutants
         self.verdicts: list[Verdict] = []
         self.broken: list[str] = []  # killers that fail with no mutant planted
+        self.judged = False
 
     def pytest_runtestloop(self, session: Any) -> bool:
+        self.judge(session.items)
+        return True
+
+    def judge(self, collected: Sequence[Any]) -> None:
         def fails(item: Any) -> bool:
             return any(r.failed for r in runtestprotocol(item, nextitem=None, log=False))
 
         def items(killer: str) -> list[Any]:
-            return [
-                i for i in session.items if i.nodeid == killer or i.nodeid.startswith(killer + "[")
-            ]
+            return [i for i in collected if i.nodeid == killer or i.nodeid.startswith(killer + "[")]
 
         named = {i.nodeid: i for m in self.mutants for k in m.killers for i in items(k)}
         self.broken = [nodeid for nodeid, item in named.items() if fails(item)]
@@ -647,38 +650,38 @@ class _Gate:
                     killed_by = next((i.nodeid for i in found if fails(i)), None)
                     if killed_by is not None:
                         break
-            self.verdicts.append(
-                Verdict(mutant.name, killed_by, problem, time.perf_counter() - start)
-            )
-        return True
+            seconds = time.perf_counter() - start
+            self.verdicts.append(Verdict(mutant.name, killed_by, problem, seconds))
+        self.judged = True
 
 
 def gate(mutants: Sequence[Mutant] = MUTANTS, root: str = ".") -> tuple[list[Verdict], list[str]]:
     """Run each mutant's killers under it, in one pytest session of the project at ``root`` with
     the ``ci`` Hypothesis profile. Returns the verdicts and the killers that fail unmutated."""
     files = sorted({k.split("::")[0] for m in mutants for k in m.killers})
-    missing = [f for f in files if not os.path.isfile(os.path.join(root, f))]
-    if missing:
-        raise FileNotFoundError(
-            f"killer test files not found under {os.path.abspath(root)}: {missing}"
-        )
     plugin = _Gate(mutants)
-    os.environ["HYPOTHESIS_PROFILE"] = "ci"  # the ordinary suite's profile, derandomized
-    cwd = os.getcwd()
+    files = [f for f in files if os.path.isfile(os.path.join(root, f))]  # others: "not found"
+    if not files:
+        plugin.judge([])
+        return plugin.verdicts, plugin.broken
+    # The ordinary suite's profile (derandomized); quiet, and this module imported Hypothesis
+    # before pytest could rewrite its asserts, which does not matter here.
+    args = ["-qq", "--no-header", "-p", "no:cacheprovider"]
+    args += ["-W", "ignore::pytest.PytestAssertRewriteWarning", *files]
+    cwd, profile = os.getcwd(), os.environ.get("HYPOTHESIS_PROFILE")
+    os.environ["HYPOTHESIS_PROFILE"] = "ci"
     os.chdir(root)
     try:
-        # This module imported Hypothesis before pytest could rewrite its asserts: not a problem.
-        quiet = [
-            "-qq",
-            "--no-header",
-            "-p",
-            "no:cacheprovider",
-            "-W",
-            "ignore::pytest.PytestAssertRewriteWarning",
-        ]
-        pytest.main([*quiet, *files], plugins=[plugin])
+        code = pytest.main(args, plugins=[plugin])
     finally:
         os.chdir(cwd)
+        if profile is None:
+            del os.environ["HYPOTHESIS_PROFILE"]
+        else:
+            os.environ["HYPOTHESIS_PROFILE"] = profile
+    if not plugin.judged:  # pytest stopped before running anything (a collection error)
+        problem = f"pytest could not collect the killers (exit status {int(code)})"
+        return [Verdict(m.name, None, problem, 0.0) for m in mutants], []
     return plugin.verdicts, plugin.broken
 
 

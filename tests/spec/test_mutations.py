@@ -81,6 +81,7 @@ verdicts, broken = gate([
     Mutant("harmless", "plants nothing", nullcontext, (killer,)),
     Mutant("unnamed", "names no killer", nullcontext),
     Mutant("misnamed", "names a test that is not there", nullcontext, (killer + "_typo",)),
+    Mutant("elsewhere", "names a file that is not there", nullcontext, ("tests/no.py::test",)),
 ])
 print(json.dumps([[v.mutant, v.killed_by, v.problem] for v in verdicts]))
 """
@@ -101,6 +102,7 @@ def test_the_gate_reports_survivors_and_killers_it_cannot_find() -> None:
         ["harmless", None, ""],
         ["unnamed", None, "no killer named"],
         ["misnamed", None, f"{killer}_typo not found"],
+        ["elsewhere", None, "tests/no.py::test not found"],
     ]
 
 
