@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from arcoflow.kernel import Kernel, MemoryStore, RunTemplate, ScheduleDefinition
 from arcoflow.spec.mutations import MUTANTS, Mutant, hunt
+from hypothesis import settings
 
 ROOT = Path(__file__).parents[2]
 
@@ -127,3 +128,10 @@ def test_mutants_are_removed_again() -> None:
     with mutant.plant():
         assert fired() > 1
     assert fired() == 1
+
+
+def test_the_ci_profile_is_derandomized_and_thorough_is_the_long_random_hunt() -> None:
+    """A kill in CI never depends on the seed; the thorough profile still explores."""
+    ci, thorough = settings.get_profile("ci"), settings.get_profile("thorough")
+    assert ci.derandomize and ci.database is None
+    assert not thorough.derandomize and thorough.max_examples > 10 * ci.max_examples
