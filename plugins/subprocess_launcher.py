@@ -82,6 +82,7 @@ class _Config(NamedTuple):
 
 class _Finished(NamedTuple):
     pid: int
+    returncode: int  # Popen's: negative for a signal
     state: RunState
 
 
@@ -182,7 +183,7 @@ class SubprocessLauncher:
             if state_dir is not None:  # the wrapper's status file has the command's own code
                 state = _exit_file_state(state_dir, launch.run_id) or _wrapper_lost(code)
             del self._running[launch.run_id]
-            self._finished[launch.run_id] = _Finished(proc.pid, state)
+            self._finished[launch.run_id] = _Finished(proc.pid, code, state)
             while len(self._finished) > KEEP_FINISHED:
                 self._finished.popitem(last=False)
             return state
@@ -199,14 +200,15 @@ class SubprocessLauncher:
         return finished.pid if finished is not None else None
 
     def wait(self, run_id: str, timeout: float | None = None) -> int:
-        """Wait for the process of ``run_id`` to exit; its return code (for tests and tools)."""
+        """Wait for the process of ``run_id`` to exit; its return code (for tests and tools),
+        also when a completion check has already seen it exit."""
         with self._lock:
             proc = self._running.get(run_id)
             finished = self._finished.get(run_id)
         if proc is not None:
             return proc.wait(timeout)
         if finished is not None:
-            return 0 if finished.state.status == "succeeded" else 1
+            return finished.returncode
         raise LaunchError(f"run {run_id} was not started by this launcher")
 
 

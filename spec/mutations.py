@@ -6,30 +6,43 @@ Each :class:`Mutant` monkeypatches one rule of the kernel for the duration of a 
 fixed seed and reports whether it was killed, after how many examples and how fast. A mutant
 that survives means the suite has a blind spot.
 
-Reproduce from a shell::
+The gate (:func:`gate`): each mutant also names its *killers*, tests of the ordinary suite that
+fail while it is planted; the gate runs them under it with the ``ci`` profile (derandomized),
+so no kill depends on a long hunt or a lucky seed, and reports which test killed each. From the
+project's root::
 
-    python -m arcoflow.spec.mutations            # every mutant
-    python -m arcoflow.spec.mutations no_cas     # one
+    python -m arcoflow.spec.mutations                # the gate, every mutant
+    python -m arcoflow.spec.mutations no_cas         # one
+    python -m arcoflow.spec.mutations --hunt         # the machine hunt instead
 
 or run ``pytest tests/spec/test_mutations.py``.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import dataclasses
+import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import arcoflow.kernel.decide as decide_module
 import arcoflow.kernel.evolve as evolve_module
+import arcoflow.kernel.kernel as kernel_module
+import arcoflow.kernel.runs as runs_module
 import arcoflow.kernel.store.base as base_module
 import arcoflow.kernel.store.lmdb as lmdb_module
 import arcoflow.kernel.store.memory as memory_module
 import attrs
+import lmdb
 import msgspec
+import pytest
+from _pytest.runner import runtestprotocol
 from arcoflow.kernel.events import (
     RunRequested,
     ScheduleAdvanced,
@@ -43,16 +56,20 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from .machines import KernelMachine
 
-__all__ = ["MUTANTS", "Kill", "Mutant", "hunt", "main"]
+__all__ = ["MUTANTS", "Kill", "Mutant", "Verdict", "gate", "hunt", "main"]
 
 
 @dataclass(frozen=True)
 class Mutant:
-    """A bug, planted by ``plant()`` (a context manager) and removed on exit."""
+    """A bug, planted by ``plant()`` (a context manager) and removed on exit. ``killers``:
+    tests of the ordinary suite (pytest node ids from the project root; a test function stands
+    for all its parameters) that must fail while it is planted, so that catching it never
+    depends on a long hunt or a lucky seed."""
 
     name: str
     description: str
     plant: Callable[[], AbstractContextManager[None]]
+    killers: tuple[str, ...] = ()
 
 
 @contextmanager
@@ -253,27 +270,281 @@ def _sensor_toggle_collides() -> AbstractContextManager[None]:
     return _patch(decide_module, "toggle_sensor", mutated)
 
 
+# -- verification: the host's zone, the durability promise, boundaries ---------------------------
+
+
+def _ids_in_local_time() -> AbstractContextManager[None]:
+    """Tick ids and run keys formatted in the host's local time instead of UTC (on a host in
+    New York, the two 01:30s of a fall-back night become one tick)."""
+
+    def local_iso(at: int) -> str:
+        return datetime.fromtimestamp(at).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return _patch(decide_module, "iso", local_iso)
+
+
+class _LmdbOpening:
+    """The ``lmdb`` module as the LMDB store sees it, with some ``lmdb.open`` flags forced."""
+
+    def __init__(self, **forced: bool) -> None:
+        self.real, self.forced = lmdb, forced
+
+    def open(self, path: str, **flags: Any) -> Any:
+        return self.real.open(path, **{**flags, **self.forced})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def _forced_lmdb_flags(**forced: bool) -> AbstractContextManager[None]:
+    return _patch(lmdb_module, "lmdb", _LmdbOpening(**forced))
+
+
+def _durable_without_metasync() -> AbstractContextManager[None]:
+    """A durable store stops flushing meta pages (LMDB ``metasync=False``)."""
+    return _forced_lmdb_flags(metasync=False)
+
+
+def _durable_without_sync() -> AbstractContextManager[None]:
+    """A store stops flushing data pages at commit (LMDB ``sync=False``)."""
+    return _forced_lmdb_flags(sync=False)
+
+
+def _recreated_from_now() -> AbstractContextManager[None]:
+    """A schedule re-created after delete computes ``next_fire_at`` from ``now``, forgetting
+    its ``last_scheduled_for``: with the clock behind its last tick, ``next_fire_at`` names a
+    tick that ``plan_ticks`` will not run (it is evaluated for nothing every cycle)."""
+    define = decide_module.define_schedule
+
+    def mutated(row: Any, definition: Any, now: int) -> Any:
+        if row is not None and row.deleted:
+            row = msgspec.structs.replace(row, last_scheduled_for=None)
+        return define(row, definition, now)
+
+    return _patch(decide_module, "define_schedule", mutated)
+
+
+def _tags_out_of_fingerprint() -> AbstractContextManager[None]:
+    """A run's fingerprint ignores its tags: other tags under one key are not a conflict."""
+    fingerprint = runs_module.fingerprint
+    return _patch(
+        runs_module, "fingerprint", lambda target, config, tags: fingerprint(target, config, {})
+    )
+
+
+def _request_key_without_content() -> AbstractContextManager[None]:
+    """A manual request's idempotency key leaves out the fingerprint: the same requester asking
+    for the same key at the same instant with other content is taken for a duplicate."""
+
+    def pending(key: str, event: Any) -> base_module.Pending:
+        if key.startswith("run/"):
+            key = key.rpartition("#")[0]
+        return base_module.Pending(key, event)
+
+    return _patch(kernel_module, "Pending", pending)
+
+
+def _window_edge_missed() -> AbstractContextManager[None]:
+    """A tick exactly ``catchup_window`` old is missed (the window loses its closed end)."""
+    plan = decide_module.plan_ticks
+
+    def mutated(row: Any, now: int) -> Any:
+        window = row.definition.catchup_window
+        if window > 1:
+            definition = attrs.evolve(row.definition, catchup_window=window - 1)
+            row = msgspec.structs.replace(row, definition=definition)
+        return plan(row, now)
+
+    return _patch(decide_module, "plan_ticks", mutated)
+
+
+def _template_config_wins() -> AbstractContextManager[None]:
+    """On a key both have, the template's config wins over the request's."""
+    request_run = runs_module.request_run
+
+    def mutated(origin: str, by: str, template: Any, request: Any, default_key: str) -> Any:
+        request = attrs.evolve(request, config={**request.config, **template.config})
+        return request_run(origin, by, template, request, default_key)
+
+    return _patch(decide_module, "request_run", mutated)
+
+
+def _update_forgets_retries() -> AbstractContextManager[None]:
+    """Updating a schedule while a tick retry is pending computes ``next_fire_at`` without the
+    retry: it waits for the next regular tick instead of being due."""
+    define = decide_module.define_schedule
+
+    def mutated(row: Any, definition: Any, now: int) -> Any:
+        if row is not None and not row.deleted:
+            row = msgspec.structs.replace(row, retries=())
+        return define(row, definition, now)
+
+    return _patch(decide_module, "define_schedule", mutated)
+
+
+def _update_makes_poll_due() -> AbstractContextManager[None]:
+    """Updating a poll sensor makes it due at once, even in backoff or before its interval."""
+    define = decide_module.define_sensor
+
+    def mutated(row: Any, definition: Any, now: int) -> Any:
+        if row is not None and not row.deleted:
+            row = msgspec.structs.replace(row, next_eval_at=None)
+        return define(row, definition, now)
+
+    return _patch(decide_module, "define_sensor", mutated)
+
+
+_BOUNDARIES = "tests/kernel/test_boundaries.py::"
+_RETRIES = (
+    "tests/schedules/test_evaluators.py::"
+    "test_failed_ticks_are_retried_under_the_same_id_and_stop_at_the_limit"
+)
+
+VERIFICATION_MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "ids_in_local_time",
+        "tick ids and run keys in the host's local time",
+        _ids_in_local_time,
+        ("tests/kernel/test_host_timezone.py::test_ids_do_not_depend_on_the_host_zone",),
+    ),
+    Mutant(
+        "durable_without_metasync",
+        "a durable store does not flush meta pages",
+        _durable_without_metasync,
+        ("tests/kernel/test_durability.py::test_each_mode_opens_lmdb_with_its_flags",),
+    ),
+    Mutant(
+        "durable_without_sync",
+        "a store does not flush data pages",
+        _durable_without_sync,
+        ("tests/kernel/test_durability.py::test_each_mode_opens_lmdb_with_its_flags",),
+    ),
+    Mutant(
+        "recreated_from_now",
+        "re-created after delete: next_fire_at from now",
+        _recreated_from_now,
+        (_BOUNDARIES + "test_a_schedule_re_created_with_the_clock_behind_its_last_tick",),
+    ),
+    Mutant(
+        "tags_out_of_fingerprint",
+        "tags left out of a run's fingerprint",
+        _tags_out_of_fingerprint,
+        (_BOUNDARIES + "test_other_tags_under_one_key_are_a_conflict",),
+    ),
+    Mutant(
+        "request_key_without_content",
+        "same requester, key and instant, other content: a duplicate",
+        _request_key_without_content,
+        (_BOUNDARIES + "test_the_same_requester_key_and_instant_with_other_content",),
+    ),
+    Mutant(
+        "window_edge_missed",
+        "a tick exactly catchup_window old is missed",
+        _window_edge_missed,
+        (_BOUNDARIES + "test_a_tick_exactly_catchup_window_old_still_runs",),
+    ),
+    Mutant(
+        "template_config_wins",
+        "the template's config wins over the request's",
+        _template_config_wins,
+        (_BOUNDARIES + "test_a_request_config_overrides_the_template_on_shared_keys",),
+    ),
+    Mutant(
+        "update_forgets_retries",
+        "an update while a tick retry is pending forgets it",
+        _update_forgets_retries,
+        (_BOUNDARIES + "test_a_definition_update_keeps_a_pending_tick_retry_due",),
+    ),
+    Mutant(
+        "update_makes_poll_due",
+        "an updated poll sensor is due at once",
+        _update_makes_poll_due,
+        (_BOUNDARIES + "test_updating_a_poll_sensor_keeps_when_it_is_due",),
+    ),
+)
+
+
 MUTANTS: tuple[Mutant, ...] = (
-    Mutant("no_cas", "drop the compare-and-set check (evolve.check)", _no_cas),
-    Mutant("no_catchup_budget", "drop max_catchup_ticks in plan_ticks", _no_catchup_budget),
-    Mutant("no_catchup_window", "drop catchup_window in plan_ticks", _no_catchup_window),
+    Mutant(
+        "no_cas",
+        "drop the compare-and-set check (evolve.check)",
+        _no_cas,
+        ("tests/kernel/test_store.py::test_cas_conflict_writes_nothing",),
+    ),
+    Mutant(
+        "no_catchup_budget",
+        "drop max_catchup_ticks in plan_ticks",
+        _no_catchup_budget,
+        (
+            "tests/schedules/test_catchup.py::test_newest_runs_the_newest_budget_and_summarises_the_rest",
+        ),
+    ),
+    Mutant(
+        "no_catchup_window",
+        "drop catchup_window in plan_ticks",
+        _no_catchup_window,
+        (
+            "tests/schedules/test_catchup.py::test_ticks_older_than_the_window_are_missed_in_one_summary",
+        ),
+    ),
     Mutant(
         "last_scheduled_for_backward",
         "let last_scheduled_for move backward",
         _last_scheduled_for_backward,
+        (_RETRIES,),
     ),
-    Mutant("no_idempotency", "skip the batch idempotency check in apply_batch", _no_idempotency),
-    Mutant("cursor_cleared", "clear the cursor when a poll returns cursor=None", _cursor_cleared),
-    Mutant("conflict_overwrites", "a conflicting request overwrites the run", _conflict_overwrites),
-    Mutant("reenable_backfills", "re-enabling back-fills the disabled period", _reenable_backfills),
-    Mutant("unbounded_retries", "retry failed ticks once too often", _unbounded_retries),
-    Mutant("backoff_uncapped", "poll backoff without its cap", _backoff_uncapped),
-    Mutant("stale_poll_echoes", "a losing poller gets the winner's row", _stale_poll_echoes),
+    Mutant(
+        "no_idempotency",
+        "skip the batch idempotency check in apply_batch",
+        _no_idempotency,
+        (
+            "tests/kernel/test_runs.py::test_the_same_request_twice_by_the_same_requester_at_once_is_one_effect",
+        ),
+    ),
+    Mutant(
+        "cursor_cleared",
+        "clear the cursor when a poll returns cursor=None",
+        _cursor_cleared,
+        (_BOUNDARIES + "test_a_poll_without_a_cursor_keeps_the_last_one",),
+    ),
+    Mutant(
+        "conflict_overwrites",
+        "a conflicting request overwrites the run",
+        _conflict_overwrites,
+        (
+            "tests/kernel/test_runs.py::test_same_key_other_fingerprint_is_a_conflict_and_still_one_run",
+        ),
+    ),
+    Mutant(
+        "reenable_backfills",
+        "re-enabling back-fills the disabled period",
+        _reenable_backfills,
+        (
+            "tests/schedules/test_catchup.py::test_disabled_schedules_do_not_tick_and_re_enabling_never_back_fills",
+        ),
+    ),
+    Mutant(
+        "unbounded_retries", "retry failed ticks once too often", _unbounded_retries, (_RETRIES,)
+    ),
+    Mutant(
+        "backoff_uncapped",
+        "poll backoff without its cap",
+        _backoff_uncapped,
+        ("tests/kernel/test_sensors.py::test_backoff_without_jitter_is_exact_and_capped",),
+    ),
+    Mutant(
+        "stale_poll_echoes",
+        "a losing poller gets the winner's row",
+        _stale_poll_echoes,
+        ("tests/kernel/test_sensors.py::test_stale_ticket_is_a_conflict_and_writes_nothing",),
+    ),
     Mutant(
         "sensor_toggle_collides",
         "sensor toggles keyed by instant (a bug the machines found)",
         _sensor_toggle_collides,
+        (_BOUNDARIES + "test_stop_and_start_twice_in_one_second_leaves_the_sensor_running",),
     ),
+    *VERIFICATION_MUTANTS,
 )
 
 
@@ -333,10 +604,119 @@ def hunt(
     return Kill(mutant.name, killed, count, time.perf_counter() - start, error)
 
 
+# -- the gate: each mutant against the ordinary suite ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the ordinary suite (``ci`` profile) made of one mutant."""
+
+    mutant: str
+    killed_by: str | None  # the node id of the first named killer that failed under it
+    problem: str  # why it is not a kill: no killer named, or a killer not found
+    seconds: float
+
+
+class _Gate:
+    """A pytest plugin that replaces the run: every named killer runs once as it is (it must
+    pass), then under each mutant in turn, until one fails."""
+
+    def __init__(self, mutants: Sequence[Mutant]) -> None:
+        self.mutants = mutants
+        self.verdicts: list[Verdict] = []
+        self.broken: list[str] = []  # killers that fail with no mutant planted
+        self.judged = False
+
+    def pytest_runtestloop(self, session: Any) -> bool:
+        self.judge(session.items)
+        return True
+
+    def judge(self, collected: Sequence[Any]) -> None:
+        def fails(item: Any) -> bool:
+            return any(r.failed for r in runtestprotocol(item, nextitem=None, log=False))
+
+        def items(killer: str) -> list[Any]:
+            return [i for i in collected if i.nodeid == killer or i.nodeid.startswith(killer + "[")]
+
+        named = {i.nodeid: i for m in self.mutants for k in m.killers for i in items(k)}
+        self.broken = [nodeid for nodeid, item in named.items() if fails(item)]
+        for mutant in self.mutants:
+            start = time.perf_counter()
+            killed_by, problem = None, "" if mutant.killers else "no killer named"
+            with mutant.plant():
+                for killer in mutant.killers:
+                    found = items(killer)
+                    if not found:
+                        problem = f"{killer} not found"
+                    killed_by = next((i.nodeid for i in found if fails(i)), None)
+                    if killed_by is not None:
+                        break
+            seconds = time.perf_counter() - start
+            self.verdicts.append(Verdict(mutant.name, killed_by, problem, seconds))
+        self.judged = True
+
+
+def gate(mutants: Sequence[Mutant] = MUTANTS, root: str = ".") -> tuple[list[Verdict], list[str]]:
+    """Run each mutant's killers under it, in one pytest session of the project at ``root`` with
+    the ``ci`` Hypothesis profile. Returns the verdicts and the killers that fail unmutated."""
+    files = sorted({k.split("::")[0] for m in mutants for k in m.killers})
+    plugin = _Gate(mutants)
+    files = [f for f in files if os.path.isfile(os.path.join(root, f))]  # others: "not found"
+    if not files:
+        plugin.judge([])
+        return plugin.verdicts, plugin.broken
+    # The ordinary suite's profile (derandomized); quiet, and this module imported Hypothesis
+    # before pytest could rewrite its asserts, which does not matter here.
+    args = ["-qq", "--no-header", "-p", "no:cacheprovider"]
+    args += ["-W", "ignore::pytest.PytestAssertRewriteWarning", *files]
+    cwd, profile = os.getcwd(), os.environ.get("HYPOTHESIS_PROFILE")
+    os.environ["HYPOTHESIS_PROFILE"] = "ci"
+    os.chdir(root)
+    try:
+        code = pytest.main(args, plugins=[plugin])
+    finally:
+        os.chdir(cwd)
+        if profile is None:
+            del os.environ["HYPOTHESIS_PROFILE"]
+        else:
+            os.environ["HYPOTHESIS_PROFILE"] = profile
+    if not plugin.judged:  # pytest stopped before running anything (a collection error)
+        problem = f"pytest could not collect the killers (exit status {int(code)})"
+        return [Verdict(m.name, None, problem, 0.0) for m in mutants], []
+    return plugin.verdicts, plugin.broken
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Hunt the named mutants (default: all); exit 1 if one survives."""
-    names = list(sys.argv[1:] if argv is None else argv)
-    chosen = [m for m in MUTANTS if not names or m.name in names]
+    """The gate (default) or, with ``--hunt``, the machine hunt, for the named mutants
+    (default: all); exit 1 if one survives."""
+    parser = argparse.ArgumentParser(prog="python -m arcoflow.spec.mutations")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="mutants (default: all)")
+    parser.add_argument("--hunt", action="store_true", help="hunt with KernelMachine instead")
+    parser.add_argument("--root", default=".", help="the project root, where tests/ is")
+    parser.add_argument("--json", metavar="FILE", help="also write the gate's verdicts there")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - {m.name for m in MUTANTS})
+    if unknown:
+        parser.error(f"no such mutant: {', '.join(unknown)}")
+    chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
+    if args.hunt:
+        return _hunt_all(chosen)
+    verdicts, broken = gate(chosen, args.root)
+    for v in verdicts:
+        verdict = "killed" if v.killed_by else "SURVIVED"
+        print(f"{v.mutant:28} {verdict:8} {v.seconds:5.1f}s by {v.killed_by or v.problem or '-'}")
+    for nodeid in broken:
+        print(f"a killer fails with no mutant planted: {nodeid}")
+    if args.json:
+        report = {"verdicts": [dataclasses.asdict(v) for v in verdicts], "broken": broken}
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=1)
+    survivors = sum(v.killed_by is None for v in verdicts)
+    print(f"{len(verdicts) - survivors} killed, {survivors} survived, {len(broken)} broken killers")
+    return 1 if survivors or broken else 0
+
+
+def _hunt_all(chosen: Sequence[Mutant]) -> int:
     survivors = 0
     for mutant in chosen:
         k = hunt(mutant)

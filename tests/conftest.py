@@ -1,7 +1,10 @@
 """Shared fixtures and the Hypothesis profiles.
 
-``ci`` (the default) keeps the whole suite within minutes; ``thorough`` runs far more examples:
-``pytest --hypothesis-profile thorough``. ``dev`` is for quick local loops.
+``ci`` (the default) keeps the whole suite within minutes and is *derandomized*: every run
+draws the same examples, so whether a bug is caught never depends on the seed (the rules a
+random budget could miss have explicit examples at their boundaries). ``thorough`` is the long
+hunt, random and with far more examples: ``pytest --hypothesis-profile thorough``. ``dev`` is
+for quick local loops.
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
-    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "ci",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
     "thorough", max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck)

@@ -264,6 +264,7 @@ class _Env:
         except lmdb.Error as exc:
             self.env.close()
             raise _driver_error(path, exc) from exc
+        self.durable = durable
         self.refs = 0
         self.lock = threading.RLock()  # one writer per process; guards map growth
         self.readers = 0  # live read transactions in this process (set_mapsize needs none)
@@ -354,6 +355,11 @@ class LmdbStore:
             shared = _envs.get(slot)
             if shared is None:
                 shared = _envs[slot] = _Env(self.path, map_size, durable, not readonly)
+            elif durable and not shared.durable:  # it would not flush its meta pages
+                raise StoreError(
+                    f"store at {self.path} is already open in this process with durable=False; "
+                    "open every handle of a path with the same durability"
+                )
             shared.refs += 1
         self._shared: _Env | None = shared
         self._slot = slot

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,8 @@ def test_the_child_sees_the_run_and_its_pid_and_exit_status_are_recorded(
     killed = _request(kernel, "killed", signal=9)
     report = runtime.cycle(T0)
     assert {r.status for r in report.launches} == {"LAUNCHED"}
+    # A child may finish before the completion check of the cycle that launched it (then it
+    # completes in that cycle, and is reaped there): nothing below depends on which cycle.
     codes = {
         key: launcher.wait(run.run_id, timeout=30)
         for key, run in (("ok", ok), ("bad", bad), ("killed", killed))
@@ -90,7 +93,9 @@ def test_the_child_sees_the_run_and_its_pid_and_exit_status_are_recorded(
     assert json.loads(seen["ARCOFLOW_TAGS"]) == {"team": "data"}
     assert seen["EXTRA"] == "yes" and Path(seen["cwd"]) == tmp_path
     assert kernel.run(ok.run_id).external_id == str(seen["pid"])
-    done = {r.run_id: r for r in runtime.cycle(T0 + 5).completions}
+    completions = [*report.completions, *runtime.cycle(T0 + 5).completions]
+    done = {r.run_id: r for r in completions}
+    assert len(completions) == len(done) == 3  # each run completed once
     assert (done[ok.run_id].status, done[ok.run_id].detail) == ("SUCCEEDED", None)
     assert (done[bad.run_id].status, done[bad.run_id].detail) == ("FAILED", "exit status 3")
     assert (done[killed.run_id].status, done[killed.run_id].detail) == (
@@ -98,6 +103,22 @@ def test_the_child_sees_the_run_and_its_pid_and_exit_status_are_recorded(
         "killed by SIGKILL",
     )
     assert kernel.launched_runs("subprocess") == [] and kernel.verify().ok
+
+
+def test_wait_gives_the_exit_code_of_a_run_already_reaped_by_a_completion_check(
+    kernel: Kernel, launcher: SubprocessLauncher, tmp_path: Path
+) -> None:
+    """The race behind a flaky test: the launching cycle's own completion check saw the child
+    exit (and reaped it); ``wait`` then answered 1 instead of the child's code."""
+    runtime = _runtime(kernel, launcher, command=[sys.executable, "-c", CHILD, str(tmp_path)])
+    run = _request(kernel, "reaped", exit=3)
+    runtime.cycle(T0)
+    launch = runtime._launch(kernel.run(run.run_id), 1)
+    deadline = time.monotonic() + 30
+    while launcher.arcoflow_run_state(launch) is None:  # the completion check, until it exits
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.01)
+    assert launcher.wait(run.run_id, timeout=30) == 3
 
 
 def test_one_process_per_run_id(
@@ -135,14 +156,21 @@ def test_output_goes_to_the_log_dir(
     ("config", "reason"),
     [
         ({}, "set [launchers.subprocess] command"),
-        ({"command": ["/nonexistent/arcoflow-program"]}, "cannot start '/nonexistent/"),
-        ({"command": "true", "cwd": "/nonexistent/dir"}, "cwd '/nonexistent/dir'"),
+        ({"command": ["{missing}/arcoflow-program"]}, "cannot start '{missing}/"),
+        ({"command": "true", "cwd": "{missing}/dir"}, "cwd '{missing}/dir'"),
         ({"command": "true", "env": {"N": 1}}, "env must map names to string values"),
     ],
 )
 def test_a_launch_that_cannot_start_is_a_failed_attempt(
-    kernel: Kernel, launcher: SubprocessLauncher, config: dict[str, Any], reason: str
+    kernel: Kernel,
+    launcher: SubprocessLauncher,
+    config: dict[str, Any],
+    reason: str,
+    tmp_path: Path,
 ) -> None:
+    missing = str(tmp_path / "missing")  # a path that surely does not exist, on any host
+    config = json.loads(json.dumps(config).replace("{missing}", missing))
+    reason = reason.replace("{missing}", missing)
     runtime = _runtime(kernel, launcher, **config)
     _request(kernel, "x")
     [row] = runtime.cycle(T0).launches
