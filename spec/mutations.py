@@ -41,8 +41,6 @@ import arcoflow.kernel.store.memory as memory_module
 import attrs
 import lmdb
 import msgspec
-import pytest
-from _pytest.runner import runtestprotocol
 from arcoflow.kernel.events import (
     RunRequested,
     ScheduleAdvanced,
@@ -632,6 +630,8 @@ class _Gate:
         return True
 
     def judge(self, collected: Sequence[Any]) -> None:
+        from _pytest.runner import runtestprotocol  # noqa: PLC0415 (the gate alone needs pytest)
+
         def fails(item: Any) -> bool:
             return any(r.failed for r in runtestprotocol(item, nextitem=None, log=False))
 
@@ -659,6 +659,8 @@ class _Gate:
 def gate(mutants: Sequence[Mutant] = MUTANTS, root: str = ".") -> tuple[list[Verdict], list[str]]:
     """Run each mutant's killers under it, in one pytest session of the project at ``root`` with
     the ``ci`` Hypothesis profile. Returns the verdicts and the killers that fail unmutated."""
+    import pytest  # noqa: PLC0415 (only the gate needs pytest; the kits need Hypothesis alone)
+
     files = sorted({k.split("::")[0] for m in mutants for k in m.killers})
     plugin = _Gate(mutants)
     files = [f for f in files if os.path.isfile(os.path.join(root, f))]  # others: "not found"
