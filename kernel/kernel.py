@@ -33,7 +33,7 @@ from .definitions import (
     validate_id,
 )
 from .errors import Conflict, InputError, NotFound, StoreError
-from .events import TickRecorded
+from .events import RunClaimed, TickRecorded
 from .evolve import eval_row
 from .rows import (
     ROW_TYPES,
@@ -630,7 +630,8 @@ class Kernel:
         return self._scan(Table.CONFLICTS, _limit(limit), stop=stop, reverse=True)
 
     def due_launches(self, now: When = None, limit: int = 100) -> list[RunRow]:
-        """``REQUESTED`` runs with a launcher whose next attempt is due: the launch outbox."""
+        """``REQUESTED`` runs with a launcher whose next attempt is due: the launch outbox. A
+        claimed run is not due until its lease ends."""
         out = []
         with self.store.read() as txn:
             for _, primary in txn.scan(Table.OUTBOX, stop=u64(epoch(now) + 1)):
@@ -638,6 +639,31 @@ class Kernel:
                 if len(out) >= limit:
                     break
         return out
+
+    def claim_launches(
+        self, claimer: str, now: When = None, *, lease: int, limit: int = 100
+    ) -> list[RunRow]:
+        """Claim the next attempt of up to ``limit`` due runs of the outbox for ``claimer`` (a
+        runtime's identity) until ``now + lease``: those runs leave the outbox until the lease
+        ends, so no other runtime launches them meanwhile. The claimer hands each one to its
+        launcher and records the outcome with ``record_launch(..., claimer=claimer,
+        expected_attempts=run.attempts)``; a claimer that dies leaves the run to be claimed
+        again once the lease ends. Returns the claimed runs (empty: nothing was due)."""
+        at = epoch(now)
+        if not isinstance(claimer, str) or not claimer or not _text(claimer):
+            raise InputError(f"claimer {claimer!r} must be non-empty Unicode text")
+        if isinstance(lease, bool) or not isinstance(lease, int) or lease < 1:
+            raise InputError(f"lease must be a positive number of seconds, got {lease!r}")
+        _limit(limit)
+
+        def attempt() -> list[RunRow]:
+            batch = decide.claim_launches(self.due_launches(at, limit), claimer, at, lease)
+            appended = self._append(batch, at)
+            claims = [r.event for r in appended.records if isinstance(r.event, RunClaimed)]
+            runs = [self.run(claim.run_id) for claim in claims]
+            return [r for r in runs if r.claimed_by == claimer and r.status == "REQUESTED"]
+
+        return self._retry(attempt)
 
     def launched_runs(
         self, launcher: str, *, after: str | None = None, limit: int = 100
@@ -663,20 +689,50 @@ class Kernel:
         error: str | None = None,
         now: When = None,
         max_attempts: int = 5,
+        claimer: str | None = None,
+        expected_attempts: int | None = None,
     ) -> RunRow:
         """Record one launch attempt: success with the launcher's ``external_id``, or an
-        ``error`` (retried with backoff, given up after ``max_attempts``)."""
+        ``error`` (retried with backoff, given up after ``max_attempts``).
+
+        With ``expected_attempts`` (the attempts the reporter read before launching) this is a
+        compare-and-set: accepted only if the run is still ``REQUESTED`` with exactly that many
+        attempts and, with ``claimer``, still claimed by that runtime; otherwise
+        :class:`Conflict`, and nothing is written. Without it (an external reporter), a run
+        that is not ``REQUESTED`` is left as it is, and a second report of an attempt is a
+        duplicate of the first."""
         at = epoch(now)
-        run = self.run(run_id_)
-        if run.status != "REQUESTED":
-            return run  # another dispatcher recorded this run's launch first
-        batch = (
-            decide.launched(run, external_id)
-            if error is None
-            else decide.launch_failed(run, error, at, max_attempts)
-        )
-        self._append(batch, at)
-        return self.run(run_id_)
+        if expected_attempts is not None and (
+            isinstance(expected_attempts, bool)
+            or not isinstance(expected_attempts, int)
+            or expected_attempts < 0
+        ):
+            raise InputError(f"expected_attempts must be a count, got {expected_attempts!r}")
+
+        def attempt() -> RunRow:
+            run = self.run(run_id_)
+            if expected_attempts is None and run.status != "REQUESTED":
+                return run  # another dispatcher recorded this run's launch first
+            batch = (
+                decide.launched(run, external_id, claimer, expected_attempts)
+                if error is None
+                else decide.launch_failed(
+                    run,
+                    error,
+                    at,
+                    max_attempts,
+                    claimer=claimer,
+                    expected_attempts=expected_attempts,
+                )
+            )
+            appended = self._append(batch, at)
+            if appended.duplicate and expected_attempts is not None:
+                # This attempt was recorded before (by another runtime): not this report.
+                actual = self.run(run_id_).attempts
+                raise Conflict(f"run {run_id_!r}", expected_attempts, actual, "attempts")
+            return self.run(run_id_)
+
+        return attempt() if expected_attempts is not None else self._retry(attempt)
 
     def complete_run(
         self, run_id_: str, succeeded: bool, detail: str | None = None, now: When = None
@@ -800,6 +856,14 @@ def _take(it: Iterator[_T], n: int) -> Iterator[_T]:
         if i >= n:
             return
         yield item
+
+
+def _text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _limit(limit: int) -> int:

@@ -291,8 +291,11 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         config=configs,
         tags=tags,
     ),
-    ev.RunLaunched: st.builds(ev.RunLaunched, texts, naturals, maybe_text),
-    ev.RunLaunchFailed: st.builds(ev.RunLaunchFailed, texts, naturals, texts, maybe_epoch),
+    ev.RunClaimed: st.builds(ev.RunClaimed, texts, naturals, texts, epochs, epochs),
+    ev.RunLaunched: st.builds(ev.RunLaunched, texts, naturals, maybe_text, maybe_text),
+    ev.RunLaunchFailed: st.builds(
+        ev.RunLaunchFailed, texts, naturals, texts, maybe_epoch, maybe_text
+    ),
     ev.RunCompleted: st.builds(
         ev.RunCompleted, texts, st.sampled_from(["SUCCEEDED", "FAILED"]), maybe_text
     ),
