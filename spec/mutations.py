@@ -30,28 +30,34 @@ import arcoflow.kernel.store.lmdb as lmdb_module
 import arcoflow.kernel.store.memory as memory_module
 import attrs
 import msgspec
+from arcoflow.kernel import Kernel
 from arcoflow.kernel.events import (
+    RunClaimed,
     RunRequested,
     ScheduleAdvanced,
     ScheduleToggled,
     SensorEvaluated,
 )
 from arcoflow.kernel.rows import RunRow, SensorRow, Table, key
+from arcoflow.sdk.runtime import Runtime
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from .machines import KernelMachine
+from .runtime_machine import RuntimeMachine
 
 __all__ = ["MUTANTS", "Kill", "Mutant", "hunt", "main"]
 
 
 @dataclass(frozen=True)
 class Mutant:
-    """A bug, planted by ``plant()`` (a context manager) and removed on exit."""
+    """A bug, planted by ``plant()`` (a context manager) and removed on exit; ``machine`` is
+    the state machine that hunts it (default: :class:`KernelMachine`)."""
 
     name: str
     description: str
     plant: Callable[[], AbstractContextManager[None]]
+    machine: type[RuleBasedStateMachine] | None = None
 
 
 @contextmanager
@@ -252,6 +258,86 @@ def _sensor_toggle_collides() -> AbstractContextManager[None]:
     return _patch(decide_module, "toggle_sensor", mutated)
 
 
+# -- runtime mutants (hunted by the runtime machine) ---------------------------------------------
+
+
+def _runtime_ignores_attempts() -> AbstractContextManager[None]:
+    """The runtime records its launch outcome without the compare-and-set (no claimer, no
+    expected attempts): a runtime whose lease ran out records its attempt 1 on top of another
+    runtime's attempt 1, as attempt 2, skipping the retry's backoff."""
+    launch = Runtime.launch_run
+
+    class Careless:
+        def __init__(self, kernel: Kernel) -> None:
+            self.kernel = kernel
+
+        def record_launch(self, run_id_: str, **kw: Any) -> Any:
+            kw.pop("claimer", None)
+            kw.pop("expected_attempts", None)
+            return self.kernel.record_launch(run_id_, **kw)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.kernel, name)
+
+    def mutated(self: Runtime, run: RunRow, now: int | None = None) -> Any:
+        kernel = self.kernel
+        self.kernel = Careless(kernel)  # type: ignore[assignment]
+        try:
+            return launch(self, run, now)
+        finally:
+            self.kernel = kernel
+
+    return _patch(Runtime, "launch_run", mutated)
+
+
+def _checks_restart_at_first_page() -> AbstractContextManager[None]:
+    """Completion checks always start again at the first page of launched runs: finished
+    runs beyond it are never completed while the first page's runs still run."""
+    check = Runtime.check_runs
+
+    def mutated(self: Runtime, now: int | None, report: Any) -> Any:
+        self._check_after.clear()
+        return check(self, now, report)
+
+    return _patch(Runtime, "check_runs", mutated)
+
+
+def _claim_ignored() -> AbstractContextManager[None]:
+    """A launch claim is recorded but leaves the run due: two runtimes launch it."""
+    original = _handler(RunClaimed)
+
+    def mutated(view: Any, env: Any, e: RunClaimed) -> Any:
+        run: RunRow = view.get(Table.RUNS, key(e.run_id))
+        return [
+            (t, k, msgspec.structs.replace(row, next_attempt_at=run.next_attempt_at))
+            for t, k, row in original(view, env, e)
+        ]
+
+    return _patch(evolve_module._HANDLERS, RunClaimed, mutated)  # type: ignore[arg-type]
+
+
+RUNTIME_MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "runtime_ignores_attempts",
+        "the runtime records outcomes without the attempt compare-and-set",
+        _runtime_ignores_attempts,
+        RuntimeMachine,
+    ),
+    Mutant(
+        "checks_restart_at_first_page",
+        "completion checks always restart at the first page",
+        _checks_restart_at_first_page,
+        RuntimeMachine,
+    ),
+    Mutant(
+        "claim_ignored",
+        "a launch claim leaves the run due (two runtimes launch it)",
+        _claim_ignored,
+        RuntimeMachine,
+    ),
+)
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("no_cas", "drop the compare-and-set check (evolve.check)", _no_cas),
     Mutant("no_catchup_budget", "drop max_catchup_ticks in plan_ticks", _no_catchup_budget),
@@ -273,6 +359,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "sensor toggles keyed by instant (a bug the machines found)",
         _sensor_toggle_collides,
     ),
+    *RUNTIME_MUTANTS,
 )
 
 
@@ -292,14 +379,16 @@ class Kill:
 
 def hunt(
     mutant: Mutant,
-    machine: type[RuleBasedStateMachine] = KernelMachine,
+    machine: type[RuleBasedStateMachine] | None = None,
     *,
     max_examples: int = 300,
     steps: int = 40,
     derandomize: bool = True,
 ) -> Kill:
-    """Run ``machine`` under ``mutant`` (no shrinking) until it fails. ``derandomize``: with
-    a fixed seed (reproducible), or a random one (to see how robust the kill is)."""
+    """Run ``machine`` (default: the mutant's own) under ``mutant`` (no shrinking) until it
+    fails. ``derandomize``: with a fixed seed (reproducible), or a random one (to see how
+    robust the kill is)."""
+    machine = machine or mutant.machine or KernelMachine
     count = 0
 
     class Counted(machine):  # type: ignore[valid-type, misc]
