@@ -72,18 +72,18 @@ def test_a_runtime_whose_lease_ran_out_does_not_record_its_stale_attempt() -> No
         run = kernel.request_run("r", RunTemplate("etl", launcher="memory"), now=T0)
         launcher = Meanwhile(failing={(run.run_id, 1)})
         clock = Clock(T0)
-        first = Runtime(kernel, _plugins(launcher), clock=clock, launch_lease=60)
-        second = Runtime(Kernel(kernel.store), _plugins(launcher), clock=clock, launch_lease=60)
+        first = Runtime(kernel, _plugins(launcher), clock=clock)
+        second = Runtime(Kernel(kernel.store), _plugins(launcher), clock=clock)
 
         def stall(launch: Launch) -> None:
-            clock.advance(61)  # the first runtime's lease runs out
+            clock.advance("1h")  # the first runtime's lease (90s) runs out
             [failed] = second.cycle().launches
             assert (failed.status, failed.attempts) == ("REQUESTED", 1)
 
         launcher.during = stall
         assert first.cycle().launches == []  # its outcome was refused, nothing recorded
         row = kernel.run(run.run_id)
-        assert (row.status, row.attempts, row.next_attempt_at) == ("REQUESTED", 1, T0 + 71)
+        assert (row.status, row.attempts, row.next_attempt_at) == ("REQUESTED", 1, T0 + 3610)
         assert launcher.calls == [(run.run_id, 1), (run.run_id, 1)]
         clock.advance(9)
         assert first.cycle().launches == []  # still backing off
