@@ -658,6 +658,8 @@ class Kernel:
 
         def attempt() -> list[RunRow]:
             batch = decide.claim_launches(self.due_launches(at, limit), claimer, at, lease)
+            if not batch:
+                return []  # nothing due: no write transaction at all (an idle daemon's cycle)
             appended = self._append(batch, at)
             claims = [r.event for r in appended.records if isinstance(r.event, RunClaimed)]
             runs = [self.run(claim.run_id) for claim in claims]
