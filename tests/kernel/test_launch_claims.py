@@ -8,8 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from arcoflow.kernel import Conflict, InputError, Kernel, LmdbStore, MemoryStore, RunTemplate
-from arcoflow.kernel import decide
+from arcoflow.kernel import (
+    Conflict,
+    InputError,
+    Kernel,
+    LmdbStore,
+    MemoryStore,
+    RunTemplate,
+    decide,
+)
 from arcoflow.kernel.events import RunClaimed
 
 from .helpers import last_seq
