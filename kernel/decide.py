@@ -562,7 +562,7 @@ def launched(
     """A started launch attempt: the attempt after ``expected_attempts`` (what the reporter
     read; default: the run's current count), under ``claimer``'s claim if given."""
     attempt = _attempt(run, expected_attempts)
-    event = RunLaunched(run.run_id, attempt, external_id, claimer)
+    event = RunLaunched(run.run_id, attempt, external_id, claimer, checked=True)
     return [Pending(f"launch/{run.run_id}#{attempt}", event)]
 
 
@@ -579,7 +579,7 @@ def launch_failed(
     """A failed launch attempt: retried with capped exponential backoff, given up at the limit."""
     attempt = _attempt(run, expected_attempts)
     retry = None if attempt >= max_attempts else now + min(cap, base * 2 ** (attempt - 1))
-    event = RunLaunchFailed(run.run_id, attempt, error, retry, claimer)
+    event = RunLaunchFailed(run.run_id, attempt, error, retry, claimer, checked=True)
     return [Pending(f"launch/{run.run_id}#{attempt}", event)]
 
 

@@ -211,13 +211,15 @@ class RunClaimed(_Event, frozen=True, tag="run.claimed"):
 
 
 class RunLaunched(_Event, frozen=True, tag="run.launched"):
-    """Attempt ``attempt`` started. CAS: the run is still ``REQUESTED`` at ``attempt - 1``
-    attempts and, when ``claimer`` is set, still claimed by it."""
+    """Attempt ``attempt`` started. CAS (when ``checked``): the run is still ``REQUESTED`` at
+    ``attempt - 1`` attempts and, when ``claimer`` is set, still claimed by it. Events logged
+    before the check existed have ``checked=False`` and replay as they were."""
 
     run_id: str
     attempt: int
     external_id: str | None
     claimer: str | None = None
+    checked: bool = False
 
 
 class RunLaunchFailed(_Event, frozen=True, tag="run.launch_failed"):
@@ -228,6 +230,7 @@ class RunLaunchFailed(_Event, frozen=True, tag="run.launch_failed"):
     error: str
     next_attempt_at: int | None  # None: given up
     claimer: str | None = None
+    checked: bool = False
 
 
 class RunCompleted(_Event, frozen=True, tag="run.completed"):

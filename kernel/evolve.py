@@ -96,7 +96,7 @@ def check(view: View, event: Event) -> None:
         case SensorEvaluated(expected_state_version=int(expected)):
             srow = sensor_of(view, event.sensor_id)
             _expect(f"sensor {event.sensor_id!r}", expected, srow.state_version if srow else 0)
-        case RunClaimed() | RunLaunched() | RunLaunchFailed():
+        case RunClaimed() | RunLaunched(checked=True) | RunLaunchFailed(checked=True):
             _expect_attempt(run_of(view, event.run_id), event)
         case _:
             pass

@@ -292,9 +292,11 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         tags=tags,
     ),
     ev.RunClaimed: st.builds(ev.RunClaimed, texts, naturals, texts, epochs, epochs),
-    ev.RunLaunched: st.builds(ev.RunLaunched, texts, naturals, maybe_text, maybe_text),
+    ev.RunLaunched: st.builds(
+        ev.RunLaunched, texts, naturals, maybe_text, maybe_text, st.booleans()
+    ),
     ev.RunLaunchFailed: st.builds(
-        ev.RunLaunchFailed, texts, naturals, texts, maybe_epoch, maybe_text
+        ev.RunLaunchFailed, texts, naturals, texts, maybe_epoch, maybe_text, st.booleans()
     ),
     ev.RunCompleted: st.builds(
         ev.RunCompleted, texts, st.sampled_from(["SUCCEEDED", "FAILED"]), maybe_text

@@ -17,7 +17,8 @@ from arcoflow.kernel import (
     RunTemplate,
     decide,
 )
-from arcoflow.kernel.events import RunClaimed
+from arcoflow.kernel.events import RunClaimed, RunLaunched
+from arcoflow.kernel.store.base import Pending
 
 from .helpers import last_seq
 
@@ -181,3 +182,13 @@ def test_claims_survive_reopen_and_replay(store_dir: str) -> None:
         assert kernel.verify().ok
     finally:
         kernel.store.close()
+
+
+def test_a_launch_event_logged_before_the_check_existed_replays_as_it_was() -> None:
+    """Old logs may hold a launch outcome appended after the run finished (the race the check
+    now refuses): ``checked=False`` events are applied without it, so old stores still verify."""
+    kernel, run_id = _kernel_with_run()
+    kernel.complete_run(run_id, True, now=101)
+    kernel.store.append([Pending(f"launch/{run_id}#1", RunLaunched(run_id, 1, "x"))], 102)
+    assert kernel.run(run_id).status == "LAUNCHED"  # as the old kernel recorded it
+    assert kernel.verify().ok
