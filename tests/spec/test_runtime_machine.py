@@ -6,7 +6,7 @@ from __future__ import annotations
 from arcoflow.spec import LmdbRuntimeMachine, RuntimeMachine, scaled
 
 TestRuntimeOnMemory = RuntimeMachine.TestCase
-TestRuntimeOnMemory.settings = scaled(0.4, steps=30)
+TestRuntimeOnMemory.settings = scaled(0.3, steps=25)
 
 TestRuntimeOnLmdb = LmdbRuntimeMachine.TestCase
-TestRuntimeOnLmdb.settings = scaled(0.15, steps=30)
+TestRuntimeOnLmdb.settings = scaled(0.1, steps=25)
