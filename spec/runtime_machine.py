@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, Final, Literal
 
 from arcoflow.kernel import Kernel, LmdbStore, MemoryStore, RunTemplate, Store
 from arcoflow.kernel.events import RunLaunched, RunLaunchFailed
@@ -182,9 +182,7 @@ class _MirroredKernel(Kernel):
 
 
 class RuntimeMachine(RuleBasedStateMachine):
-    """Two runtimes, a scripted launcher and the model; see the module docstring."""
-
-    runtimes: ClassVar[int] = 2
+    """Two runtimes (0 and 1), a scripted launcher and the model; see the module docstring."""
 
     def make_store(self) -> Store:
         """A fresh, empty store for one example (override in a subclass)."""
@@ -208,7 +206,7 @@ class RuntimeMachine(RuleBasedStateMachine):
         self.problems: list[str] = []
         self.acting = ""
         self.restarts = 0
-        self.runtime = [self._runtime(i) for i in range(type(self).runtimes)]
+        self.runtime = [self._runtime(0), self._runtime(1)]
         self.keys = 0
         #: Records of this runtime's kernel first let the other runtime run a cycle.
         self.inside: int | None = None
