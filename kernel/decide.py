@@ -31,6 +31,7 @@ from .events import (
     Event,
     MissedRange,
     Retry,
+    RunClaimed,
     RunCompleted,
     RunLaunched,
     RunLaunchFailed,
@@ -54,12 +55,14 @@ __all__ = [
     "PollTicket",
     "TickPlan",
     "backoff_delay",
+    "claim_launches",
     "completed",
     "define_schedule",
     "define_sensor",
     "delete_schedule",
     "delete_sensor",
     "ingest",
+    "is_due",
     "iso",
     "launch_failed",
     "launched",
@@ -543,21 +546,64 @@ def _cursor_hash(cursor: Cursor | None) -> str:
 # -- runs --------------------------------------------------------------------------------------
 
 
-def launched(run: RunRow, external_id: str | None) -> list[Pending]:
-    attempt = run.attempts + 1
-    return [
-        Pending(f"launch/{run.run_id}#{attempt}", RunLaunched(run.run_id, attempt, external_id))
-    ]
+def is_due(run: RunRow, now: int) -> bool:
+    """Whether ``run`` waits in the launch outbox for an attempt at ``now``. A claimed run is
+    not due before its lease ends: the claim moved its next attempt there."""
+    return (
+        run.status == "REQUESTED"
+        and run.launcher is not None
+        and run.next_attempt_at is not None
+        and run.next_attempt_at <= now
+    )
+
+
+def claim_launches(runs: Sequence[RunRow], claimer: str, now: int, lease: int) -> list[Pending]:
+    """``claimer`` claims the next attempt of each due run in ``runs`` until ``now + lease``.
+    The append checks that each run is still as read (same attempts, still due at the same
+    time): of two runtimes that read the same outbox, one claims and the other re-reads."""
+    out = []
+    for run in runs:
+        if not is_due(run, now):
+            continue
+        attempt, due_at = run.attempts + 1, run.next_attempt_at
+        assert due_at is not None  # is_due
+        event = RunClaimed(run.run_id, attempt, claimer, due_at, now + lease)
+        out.append(Pending(f"claim/{run.run_id}#{attempt}@{due_at}>{claimer}", event))
+    return out
+
+
+def launched(
+    run: RunRow,
+    external_id: str | None,
+    claimer: str | None = None,
+    expected_attempts: int | None = None,
+) -> list[Pending]:
+    """A started launch attempt: the attempt after ``expected_attempts`` (what the reporter
+    read; default: the run's current count), under ``claimer``'s claim if given."""
+    attempt = _attempt(run, expected_attempts)
+    event = RunLaunched(run.run_id, attempt, external_id, claimer, checked=True)
+    return [Pending(f"launch/{run.run_id}#{attempt}", event)]
 
 
 def launch_failed(
-    run: RunRow, error: str, now: int, max_attempts: int, base: int = 10, cap: int = 600
+    run: RunRow,
+    error: str,
+    now: int,
+    max_attempts: int,
+    base: int = 10,
+    cap: int = 600,
+    claimer: str | None = None,
+    expected_attempts: int | None = None,
 ) -> list[Pending]:
     """A failed launch attempt: retried with capped exponential backoff, given up at the limit."""
-    attempt = run.attempts + 1
+    attempt = _attempt(run, expected_attempts)
     retry = None if attempt >= max_attempts else now + min(cap, base * 2 ** (attempt - 1))
-    event = RunLaunchFailed(run.run_id, attempt, error, retry)
+    event = RunLaunchFailed(run.run_id, attempt, error, retry, claimer, checked=True)
     return [Pending(f"launch/{run.run_id}#{attempt}", event)]
+
+
+def _attempt(run: RunRow, expected_attempts: int | None) -> int:
+    return (run.attempts if expected_attempts is None else expected_attempts) + 1
 
 
 def completed(

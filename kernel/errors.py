@@ -56,12 +56,15 @@ class NotFound(ArcoflowError, KeyError):
 
 
 class Conflict(ArcoflowError):
-    """A compare-and-set lost: the row moved on since it was read. Nothing was written."""
+    """A compare-and-set lost: the row moved on since it was read. Nothing was written.
+    ``what`` names the compared field (a version, a run's attempts or its claimer)."""
 
-    def __init__(self, row: str, expected: int, actual: int) -> None:
+    def __init__(
+        self, row: str, expected: object, actual: object, what: str = "state_version"
+    ) -> None:
         super().__init__(
-            f"{row}: expected state_version {expected}, found {actual} "
-            "(another evaluator got there first; re-read and retry)"
+            f"{row}: expected {what} {expected}, found {actual} "
+            "(another process got there first; re-read and retry)"
         )
         self.row = row
         self.expected = expected

@@ -22,6 +22,7 @@ __all__ = [
     "Event",
     "MissedRange",
     "Retry",
+    "RunClaimed",
     "RunCompleted",
     "RunLaunchFailed",
     "RunLaunched",
@@ -197,17 +198,39 @@ class RunRequested(_Event, frozen=True, tag="run.requested"):
     tags: dict[str, str]
 
 
+class RunClaimed(_Event, frozen=True, tag="run.claimed"):
+    """A runtime claims attempt ``attempt`` of a due run until ``lease_until`` (the run's next
+    attempt moves there: no other runtime may launch it meanwhile). CAS: the run is still
+    ``REQUESTED`` at ``attempt - 1`` attempts and still due at ``due_at``, as read."""
+
+    run_id: str
+    attempt: int
+    claimer: str
+    due_at: int
+    lease_until: int
+
+
 class RunLaunched(_Event, frozen=True, tag="run.launched"):
+    """Attempt ``attempt`` started. CAS (when ``checked``): the run is still ``REQUESTED`` at
+    ``attempt - 1`` attempts and, when ``claimer`` is set, still claimed by it. Events logged
+    before the check existed have ``checked=False`` and replay as they were."""
+
     run_id: str
     attempt: int
     external_id: str | None
+    claimer: str | None = None
+    checked: bool = False
 
 
 class RunLaunchFailed(_Event, frozen=True, tag="run.launch_failed"):
+    """Attempt ``attempt`` failed (same CAS as :class:`RunLaunched`)."""
+
     run_id: str
     attempt: int
     error: str
     next_attempt_at: int | None  # None: given up
+    claimer: str | None = None
+    checked: bool = False
 
 
 class RunCompleted(_Event, frozen=True, tag="run.completed"):
@@ -228,6 +251,7 @@ Event = (
     | SensorDeleted
     | SensorEvaluated
     | RunRequested
+    | RunClaimed
     | RunLaunched
     | RunLaunchFailed
     | RunCompleted

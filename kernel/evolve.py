@@ -20,6 +20,7 @@ from .codec import Envelope
 from .errors import Conflict
 from .events import (
     Event,
+    RunClaimed,
     RunCompleted,
     RunLaunched,
     RunLaunchFailed,
@@ -95,6 +96,8 @@ def check(view: View, event: Event) -> None:
         case SensorEvaluated(expected_state_version=int(expected)):
             srow = sensor_of(view, event.sensor_id)
             _expect(f"sensor {event.sensor_id!r}", expected, srow.state_version if srow else 0)
+        case RunClaimed() | RunLaunched(checked=True) | RunLaunchFailed(checked=True):
+            _expect_attempt(run_of(view, event.run_id), event)
         case _:
             pass
 
@@ -102,6 +105,25 @@ def check(view: View, event: Event) -> None:
 def _expect(row: str, expected: int, actual: int) -> None:
     if expected != actual:
         raise Conflict(row, expected, actual)
+
+
+def _expect_attempt(run: RunRow | None, e: RunClaimed | RunLaunched | RunLaunchFailed) -> None:
+    """A launch attempt (its claim or its outcome) is taken only from a waiting run that has
+    had exactly ``attempt - 1`` attempts; a claim only while the run is due as read, and an
+    outcome with a ``claimer`` only while that runtime holds the claim."""
+    row = f"run {e.run_id!r}"
+    _expect_value(row, "status", "REQUESTED", run.status if run else None)
+    assert run is not None
+    _expect_value(row, "attempts", e.attempt - 1, run.attempts)
+    if isinstance(e, RunClaimed):
+        _expect_value(row, "next_attempt_at", e.due_at, run.next_attempt_at)
+    elif e.claimer is not None:
+        _expect_value(row, "claimer", e.claimer, run.claimed_by)
+
+
+def _expect_value(row: str, what: str, expected: object, actual: object) -> None:
+    if expected != actual:
+        raise Conflict(row, expected, actual, what)
 
 
 _E = TypeVar("_E")
@@ -336,6 +358,11 @@ def _run_requested(view: View, env: Envelope, e: RunRequested) -> list[Put]:
 
 def _run_put(view: View, env: Envelope, run_id: str, **changes: Any) -> list[Put]:
     return _update(view, env, Table.RUNS, run_id, **changes)
+
+
+@_on(RunClaimed)
+def _run_claimed(view: View, env: Envelope, e: RunClaimed) -> list[Put]:
+    return _run_put(view, env, e.run_id, claimed_by=e.claimer, next_attempt_at=e.lease_until)
 
 
 @_on(RunLaunched)

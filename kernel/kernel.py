@@ -34,7 +34,7 @@ from .definitions import (
     validate_id,
 )
 from .errors import Conflict, CorruptRecord, InputError, NotFound, StoreError
-from .events import Cursor, TickRecorded
+from .events import Cursor, RunClaimed, TickRecorded
 from .evolve import eval_row
 from .rows import (
     ROW_TYPES,
@@ -671,7 +671,8 @@ class Kernel:
         return self._scan(Table.CONFLICTS, _limit(limit), stop=stop, reverse=True)
 
     def due_launches(self, now: When = None, limit: int = 100) -> list[RunRow]:
-        """``REQUESTED`` runs with a launcher whose next attempt is due: the launch outbox."""
+        """``REQUESTED`` runs with a launcher whose next attempt is due: the launch outbox. A
+        claimed run is not due until its lease ends."""
         at = epoch(now)
         _limit(limit)
         out = []
@@ -681,6 +682,32 @@ class Kernel:
                 if len(out) >= limit:
                     break
         return out
+
+    def claim_launches(
+        self, claimer: str, now: When = None, *, lease: int, limit: int = 100
+    ) -> list[RunRow]:
+        """Claim the next attempt of up to ``limit`` due runs of the outbox for ``claimer`` (a
+        runtime's identity) until ``now + lease``: those runs leave the outbox until the lease
+        ends, so no other runtime launches them meanwhile. The claimer hands each one to its
+        launcher and records the outcome with ``record_launch(..., claimer=claimer,
+        expected_attempts=run.attempts)``; a claimer that dies leaves the run to be claimed
+        again once the lease ends. Returns the claimed runs (empty: nothing was due)."""
+        at = epoch(now)
+        if not check_text(claimer, "claimer", 256):
+            raise InputError("claimer: must not be empty")
+        check_int(lease, "lease", 1)
+        _limit(limit)
+
+        def attempt() -> list[RunRow]:
+            batch = decide.claim_launches(self.due_launches(at, limit), claimer, at, lease)
+            if not batch:
+                return []  # nothing due: no write transaction at all (an idle daemon's cycle)
+            appended = self._append(batch, at)
+            claims = [r.event for r in appended.records if isinstance(r.event, RunClaimed)]
+            runs = [self.run(claim.run_id) for claim in claims]
+            return [r for r in runs if r.claimed_by == claimer and r.status == "REQUESTED"]
+
+        return self._retry(attempt)
 
     def launched_runs(
         self, launcher: str, *, after: str | None = None, limit: int = 100
@@ -706,25 +733,53 @@ class Kernel:
         error: str | None = None,
         now: When = None,
         max_attempts: int = 5,
+        claimer: str | None = None,
+        expected_attempts: int | None = None,
     ) -> RunRow:
         """Record one launch attempt: success with the launcher's ``external_id``, or an
-        ``error`` (retried with backoff, given up after ``max_attempts``)."""
+        ``error`` (retried with backoff, given up after ``max_attempts``).
+
+        With ``expected_attempts`` (the attempts the reporter read before launching) this is a
+        compare-and-set: accepted only if the run is still ``REQUESTED`` with exactly that many
+        attempts and, with ``claimer``, still claimed by that runtime; otherwise
+        :class:`Conflict`, and nothing is written. Without it (an external reporter), a run
+        that is not ``REQUESTED`` is left as it is, and a second report of an attempt is a
+        duplicate of the first."""
         at = epoch(now)
         if external_id is not None:
             check_text(external_id, "external_id")
         if error is not None:
             check_text(error, "error")
         check_int(max_attempts, "max_attempts", 1, 1000)
-        run = self.run(run_id_)
-        if run.status != "REQUESTED":
-            return run  # another dispatcher recorded this run's launch first
-        batch = (
-            decide.launched(run, external_id)
-            if error is None
-            else decide.launch_failed(run, error, at, max_attempts)
-        )
-        self._append(batch, at)
-        return self.run(run_id_)
+        if expected_attempts is not None:
+            check_int(expected_attempts, "expected_attempts", 0)
+        if claimer is not None:
+            check_text(claimer, "claimer")
+
+        def attempt() -> RunRow:
+            run = self.run(run_id_)
+            if expected_attempts is None and run.status != "REQUESTED":
+                return run  # another dispatcher recorded this run's launch first
+            batch = (
+                decide.launched(run, external_id, claimer, expected_attempts)
+                if error is None
+                else decide.launch_failed(
+                    run,
+                    error,
+                    at,
+                    max_attempts,
+                    claimer=claimer,
+                    expected_attempts=expected_attempts,
+                )
+            )
+            appended = self._append(batch, at)
+            if appended.duplicate and expected_attempts is not None:
+                # This attempt was recorded before (by another runtime): not this report.
+                actual = self.run(run_id_).attempts
+                raise Conflict(f"run {run_id_!r}", expected_attempts, actual, "attempts")
+            return self.run(run_id_)
+
+        return attempt() if expected_attempts is not None else self._retry(attempt)
 
     def complete_run(
         self, run_id_: str, succeeded: bool, detail: str | None = None, now: When = None

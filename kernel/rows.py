@@ -117,6 +117,7 @@ class RunRow(_Row, frozen=True):
     external_id: str | None = None
     last_error: str | None = None
     detail: str | None = None
+    claimed_by: str | None = None  # the runtime that claimed the latest launch attempt
 
 
 class RunLinkRow(_Row, frozen=True):

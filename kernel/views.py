@@ -161,6 +161,7 @@ def run_json(row: RunRow) -> JSON:
         "external_id": row.external_id,
         "last_error": row.last_error,
         "detail": row.detail,
+        "claimed_by": row.claimed_by,
     }
 
 

@@ -21,12 +21,14 @@ output stays clean for ``run --json``). The process starts in its own session: a
 for the daemon does not kill runs. ``arcoflow_run_state`` reports the exit status: 0 is
 ``succeeded``; anything else is ``failed`` with "exit status N" or "killed by SIGNAME".
 
-Idempotency. Without ``state_dir``, a run id handed over again to the *same* launcher (the
-same daemon process) returns the process already started; but nothing is shared between
-processes: two daemons that dispatch the same run at the same instant may each start it (the
-kernel still records one launch), and the exit status of a run started by a daemon that has
-since exited is unknown — its run stays ``LAUNCHED`` until reported with
-``arcoflow complete RUN_ID succeeded|failed``.
+Idempotency. Several daemons on one store do not hand the same attempt over twice: each
+claims a run in the store before launching it. Only a daemon that dies between its claim and
+its record (its lease then ends) lets another daemon hand the run over again. Without
+``state_dir``, a run id handed over again to the *same* launcher (the same daemon process)
+returns the process already started; but nothing is shared between processes: after such a
+lost claim the run may be started twice (the kernel still records one launch), and the exit
+status of a run started by a daemon that has since exited is unknown — its run stays
+``LAUNCHED`` until reported with ``arcoflow complete RUN_ID succeeded|failed``.
 
 With ``state_dir`` (a directory every daemon of the store can reach on a local file system),
 each run id is claimed by creating ``<run_id>.json`` there exclusively, so exactly one process

@@ -40,10 +40,10 @@ from arcoflow.kernel import (
     validate_run_id,
 )
 from arcoflow.kernel import views as v
-from arcoflow.kernel.values import check_json, check_time
 from arcoflow.kernel.kernel import preview
 from arcoflow.kernel.rows import Table, from_u64
 from arcoflow.kernel.store.base import Appended, Pending, ReadTxn
+from arcoflow.kernel.values import check_json, check_time
 
 from .commands import add_runtime_commands
 from .errors import error_kind

@@ -7,9 +7,12 @@ A cycle (:meth:`Runtime.cycle`) does, in order:
 2. **sensors** — every due poll sensor's connector is polled with the sensor's ``timeout``
    and the outcome recorded with compare-and-set (a :class:`~arcoflow.kernel.Conflict` means
    another daemon polled first: logged, nothing written);
-3. **launches** — the launch outbox: every ``REQUESTED`` run whose attempt is due is handed to
-   its launcher with ``run_id`` as the idempotency token, and the outcome recorded (retries,
-   backoff and giving up are the kernel's);
+3. **launches** — the launch outbox: each ``REQUESTED`` run whose attempt is due is first
+   *claimed* for this runtime (:attr:`Runtime.runtime_id`, until a lease ends:
+   :meth:`~arcoflow.kernel.Kernel.claim_launches`), so several daemons on one store never
+   hand the same attempt over twice; then handed to its launcher with ``run_id`` as the
+   idempotency token, and the outcome recorded with a compare-and-set on the attempt
+   (retries, backoff and giving up are the kernel's);
 4. **completions** — ``LAUNCHED`` runs are checked with their launcher's
    ``arcoflow_run_state``, and finished ones completed.
 
@@ -25,6 +28,10 @@ handler; the CLI shows INFO with ``-v``.
 from __future__ import annotations
 
 import logging
+import math
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
@@ -62,6 +69,9 @@ LAUNCH_TIMEOUT_KEY: Final = "launch_timeout"
 MAX_ATTEMPTS_KEY: Final = "max_attempts"
 DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_MAX_ATTEMPTS: Final = 5
+#: A launch claim lasts the longest launch timeout plus this margin (seconds) for recording
+#: the outcome and for clocks that differ between hosts.
+LEASE_MARGIN: Final = 60
 
 FailureKind = Literal["tick", "evaluation", "launch", "run_state", "schedule", "sensor", "run"]
 
@@ -131,7 +141,14 @@ class Runtime:
 
     ``clock`` gives epoch seconds when a cycle is not given ``now`` (default: the wall clock);
     ``batch`` bounds the due schedules, sensors, launches and checks handled per step and
-    cycle (the rest stay due for the next cycle).
+    cycle (the rest stay due for the next cycle; completion checks page through the launched
+    runs ``batch`` at a time, one page per cycle).
+
+    ``runtime_id`` names this runtime in its launch claims (default: host, process id and a
+    random suffix, unique per instance); ``launch_lease`` is how long a claim lasts, in
+    seconds (default: the longest launch timeout plus :data:`LEASE_MARGIN`). A runtime that
+    dies after claiming leaves the run to another once the lease ends: that is the only case
+    in which a launcher is handed the same attempt twice.
 
     >>> from arcoflow.kernel import Kernel, MemoryStore
     >>> Runtime(Kernel(MemoryStore()), Plugins()).cycle(now=0).idle
@@ -148,6 +165,8 @@ class Runtime:
         batch: int = 100,
         clock: Callable[[], int] | None = None,
         listener: Listener | None = None,
+        runtime_id: str | None = None,
+        launch_lease: int | None = None,
     ) -> None:
         self.kernel = kernel
         self.plugins = plugins
@@ -165,6 +184,15 @@ class Runtime:
         self.batch = batch
         self.clock = clock or _wall_clock
         self.listener = listener
+        self.runtime_id = runtime_id or _runtime_id()
+        longest = max([DEFAULT_TIMEOUT, *(t for t, _ in self._launch_settings.values())])
+        self.launch_lease = (
+            launch_lease if launch_lease is not None else math.ceil(longest) + LEASE_MARGIN
+        )
+        if isinstance(self.launch_lease, bool) or not isinstance(self.launch_lease, int):
+            raise InputError(f"launch_lease must be whole seconds, got {launch_lease!r}")
+        if self.launch_lease < 1:
+            raise InputError(f"launch_lease must be positive, got {launch_lease}")
         self._check_after: dict[str, str | None] = {}
 
     # -- the cycle -----------------------------------------------------------------------------
@@ -299,9 +327,20 @@ class Runtime:
     # -- 3. launches ---------------------------------------------------------------------------
 
     def dispatch_launches(self, now: int | None, report: CycleReport) -> list[RunRow]:
-        """Hand every due run of the launch outbox (at most :attr:`batch`) to its launcher."""
+        """Claim due runs of the launch outbox one at a time (at most :attr:`batch`) and hand
+        each to its launcher. A run another runtime claimed is not due: it is never seen."""
         launched: list[RunRow] = []
-        for run in self.kernel.due_launches(self._at(now), limit=self.batch):
+        for _ in range(self.batch):
+            try:
+                claimed = self.kernel.claim_launches(
+                    self.runtime_id, self._at(now), lease=self.launch_lease, limit=1
+                )
+            except Conflict as exc:  # other runtimes kept claiming first: the next cycle
+                log.info("launch claims lost to other runtimes (%s)", exc)
+                break
+            if not claimed:
+                break
+            run = claimed[0]
             try:
                 row = self.launch_run(run, now)
             except StoreError:
@@ -319,29 +358,40 @@ class Runtime:
         return launched
 
     def launch_run(self, run: RunRow, now: int | None = None) -> RunRow | None:
-        """One launch attempt of ``run`` through its launcher; the run after recording it, or
-        ``None`` if another dispatcher recorded this attempt since ``run`` was read."""
+        """Hand the next attempt of ``run``, as claimed by this runtime
+        (:meth:`~arcoflow.kernel.Kernel.claim_launches`), to its launcher and record the
+        outcome; the run after recording it, or ``None`` if the run moved on since it was
+        claimed (this runtime's lease ended and another runtime recorded the attempt, or an
+        operator finished the run): the kernel's compare-and-set refused the outcome."""
         launcher = run.launcher
         if launcher is None:
             raise InputError(f"run {run.run_id} names no launcher; it waits for an external one")
-        current = self.kernel.run(run.run_id)
-        if current.status != "REQUESTED" or current.attempts != run.attempts:
-            log.debug("run %s: another dispatcher recorded this attempt first", run.run_id)
-            return None
         timeout, max_attempts = self._launch_settings.get(
             launcher, (DEFAULT_TIMEOUT, DEFAULT_MAX_ATTEMPTS)
         )
         launch = self._launch(run, run.attempts + 1)
         outcome = self.plugins.launch(launcher, launch, timeout)
-        at = self._at(now)
-        if isinstance(outcome, Launched):
+        started = isinstance(outcome, Launched)
+        try:
             row = self.kernel.record_launch(
-                run.run_id, external_id=outcome.external_id, now=at, max_attempts=max_attempts
+                run.run_id,
+                external_id=outcome.external_id if isinstance(outcome, Launched) else None,
+                error=outcome if isinstance(outcome, str) else None,
+                now=self._at(now),
+                max_attempts=max_attempts,
+                claimer=self.runtime_id,
+                expected_attempts=run.attempts,
             )
-        else:
-            row = self.kernel.record_launch(
-                run.run_id, error=outcome, now=at, max_attempts=max_attempts
+        except Conflict as exc:
+            log.warning(
+                "run %s (%s): attempt %d %s but not recorded: %s",
+                run.run_id,
+                run.run_key,
+                launch.attempt,
+                "started" if started else "failed",
+                exc,
             )
+            return None
         _log_launch(row, launch.attempt)
         return row
 
@@ -413,15 +463,24 @@ def _wall_clock() -> int:
     return int(time.time())
 
 
+def _runtime_id() -> str:
+    """Unique per runtime instance, and says where it runs: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 def _launch_settings(name: str, table: Mapping[str, Any]) -> tuple[float, int]:
     timeout: float = DEFAULT_TIMEOUT
     if LAUNCH_TIMEOUT_KEY in table:
+        value = table[LAUNCH_TIMEOUT_KEY]
         try:
-            timeout = float(parse_duration(table[LAUNCH_TIMEOUT_KEY]))
+            # A fraction of a second is a number (TOML float); whole durations may be "30s".
+            timeout = value if isinstance(value, float) else float(parse_duration(value))
         except InputError as exc:
             raise InputError(f"[launchers.{name}] {LAUNCH_TIMEOUT_KEY}: {exc}") from None
-        if timeout <= 0:
-            raise InputError(f"[launchers.{name}] {LAUNCH_TIMEOUT_KEY} must be positive")
+        if not 0 < timeout <= 366 * 86400:  # also refuses nan
+            raise InputError(
+                f"[launchers.{name}] {LAUNCH_TIMEOUT_KEY} must be positive (at most 366 days)"
+            )
     attempts = table.get(MAX_ATTEMPTS_KEY, DEFAULT_MAX_ATTEMPTS)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 100:
         raise InputError(f"[launchers.{name}] {MAX_ATTEMPTS_KEY} must be an integer 1-100")

@@ -4,6 +4,7 @@ reusable Hypothesis state machines (conformance kits) for stores and plugins.
 * :class:`Model` — the reference model (plain Python data, independent of the kernel's code);
 * :mod:`~arcoflow.spec.invariants` — the invariants of ``SPEC.md`` as functions;
 * :class:`KernelMachine` — the kernel and the model side by side, every action, every step;
+* :class:`RuntimeMachine` — several runtimes (``sdk/runtime.py``) over one store, under the model;
 * :class:`StoreKit`, :class:`PluginKit` — run the same machines on your store or plugin;
 * :func:`explore` — every interleaving of a few concurrent actors;
 * :data:`MUTANTS`, :func:`hunt` — planted bugs the machines must catch.
@@ -37,6 +38,7 @@ from .machines import Interposer, KernelMachine, LmdbKernelMachine, kernel_machi
 from .model import Model, Rejected
 from .mutations import MUTANTS, Mutant, hunt
 from .observe import Observation, diff, observe_kernel, observe_model
+from .runtime_machine import LmdbRuntimeMachine, RuntimeMachine
 from .ticks import RefTick, reference_ticks
 
 __all__ = [
@@ -46,12 +48,14 @@ __all__ = [
     "InvariantViolation",
     "KernelMachine",
     "LmdbKernelMachine",
+    "LmdbRuntimeMachine",
     "Model",
     "Mutant",
     "Observation",
     "PluginKit",
     "RefTick",
     "Rejected",
+    "RuntimeMachine",
     "StoreKit",
     "check_replay",
     "check_state",

@@ -42,7 +42,7 @@ from arcoflow.kernel import (
     decide,
 )
 from arcoflow.kernel.events import SensorEvaluated, TickRecorded
-from arcoflow.kernel.runs import derived_id
+from arcoflow.kernel.runs import derived_id, run_id
 
 from .invariants import check_replay, check_state
 from .model import MCursor, Model, MTicket, Rejected
@@ -278,6 +278,59 @@ def pusher(sensor_id: str, message_id: str, now: int, name: str) -> Actor:
     return Actor(name, steps, model)
 
 
+def claimer(name: str, now: int, lease: int = 60) -> Actor:
+    """A runtime claims the next due run: read the outbox, decide, append with the run as read
+    as the compare-and-set; re-read on a lost one (another runtime claimed it)."""
+
+    def steps(kernel: Kernel, trace: Trace, clock: Callable[[], int]) -> Iterator[str]:
+        while True:
+            yield "read outbox"
+            due = kernel.due_launches(now, limit=1)
+            trace.point = clock()
+            yield "decide"
+            batch = decide.claim_launches(due, name, now, lease)
+            trace.outcome = _claimed([])
+            if not batch:
+                return
+            yield "append"
+            try:
+                kernel.store.append(batch, now)
+            except Conflict:
+                continue
+            trace.point = clock()
+            trace.outcome = _claimed([r.run_id for r in due])
+            return
+
+    def model(m: Model, trace: Trace) -> Any:
+        return _claimed([r.run_id for r in m.claim_launches(name, now, lease, limit=1)])
+
+    return Actor(f"{name} claims", steps, model)
+
+
+def _claimed(run_ids: list[str]) -> str:
+    return f"claimed {' '.join(run_ids)}" if run_ids else "nothing due"
+
+
+def completer(run_key: str, now: int) -> Actor:
+    """An operator reports a run finished: read the run, decide, append (keyed: no CAS)."""
+
+    def steps(kernel: Kernel, trace: Trace, clock: Callable[[], int]) -> Iterator[str]:
+        yield "read"
+        row = kernel.run_by_key(run_key)
+        trace.point = clock()
+        yield "decide"
+        batch = decide.completed(row, row.run_id, True, "by hand")
+        yield "append"
+        kernel.store.append(batch, now)
+        trace.point = clock()
+        trace.outcome = kernel.run(row.run_id).status
+
+    def model(m: Model, trace: Trace) -> Any:
+        return m.complete_run(run_id(run_key), True, "by hand", now).status
+
+    return Actor(f"complete {run_key}", steps, model)
+
+
 # -- scenarios -----------------------------------------------------------------------------------
 
 HALF_HOURLY = ScheduleDefinition(
@@ -293,6 +346,10 @@ PUSHED = SensorDefinition("hook", "push", RunTemplate("etl.hook"))
 
 def _schedule_setup(target: Kernel | Model) -> None:
     target.define_schedule(HALF_HOURLY, now=T0)
+
+
+def _run_setup(target: Kernel | Model) -> None:
+    target.request_run("job", RunTemplate("etl.job", launcher="memory"), now=T0)
 
 
 def _sensor_setup(target: Kernel | Model) -> None:
@@ -350,6 +407,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         _schedule_setup,
         (evaluator("etl", T0 + 2 * H), toggler("etl", False, T0 + 2 * H)),
         T0 + 2 * H,
+    ),
+    Scenario(
+        "two runtimes claim one due run",
+        _run_setup,
+        (claimer("runtime A", T0 + 5), claimer("runtime B", T0 + 5)),
+        T0 + 5,
+    ),
+    Scenario(
+        "claim racing completion by hand",
+        _run_setup,
+        (claimer("runtime A", T0 + 5), completer("manual:job", T0 + 5)),
+        T0 + 5,
     ),
 )
 
@@ -456,6 +525,8 @@ def _kind(outcome: Any) -> str:
         return "duplicate" if outcome[1] else "recorded"
     if isinstance(outcome, list):
         return f"{len(outcome)} ticks"
+    if isinstance(outcome, str) and outcome.startswith(("claimed", "nothing due")):
+        return outcome.partition(" ")[0]
     return "ok"
 
 

@@ -1041,6 +1041,61 @@ class KernelMachine(RuleBasedStateMachine):
         rid = data.draw(st.sampled_from(sorted(self.model.runs)), label="run")
         self.race(self.op_launch(rid, first, self.now), self.op_launch(rid, second, self.now))
 
+    def op_claim(self, claimer: str, lease: int, limit: int, now: int) -> Op:
+        return Op(
+            f"{claimer} claims {limit} for {lease}s",
+            lambda k: [r.run_id for r in k.claim_launches(claimer, now, lease=lease, limit=limit)],
+            lambda m: [r.run_id for r in m.claim_launches(claimer, now, lease, limit)],
+        )
+
+    @rule(
+        claimer=st.sampled_from(("daemon-a", "daemon-b")),
+        lease=st.sampled_from((1, 60, H)),
+        limit=st.sampled_from((1, 2, 100)),
+    )
+    def claim_launches(self, claimer: str, lease: int, limit: int) -> None:
+        """A runtime claims due runs of the outbox: they are not due until the lease ends."""
+        self.run(self.op_claim(claimer, lease, limit, self.now))
+
+    @precondition(lambda self: bool(self.model.runs))
+    @rule(
+        data=st.data(),
+        claimer=st.sampled_from((None, "daemon-a", "daemon-b")),
+        error=st.sampled_from((None, "down")),
+        stale=st.booleans(),
+    )
+    def record_claimed_launch(
+        self, data: st.DataObject, claimer: str | None, error: str | None, stale: bool
+    ) -> None:
+        """A runtime reports an attempt with the attempts it read (``stale``: one fewer than
+        now): accepted only from the run as read and, with a claimer, its claim holder."""
+        rid = data.draw(st.sampled_from(sorted(self.model.runs)), label="run")
+        read = max(0, self.model.runs[rid].attempts - stale)
+        now = self.now
+        kw: dict[str, Any] = {
+            "external_id": None if error else f"ext-{rid[:8]}",
+            "error": error,
+            "now": now,
+            "max_attempts": 3,
+            "claimer": claimer,
+            "expected_attempts": read,
+        }
+        self.run(
+            Op(
+                f"{claimer} records {rid[:8]} read at {read} attempts: {error or 'ok'}",
+                lambda k: k.record_launch(rid, **kw).status,
+                lambda m: m.record_launch(rid, **kw).status,
+            )
+        )
+
+    @rule(first=st.sampled_from(("daemon-a", "daemon-b")), limit=st.sampled_from((1, 100)))
+    def race_claimers(self, first: str, limit: int) -> None:
+        """Two runtimes read the same outbox; the second claims first. The first loses its
+        compare-and-set, re-reads and claims only what is left."""
+        self.race(
+            self.op_claim(first, 60, limit, self.now), self.op_claim("daemon-c", 60, 1, self.now)
+        )
+
     @precondition(lambda self: bool(self.model.runs))
     @rule(data=st.data(), first=st.booleans(), second=st.booleans())
     def race_completions(self, data: st.DataObject, first: bool, second: bool) -> None:

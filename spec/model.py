@@ -268,6 +268,7 @@ class MRun:
     external_id: str | None = None
     last_error: str | None = None
     detail: str | None = None
+    claimed_by: str | None = None
 
 
 @dataclass
@@ -906,6 +907,19 @@ class Model:
         due.sort(key=lambda r: (r.next_attempt_at, r.run_id))
         return due[:limit]
 
+    def claim_launches(self, claimer: str, now: int, lease: int, limit: int = 100) -> list[MRun]:
+        """``claimer`` claims the next attempt of up to ``limit`` due runs until ``now +
+        lease``: their next attempt moves to the lease's end, so no other runtime sees them
+        due before then. Nothing due: nothing claimed."""
+        if not claimer or not _text(claimer):
+            raise Rejected("input", f"claimer {claimer!r}")
+        if lease < 1:
+            raise Rejected("input", f"lease {lease}")
+        claimed = self.due_launches(now, limit)
+        for r in claimed:
+            r.claimed_by, r.next_attempt_at, r.updated_at = claimer, now + lease, now
+        return claimed
+
     def record_launch(
         self,
         run_id_: str,
@@ -915,11 +929,22 @@ class Model:
         now: int,
         max_attempts: int = 5,
         seen_attempts: int | None = None,
+        claimer: str | None = None,
+        expected_attempts: int | None = None,
     ) -> MRun:
         """One launch attempt's outcome. Only a REQUESTED run takes one; each attempt number is
         recorded once (``seen_attempts``: the attempts the reporter read; if another reporter
-        recorded that attempt since, this report is a duplicate)."""
+        recorded that attempt since, this report is a duplicate).
+
+        ``expected_attempts`` is a compare-and-set instead: the run must be REQUESTED with
+        exactly that many attempts and, with ``claimer``, claimed by it; otherwise a
+        conflict."""
         r = self.run(run_id_)
+        if expected_attempts is not None:
+            if r.status != "REQUESTED" or r.attempts != expected_attempts:
+                raise Rejected("conflict", f"run {run_id_} is {r.status} at {r.attempts}")
+            if claimer is not None and r.claimed_by != claimer:
+                raise Rejected("conflict", f"run {run_id_} is claimed by {r.claimed_by}")
         if r.status != "REQUESTED":
             return r
         if seen_attempts is not None and seen_attempts != r.attempts:

@@ -41,18 +41,22 @@ import arcoflow.kernel.store.memory as memory_module
 import attrs
 import lmdb
 import msgspec
+from arcoflow.kernel import Kernel
+from arcoflow.kernel.definitions import MAX_CATCHUP_TICKS
 from arcoflow.kernel.events import (
+    RunClaimed,
     RunRequested,
     ScheduleAdvanced,
     ScheduleToggled,
     SensorEvaluated,
 )
-from arcoflow.kernel.definitions import MAX_CATCHUP_TICKS
 from arcoflow.kernel.rows import RunRow, SensorRow, Table, key
+from arcoflow.sdk.runtime import Runtime
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from .machines import KernelMachine
+from .runtime_machine import RuntimeMachine
 
 __all__ = ["MUTANTS", "Kill", "Mutant", "Verdict", "gate", "hunt", "main"]
 
@@ -62,12 +66,14 @@ class Mutant:
     """A bug, planted by ``plant()`` (a context manager) and removed on exit. ``killers``:
     tests of the ordinary suite (pytest node ids from the project root; a test function stands
     for all its parameters) that must fail while it is planted, so that catching it never
-    depends on a long hunt or a lucky seed."""
+    depends on a long hunt or a lucky seed. ``machine`` is the state machine that hunts it
+    (default: :class:`KernelMachine`)."""
 
     name: str
     description: str
     plant: Callable[[], AbstractContextManager[None]]
     killers: tuple[str, ...] = ()
+    machine: type[RuleBasedStateMachine] | None = None
 
 
 @contextmanager
@@ -112,7 +118,9 @@ def _with_definition(fn: Any, **changes: Any) -> Any:
 def _no_catchup_budget() -> AbstractContextManager[None]:
     """``plan_ticks`` ignores ``max_catchup_ticks``."""
     plan = decide_module.plan_ticks
-    return _patch(decide_module, "plan_ticks", _with_definition(plan, max_catchup_ticks=MAX_CATCHUP_TICKS))
+    return _patch(
+        decide_module, "plan_ticks", _with_definition(plan, max_catchup_ticks=MAX_CATCHUP_TICKS)
+    )
 
 
 def _no_catchup_window() -> AbstractContextManager[None]:
@@ -462,6 +470,94 @@ VERIFICATION_MUTANTS: tuple[Mutant, ...] = (
 )
 
 
+# -- runtime mutants (hunted by the runtime machine) ---------------------------------------------
+
+
+def _runtime_ignores_attempts() -> AbstractContextManager[None]:
+    """The runtime records its launch outcome without the compare-and-set (no claimer, no
+    expected attempts): a runtime whose lease ran out records its attempt 1 on top of another
+    runtime's attempt 1, as attempt 2, skipping the retry's backoff."""
+    launch = Runtime.launch_run
+
+    class Careless:
+        def __init__(self, kernel: Kernel) -> None:
+            self.kernel = kernel
+
+        def record_launch(self, run_id_: str, **kw: Any) -> Any:
+            kw.pop("claimer", None)
+            kw.pop("expected_attempts", None)
+            return self.kernel.record_launch(run_id_, **kw)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.kernel, name)
+
+    def mutated(self: Runtime, run: RunRow, now: int | None = None) -> Any:
+        kernel = self.kernel
+        self.kernel = Careless(kernel)  # type: ignore[assignment]
+        try:
+            return launch(self, run, now)
+        finally:
+            self.kernel = kernel
+
+    return _patch(Runtime, "launch_run", mutated)
+
+
+def _checks_restart_at_first_page() -> AbstractContextManager[None]:
+    """Completion checks always start again at the first page of launched runs: finished
+    runs beyond it are never completed while the first page's runs still run."""
+    check = Runtime.check_runs
+
+    def mutated(self: Runtime, now: int | None, report: Any) -> Any:
+        self._check_after.clear()
+        return check(self, now, report)
+
+    return _patch(Runtime, "check_runs", mutated)
+
+
+def _claim_ignored() -> AbstractContextManager[None]:
+    """A launch claim is recorded but leaves the run due: two runtimes launch it."""
+    original = _handler(RunClaimed)
+
+    def mutated(view: Any, env: Any, e: RunClaimed) -> Any:
+        run: RunRow = view.get(Table.RUNS, key(e.run_id))
+        return [
+            (t, k, msgspec.structs.replace(row, next_attempt_at=run.next_attempt_at))
+            for t, k, row in original(view, env, e)
+        ]
+
+    return _patch(evolve_module._HANDLERS, RunClaimed, mutated)  # type: ignore[arg-type]
+
+
+_LAUNCHES = "tests/sdk/test_runtime_launches.py::"
+
+RUNTIME_MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "runtime_ignores_attempts",
+        "the runtime records outcomes without the attempt compare-and-set",
+        _runtime_ignores_attempts,
+        (_LAUNCHES + "test_a_runtime_whose_lease_ran_out_does_not_record_its_stale_attempt",),
+        RuntimeMachine,
+    ),
+    Mutant(
+        "checks_restart_at_first_page",
+        "completion checks always restart at the first page",
+        _checks_restart_at_first_page,
+        (
+            _LAUNCHES
+            + "test_completion_checks_reach_finished_runs_beyond_a_first_page_still_running",
+        ),
+        RuntimeMachine,
+    ),
+    Mutant(
+        "claim_ignored",
+        "a launch claim leaves the run due (two runtimes launch it)",
+        _claim_ignored,
+        (_LAUNCHES + "test_a_second_runtime_cycling_while_the_first_launches_keeps_off_its_run",),
+        RuntimeMachine,
+    ),
+)
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "no_cas",
@@ -543,6 +639,7 @@ MUTANTS: tuple[Mutant, ...] = (
         (_BOUNDARIES + "test_stop_and_start_twice_in_one_second_leaves_the_sensor_running",),
     ),
     *VERIFICATION_MUTANTS,
+    *RUNTIME_MUTANTS,
 )
 
 
@@ -562,14 +659,16 @@ class Kill:
 
 def hunt(
     mutant: Mutant,
-    machine: type[RuleBasedStateMachine] = KernelMachine,
+    machine: type[RuleBasedStateMachine] | None = None,
     *,
     max_examples: int = 300,
     steps: int = 40,
     derandomize: bool = True,
 ) -> Kill:
-    """Run ``machine`` under ``mutant`` (no shrinking) until it fails. ``derandomize``: with
-    a fixed seed (reproducible), or a random one (to see how robust the kill is)."""
+    """Run ``machine`` (default: the mutant's own) under ``mutant`` (no shrinking) until it
+    fails. ``derandomize``: with a fixed seed (reproducible), or a random one (to see how
+    robust the kill is)."""
+    machine = machine or mutant.machine or KernelMachine
     count = 0
 
     class Counted(machine):  # type: ignore[valid-type, misc]

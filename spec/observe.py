@@ -122,6 +122,7 @@ class RunObs(NamedTuple):
     external_id: str | None
     last_error: str | None
     detail: str | None
+    claimed_by: str | None
 
 
 class ConflictObs(NamedTuple):

@@ -155,7 +155,11 @@ texts = st.text(max_size=20)
 maybe_text = st.none() | texts
 
 json_values: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | ints | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
+    st.none()
+    | st.booleans()
+    | ints
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
     ),
@@ -292,8 +296,13 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         config=configs,
         tags=tags,
     ),
-    ev.RunLaunched: st.builds(ev.RunLaunched, texts, naturals, maybe_text),
-    ev.RunLaunchFailed: st.builds(ev.RunLaunchFailed, texts, naturals, texts, maybe_epoch),
+    ev.RunClaimed: st.builds(ev.RunClaimed, texts, naturals, texts, epochs, epochs),
+    ev.RunLaunched: st.builds(
+        ev.RunLaunched, texts, naturals, maybe_text, maybe_text, st.booleans()
+    ),
+    ev.RunLaunchFailed: st.builds(
+        ev.RunLaunchFailed, texts, naturals, texts, maybe_epoch, maybe_text, st.booleans()
+    ),
     ev.RunCompleted: st.builds(
         ev.RunCompleted, texts, st.sampled_from(["SUCCEEDED", "FAILED"]), maybe_text
     ),

@@ -18,7 +18,6 @@ from arcoflow.kernel import (
     InvalidCron,
     InvalidDefinition,
     Kernel,
-    MemoryStore,
     PollContext,
     PollResult,
     RunRequest,

@@ -112,6 +112,7 @@ def test_the_checker_catches_what_it_claims_to() -> None:
         "external_id": None,
         "last_error": None,
         "detail": None,
+        "claimed_by": None,
     }
     assert schema_errors(good, run, doc) == []
     broken = [

@@ -1,6 +1,7 @@
-"""Several runtimes on one LMDB store: two real processes run cycles in lockstep on the same
+"""Several runtimes on one LMDB store: four real processes run cycles in lockstep on the same
 clock; history holds exactly one tick per tick id, one evaluation per poll epoch, one run per
-run key and one recorded launch per run."""
+run key and one recorded launch per run, and each run is handed to a launcher exactly once
+(launch claims: no daemon was killed, so at-least-once never has to repeat a hand-over)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from arcoflow.kernel.events import (
 from .helpers import T0
 
 CYCLES = 25
+DAEMONS = 4
 
 WORKER = textwrap.dedent(
     """
@@ -47,7 +49,7 @@ WORKER = textwrap.dedent(
         def arcoflow_evaluate_tick(self, context):
             return TickResult([RunRequest(config={"part": p}) for p in ("a", "b")])
 
-    path, barrier, t0, cycles = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    path, barrier, t0, cycles, peers = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
     me = str(os.getpid())
     store = LmdbStore(path)
     plugins = Plugins()
@@ -59,23 +61,24 @@ WORKER = textwrap.dedent(
     def wait_for_peer(step):
         open(os.path.join(barrier, f"{step}.{me}"), "w").close()
         deadline = time.monotonic() + 60
-        while len([f for f in os.listdir(barrier) if f.startswith(f"{step}.")]) < 2:
+        while len([f for f in os.listdir(barrier) if f.startswith(f"{step}.")]) < peers:
             if time.monotonic() > deadline:
                 raise SystemExit(f"peer never reached step {step}")
             time.sleep(0.001)
 
     conflicts = 0
     for i in range(cycles):
-        wait_for_peer(i)  # both processes start each cycle together, at the same clock time
+        wait_for_peer(i)  # every process starts each cycle together, at the same clock time
         conflicts += len(runtime.cycle(t0 + 60 * i).conflicts)
     store.close()
-    print(json.dumps({"launched": sorted(memory.launched), "conflicts": conflicts}))
+    handed = [launch.run_id for launch in memory.calls]
+    print(json.dumps({"handed": handed, "conflicts": conflicts}))
     """
 )
 
 
 @pytest.mark.slow
-def test_two_daemon_processes_on_one_store_never_duplicate_work(
+def test_four_daemon_processes_on_one_store_never_duplicate_work(
     store_dir: str, tmp_path: Path
 ) -> None:
     store = LmdbStore(store_dir)
@@ -106,12 +109,21 @@ def test_two_daemon_processes_on_one_store_never_duplicate_work(
     barrier.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, store_dir, str(barrier), str(T0), str(CYCLES)],
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                store_dir,
+                str(barrier),
+                str(T0),
+                str(CYCLES),
+                str(DAEMONS),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(2)
+        for _ in range(DAEMONS)
     ]
     outputs = []
     for proc in procs:
@@ -142,9 +154,11 @@ def test_two_daemon_processes_on_one_store_never_duplicate_work(
         for sensor in ("s1", "s2"):
             row = kernel.sensor(sensor)
             assert row.cursor is not None and row.cursor.native() == str(CYCLES)
-        # Every run reached a launcher at least once (either process's).
-        handed = set(outputs[0]["launched"]) | set(outputs[1]["launched"])
-        assert handed == {r.run_id for r in runs}
+        # Every run reached a launcher exactly once: the claims kept the daemons apart.
+        handed = Counter(run_id for out in outputs for run_id in out["handed"])
+        duplicates = {run_id: n for run_id, n in handed.items() if n > 1}
+        assert set(handed) == {r.run_id for r in runs}
+        assert duplicates == {}, f"{len(duplicates)} of {len(handed)} runs handed over twice"
         assert kernel.verify().ok
     finally:
         store.close()
