@@ -58,7 +58,7 @@ Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
 JSON = dict[str, Any]
 #: The LMDB data file whose presence tells an existing store from a typo.
 _DATA_FILE: Final = "data.mdb"
-#: Definitions applied per write transaction by ``apply`` (progress is shown between them).
+#: Definitions per ``Kernel.apply`` call of ``arcoflow apply`` (progress shows between them).
 _APPLY_CHUNK: Final = 100
 
 
@@ -185,9 +185,7 @@ def cmd_apply(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     return 0
 
 
-def apply_with_progress(
-    kernel: Kernel, definitions: Definitions, progress: Callable[[int, int], None]
-) -> list[Any]:
+def apply_with_progress(kernel: Kernel, definitions: Definitions, progress: Progress) -> list[Any]:
     """``kernel.apply(definitions)`` in chunks at one instant, reporting ``(done, total)``
     after each chunk: the same changes, visible while a large file is applied."""
     items = [*definitions.schedules, *definitions.sensors]
@@ -201,8 +199,7 @@ def apply_with_progress(
         )
         changes += kernel.apply(part, now=now)
         progress(len(changes), len(items))
-    if isinstance(progress, Progress):
-        progress.finish(len(changes), len(items))
+    progress.finish(len(changes), len(items))
     return changes
 
 
