@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, NoReturn, TextIO
+from typing import Any, Final, NoReturn, TextIO
 
 from arcoflow.kernel import (
     Definitions,
@@ -52,17 +52,15 @@ from .plugins import Plugins
 from .progress import Progress
 from .runtime import Runtime
 from .stdout import document_stdout
+from .types import StoreUse
 
 __all__ = ["NoStore", "StoreUse", "main"]
 
 Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
 JSON = dict[str, Any]
-#: What a command does with the store: nothing, only read it (it must exist), or write it
-#: (created on first use).
-StoreUse = Literal["none", "read", "write"]
 #: The LMDB data file whose presence tells an existing store from a typo.
 _DATA_FILE: Final = "data.mdb"
-#: Definitions applied per write transaction by ``apply`` (progress is shown between them).
+#: Definitions per ``Kernel.apply`` call of ``arcoflow apply`` (progress shows between them).
 _APPLY_CHUNK: Final = 100
 
 
@@ -196,9 +194,7 @@ def cmd_apply(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     return 0
 
 
-def apply_with_progress(
-    kernel: Kernel, definitions: Definitions, progress: Callable[[int, int], None]
-) -> list[Any]:
+def apply_with_progress(kernel: Kernel, definitions: Definitions, progress: Progress) -> list[Any]:
     """``kernel.apply(definitions)`` in chunks at one instant, reporting ``(done, total)``
     after each chunk: the same changes, visible while a large file is applied."""
     items = [*definitions.schedules, *definitions.sensors]
@@ -212,8 +208,7 @@ def apply_with_progress(
         )
         changes += kernel.apply(part, now=now)
         progress(len(changes), len(items))
-    if isinstance(progress, Progress):
-        progress.finish(len(changes), len(items))
+    progress.finish(len(changes), len(items))
     return changes
 
 
@@ -581,14 +576,18 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
 
 
 def _plugin_commands(sub: Any, commands: _Commands) -> Plugins:
-    """Load plugins and let them (and the runtime) add their commands, then give every
-    command the global options (so commands added by plugins take them too)."""
+    """Load plugins and let them (and the runtime) add their commands."""
     plugins = Plugins.discover()
     add_runtime_commands(sub, commands.register)
     plugins.add_commands(sub, commands.register)
+    return plugins
+
+
+def _share_global_options(sub: Any) -> None:
+    """Give every command the global options, whoever added it (built-in, runtime, plugin):
+    called once all commands are registered, just before parsing."""
     for parser in {id(p): p for p in sub.choices.values()}.values():
         _global_options(parser, top=False)
-    return plugins
 
 
 def _open_store(path: str, create: bool) -> LmdbStore:
@@ -613,6 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, sub, commands = build_parser()
     try:
         plugins = _plugin_commands(sub, commands)
+        _share_global_options(sub)
         args = parser.parse_args(argv)
         configure_logging(args.verbose, args.log_format)
         if args.command is None:

@@ -22,28 +22,21 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 import attrs
-from arcoflow.kernel import Change, EvalRow, RunRow, TickRow, parse_duration
+from arcoflow.kernel import Change, EvalRow, InputError, RunRow, TickRow, parse_duration
 from arcoflow.kernel import views as v
 
 from .daemon import run_daemon
 from .metrics import process_metrics
 from .plugins import Plugins
 from .runtime import Failure
+from .types import Register
 
-__all__ = ["Register", "add_runtime_commands", "cmd_plugins", "cmd_run"]
+__all__ = ["add_runtime_commands", "cmd_plugins", "cmd_run"]
 
 Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
-
-
-class Register(Protocol):
-    """The CLI's ``register(name, handler, store=...)``: ``store`` is ``"none"`` (the command
-    opens no store), ``"read"`` (it only reads, and refuses a store that does not exist) or
-    ``"write"`` (the default: the store is created if missing)."""
-
-    def __call__(self, name: str, handler: Handler, store: Any = "write") -> None: ...
 
 
 def _port(text: str) -> int:
@@ -98,7 +91,10 @@ def cmd_run(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     printer = _Printer(bool(ctx.get("json")), collect=bool(args.once and ctx.get("json")))
     metrics = stop_metrics = None
     if args.metrics_port is not None:
-        metrics = process_metrics()
+        try:
+            metrics = process_metrics()
+        except ImportError as exc:  # the extra is not installed: say which
+            raise InputError(f"--metrics-port: {exc}") from None
         try:
             stop_metrics = metrics.serve(args.metrics_port, args.metrics_host)
         except OSError as exc:

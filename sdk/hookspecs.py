@@ -13,7 +13,7 @@ arguments; an implementation may accept any subset of them (pluggy's rule).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pluggy
@@ -26,7 +26,7 @@ from arcoflow.kernel import (
     TickResult,
 )
 
-from .types import Launch, Launched, RunState
+from .types import Launch, Launched, Register, RunState
 
 hookspec = pluggy.HookspecMarker("arcoflow")
 #: Marks a plugin's function or method as the implementation of the hook of the same name.
@@ -111,13 +111,18 @@ def arcoflow_check_config(role: str, config: Mapping[str, Any]) -> Sequence[str]
 @hookspec
 def arcoflow_add_commands(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
-    register: Callable[[str, Callable[[argparse.Namespace, Mapping[str, Any]], int]], None],
+    register: Register,
 ) -> None:
     """Add subcommands to the ``arcoflow`` CLI.
 
     Add a parser with ``subparsers.add_parser(name, help=...)`` and register its handler with
-    ``register(name, handler)``; the handler gets the parsed arguments and a context mapping
-    (``kernel``, ``plugins``, ``store_path``, ``json``: whether ``--json`` was given, ``out``:
-    prints one JSON document or a table) and returns the exit code. A plugin that raises here
+    ``register(name, handler)``, or ``register(name, handler, store="read")`` for a command that
+    only reads the store (it then refuses a store that does not exist and creates none;
+    ``"none"``: the command needs no store; the default ``"write"`` creates it). Every command
+    takes the global options (``--store``, ``--json``, ``-v``, ``--log-format``) before or
+    after its name; an option of the same name on the plugin's own parser wins. The handler
+    gets the parsed arguments and a context mapping (``kernel``, unless ``store="none"``;
+    ``plugins``, ``store_path``, ``json``: whether ``--json`` was given, ``out``: prints one
+    JSON document or a table) and returns the exit code. A plugin that raises here
     is skipped; the CLI works without its commands.
     """

@@ -139,10 +139,16 @@ class Metrics:
         return stop
 
 
-@cache
 def process_metrics() -> Metrics:
     """This process's :class:`Metrics` in the global registry (created on first use: a
-    metric can be registered only once per registry)."""
+    metric can be registered only once per registry). Raises the ImportError naming the
+    extra whenever ``prometheus_client`` cannot be imported."""
+    _prometheus()
+    return _process_metrics()
+
+
+@cache
+def _process_metrics() -> Metrics:
     return Metrics()
 
 

@@ -49,7 +49,7 @@ from arcoflow.kernel import (
 
 from . import hookspecs
 from .stdout import plugin_code
-from .types import Launch, Launched, RunState
+from .types import Launch, Launched, Register, RunState
 
 __all__ = [
     "CHECK_TIMEOUT",
@@ -105,9 +105,6 @@ CHECK_TIMEOUT: Final = 10.0
 MAX_HUNG_CALLS: Final = 4
 _MAX_EXTERNAL_ID: Final = 1024
 _MAX_DETAIL: Final = 4096
-
-Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
-Register = Callable[[str, Handler], None]
 
 
 class PluginError(ArcoflowError):

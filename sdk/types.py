@@ -1,15 +1,43 @@
 """The small values launcher plugins receive and return (sensor and evaluator values come from
-:mod:`arcoflow.kernel.definitions` and are re-exported by :mod:`arcoflow.sdk`)."""
+:mod:`arcoflow.kernel.definitions` and are re-exported by :mod:`arcoflow.sdk`), and the types
+of CLI command registration."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+import argparse
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
 
 import attrs
 from arcoflow.kernel import ArcoflowError
 
-__all__ = ["ConnectorError", "Launch", "LaunchError", "Launched", "RunState"]
+__all__ = [
+    "CommandHandler",
+    "ConnectorError",
+    "Launch",
+    "LaunchError",
+    "Launched",
+    "Register",
+    "RunState",
+    "StoreUse",
+]
+
+#: A CLI command's handler: the parsed arguments and the context, to the exit code.
+CommandHandler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
+#: What a command does with the store: nothing, only read it (it must exist), or write it
+#: (created on first use); or a function of the parsed arguments that says which.
+StoreUse = Literal["none", "read", "write"]
+
+
+class Register(Protocol):
+    """The CLI's ``register(name, handler, store="write")`` (see ``arcoflow_add_commands``)."""
+
+    def __call__(
+        self,
+        name: str,
+        handler: CommandHandler,
+        store: StoreUse | Callable[[argparse.Namespace], StoreUse] = "write",
+    ) -> None: ...
 
 
 @attrs.frozen

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -442,3 +443,33 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
     assert records, "-v logs at least the clean stop"
     assert all(set(r) >= {"time", "level", "logger", "message"} for r in records)
     assert any(r["message"].startswith("stopped cleanly") for r in records)
+
+
+def test_the_daemon_warns_at_start_about_stored_sensors_whose_config_is_refused(
+    store_dir: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = LmdbStore(store_dir)
+    try:  # written through the kernel, which knows no plugins: the SDK's check is bypassed
+        config = {"path": "in", "max_files": "ten"}
+        sensor = SensorDefinition(
+            "f", "poll", RunTemplate("t"), connector="filesystem", config=config
+        )
+        Kernel(store).define_sensor(sensor, now=T0)
+    finally:
+        store.close()
+    caplog.set_level(logging.WARNING, "arcoflow.daemon")
+    run(capsys, "--store", store_dir, "run", "--once")
+    assert "sensor f: connector 'filesystem': config.max_files must be an integer" in caplog.text
+
+
+def test_metrics_without_the_extra_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    store = str(tmp_path / "s")
+    code, _, err = run(capsys, "--store", store, "run", "--once", "--metrics-port", "9")
+    assert code == 2
+    assert err == (
+        "arcoflow: error: --metrics-port: metrics need the prometheus_client library: "
+        "pip install 'arcoflow[metrics]'\n"
+    )
