@@ -54,18 +54,13 @@ from .runtime import Runtime
 from .stdout import document_stdout
 from .types import StoreUse
 
-__all__ = ["NoStore", "StoreUse", "main"]
+__all__ = ["StoreUse", "main"]
 
 Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
 JSON = dict[str, Any]
 #: The LMDB data file whose presence tells an existing store from a typo.
-_DATA_FILE: Final = "data.mdb"
 #: Definitions per ``Kernel.apply`` call of ``arcoflow apply`` (progress shows between them).
 _APPLY_CHUNK: Final = 100
-
-
-class NoStore(InputError):
-    """A command that only reads was pointed at a directory that holds no store."""
 
 
 #: Columns of the human-readable table of each kind of row.
@@ -592,10 +587,8 @@ def _share_global_options(sub: Any) -> None:
 
 def _open_store(path: str, create: bool) -> LmdbStore:
     """The store at ``path``. ``create=False`` (a command that only reads): the store must
-    already exist, else :class:`NoStore`, and nothing is created."""
-    if not create and not os.path.isfile(os.path.join(path, _DATA_FILE)):
-        raise NoStore(f"no store at {path}")
-    return LmdbStore(path)
+    already exist, else :class:`~arcoflow.kernel.StoreNotFound`, and nothing is created."""
+    return LmdbStore(path, readonly=not create)
 
 
 @contextmanager
