@@ -11,6 +11,7 @@ import os
 import shutil
 from typing import Any
 
+import postgres_support
 from arcoflow.kernel import LmdbStore, MemoryStore, Store
 from arcoflow.plugins import filesystem
 from arcoflow.plugins.memory_launcher import MemoryLauncher
@@ -30,10 +31,18 @@ class LmdbStoreConformance(StoreKit):
     store_factory = LmdbStore
 
 
+class PostgresStoreConformance(StoreKit):
+    """One schema per process, emptied for each example (a reopen keeps what it wrote)."""
+
+    store_factory = staticmethod(postgres_support.store_on)
+
+
 TestMemoryStore = MemoryStoreConformance.TestCase
 TestMemoryStore.settings = scaled(0.5, steps=40)
 TestLmdbStore = LmdbStoreConformance.TestCase
 TestLmdbStore.settings = scaled(0.5, steps=40)
+TestPostgresStore = PostgresStoreConformance.TestCase
+TestPostgresStore.settings = scaled(0.5, steps=40)
 
 
 # -- plugins -------------------------------------------------------------------------------------
