@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import psycopg
@@ -27,9 +28,19 @@ from psycopg import sql
 DEFAULT_DSN: Final = "postgresql://postgres@127.0.0.1:5432/test"
 PREFIX: Final = "arcoflow_test_"
 
-_reachable: str | None = None
-_made: list[str] = []
-_admin: psycopg.Connection[Any] | None = None
+
+@dataclass
+class _State:
+    """What this process has set up: the server checked, the schemas made, the shared one."""
+
+    reachable: str | None = None
+    made: list[str] = field(default_factory=list)
+    admin: psycopg.Connection[Any] | None = None
+    shared: str | None = None
+    shared_path: str | None = None  # the example (its directory) the shared schema holds
+
+
+_state = _State()
 
 
 def dsn() -> str:
@@ -39,9 +50,8 @@ def dsn() -> str:
 
 def require_server() -> str:
     """The test server's URL, after checking once that it answers; fail the test if not."""
-    global _reachable
     url = dsn()
-    if _reachable != url:
+    if _state.reachable != url:
         try:
             psycopg.connect(url, connect_timeout=5).close()
         except psycopg.Error as exc:
@@ -54,22 +64,21 @@ def require_server() -> str:
                 f"PostgreSQL at {url} (from {source}) is unreachable: {exc}".strip(),
                 pytrace=False,
             )
-        _reachable = url
+        _state.reachable = url
     return url
 
 
 def admin() -> psycopg.Connection[Any]:
     """One autocommit connection for the tests' own statements."""
-    global _admin
-    if _admin is None or _admin.closed:
-        _admin = psycopg.connect(require_server(), autocommit=True)
-    return _admin
+    if _state.admin is None or _state.admin.closed:
+        _state.admin = psycopg.connect(require_server(), autocommit=True)
+    return _state.admin
 
 
 def fresh_schema() -> str:
     """A new schema name, dropped at exit if nothing drops it before."""
     name = PREFIX + uuid.uuid4().hex[:16]
-    _made.append(name)
+    _state.made.append(name)
     return name
 
 
@@ -91,29 +100,23 @@ def clear(schema: str) -> None:
     admin().execute(sql.SQL("; ").join(statements))
 
 
-_shared: str | None = None
-_shared_path: str | None = None
-
-
 def shared_schema() -> str:
     """This process's schema for examples (created on first use)."""
-    global _shared
-    if _shared is None:
+    if _state.shared is None:
         name = fresh_schema()
         open_store(name).close()  # creates it
-        _shared = name
-    return _shared
+        _state.shared = name
+    return _state.shared
 
 
 def store_on(path: str) -> PostgresStore:
     """A store factory for the machines' ``store_factory(directory)``: a new ``path`` (a new
     example) gets the shared schema emptied; the same ``path`` again (a reopen) gets what the
     example wrote."""
-    global _shared_path
     schema = shared_schema()
-    if path != _shared_path:
+    if path != _state.shared_path:
         clear(schema)
-        _shared_path = path
+        _state.shared_path = path
     return open_store(schema)
 
 
@@ -127,9 +130,8 @@ class Reused:
     ``store()`` (a fresh kernel per path, with no connection set-up)."""
 
     def __init__(self) -> None:
-        global _shared_path
         self.schema = shared_schema()
-        _shared_path = None  # whatever an earlier example wrote is not reopened
+        _state.shared_path = None  # whatever an earlier example wrote is not reopened
         self.store = open_store(self.schema)
 
     def __call__(self) -> PostgresStore:
@@ -142,12 +144,12 @@ class Reused:
 
 @atexit.register
 def _drop_all() -> None:
-    if not _made or _reachable is None:
+    if not _state.made or _state.reachable is None:
         return
     try:
-        for name in _made:
+        for name in _state.made:
             drop_schema(name)
-        if _admin is not None:
-            _admin.close()
+        if _state.admin is not None:
+            _state.admin.close()
     except psycopg.Error:
         pass  # the server went away: nothing left to tidy

@@ -236,10 +236,26 @@ class _Statements:
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
         self.delete = each("DELETE FROM {} WHERE key = ANY(%s::bytea[])")
+        self._writes: dict[tuple[tuple[str, Table], ...], sql.Composed] = {}
         self.reserve = sql.SQL("SELECT {}.reserve_seq(%s)").format(s)
         self.give_back = sql.SQL("SELECT {}.give_back_seq(%s, %s)").format(s)
         self.advance = sql.SQL("SELECT {}.advance_seq(%s)").format(s)
         self._scans: dict[tuple[Table, str, str, bool], sql.Composed] = {}
+
+    def writes(self, shape: tuple[tuple[str, Table], ...]) -> sql.Composed:
+        """One statement for writes of ``shape`` (kind and table of each group, in order);
+        its parameters: keys (and values, but for a delete) of each group."""
+        query = self._writes.get(shape)
+        if query is None:
+            kinds = {"delete": self.delete, "insert": self.insert, "upsert": self.upsert}
+            parts = [
+                sql.SQL("w{} AS ({})").format(sql.SQL(str(i)), kinds[kind][table])
+                for i, (kind, table) in enumerate(shape)
+            ]
+            query = self._writes[shape] = sql.SQL("WITH {} SELECT 1").format(
+                sql.SQL(", ").join(parts)
+            )
+        return query
 
     def scan(self, table: Table, low: str, high: str, reverse: bool) -> sql.Composed:
         """One page of ``table`` in key order; ``low``/``high``: how a key compares with the
@@ -344,7 +360,7 @@ class _Write(_Read):
         return first
 
     def flush(self) -> None:
-        """Send every write, grouped into one statement per table and kind."""
+        """Send every write in one statement (a data-modifying CTE per table and kind)."""
         groups: dict[tuple[str, Table], list[tuple[bytes, bytes | None]]] = {}
         for (table, key), value in sorted(self.writes.items(), key=lambda item: item[0]):
             if value is None:
@@ -354,13 +370,14 @@ class _Write(_Read):
             else:
                 kind = "upsert"
             groups.setdefault((kind, table), []).append((key, value))
-        for (kind, table), items in groups.items():
-            keys = [k for k, _ in items]
-            if kind == "delete":
-                self.conn.execute(self.sql.delete[table], (keys,))
-            else:
-                query = (self.sql.insert if kind == "insert" else self.sql.upsert)[table]
-                self.conn.execute(query, (keys, [v for _, v in items]))
+        if not groups:
+            return
+        params: list[Any] = []
+        for (kind, _), items in groups.items():
+            params.append([k for k, _ in items])
+            if kind != "delete":
+                params.append([v for _, v in items])
+        self.conn.execute(self.sql.writes(tuple(groups)), params)
 
 
 # -- the store -----------------------------------------------------------------------------------
