@@ -60,8 +60,6 @@ __all__ = ["DEFAULT_SCHEMA", "PostgresStore"]
 
 DEFAULT_SCHEMA: Final = "arcoflow"
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-#: Rows fetched per round trip by a scan.
-_PAGE: Final = 256
 #: SQLSTATEs after which an append is rolled back and run again.
 _RETRYABLE: Final = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
 
@@ -271,13 +269,16 @@ class _Statements:
             order = "DESC" if reverse else "ASC"
             query = self._scans[slot] = sql.SQL(
                 f"SELECT key, value FROM {{}} WHERE {' AND '.join(where)} "
-                f"ORDER BY key {order} LIMIT {_PAGE}"
+                f"ORDER BY key {order} LIMIT %(page)s"
             ).format(self.table[table])
         return query
 
 
 class _Read:
     """A read-only snapshot (REPEATABLE READ): point reads, and scans paged by key."""
+
+    #: Rows fetched per round trip by a scan.
+    page = 256
 
     def __init__(self, conn: psycopg.Connection[Any], statements: _Statements) -> None:
         self.conn = conn
@@ -305,10 +306,11 @@ class _Read:
         hi = min_stop(stop, prefix_end(prefix))
         low, high = (">=" if lo else ""), ("<" if hi is not None else "")
         while True:
-            page = self._fetch(self.sql.scan(table, low, high, reverse), {"lo": lo, "hi": hi})
+            query = self.sql.scan(table, low, high, reverse)
+            page = self._fetch(query, {"lo": lo, "hi": hi, "page": self.page})
             for k, v in page:
                 yield bytes(k), bytes(v)
-            if len(page) < _PAGE:
+            if len(page) < self.page:
                 return
             # The next page starts past the last key seen.
             if reverse:
