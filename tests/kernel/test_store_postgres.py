@@ -328,6 +328,46 @@ def test_appends_on_disjoint_rows_do_not_wait_and_the_same_row_serialises(
     assert kernel.verify().ok
 
 
+@pytest.fixture
+def paused_first(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Appends run in a thread named ``first`` stop after sending their writes, before the
+    commit (holding every lock they take) until ``release`` is set: (flushed, release)."""
+    flushed, release = threading.Event(), threading.Event()
+    flush = _Write.flush
+
+    def paused_flush(txn: _Write) -> None:
+        flush(txn)
+        if threading.current_thread().name == "first":
+            flushed.set()
+            assert release.wait(30)
+
+    monkeypatch.setattr(_Write, "flush", paused_flush)
+    return flushed, release
+
+
+def test_an_uncommitted_append_holds_no_lock_a_disjoint_append_needs(
+    postgres_store: PostgresStore, paused_first: tuple[threading.Event, threading.Event]
+) -> None:
+    """An append paused between its writes and its commit blocks nobody on other rows: no
+    row that every append writes (the store's format version is written once, not rewritten
+    by each append)."""
+    flushed, release = paused_first
+    kernel = _two_schedules(postgres_store)
+    first = threading.Thread(
+        target=kernel.set_schedule_enabled, args=("a", False, 10), name="first"
+    )
+    first.start()
+    try:
+        assert flushed.wait(30)
+        on_b = Background(lambda: kernel.set_schedule_enabled("b", False, now=10))
+        assert not on_b.result(timeout=10).enabled
+    finally:
+        release.set()
+        first.join(30)
+    assert not kernel.schedule("a").enabled
+    assert kernel.verify().ok
+
+
 def test_sequence_numbers_are_drawn_after_the_row_locks(
     postgres_store: PostgresStore, locker: psycopg.Connection[Any]
 ) -> None:
@@ -374,21 +414,12 @@ def test_a_deadlock_is_retried(
 
 
 def test_a_row_claimed_by_a_concurrent_append_is_a_lost_race_retried(
-    postgres_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+    postgres_store: PostgresStore, paused_first: tuple[threading.Event, threading.Event]
 ) -> None:
     """Two appends request the same new run under different keys. The first holds its
     uncommitted insert; the second read the run as absent, so its INSERT waits, then hits a
     unique violation (23505) when the first commits, and runs again: now it links the run."""
-    first_flushed, release = threading.Event(), threading.Event()
-    flush = _Write.flush
-
-    def paused_flush(txn: _Write) -> None:
-        flush(txn)
-        if threading.current_thread().name == "first":
-            first_flushed.set()
-            assert release.wait(30)
-
-    monkeypatch.setattr(_Write, "flush", paused_flush)
+    first_flushed, release = paused_first
     event = run_requested("shared")
     first = threading.Thread(
         target=postgres_store.append, args=([Pending("k1", event)], 1), name="first"
