@@ -546,14 +546,6 @@ class PostgresStore:
             with conn.transaction():
                 yield _Read(conn, self._sql)
 
-    def drop(self) -> None:
-        """Drop this store's schema and everything in it, then close (tests, teardown)."""
-        with self._connection() as conn:
-            conn.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema))
-            )
-        self.close()
-
     def close(self) -> None:
         """Close the connection pool; the data stays in the database."""
         pool, self._pool = self._pool, None

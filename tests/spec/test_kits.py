@@ -42,7 +42,7 @@ TestMemoryStore.settings = scaled(0.5, steps=40)
 TestLmdbStore = LmdbStoreConformance.TestCase
 TestLmdbStore.settings = scaled(0.5, steps=40)
 TestPostgresStore = PostgresStoreConformance.TestCase
-TestPostgresStore.settings = scaled(0.5, steps=40)
+TestPostgresStore.settings = scaled(0.25, steps=30)
 
 
 # -- plugins -------------------------------------------------------------------------------------

@@ -15,4 +15,4 @@ PostgresKernelMachine = kernel_machine(
     postgres_support.store_on, postgres_support.reopen, twin=False, name="PostgresKernelMachine"
 )
 PostgresKernelVsModel = PostgresKernelMachine.TestCase
-PostgresKernelVsModel.settings = scaled(0.75, steps=40)
+PostgresKernelVsModel.settings = scaled(0.25, steps=30)
