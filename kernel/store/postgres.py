@@ -64,8 +64,6 @@ _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _RETRYABLE: Final = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
 
 _T = TypeVar("_T")
-#: The store's format version, rewritten by every append (see :class:`_Write`).
-_FORMAT: Final = (Table.META, b"schema_version")
 
 # -- migrations ----------------------------------------------------------------------------------
 
@@ -231,10 +229,15 @@ class _Statements:
         self.insert = each(
             "INSERT INTO {} (key, value) SELECT * FROM unnest(%s::bytea[], %s::bytea[])"
         )
-        self.upsert = each(
-            "INSERT INTO {} (key, value) SELECT * FROM unnest(%s::bytea[], %s::bytea[]) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-        )
+        self.upsert = {
+            t: sql.SQL(
+                "INSERT INTO {t} (key, value) "
+                "SELECT k, v FROM unnest(%s::bytea[], %s::bytea[]) AS w(k, v) "
+                "WHERE NOT EXISTS (SELECT FROM {t} AS o WHERE o.key = w.k AND o.value = w.v) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            ).format(t=self.table[t])
+            for t in Table
+        }
         self.delete = each("DELETE FROM {} WHERE key = ANY(%s::bytea[])")
         self._writes: dict[tuple[tuple[str, Table], ...], sql.Composed] = {}
         self.reserve = sql.SQL("SELECT {}.reserve_seq(%s)").format(s)
@@ -334,19 +337,13 @@ class _Write(_Read):
     log record) is upserted, as LMDB's ``put`` overwrites. ``scan`` sees the committed state,
     not this transaction's writes (the apply step only scans before it writes), as in memory.
 
-    ``stored``: values known to be stored already, whose rewrite is skipped. Every append
-    writes the store's format version (``meta/schema_version``); rewriting that one row would
-    lock it until the commit, a global write lock by the back door.
+    An upsert skips a row that already holds the value (so takes no lock on it): every append
+    writes the store's format version (``meta/schema_version``), and rewriting that one row
+    would lock it until the commit, a global write lock by the back door.
     """
 
-    def __init__(
-        self,
-        conn: psycopg.Connection[Any],
-        statements: _Statements,
-        stored: dict[tuple[Table, bytes], bytes],
-    ) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], statements: _Statements) -> None:
         super().__init__(conn, statements)
-        self.stored = stored
         self.seen: dict[tuple[Table, bytes], bytes | None] = {}  # as read (and locked)
         self.writes: dict[tuple[Table, bytes], bytes | None] = {}  # None: delete
         self.drawn: tuple[int, int] | None = None  # (first, count) of the numbers reserved
@@ -377,8 +374,6 @@ class _Write(_Read):
         """Send every write in one statement (a data-modifying CTE per table and kind)."""
         groups: dict[tuple[str, Table], list[tuple[bytes, bytes | None]]] = {}
         for (table, key), value in sorted(self.writes.items(), key=lambda item: item[0]):
-            if value is not None and self.stored.get((table, key)) == value:
-                continue
             if value is None:
                 kind = "delete"
             elif (table, key) in self.seen and self.seen[(table, key)] is None:
@@ -440,7 +435,6 @@ class PostgresStore:
         self.retries = 0  # appends run again after a lost race, since open
         self._retries_lock = threading.Lock()
         self._sql = _Statements(schema)
-        self._stored: dict[tuple[Table, bytes], bytes] = {}  # see _Write
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             dsn,
@@ -462,9 +456,6 @@ class PostgresStore:
                 _migrate(conn, schema)
             with self.read() as txn:
                 check_format(txn)
-                stored = txn.get(*_FORMAT)
-            if stored is not None:
-                self._stored[_FORMAT] = stored
         except BaseException:
             self.close()
             raise
@@ -504,7 +495,7 @@ class PostgresStore:
         with self._connection() as conn:
             conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
             conn.read_only = False
-            txn = _Write(conn, self._sql, self._stored)
+            txn = _Write(conn, self._sql)
             try:
                 with conn.transaction():
                     result = fn(txn)
@@ -512,9 +503,6 @@ class PostgresStore:
             except BaseException as exc:
                 self._give_back(conn, txn, exc)
                 raise
-            written = txn.writes.get(_FORMAT)
-            if written is not None:  # committed: later appends need not rewrite it
-                self._stored[_FORMAT] = written
             return result
 
     def _give_back(self, conn: psycopg.Connection[Any], txn: _Write, exc: BaseException) -> None:
