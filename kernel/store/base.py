@@ -71,6 +71,11 @@ class WriteTxn(ReadTxn, Protocol):
 
     def delete(self, table: Table, key: bytes) -> None: ...
 
+    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
+        """A hint: the rows ``keys`` of ``table`` are read next. A backend that pays a round
+        trip per read (PostgreSQL) reads, and locks, them together; LMDB and memory ignore it."""
+        ...
+
     def next_seq(self, count: int) -> int:
         """Reserve ``count`` consecutive log sequence numbers; the first of them.
 
@@ -223,6 +228,7 @@ def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) 
     """
     if not batch:
         return Appended((), False)
+    txn.prefetch(Table.IDEM, [idem_key(p.key) for p in batch])
     original = txn.get(Table.IDEM, idem_key(batch[0].key))
     if original is not None:
         envelope = codec.decode(txn.get(Table.LOG, original) or b"", f"seq {from_u64(original)}")

@@ -94,6 +94,9 @@ class _Txn:
     def delete(self, table: Table, key: bytes) -> None:
         self.txn.delete(key, db=self.dbs[table])
 
+    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
+        """Reads are local: nothing to batch."""
+
     def next_seq(self, count: int) -> int:
         return counter_next_seq(self, count)
 

@@ -88,6 +88,9 @@ class _Write(_Read):
     def delete(self, table: Table, key: bytes) -> None:
         self.overlay[(table, key)] = _DELETED
 
+    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
+        """Reads are local: nothing to batch."""
+
     def next_seq(self, count: int) -> int:
         return counter_next_seq(self, count)
 

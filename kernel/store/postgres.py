@@ -226,6 +226,9 @@ class _Statements:
 
         self.get = each("SELECT value FROM {} WHERE key = %s")
         self.lock = each("SELECT value FROM {} WHERE key = %s FOR UPDATE")
+        self.lock_many = each(
+            "SELECT key, value FROM {} WHERE key = ANY(%s::bytea[]) ORDER BY key FOR UPDATE"
+        )
         self.insert = each(
             "INSERT INTO {} (key, value) SELECT * FROM unnest(%s::bytea[], %s::bytea[])"
         )
@@ -356,6 +359,17 @@ class _Write(_Read):
             rows = self._fetch(self.sql.lock[table], (key,))
             self.seen[slot] = bytes(rows[0][0]) if rows else None
         return self.seen[slot]
+
+    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
+        """Read and lock ``keys`` of ``table`` in one round trip, in key order."""
+        todo = sorted(
+            {k for k in keys if (table, k) not in self.seen and (table, k) not in self.writes}
+        )
+        if not todo:
+            return
+        found = {bytes(k): bytes(v) for k, v in self._fetch(self.sql.lock_many[table], (todo,))}
+        for k in todo:
+            self.seen[(table, k)] = found.get(k)
 
     def put(self, table: Table, key: bytes, value: bytes) -> None:
         self.writes[(table, key)] = value
