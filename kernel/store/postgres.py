@@ -13,11 +13,13 @@ It supplies transactions and nothing else; the meaning of an append is
   locks what it reads (``SELECT ... FOR UPDATE``): appends on disjoint rows commit in parallel,
   appends on the same row serialise on it. A row read as absent is claimed by its primary key
   when written (a plain ``INSERT``): if another transaction got there first, that is a unique
-  violation, a lost race. Locking order: the idempotency keys of the batch, then the rows
-  ``check``/``evolve`` read (the rehearsal of :func:`apply_batch`, in the order the events read
-  them), and only then the sequence numbers; rows the real pass writes without ``evolve``
-  having read them (a tick, a run link, index entries) are each guarded by a row it did read
-  (the schedule, the run). Writes are sent together, sorted by table and key, with the commit.
+  violation, a lost race. An upsert skips a row that already holds its value, so the format
+  version every append writes locks nothing. Locking order: the batch's idempotency keys
+  (together, in key order), then the rows ``check``/``evolve`` read (the rehearsal of
+  :func:`apply_batch`, in the order the events read them), and only then the sequence numbers;
+  rows the real pass writes without ``evolve`` having read them (a tick, a run link, index
+  entries) are each guarded by a row it did read (the schedule, the run). The writes go in one
+  statement, sorted by table and key, then the commit. See ``docs/postgres.md``.
 * **Sequence numbers** come from a PostgreSQL sequence, drawn after every row lock is held, so
   the log order agrees with the commit order of conflicting appends and ``verify``'s replay
   reproduces the state. A batch takes consecutive numbers (reserved under a short advisory lock
