@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import random
 import re
 import threading
@@ -49,7 +50,7 @@ from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors, pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
@@ -66,6 +67,9 @@ _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _RETRYABLE: Final = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
 
 _T = TypeVar("_T")
+_BEGIN_READ: Final = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+_BEGIN_WRITE: Final = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
+_IN_TRANSACTION: Final = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
 
 # -- migrations ----------------------------------------------------------------------------------
 
@@ -448,6 +452,7 @@ class PostgresStore:
         self.where = f"{_where(dsn)} schema {schema}"
         self.codec = codec or Codec()
         self.max_retries = max_retries
+        self._pool_size = pool_size
         self.retries = 0  # appends run again after a lost race, since open
         self._retries_lock = threading.Lock()
         self._sql = _Statements(schema)
@@ -507,19 +512,38 @@ class PostgresStore:
                 time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
         raise AssertionError("unreachable")
 
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside a transaction, committed at the end, rolled back on an
+        error. A pooled connection that the server closed meanwhile (a restart,
+        ``pg_terminate_backend``) fails its ``BEGIN``: it is dropped and another one taken."""
+        for attempt in itertools.count():
+            with self._connection() as conn:
+                try:
+                    conn.execute(begin)
+                except psycopg.OperationalError:
+                    if conn.broken and attempt < self._pool_size:
+                        continue  # the pool discards it and hands out another
+                    raise
+                try:
+                    yield conn
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                conn.execute("COMMIT")
+                return
+
     def _write_once(self, fn: Callable[[_Write], _T]) -> _T:
-        with self._connection() as conn:
-            conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-            conn.read_only = False
+        with self._transaction(_BEGIN_WRITE) as conn:
             txn = _Write(conn, self._sql)
             try:
-                with conn.transaction():
-                    result = fn(txn)
-                    txn.flush()
+                result = fn(txn)
+                txn.flush()
             except BaseException as exc:
+                _rollback(conn)
                 self._give_back(conn, txn, exc)
                 raise
-            return result
+        return result
 
     def _give_back(self, conn: psycopg.Connection[Any], txn: _Write, exc: BaseException) -> None:
         """Return the numbers a rolled-back transaction drew, if nobody drew after them (so a
@@ -544,11 +568,8 @@ class PostgresStore:
 
     @contextmanager
     def read(self) -> Iterator[_Read]:
-        with self._connection() as conn:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            with conn.transaction():
-                yield _Read(conn, self._sql)
+        with self._transaction(_BEGIN_READ) as conn:
+            yield _Read(conn, self._sql)
 
     def close(self) -> None:
         """Close the connection pool; the data stays in the database."""
@@ -561,6 +582,14 @@ class PostgresStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _rollback(conn: psycopg.Connection[Any]) -> None:
+    """End ``conn``'s transaction, if it still has one (a failed rollback: the pool resets or
+    drops the connection)."""
+    if not conn.broken and conn.info.transaction_status in _IN_TRANSACTION:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("ROLLBACK")
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:

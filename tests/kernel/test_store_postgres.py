@@ -235,6 +235,28 @@ def test_commits_are_synchronous(postgres_store: PostgresStore) -> None:
     assert row == ("on",)
 
 
+def test_pooled_connections_the_server_closed_are_replaced(
+    postgres_store: PostgresStore,
+) -> None:
+    """After a server restart or ``pg_terminate_backend``, the pool still holds the dead
+    connections: each fails its BEGIN and is replaced, and the command goes through."""
+    kernel = Kernel(postgres_store)
+    kernel.request_run("before", RunTemplate("t"), now=1)
+    with postgres_store.read() as a, postgres_store.read() as b:  # both pooled connections
+        pids = [txn.conn.info.backend_pid for txn in (a, b)]
+    admin = postgres_support.admin()
+    admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+    deadline = time.monotonic() + 10
+    while admin.execute(
+        "SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s::int[])", (pids,)
+    ).fetchone():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    kernel.request_run("after", RunTemplate("t"), now=2)
+    assert [r.run_key for r in kernel.runs()] == ["manual:after", "manual:before"]
+    assert kernel.verify().ok
+
+
 # -- scans ---------------------------------------------------------------------------------
 
 
