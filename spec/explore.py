@@ -38,6 +38,7 @@ from arcoflow.kernel import (
     RunTemplate,
     ScheduleDefinition,
     SensorDefinition,
+    Store,
     TickResult,
     decide,
 )
@@ -445,8 +446,8 @@ class _Run:
     """One interleaving in progress on a fresh kernel. Each actor's generator is primed to its
     first step, so every ``advance`` performs exactly one real step."""
 
-    def __init__(self, scenario: Scenario) -> None:
-        self.kernel = Kernel(MemoryStore())
+    def __init__(self, scenario: Scenario, store: Callable[[], Store]) -> None:
+        self.kernel = Kernel(store())
         scenario.setup(self.kernel)
         self.step = 0
         self.traces = [Trace() for _ in scenario.actors]
@@ -472,13 +473,13 @@ class _Run:
         return [i for i, g in enumerate(self.gens) if g is not None]
 
 
-def _paths(scenario: Scenario) -> Iterator[tuple[list[int], _Run]]:
+def _paths(scenario: Scenario, store: Callable[[], Store]) -> Iterator[tuple[list[int], _Run]]:
     """Every complete interleaving (the actor index of each step), with its finished run:
     a depth-first walk of the tree, each path replayed on a fresh kernel."""
     stack: list[list[int]] = [[]]
     while stack:
         prefix = stack.pop()
-        run = _Run(scenario)
+        run = _Run(scenario, store)
         for i in prefix:
             run.advance(i)
         alive = run.alive()
@@ -487,11 +488,13 @@ def _paths(scenario: Scenario) -> Iterator[tuple[list[int], _Run]]:
         stack.extend([*prefix, i] for i in reversed(alive))
 
 
-def explore(scenario: Scenario) -> Report:
-    """Check every interleaving of ``scenario``; raise ``AssertionError`` at the first bad one."""
+def explore(scenario: Scenario, store: Callable[[], Store] = MemoryStore) -> Report:
+    """Check every interleaving of ``scenario``; raise ``AssertionError`` at the first bad one.
+    ``store()``: an empty store for each path (the caller owns it: it may hand out one store
+    emptied each time)."""
     report = Report(scenario.name, 0, 0, 0)
     finals: set[str] = set()
-    for path, run in _paths(scenario):
+    for path, run in _paths(scenario, store):
         report.interleavings += 1
         report.steps += run.step
         where = f"{scenario.name}: interleaving {path}"

@@ -13,7 +13,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import postgres_support
 import pytest
+from arcoflow.kernel.store.postgres import PostgresStore
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -36,3 +38,16 @@ def store_dir(tmp_path: Path) -> Iterator[str]:
     """A fresh directory for an LMDB store."""
     path = tmp_path / "store"
     yield str(path)
+
+
+@pytest.fixture
+def postgres_store() -> Iterator[PostgresStore]:
+    """A :class:`PostgresStore` on a fresh schema of its own, dropped afterwards (the server:
+    ``ARCOFLOW_TEST_POSTGRES``, see ``postgres_support``; unreachable fails the test)."""
+    schema = postgres_support.fresh_schema()
+    store = postgres_support.open_store(schema)
+    try:
+        yield store
+    finally:
+        store.close()
+        postgres_support.drop_schema(schema)

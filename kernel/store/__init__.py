@@ -1,7 +1,63 @@
-"""Store backends: LMDB (default) and in-memory, sharing one apply step."""
+"""Store backends: LMDB (default), in-memory and PostgreSQL, sharing one apply step.
 
+:class:`PostgresStore` is imported on first use, so psycopg is needed only by those who open
+one (``pip install 'arcoflow[postgres]'``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StoreError
 from .base import Appended, Pending, ReadTxn, Store, WriteTxn
 from .lmdb import LmdbStore
 from .memory import MemoryStore
 
-__all__ = ["Appended", "LmdbStore", "MemoryStore", "Pending", "ReadTxn", "Store", "WriteTxn"]
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+
+__all__ = [
+    "Appended",
+    "LmdbStore",
+    "MemoryStore",
+    "Pending",
+    "PostgresStore",
+    "ReadTxn",
+    "Store",
+    "WriteTxn",
+    "is_postgres_url",
+    "open_store",
+]
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(spec: str) -> bool:
+    """``spec`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
+    return spec.lower().startswith(_POSTGRES_SCHEMES)
+
+
+def open_store(spec: str, **options: Any) -> Store:
+    """The store ``spec`` names: a :class:`PostgresStore` for a ``postgresql://`` or
+    ``postgres://`` URL, else an :class:`LmdbStore` in the directory ``spec``. ``options`` go
+    to the store's constructor (e.g. ``schema=`` for PostgreSQL, ``durable=`` for LMDB)."""
+    if is_postgres_url(spec):
+        return _postgres_store()(spec, **options)
+    return LmdbStore(spec, **options)
+
+
+def _postgres_store() -> type[PostgresStore]:
+    try:
+        from .postgres import PostgresStore  # noqa: PLC0415 (psycopg only when opened)
+    except ImportError as exc:
+        raise StoreError(
+            f"a PostgreSQL store needs psycopg ({exc}); install it with "
+            "pip install 'arcoflow[postgres]'"
+        ) from exc
+    return PostgresStore
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresStore":
+        return _postgres_store()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

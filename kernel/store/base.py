@@ -30,6 +30,7 @@ __all__ = [
     "WriteTxn",
     "apply_batch",
     "apply_envelope",
+    "counter_next_seq",
     "readable",
 ]
 
@@ -74,6 +75,19 @@ class WriteTxn(ReadTxn, Protocol):
 
     def delete(self, table: Table, key: bytes) -> None: ...
 
+    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
+        """A hint: the rows ``keys`` of ``table`` are read next. A backend that pays a round
+        trip per read (PostgreSQL) reads, and locks, them together; LMDB and memory ignore it."""
+        ...
+
+    def next_seq(self, count: int) -> int:
+        """Reserve ``count`` consecutive log sequence numbers; the first of them.
+
+        Called once per append, after every row the batch reads has been read: a backend
+        whose reads lock (PostgreSQL) thereby numbers conflicting appends in commit order.
+        LMDB and memory keep the counter in a META row (:func:`counter_next_seq`)."""
+        ...
+
 
 class Store(Protocol):
     """A backend: LMDB (:class:`~arcoflow.kernel.store.lmdb.LmdbStore`) or memory."""
@@ -96,12 +110,15 @@ class Store(Protocol):
 
 
 class _View:
-    """Decoded, write-through rows for one transaction: evolve sees earlier writes of its batch."""
+    """Decoded, write-through rows for one transaction: evolve sees earlier writes of its batch.
+    ``rows``: rows already read in this transaction (by a rehearsal), so not read again."""
 
-    def __init__(self, txn: WriteTxn, codec: Codec) -> None:
+    def __init__(
+        self, txn: WriteTxn, codec: Codec, rows: dict[tuple[Table, bytes], Any] | None = None
+    ) -> None:
         self.txn = txn
         self.codec = codec
-        self.rows: dict[tuple[Table, bytes], Any] = {}
+        self.rows: dict[tuple[Table, bytes], Any] = dict(rows or {})
 
     def get(self, table: Table, key: bytes) -> Any:
         slot = (table, key)
@@ -156,6 +173,25 @@ def readable(
     return data
 
 
+class _Rehearsal(_View):
+    """``check`` and ``evolve`` over the stored rows, writing nothing: it learns every row a
+    batch reads (and, on a backend whose reads lock, locks it) before the batch is numbered.
+    ``fetched`` holds the rows as stored, for the real pass."""
+
+    def __init__(self, txn: WriteTxn, codec: Codec) -> None:
+        super().__init__(txn, codec)
+        self.fetched: dict[tuple[Table, bytes], Any] = {}
+
+    def get(self, table: Table, key: bytes) -> Any:
+        slot = (table, key)
+        if slot not in self.rows:
+            self.fetched[slot] = super().get(table, key)
+        return self.rows[slot]
+
+    def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
+        self.rows[(table, key)] = row
+
+
 def idem_key(key: str) -> bytes:
     """LMDB keys are at most 511 bytes: long idempotency keys are stored by their hash."""
     raw = key.encode()
@@ -175,6 +211,14 @@ def min_stop(a: bytes | None, b: bytes | None) -> bytes | None:
 def last_seq(txn: ReadTxn) -> int:
     data = txn.get(Table.META, b"seq")
     return 0 if data is None else from_u64(data)
+
+
+def counter_next_seq(txn: WriteTxn, count: int) -> int:
+    """:meth:`WriteTxn.next_seq` for a backend that serialises its writers (LMDB, memory): the
+    counter is the META row ``seq``, the last number handed out."""
+    first = last_seq(txn) + 1
+    txn.put(Table.META, b"seq", u64(first + count - 1))
+    return first
 
 
 def check_format(txn: ReadTxn) -> None:
@@ -212,36 +256,45 @@ def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) 
 
     1. If the first key was applied before, the batch is a duplicate: return the original
        records, write nothing.
-    2. Otherwise each event in turn: skip it if its own key was applied (a no-op by
-       definition), else check its compare-and-set version (:class:`Conflict` aborts the whole
-       transaction), assign the next sequence number, log it, evolve its rows, update indexes.
+    2. Otherwise skip each event whose own key was applied (a no-op by definition), and
+       rehearse the rest: check their compare-and-set versions (:class:`Conflict` aborts the
+       whole transaction) and read every row they touch, writing nothing.
+    3. Reserve their sequence numbers (:meth:`WriteTxn.next_seq`), then each event in turn:
+       log it, evolve its rows, update indexes.
     """
     if not batch:
         return Appended((), False)
+    txn.prefetch(Table.IDEM, [idem_key(p.key) for p in batch])
     original = txn.get(Table.IDEM, idem_key(batch[0].key))
     if original is not None:
         envelope = codec.decode(txn.get(Table.LOG, original) or b"", f"seq {from_u64(original)}")
         return Appended(original_batch(txn, codec, envelope.batch), True)
-    view = _View(txn, codec)
-    seq = first = last_seq(txn) + 1
-    envelopes: list[Envelope] = []
+    todo: list[Pending] = []
     keys: set[str] = set()
     for pending in batch:
         # A key already applied, or repeated earlier in this very batch, is a no-op: logging
         # it would make the live state differ from a replay, which skips it.
-        if pending.key in keys or (
-            envelopes and txn.get(Table.IDEM, idem_key(pending.key)) is not None
-        ):
+        if pending.key in keys or (todo and txn.get(Table.IDEM, idem_key(pending.key)) is not None):
             continue
         keys.add(pending.key)
-        envelopes.append(Envelope(codec.version, seq, pending.key, at, first, pending.event))
-        seq += 1
+        todo.append(pending)
+    # Rehearse with provisional numbers (evolve reads rows by id, never by seq): every row the
+    # batch reads is read, and a stale compare-and-set raises, before a number is drawn.
+    rehearsal = _Rehearsal(txn, codec)
+    for n, pending in enumerate(todo, 1):
+        envelope = Envelope(codec.version, n, pending.key, at, 1, pending.event)
+        check(rehearsal, envelope.event)
+        for table, key, row in evolve(rehearsal, envelope):
+            rehearsal.put(table, key, row)
+    first = txn.next_seq(len(todo))
+    envelopes = tuple(
+        Envelope(codec.version, first + i, p.key, at, first, p.event) for i, p in enumerate(todo)
+    )
+    view = _View(txn, codec, rehearsal.fetched)
     for envelope in envelopes:
         apply_envelope(txn, view, envelope)
-    seq -= 1
-    txn.put(Table.META, b"seq", u64(seq))
     txn.put(Table.META, b"schema_version", u64(codec.version))
-    return Appended(tuple(envelopes), False)
+    return Appended(envelopes, False)
 
 
 def replay_batch(txn: WriteTxn, codec: Codec, envelopes: Sequence[Envelope]) -> None:

@@ -54,6 +54,7 @@ from .base import (
     Pending,
     apply_batch,
     check_format,
+    counter_next_seq,
     min_stop,
     prefix_end,
     replay_batch,
@@ -289,6 +290,12 @@ class _Txn:
 
     def delete(self, table: Table, key: bytes) -> None:
         self.txn.delete(key, db=self.dbs[table])
+
+    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
+        """Reads are local: nothing to batch."""
+
+    def next_seq(self, count: int) -> int:
+        return counter_next_seq(self, count)
 
     def scan(
         self,

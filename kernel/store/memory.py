@@ -13,7 +13,15 @@ from contextlib import contextmanager
 
 from ..codec import Codec, Envelope
 from ..rows import Table
-from .base import Appended, Pending, apply_batch, min_stop, prefix_end, replay_batch
+from .base import (
+    Appended,
+    Pending,
+    apply_batch,
+    counter_next_seq,
+    min_stop,
+    prefix_end,
+    replay_batch,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -79,6 +87,12 @@ class _Write(_Read):
 
     def delete(self, table: Table, key: bytes) -> None:
         self.overlay[(table, key)] = _DELETED
+
+    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
+        """Reads are local: nothing to batch."""
+
+    def next_seq(self, count: int) -> int:
+        return counter_next_seq(self, count)
 
     def commit(self) -> None:
         for (table, key), value in self.overlay.items():

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import msgspec
+import postgres_support
 from arcoflow.kernel import (
     Backoff,
     DstFold,
@@ -31,12 +32,13 @@ from arcoflow.kernel import events as ev
 from arcoflow.kernel.definitions import MAX_CATCHUP_TICKS
 from arcoflow.kernel.rows import Table
 from arcoflow.kernel.store.memory import _Write
+from arcoflow.kernel.store.postgres import PostgresStore
 from hypothesis import settings
 from hypothesis import strategies as st
 
 Dump = dict[Table, tuple[tuple[bytes, bytes], ...]]
 
-STORE_KINDS = ("memory", "lmdb")
+STORE_KINDS = ("memory", "lmdb", "postgres")
 
 
 def examples(fraction: float = 1.0, at_least: int = 10) -> int:
@@ -46,9 +48,12 @@ def examples(fraction: float = 1.0, at_least: int = 10) -> int:
 
 
 def open_store(kind: str, path: str, **options: Any) -> Store:
-    """A store of ``kind`` (``memory`` or ``lmdb``); ``path`` is used by LMDB only."""
+    """A store of ``kind`` (``memory``, ``lmdb`` or ``postgres``); ``path`` names the LMDB
+    directory, or the example whose PostgreSQL schema a reopen finds again."""
     if kind == "memory":
         return MemoryStore()
+    if kind == "postgres":
+        return postgres_support.store_on(path)
     return LmdbStore(path, **options)
 
 
@@ -91,7 +96,7 @@ def raw_write(store: Store, write: Callable[[Any], None]) -> None:
 
 
 def _raw(store: Store, write: Callable[[Any], None]) -> None:
-    if isinstance(store, LmdbStore):
+    if isinstance(store, LmdbStore | PostgresStore):
         store._write(write)
     elif isinstance(store, MemoryStore):
         with store._lock:

@@ -3,16 +3,34 @@ decide, append as separate steps) is linearizable and leaves every invariant int
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from math import comb
 
+import postgres_support
 import pytest
+from arcoflow.kernel import MemoryStore, Store
 from arcoflow.spec.explore import LARGE_SCENARIOS, SCENARIOS, Scenario, explore
 from hypothesis import settings
 
 
+@pytest.fixture(params=["memory", "postgres"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Callable[[], Store]]:
+    """An empty store for each path: a new MemoryStore, or one PostgreSQL schema emptied."""
+    if request.param == "memory":
+        yield MemoryStore
+        return
+    reused = postgres_support.Reused()
+    try:
+        yield reused
+    finally:
+        reused.close()
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-def test_every_interleaving_is_linearizable(scenario: Scenario) -> None:
-    report = explore(scenario)
+def test_every_interleaving_is_linearizable(
+    scenario: Scenario, backend: Callable[[], Store]
+) -> None:
+    report = explore(scenario, backend)
     # Two actors of three steps each have C(6, 3) = 20 interleavings; a lost compare-and-set
     # adds steps (a re-read), never fewer paths.
     assert report.interleavings >= comb(6, 3)

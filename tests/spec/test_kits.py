@@ -13,6 +13,7 @@ import subprocess
 import sys
 from typing import Any
 
+import postgres_support
 import pytest
 from arcoflow.kernel import LmdbStore, MemoryStore, Store
 from arcoflow.plugins import filesystem
@@ -34,10 +35,18 @@ class LmdbStoreConformance(StoreKit):
     store_factory = LmdbStore
 
 
+class PostgresStoreConformance(StoreKit):
+    """One schema per process, emptied for each example (a reopen keeps what it wrote)."""
+
+    store_factory = staticmethod(postgres_support.store_on)
+
+
 TestMemoryStore = MemoryStoreConformance.TestCase
 TestMemoryStore.settings = scaled(0.5, steps=40)
 TestLmdbStore = LmdbStoreConformance.TestCase
 TestLmdbStore.settings = scaled(0.5, steps=40)
+TestPostgresStore = PostgresStoreConformance.TestCase
+TestPostgresStore.settings = scaled(0.25, steps=30)
 
 
 # -- plugins -------------------------------------------------------------------------------------
