@@ -46,7 +46,7 @@ from arcoflow.kernel import (
 )
 
 from . import hookspecs
-from .stdout import plugin_code
+from .stdout import plugin_code, routed_stdout
 from .types import Launch, Launched, RunState
 
 __all__ = [
@@ -334,6 +334,7 @@ class Plugins:
                         self._hung[name] -= 1
                     done.set()
 
+        routed_stdout()  # installed here, not by the worker: sys.stdout is the caller's
         thread = threading.Thread(target=work, name=f"arcoflow {role} {name}", daemon=True)
         thread.start()
         if not done.wait(timeout):

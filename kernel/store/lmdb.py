@@ -460,7 +460,7 @@ class LmdbStore:
             raise _driver_error(self.path, exc) from exc
         except UnicodeDecodeError as exc:  # only stored bytes are decoded inside a read
             raise CorruptRecord(
-                f"store at {self.path}", f"a stored key is not UTF-8: {exc}"
+                "a stored key", f"not UTF-8 ({exc.reason}); store at {self.path}"
             ) from exc
         finally:
             txn.abort()
