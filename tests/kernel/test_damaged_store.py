@@ -28,6 +28,7 @@ from arcoflow.kernel import (
     StoreNotFound,
 )
 from arcoflow.kernel.rows import Table, key, u64
+from arcoflow.kernel.store import files
 from arcoflow.kernel.store import lmdb as lmdb_module
 
 from .helpers import dump, raw_delete, raw_put
@@ -133,7 +134,7 @@ def test_a_live_store_always_passes_the_size_check(store_dir: str) -> None:
         kernel = Kernel(writer)
         for i in range(40):
             kernel.request_run(f"k{i}", PADDED)
-            lmdb_module._check_data_file(writer.path, lmdb_module._read_stamp(writer.path))
+            files.check_data_file(writer.path, files.read_stamp(writer.path))
 
 
 # -- disappeared, emptied, replaced ----------------------------------------------------------------
