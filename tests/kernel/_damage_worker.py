@@ -126,6 +126,8 @@ def record_offsets(data: bytes) -> list[int]:
     the page layout of lmdb's ``mdb.c``. Page headers, node headers and page numbers are left
     out: LMDB follows those in place, in the memory map, and a flipped one can take it past
     the end of the file (see the README's Durability section)."""
+    (page_size,) = struct.unpack_from("<I", data, 40)  # md_pad of the first meta page's MDB_db
+    assert page_size == PAGE, page_size
     spans: list[tuple[int, int]] = []
     for page in range(2, len(data) // PAGE):
         start = page * PAGE
