@@ -217,6 +217,20 @@ def test_a_store_made_before_identities_is_given_one(store_dir: str) -> None:
     assert json.loads(Path(store_dir, ID_FILE).read_text())["store_id"] == store.store_id
 
 
+def test_processes_creating_one_store_at_once_agree_on_its_identity(store_dir: str) -> None:
+    code = (
+        "import sys; from arcoflow.kernel import LmdbStore; print(LmdbStore(sys.argv[1]).store_id)"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", code, store_dir], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    ids = {w.communicate(timeout=60)[0].strip() for w in workers}
+    assert all(w.returncode == 0 for w in workers)
+    assert len(ids) == 1
+    assert json.loads(Path(store_dir, ID_FILE).read_text())["store_id"] == ids.pop()
+
+
 def test_an_unreadable_identity_file_is_named(store_dir: str) -> None:
     populated(store_dir, runs=1)
     Path(store_dir, ID_FILE).write_text("{not json")
