@@ -132,7 +132,7 @@ def record_offsets(data: bytes) -> list[int]:
     for page in range(2, len(data) // PAGE):
         start = page * PAGE
         flags, lower = struct.unpack_from("<HH", data, start + 10)
-        if flags & 0x02 and not flags & 0x40:  # P_LEAF, not P_LEAF2
+        if flags & 0x02 and not flags & 0x20:  # P_LEAF, not P_LEAF2
             for k in range((lower - 16) // 2):
                 (ptr,) = struct.unpack_from("<H", data, start + 16 + 2 * k)
                 lo, hi, node_flags, key_size = struct.unpack_from("<HHHH", data, start + ptr)
