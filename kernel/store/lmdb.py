@@ -54,6 +54,7 @@ from .base import (
     replay_batch,
 )
 from .files import DATA_FILE, ID_FILE, StoreId, check_data_file, holds_data, read_stamp, write_stamp
+from .pages import page_problem
 
 __all__ = ["LmdbStore"]
 
@@ -76,6 +77,16 @@ def _size(n: int) -> str:
     return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} bytes"
 
 
+def _check_pages(path: str) -> None:
+    """Refuse a data file with a pointer LMDB could not follow safely (see :mod:`.pages`)."""
+    if holds_data(path):
+        problem = page_problem(os.path.join(path, DATA_FILE))
+        if problem is not None:
+            raise DamagedStore(
+                f"store at {path} is damaged: {problem}; restore the store directory from a backup"
+            )
+
+
 def _driver_error(path: str, exc: lmdb.Error) -> StoreError:
     """A driver error as a store error that says what to do about it."""
     if isinstance(exc, _DAMAGE):
@@ -88,10 +99,14 @@ def _driver_error(path: str, exc: lmdb.Error) -> StoreError:
 class _Env:
     """A shared, reference-counted environment with its named databases."""
 
-    def __init__(self, path: str, map_size: int, durable: bool, create: bool) -> None:
+    def __init__(
+        self, path: str, map_size: int, durable: bool, create: bool, check_pages: bool
+    ) -> None:
         check_data_file(path, read_stamp(path))
         if not create and not holds_data(path):  # lmdb.open would create the files
             raise StoreNotFound(f"no store at {path}")
+        if check_pages:
+            _check_pages(path)
         try:
             os.makedirs(path, exist_ok=True)
             self.env = lmdb.open(
@@ -180,6 +195,11 @@ class LmdbStore:
     ``readonly=True``: the store must exist (else :class:`StoreNotFound`, and nothing is
     created); ``append`` and ``replay`` are refused.
 
+    ``check_pages=True``: before LMDB reads a page, walk every live page of the data file with
+    ordinary reads and refuse (:class:`DamagedStore`) one that LMDB could not follow without
+    crashing the process (:mod:`.pages`). It reads the whole file: for ``verify``, not for
+    every open.
+
     >>> import tempfile
     >>> store = LmdbStore(tempfile.mkdtemp())
     >>> store.close()
@@ -194,6 +214,7 @@ class LmdbStore:
         max_map_size: int = 1024 * 1024 * MIB,
         codec: Codec | None = None,
         readonly: bool = False,
+        check_pages: bool = False,
     ) -> None:
         self.path = os.path.realpath(path)
         self.codec = codec or Codec()
@@ -203,7 +224,10 @@ class LmdbStore:
         with _envs_lock:
             shared = _envs.get(slot)
             if shared is None:
-                shared = _envs[slot] = _Env(self.path, map_size, durable, not readonly)
+                shared = _Env(self.path, map_size, durable, not readonly, check_pages)
+                _envs[slot] = shared
+            elif check_pages:
+                _check_pages(self.path)
             shared.refs += 1
         self._shared: _Env | None = shared
         self._slot = slot

@@ -1,11 +1,14 @@
 """Bit flips in copies of a real store, in a process of its own: ``python _damage_worker.py DIR
-COPIES BITS``.
+COPIES BITS [anywhere]``.
 
 Builds a store in ``DIR/base`` through the CLI, then makes ``COPIES`` copies, each with ``BITS``
 bits flipped (``random.Random(copy)``: the same flips on every run) in the bytes of stored
 records (keys and values) and in the two meta pages, and runs every read-only CLI command and
 the HTTP GET routes against each. Prints one JSON document: the outcomes that were neither a
 success nor a clean error (exit 1 with ``arcoflow: error:``, or HTTP 500 with a JSON error).
+
+``anywhere``: bits flipped anywhere in the file, and each copy opened with ``check_pages=True``
+and verified (:func:`run_anywhere`).
 
 A separate process because a store that LMDB cannot survive would end it with a signal, and the
 test must see that as a failure rather than die with it.
@@ -207,6 +210,35 @@ def check_http(store: str, problems: list[str]) -> None:
         handle.close()
 
 
+def run_anywhere(root: str, copies: int, bits: int) -> dict[str, Any]:
+    """Bits flipped anywhere in the file, page headers and pointers too; each copy opened with
+    ``check_pages=True`` and verified. An outcome is a refusal or a verdict, never a signal."""
+    base = build(root)
+    outcomes = {"refused": 0, "mismatch": 0, "ok": 0}
+    problems: list[str] = []
+    for seed in range(copies):
+        rng = random.Random(seed)
+        copy = os.path.join(root, f"anywhere{seed}")
+        shutil.copytree(base, copy)
+        path = os.path.join(copy, "data.mdb")
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
+        for _ in range(bits):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            with LmdbStore(copy, check_pages=True) as store:
+                result = Kernel(store).verify()
+            outcomes["ok" if result.ok else "mismatch"] += 1
+        except ArcoflowError:
+            outcomes["refused"] += 1
+        except BaseException as exc:
+            problems.append(f"copy {seed}: {traceback.format_exception_only(exc)[-1].strip()}")
+        shutil.rmtree(copy)
+    return {"copies": copies, **outcomes, "problems": problems}
+
+
 def run(root: str, copies: int, bits: int) -> dict[str, Any]:
     base = build(root)
     with open(os.path.join(base, "data.mdb"), "rb") as f:
@@ -231,4 +263,5 @@ def run(root: str, copies: int, bits: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))
+    mode = run_anywhere if sys.argv[4:] == ["anywhere"] else run
+    print(json.dumps(mode(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))
