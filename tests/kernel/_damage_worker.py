@@ -5,7 +5,8 @@ Builds a store in ``DIR/base`` through the CLI, then makes ``COPIES`` copies, ea
 bits flipped (``random.Random(copy)``: the same flips on every run) in the bytes of stored
 records (keys and values) and in the two meta pages, and runs every read-only CLI command and
 the HTTP GET routes against each. Prints one JSON document: the outcomes that were neither a
-success nor a clean error (exit 1 with ``arcoflow: error:``, or HTTP 500 with a JSON error).
+success nor a clean error (exit 1, or 2 for an item a damaged key hides, with one
+``arcoflow: error:`` line; HTTP 404 or 500 with a JSON error).
 
 ``anywhere``: bits flipped anywhere in the file, and each copy opened with ``check_pages=True``
 and verified (:func:`run_anywhere`).
@@ -175,7 +176,8 @@ def check_cli(store: str, argv: list[str], problems: list[str]) -> int:
         json.loads(out)  # one JSON document
     elif argv == ["verify"] and code == 1 and out:
         json.loads(out)  # a mismatch report
-    elif code != 1 or not err.startswith("arcoflow: error: ") or "Traceback" in err:
+    # 2: a damaged key can make an item look absent ("no schedule 'heartbeat'"): a message too
+    elif code not in (1, 2) or not err.startswith("arcoflow: error: ") or "Traceback" in err:
         problems.append(f"{argv}: exit {code}: {err[:300]!r}")
     return code
 
@@ -191,10 +193,13 @@ def check_http(store: str, problems: list[str]) -> None:
     try:
         for route in ROUTES:
             try:
-                with urllib.request.urlopen(server.url + route, timeout=30) as reply:
+                with urllib.request.urlopen(server.url + route, timeout=60) as reply:
                     status, body = reply.status, reply.read()
             except urllib.error.HTTPError as exc:
                 status, body = exc.code, exc.read()
+            except OSError as exc:  # no answer at all
+                problems.append(f"GET {route}: {exc!r}")
+                continue
             try:
                 document: Any = json.loads(body)
             except ValueError:
