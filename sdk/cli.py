@@ -413,8 +413,8 @@ def _plugin_commands(sub: Any, handlers: dict[str, Handler]) -> Any:
 
 
 @contextmanager
-def _store(path: str) -> Iterator[LmdbStore]:
-    store = LmdbStore(path)
+def _store(path: str, check_pages: bool = False) -> Iterator[LmdbStore]:
+    store = LmdbStore(path, check_pages=check_pages)
     try:
         yield store
     finally:
@@ -439,7 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = Output(args.json, stdout)
             if args.command == "preview" and args.file:
                 return handlers["preview"](args, {"out": out, "json": args.json})
-            with _store(args.store) as store:
+            # verify walks every page first: a damaged one must be reported, not crash it
+            with _store(args.store, check_pages=args.command == "verify") as store:
                 ctx = {
                     "kernel": Kernel(store),
                     "plugins": plugins,

@@ -386,6 +386,16 @@ def test_a_damaged_leaf_page_is_refused_when_pages_are_checked(
         LmdbStore(store_dir, check_pages=True)
 
 
+def test_verify_names_a_node_past_the_end_of_the_file_instead_of_dying(store_dir: str) -> None:
+    """A node offset bent 64 KiB forward, on the last pages: LMDB would read past the end of
+    the file (SIGBUS). ``verify`` walks the pages first and says which one is damaged."""
+    populated(store_dir, runs=20)
+    for leaf in _pages_of(store_dir, 0x02):
+        _poke(store_dir, leaf * PAGE + 16, (0xFFF0).to_bytes(2, "little"))
+    done = arcoflow(store_dir, "verify")
+    assert_refused(done, "lies outside the page", "backup")
+
+
 def test_checking_pages_while_another_thread_commits_finds_nothing(store_dir: str) -> None:
     """A walk overlapping a commit is walked again: no false alarm on a live store."""
     populated(store_dir, runs=5)
