@@ -585,15 +585,16 @@ def _share_global_options(sub: Any) -> None:
         _global_options(parser, top=False)
 
 
-def _open_store(path: str, create: bool) -> LmdbStore:
+def _open_store(path: str, create: bool, check_pages: bool = False) -> LmdbStore:
     """The store at ``path``. ``create=False`` (a command that only reads): the store must
-    already exist, else :class:`~arcoflow.kernel.StoreNotFound`, and nothing is created."""
-    return LmdbStore(path, readonly=not create)
+    already exist, else :class:`~arcoflow.kernel.StoreNotFound`, and nothing is created.
+    ``check_pages``: walk every page before mapping the file (see :class:`LmdbStore`)."""
+    return LmdbStore(path, readonly=not create, check_pages=check_pages)
 
 
 @contextmanager
-def _store(path: str, create: bool) -> Iterator[LmdbStore]:
-    store = _open_store(path, create)
+def _store(path: str, create: bool, check_pages: bool = False) -> Iterator[LmdbStore]:
+    store = _open_store(path, create, check_pages)
     try:
         yield store
     finally:
@@ -623,7 +624,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler = commands.handlers[args.command]
             if use == "none":
                 return handler(args, ctx)
-            with _store(args.store, create=use == "write") as store:
+            # verify walks every page first: a damaged one must be reported, not crash it
+            check_pages = args.command == "verify"
+            with _store(args.store, use == "write", check_pages) as store:
                 return handler(args, ctx | {"kernel": Kernel(store)})
     except KeyboardInterrupt:
         return 130

@@ -48,7 +48,7 @@ from arcoflow.kernel import (
 )
 
 from . import hookspecs
-from .stdout import plugin_code
+from .stdout import plugin_code, routed_stdout
 from .types import Launch, Launched, Register, RunState
 
 __all__ = [
@@ -421,6 +421,7 @@ class Plugins:
                         self._hung[name] -= 1
                     done.set()
 
+        routed_stdout()  # installed here, not by the worker: sys.stdout is the caller's
         thread = threading.Thread(target=work, name=f"arcoflow {role} {name}", daemon=True)
         thread.start()
         if not done.wait(timeout):

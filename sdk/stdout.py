@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, TextIO
 
-__all__ = ["RoutedStdout", "document_stdout", "plugin_code"]
+__all__ = ["RoutedStdout", "document_stdout", "plugin_code", "routed_stdout"]
 
 _local = threading.local()
 
@@ -79,7 +79,7 @@ class RoutedStdout(io.TextIOBase):
         return getattr(self._target(), name)
 
 
-def _routed() -> RoutedStdout:
+def routed_stdout() -> RoutedStdout:
     """``sys.stdout``, made a :class:`RoutedStdout` if it is not one yet."""
     current = sys.stdout
     if not isinstance(current, RoutedStdout):
@@ -90,7 +90,7 @@ def _routed() -> RoutedStdout:
 @contextmanager
 def plugin_code() -> Iterator[None]:
     """Run plugin code on this thread: what it prints goes to stderr, never to stdout."""
-    _routed()
+    routed_stdout()
     _local.depth = getattr(_local, "depth", 0) + 1
     try:
         yield
@@ -104,7 +104,7 @@ def document_stdout() -> Iterator[TextIO]:
     subprocesses) points at stderr when the output is the process's real stdout, and plugin
     threads print to stderr. Everything is put back after (plugin threads abandoned after a
     timeout keep printing to stderr)."""
-    routed = _routed()
+    routed = routed_stdout()
     original = routed.stream
     try:
         real_fd = original.fileno() == 1

@@ -16,15 +16,15 @@ acknowledged append survives power loss. ``durable=False`` skips the meta flush 
 
 Damaged files are named, never crashed on (:class:`~arcoflow.kernel.errors.DamagedStore`):
 
-* Before LMDB maps ``data.mdb``, its size is checked against its newest meta page: a file
-  shorter than the pages its last transaction used is truncated, and mapping it would end the
-  process with SIGBUS on the first read of a missing page.
+* Before LMDB maps ``data.mdb``, its size is checked against its newest meta page (see
+  :mod:`.files`): mapping a truncated file would end the process with SIGBUS.
 * A store identity (a random id) is written once, at creation, both into the data file (the
   ``identity`` database, which is no table of the state, so ``verify`` never compares it) and
   beside it as ``arcoflow-store.id``. A data file that disappeared, was emptied or belongs to
   another store no longer matches the file beside it: it is refused instead of being taken for
   a new, empty store whose history would then look empty.
-* Every driver error inside a transaction becomes a ``StoreError``.
+* Every driver error inside a transaction becomes a ``StoreError``; so does a stored key that
+  is not UTF-8 (only stored bytes are decoded inside a read transaction).
 
 ``readonly=True`` opens an existing store and never creates one (:class:`StoreNotFound`), and
 refuses writes. The LMDB environment underneath is the same read-write one either way, so a
@@ -33,16 +33,11 @@ read-only and a read-write handle on one path in one process share it (see above
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 import threading
-import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import lmdb
 
@@ -59,15 +54,14 @@ from .base import (
     prefix_end,
     replay_batch,
 )
+from .files import DATA_FILE, ID_FILE, StoreId, check_data_file, holds_data, read_stamp, write_stamp
+from .pages import page_problem
 
-__all__ = ["DATA_FILE", "ID_FILE", "LmdbStore", "StoreId"]
+__all__ = ["LmdbStore"]
 
 MIB: Final = 1024 * 1024
 #: Longest wait, in seconds, for this process's readers before resizing the map.
 _RESIZE_WAIT: Final = 30.0
-#: LMDB's data file in the store directory, and the store identity written beside it.
-DATA_FILE: Final = "data.mdb"
-ID_FILE: Final = "arcoflow-store.id"
 _ID_DB: Final = b"identity"  # a named database beside the tables, outside the state
 _ID_KEY: Final = b"store_id"
 #: Driver errors that mean the file's pages are not what LMDB wrote.
@@ -84,6 +78,16 @@ def _size(n: int) -> str:
     return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} bytes"
 
 
+def _check_pages(path: str) -> None:
+    """Refuse a data file with a pointer LMDB could not follow safely (see :mod:`.pages`)."""
+    if holds_data(path):
+        problem = page_problem(os.path.join(path, DATA_FILE))
+        if problem is not None:
+            raise DamagedStore(
+                f"store at {path} is damaged: {problem}; restore the store directory from a backup"
+            )
+
+
 def _driver_error(path: str, exc: lmdb.Error) -> StoreError:
     """A driver error as a store error that says what to do about it."""
     if isinstance(exc, _DAMAGE):
@@ -93,156 +97,17 @@ def _driver_error(path: str, exc: lmdb.Error) -> StoreError:
     return StoreError(f"store at {path}: {exc}")
 
 
-class _Meta(NamedTuple):
-    """What an LMDB meta page says: the page size, the last page used, its transaction id."""
-
-    page_size: int
-    last_page: int
-    txnid: int
-
-
-#: The meta page of lmdb's ``mdb.c`` on a 64-bit build: a 16-byte page header, then
-#: ``mm_magic``, ``mm_version``, ``mm_address``, ``mm_mapsize``, two ``MDB_db`` records of 48
-#: bytes (the page size is kept in the first one's ``md_pad``), ``mm_last_pg``, ``mm_txnid``.
-_META: Final = struct.Struct("<16xII8x8xI44x48xQQ")
-_MAGIC: Final = 0xBEEFC0DE
-_META_VERSION: Final = 1
-
-
-def _read_meta(data: bytes) -> _Meta | None:
-    """The meta page at the start of ``data`` (None: not an LMDB meta page)."""
-    if len(data) < _META.size:
-        return None
-    magic, version, page_size, last_page, txnid = _META.unpack_from(data)
-    sane_page = 512 <= page_size <= 65536 and page_size & (page_size - 1) == 0
-    if magic != _MAGIC or version != _META_VERSION or not sane_page:
-        return None
-    return _Meta(page_size, last_page, txnid)
-
-
-def _check_data_file(path: str, stamp: StoreId | None) -> None:
-    """Refuse, before LMDB maps it, a data file that cannot hold what its meta pages say.
-
-    The meta pages are read before the size: a writer extends the file before it writes the
-    meta page that points into the new pages, so a live store always passes. A torn read of a
-    meta page being written is retried once."""
-    for attempt in range(2):
-        problem = _data_file_problem(os.path.join(path, DATA_FILE), stamp)
-        if problem is None:
-            return
-        if attempt == 0:
-            time.sleep(0.05)
-    raise DamagedStore(
-        f"store at {path} is damaged: {problem}; restore the store directory from a backup"
-        + ("" if stamp is None else ", or delete it to start a new, empty store")
-    )
-
-
-def _data_file_problem(data_file: str, stamp: StoreId | None) -> str | None:
-    try:
-        with open(data_file, "rb") as f:
-            first = f.read(_META.size)
-            meta0 = _read_meta(first)
-            size = os.fstat(f.fileno()).st_size
-            if meta0 is not None and meta0.page_size >= _META.size:
-                f.seek(meta0.page_size)
-                meta1 = _read_meta(f.read(_META.size))
-                size = os.fstat(f.fileno()).st_size
-            else:
-                meta1 = None
-    except (FileNotFoundError, NotADirectoryError):
-        size, meta0, meta1 = 0, None, None
-    except OSError:
-        return None  # no permission, a directory in the way: lmdb.open names it
-    if size == 0:
-        if stamp is None:
-            return None  # a new store (or one another process is creating right now)
-        return (
-            f"{DATA_FILE} is missing or empty, but {ID_FILE} says store {stamp.store_id} was "
-            f"created here at {stamp.created_at}: its data is gone"
-        )
-    if meta0 is None:
-        if stamp is None and size < 2 * 4096:
-            return None  # another process may be writing the first meta pages: LMDB decides
-        return f"{DATA_FILE} does not start with an LMDB meta page"
-    if meta1 is None:
-        if size < 2 * meta0.page_size:
-            return f"{DATA_FILE} holds {size} bytes, too few for its two meta pages (truncated)"
-        return f"the second meta page of {DATA_FILE} is not an LMDB meta page"
-    newest = max(meta0, meta1, key=lambda m: m.txnid)
-    need = (newest.last_page + 1) * newest.page_size
-    if size < need:
-        return (
-            f"{DATA_FILE} holds {size} bytes, but its last transaction ({newest.txnid}) uses "
-            f"{newest.last_page + 1} pages of {newest.page_size} bytes ({need} bytes): the file "
-            "was truncated"
-        )
-    return None
-
-
-class StoreId(NamedTuple):
-    """The identity of a store: recorded in its data file and in ``arcoflow-store.id``."""
-
-    store_id: str
-    created_at: str
-
-    @classmethod
-    def new(cls) -> StoreId:
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return cls(uuid.uuid4().hex, now)
-
-    def encode(self) -> bytes:
-        return json.dumps(self._asdict()).encode()
-
-    @classmethod
-    def decode(cls, data: bytes, where: str) -> StoreId:
-        try:
-            fields = json.loads(data)
-            return cls(str(fields["store_id"]), str(fields["created_at"]))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise DamagedStore(f"{where} is not a store identity ({exc!r})") from None
-
-
-def _read_stamp(path: str) -> StoreId | None:
-    """The identity beside the data file (None: there is none, e.g. a store made before)."""
-    try:
-        with open(os.path.join(path, ID_FILE), "rb") as f:
-            data = f.read(4096)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        raise StoreError(f"cannot open store at {path}: cannot read {ID_FILE}: {exc}") from exc
-    return StoreId.decode(data, os.path.join(path, ID_FILE))
-
-
-def _write_stamp(path: str, stamp: StoreId) -> None:
-    """Write ``arcoflow-store.id`` atomically (a crash leaves the old file or the new one)."""
-    target = os.path.join(path, ID_FILE)
-    temporary = f"{target}.{os.getpid()}.{threading.get_ident()}.tmp"
-    try:
-        with open(temporary, "wb") as f:
-            f.write(stamp.encode() + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, target)
-    except OSError as exc:
-        raise StoreError(f"cannot write {ID_FILE} of the store at {path}: {exc}") from exc
-
-
-def _holds_data(path: str) -> bool:
-    try:
-        return os.path.getsize(os.path.join(path, DATA_FILE)) > 0
-    except OSError:
-        return False
-
-
 class _Env:
     """A shared, reference-counted environment with its named databases."""
 
-    def __init__(self, path: str, map_size: int, durable: bool, create: bool) -> None:
-        _check_data_file(path, _read_stamp(path))
-        if not create and not _holds_data(path):  # lmdb.open would create the files
+    def __init__(
+        self, path: str, map_size: int, durable: bool, create: bool, check_pages: bool
+    ) -> None:
+        check_data_file(path, read_stamp(path))
+        if not create and not holds_data(path):  # lmdb.open would create the files
             raise StoreNotFound(f"no store at {path}")
+        if check_pages:
+            _check_pages(path)
         try:
             os.makedirs(path, exist_ok=True)
             self.env = lmdb.open(
@@ -338,6 +203,11 @@ class LmdbStore:
     ``readonly=True``: the store must exist (else :class:`StoreNotFound`, and nothing is
     created); ``append`` and ``replay`` are refused.
 
+    ``check_pages=True``: before LMDB reads a page, walk every live page of the data file with
+    ordinary reads and refuse (:class:`DamagedStore`) one that LMDB could not follow without
+    crashing the process (:mod:`.pages`). It reads the whole file: for ``verify``, not for
+    every open.
+
     >>> import tempfile
     >>> store = LmdbStore(tempfile.mkdtemp())
     >>> store.close()
@@ -352,6 +222,7 @@ class LmdbStore:
         max_map_size: int = 1024 * 1024 * MIB,
         codec: Codec | None = None,
         readonly: bool = False,
+        check_pages: bool = False,
     ) -> None:
         self.path = os.path.realpath(path)
         self.codec = codec or Codec()
@@ -361,32 +232,32 @@ class LmdbStore:
         with _envs_lock:
             shared = _envs.get(slot)
             if shared is None:
-                shared = _envs[slot] = _Env(self.path, map_size, durable, not readonly)
+                shared = _Env(self.path, map_size, durable, not readonly, check_pages)
+                _envs[slot] = shared
             elif durable and not shared.durable:  # it would not flush its meta pages
                 raise StoreError(
                     f"store at {self.path} is already open in this process with durable=False; "
                     "open every handle of a path with the same durability"
                 )
+            elif check_pages:
+                _check_pages(self.path)
             shared.refs += 1
         self._shared: _Env | None = shared
         self._slot = slot
         try:
             with self.read() as txn:
                 check_format(txn)
-            self.store_id = self._check_identity(shared)
+                stored = txn.txn.get(_ID_KEY, db=shared.identity)
+            self.store_id = self._check_identity(shared, stored)
         except BaseException:
             self.close()  # a refused store must not keep the shared environment open
             raise
 
-    def _check_identity(self, shared: _Env) -> str | None:
-        """The store's id, after checking that the data file is the one the id file beside
-        it names. A store without an id (new, or made before ids) gets one, unless read-only."""
-        stamp = _read_stamp(self.path)
-        try:
-            with shared.env.begin(db=shared.identity) as txn:
-                stored = txn.get(_ID_KEY)
-        except lmdb.Error as exc:
-            raise _driver_error(self.path, exc) from exc
+    def _check_identity(self, shared: _Env, stored: bytes | None) -> str | None:
+        """The store's id (``stored`` in the data file), after checking that the data file is
+        the one the id file beside it names. A store without an id (new, or made before ids)
+        gets one, unless read-only."""
+        stamp = read_stamp(self.path)
         recorded = None if stored is None else StoreId.decode(stored, f"{DATA_FILE} identity")
         if stamp is not None and recorded != stamp:
             found = "no store id" if recorded is None else f"store {recorded.store_id}"
@@ -400,7 +271,7 @@ class LmdbStore:
         if recorded is None:
             recorded = self._write(lambda txn: self._record_identity(txn.txn, shared))
         if stamp is None:
-            _write_stamp(self.path, recorded)
+            write_stamp(self.path, recorded)
         return recorded.store_id
 
     @staticmethod
@@ -473,7 +344,7 @@ class LmdbStore:
             raise _driver_error(self.path, exc) from exc
         except UnicodeDecodeError as exc:  # only stored bytes are decoded inside a read
             raise CorruptRecord(
-                f"store at {self.path}", f"a stored key is not UTF-8: {exc}"
+                "a stored key", f"not UTF-8 ({exc.reason}); store at {self.path}"
             ) from exc
         finally:
             txn.abort()

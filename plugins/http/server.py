@@ -137,7 +137,8 @@ class _DeadlineReader(io.BufferedIOBase):
         return bytes(data)
 
     def read1(self, size: int = -1) -> bytes:
-        return self.read(min(size, 64 * 1024) if size >= 0 else 64 * 1024)
+        self._arm()
+        return self._raw.read1(size if size >= 0 else 64 * 1024)  # at most one recv
 
 
 def _header_problem(headers: Message) -> str | None:

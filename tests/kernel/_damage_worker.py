@@ -1,11 +1,15 @@
 """Bit flips in copies of a real store, in a process of its own: ``python _damage_worker.py DIR
-COPIES BITS``.
+COPIES BITS [anywhere]``.
 
 Builds a store in ``DIR/base`` through the CLI, then makes ``COPIES`` copies, each with ``BITS``
 bits flipped (``random.Random(copy)``: the same flips on every run) in the bytes of stored
 records (keys and values) and in the two meta pages, and runs every read-only CLI command and
 the HTTP GET routes against each. Prints one JSON document: the outcomes that were neither a
-success nor a clean error (exit 1 with ``arcoflow: error:``, or HTTP 500 with a JSON error).
+success nor a clean error (exit 1, or 2 for an item a damaged key hides, with one
+``arcoflow: error:`` line; HTTP 404 or 500 with a JSON error).
+
+``anywhere``: bits flipped anywhere in the file, and each copy opened with ``check_pages=True``
+and verified (:func:`run_anywhere`).
 
 A separate process because a store that LMDB cannot survive would end it with a signal, and the
 test must see that as a failure rather than die with it.
@@ -126,11 +130,13 @@ def record_offsets(data: bytes) -> list[int]:
     the page layout of lmdb's ``mdb.c``. Page headers, node headers and page numbers are left
     out: LMDB follows those in place, in the memory map, and a flipped one can take it past
     the end of the file (see the README's Durability section)."""
+    (page_size,) = struct.unpack_from("<I", data, 40)  # md_pad of the first meta page's MDB_db
+    assert page_size == PAGE, page_size
     spans: list[tuple[int, int]] = []
     for page in range(2, len(data) // PAGE):
         start = page * PAGE
         flags, lower = struct.unpack_from("<HH", data, start + 10)
-        if flags & 0x02 and not flags & 0x40:  # P_LEAF, not P_LEAF2
+        if flags & 0x02 and not flags & 0x20:  # P_LEAF, not P_LEAF2
             for k in range((lower - 16) // 2):
                 (ptr,) = struct.unpack_from("<H", data, start + 16 + 2 * k)
                 lo, hi, node_flags, key_size = struct.unpack_from("<HHHH", data, start + ptr)
@@ -170,7 +176,8 @@ def check_cli(store: str, argv: list[str], problems: list[str]) -> int:
         json.loads(out)  # one JSON document
     elif argv == ["verify"] and code == 1 and out:
         json.loads(out)  # a mismatch report
-    elif code != 1 or not err.startswith("arcoflow: error: ") or "Traceback" in err:
+    # 2: a damaged key can make an item look absent ("no schedule 'heartbeat'"): a message too
+    elif code not in (1, 2) or not err.startswith("arcoflow: error: ") or "Traceback" in err:
         problems.append(f"{argv}: exit {code}: {err[:300]!r}")
     return code
 
@@ -186,10 +193,13 @@ def check_http(store: str, problems: list[str]) -> None:
     try:
         for route in ROUTES:
             try:
-                with urllib.request.urlopen(server.url + route, timeout=30) as reply:
+                with urllib.request.urlopen(server.url + route, timeout=60) as reply:
                     status, body = reply.status, reply.read()
             except urllib.error.HTTPError as exc:
                 status, body = exc.code, exc.read()
+            except OSError as exc:  # no answer at all
+                problems.append(f"GET {route}: {exc!r}")
+                continue
             try:
                 document: Any = json.loads(body)
             except ValueError:
@@ -203,6 +213,35 @@ def check_http(store: str, problems: list[str]) -> None:
         server.shutdown()
         server.server_close()
         handle.close()
+
+
+def run_anywhere(root: str, copies: int, bits: int) -> dict[str, Any]:
+    """Bits flipped anywhere in the file, page headers and pointers too; each copy opened with
+    ``check_pages=True`` and verified. An outcome is a refusal or a verdict, never a signal."""
+    base = build(root)
+    outcomes = {"refused": 0, "mismatch": 0, "ok": 0}
+    problems: list[str] = []
+    for seed in range(copies):
+        rng = random.Random(seed)
+        copy = os.path.join(root, f"anywhere{seed}")
+        shutil.copytree(base, copy)
+        path = os.path.join(copy, "data.mdb")
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
+        for _ in range(bits):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            with LmdbStore(copy, check_pages=True) as store:
+                result = Kernel(store).verify()
+            outcomes["ok" if result.ok else "mismatch"] += 1
+        except ArcoflowError:
+            outcomes["refused"] += 1
+        except BaseException as exc:
+            problems.append(f"copy {seed}: {traceback.format_exception_only(exc)[-1].strip()}")
+        shutil.rmtree(copy)
+    return {"copies": copies, **outcomes, "problems": problems}
 
 
 def run(root: str, copies: int, bits: int) -> dict[str, Any]:
@@ -229,4 +268,5 @@ def run(root: str, copies: int, bits: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))
+    mode = run_anywhere if sys.argv[4:] == ["anywhere"] else run
+    print(json.dumps(mode(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))

@@ -138,14 +138,16 @@ def test_a_request_inside_its_deadline_is_served_however_it_is_split(kernel: Ker
 
 
 def test_an_idle_keep_alive_connection_gets_a_new_deadline_per_request(kernel: Kernel) -> None:
-    with served(kernel, request_seconds=DEADLINE) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            for n in range(2):
-                sock.sendall(_post(f"k{n}"))
-                assert _answer(sock)[0] == 201
-                time.sleep(DEADLINE * 1.2)  # idle between requests: not part of a deadline
-            sock.sendall(_post("k-last"))
+    with (
+        served(kernel, request_seconds=DEADLINE) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+    ):
+        for n in range(2):
+            sock.sendall(_post(f"k{n}"))
             assert _answer(sock)[0] == 201
+            time.sleep(DEADLINE * 1.2)  # idle between requests: not part of a deadline
+        sock.sendall(_post("k-last"))
+        assert _answer(sock)[0] == 201
 
 
 @pytest.mark.parametrize(
