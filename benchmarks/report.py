@@ -421,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", metavar="NAMES", help=f"comma-separated, of: {_names()}")
     args = parser.parse_args(argv)
     results: list[Result] = []
-    print(f"{"target":14} {'ratio':>8}  {'goal':8} {'verdict':16}  detail (workload vs baseline)")
+    print(f"{'target':14} {'ratio':>8}  {'goal':8} {'verdict':16}  detail (workload vs baseline)")
     for target in _selected(parser, args.only):
         result = measure(target, args.quick)
         results.append(result)
