@@ -76,6 +76,12 @@ _DAY_SEARCH: Final = 400
 #: offset every 6 hours (transitions are months apart; the walk's own check assumes a week).
 _BUCKET: Final = 1 << 25
 _PROBE: Final = 6 * 3600
+#: The buckets whose tables (a bucket either side) stay inside datetime's years 1 to 9999;
+#: instants outside take the croniter walk.
+_TABLED: Final = range(
+    (int((datetime.min - _EPOCH).total_seconds()) + 2 * _DAY) // _BUCKET + 2,
+    (int((datetime.max - _EPOCH).total_seconds()) - 2 * _DAY) // _BUCKET - 2,
+)
 _PART: Final = r"(?:\*|\d+(?:-\d+)?)(?:/\d+)?"
 _PLAIN: Final = re.compile(rf"{_PART}(?:,{_PART})*")
 _ALIASES: Final = {
@@ -401,7 +407,7 @@ def next_tick(
 ) -> Tick:
     """The first tick strictly after the instant ``after`` (UTC epoch seconds)."""
     shape = _shape(cron.expr)
-    if shape is None:
+    if shape is None or after // _BUCKET not in _TABLED:
         return _general_next_tick(cron, tz, after, gap, fold)
     off, start, end = _span(tz, after)
     wall = shape.after(after + off)
@@ -419,7 +425,7 @@ def prev_tick(
 ) -> Tick:
     """The last tick strictly before the instant ``before``."""
     shape = _shape(cron.expr)
-    if shape is None:
+    if shape is None or before // _BUCKET not in _TABLED:
         return _general_prev_tick(cron, tz, before, gap, fold)
     off, start, end = _span(tz, before)
     wall = shape.before(before + off)
