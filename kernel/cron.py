@@ -19,15 +19,15 @@ Two modes, chosen from the hour field:
   wall time fires once per occurrence. No stall, no long gap.
 
 Far from a transition the mapping is the identity shifted by one offset, so the fast path costs
-one croniter step. Near a transition (within :data:`MARGIN`) the slow path walks the wall times
+one wall-time step. Near a transition (within :data:`MARGIN`) the slow path walks the wall times
 around it and keeps the nearest instant, which handles every policy, including wall times whose
 instants are not in wall order (``shift``, ``both``).
 
-The common shapes (fixed minutes and hours; ``*``, numbers and ranges for the day fields:
-hourly, daily, weekly, weekdays) skip croniter altogether (:class:`_Shape`): the next wall time
-is calendar arithmetic on day numbers, and the zone's offset and the span it holds over come
-from a per-zone table of transitions (:func:`_span`), so a tick away from a transition costs a
-few bisections. Near a transition they take the same slow walk, stepping wall times by the same
+Crons written with ``*``, numbers, ranges and steps (hourly, daily, weekly, weekdays, lists;
+not names, ``L``, ``W``, ``#``) skip croniter altogether (:class:`_Shape`): the next wall time is
+calendar arithmetic on day numbers, and the zone's offset and the span it holds over come from a
+per-zone table of transitions (:func:`_span`), so a tick away from a transition costs a few
+bisections. Near a transition they take the same slow walk, stepping wall times by the same
 arithmetic. :func:`_general_next_tick` and :func:`_general_prev_tick` are the croniter walk
 alone, kept so the tests can prove both give the same ticks.
 """
