@@ -118,7 +118,7 @@ def _agree(tz: str, text: str, at: int, gap: DstGap, fold: DstFold) -> None:
 
 
 @given(cases())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=max(200, settings.default.max_examples), deadline=None)
 @example(("America/New_York", "30 2 * * *", NY_SPRING, DstGap.TRANSITION, DstFold.FIRST))
 @example(("America/New_York", "30 2 * * *", NY_SPRING - 1, DstGap.SHIFT, DstFold.FIRST))
 @example(("America/New_York", "30 2 * * *", NY_SPRING + 1, DstGap.SKIP, DstFold.FIRST))
@@ -141,7 +141,7 @@ def test_the_fast_path_returns_what_the_croniter_walk_returns(
 
 
 @given(st.sampled_from(ZONES), st.sampled_from(COMMON), gaps, folds, st.data())
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 def test_walks_next_to_every_transition_agree(
     tz: str, text: str, gap: DstGap, fold: DstFold, data: st.DataObject
 ) -> None:
@@ -153,7 +153,7 @@ def test_walks_next_to_every_transition_agree(
 
 
 @given(crons, st.integers(-70 * 365 * DAY, 130 * 365 * DAY))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=max(200, settings.default.max_examples), deadline=None)
 @example("0 3 29 2 *", ep(2097, 3, 1) - ep(1970, 1, 1))  # the next 29 February is in 2104
 @example("30 9 * * 1-5", 0)
 def test_the_arithmetic_steps_match_croniter(text: str, wall: int) -> None:
@@ -200,7 +200,7 @@ def test_other_syntax_takes_the_croniter_walk(text: str) -> None:
 
 
 @given(st.sampled_from(ZONES), st.integers(ep(1901, 1, 1), ep(2100, 1, 1)))
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @example("America/New_York", NY_SPRING)
 @example("America/New_York", NY_SPRING - 1)
 @example("UTC", 54 * _BUCKET)
