@@ -19,15 +19,26 @@ Two modes, chosen from the hour field:
   wall time fires once per occurrence. No stall, no long gap.
 
 Far from a transition the mapping is the identity shifted by one offset, so the fast path costs
-one croniter step. Near a transition (within :data:`MARGIN`) the slow path walks the wall times
+one wall-time step. Near a transition (within :data:`MARGIN`) the slow path walks the wall times
 around it and keeps the nearest instant, which handles every policy, including wall times whose
 instants are not in wall order (``shift``, ``both``).
+
+Crons written with ``*``, numbers, ranges and steps (hourly, daily, weekly, weekdays, lists;
+not names, ``L``, ``W``, ``#``) skip croniter altogether (:class:`_Shape`): the next wall time is
+calendar arithmetic on day numbers, and the zone's offset and the span it holds over come from a
+per-zone table of transitions (:func:`_span`), so a tick away from a transition costs a few
+bisections. Near a transition they take the same slow walk, stepping wall times by the same
+arithmetic. :func:`_general_next_tick` and :func:`_general_prev_tick` are the croniter walk
+alone, kept so the tests can prove both give the same ticks.
 """
 
 from __future__ import annotations
 
+import re
 import threading
-from datetime import UTC, datetime, timedelta
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from typing import Final, NamedTuple
@@ -56,6 +67,23 @@ __all__ = [
 MARGIN: Final = 3 * 3600
 _WEEK: Final = 7 * 86400
 _EPOCH: Final = datetime(1970, 1, 1)
+_EPOCH_ORDINAL: Final = _EPOCH.toordinal()
+_DAY: Final = 86400
+#: How far the arithmetic looks for a matching date before croniter takes over (only dates
+#: such as 29 February are further apart).
+_DAY_SEARCH: Final = 400
+#: The zone tables of :func:`_span` come in buckets of ~388 days, each found by probing the
+#: offset every 6 hours (transitions are months apart; the walk's own check assumes a week).
+_BUCKET: Final = 1 << 25
+_PROBE: Final = 6 * 3600
+#: The buckets whose tables (a bucket either side) stay inside datetime's years 1 to 9999;
+#: instants outside take the croniter walk.
+_TABLED: Final = range(
+    (int((datetime.min - _EPOCH).total_seconds()) + 2 * _DAY) // _BUCKET + 2,
+    (int((datetime.max - _EPOCH).total_seconds()) - 2 * _DAY) // _BUCKET - 2,
+)
+_PART: Final = r"(?:\*|\d+(?:-\d+)?)(?:/\d+)?"
+_PLAIN: Final = re.compile(rf"{_PART}(?:,{_PART})*")
 _ALIASES: Final = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -197,6 +225,134 @@ def _steady(tz: ZoneInfo, lo: int, hi: int) -> bool:
     return _offset(tz, hi) == first
 
 
+class _Shape(NamedTuple):
+    """A cron whose wall times are plain calendar arithmetic: every field written with ``*``,
+    numbers, ranges and steps (no names, ``L``, ``W``, ``#`` or ``?``)."""
+
+    expr: str
+    times: tuple[int, ...]  # the matching seconds after midnight, ascending
+    doms: frozenset[int] | None  # None: the field is "*"
+    months: frozenset[int] | None
+    dows: frozenset[int] | None  # cron weekdays, 0 = Sunday (7 folded onto 0)
+    day_or: bool  # see _day_or
+
+    def matches(self, day: int) -> bool:
+        """Whether the naive day ``day`` (days since 1970-01-01) matches the day fields, with
+        classic cron's rule (see :func:`_day_or`): either day field when both are restricted."""
+        dow = self.dows is None or (day + 4) % 7 in self.dows  # 1970-01-01 was a Thursday
+        if self.doms is None and self.months is None:
+            return dow
+        when = date.fromordinal(_EPOCH_ORDINAL + day)
+        if self.months is not None and when.month not in self.months:
+            return False
+        dom = self.doms is None or when.day in self.doms
+        return (dom or dow) if self.day_or else (dom and dow)
+
+    def after(self, wall: int) -> int:
+        """The first matching wall time strictly after ``wall`` (as :func:`_wall_next`)."""
+        day, second = divmod(wall, _DAY)
+        if self.matches(day):
+            i = bisect_right(self.times, second)
+            if i < len(self.times):
+                return day * _DAY + self.times[i]
+        for later in range(day + 1, day + _DAY_SEARCH):
+            if self.matches(later):
+                return later * _DAY + self.times[0]
+        return _wall_next(self.expr, wall)  # a rare date (29 February): let croniter find it
+
+    def before(self, wall: int) -> int:
+        """The last matching wall time strictly before ``wall`` (as :func:`_wall_prev`)."""
+        day, second = divmod(wall, _DAY)
+        if self.matches(day):
+            i = bisect_left(self.times, second)
+            if i:
+                return day * _DAY + self.times[i - 1]
+        for earlier in range(day - 1, day - _DAY_SEARCH, -1):
+            if self.matches(earlier):
+                return earlier * _DAY + self.times[-1]
+        return _wall_prev(self.expr, wall)
+
+
+def _values(field: str, lo: int, hi: int) -> frozenset[int] | None:
+    """The numbers a field names when written with ``*``, numbers, ranges and steps (``*/15``,
+    ``1-5``, ``8-18/2``, lists of these), or None for any other syntax (names, ``L``, ``W``...)."""
+    if not _PLAIN.fullmatch(field):
+        return None
+    found: set[int] = set()
+    for part in field.split(","):
+        span, _, step = part.partition("/")
+        if span == "*":
+            a, b = lo, hi
+        else:
+            first, _, last = span.partition("-")
+            a, b = int(first), int(last or first)
+            if step and not last:  # "5/15": croniter reads it as 5-59/15
+                b = hi
+        if not lo <= a <= b <= hi or (step and int(step) < 1):
+            return None
+        found.update(range(a, b + 1, int(step or 1)))
+    return frozenset(found)
+
+
+@lru_cache(maxsize=1024)
+def _shape(expr: str) -> _Shape | None:
+    """The arithmetic form of ``expr``, or None for the syntax it does not cover."""
+    minute, hour, dom, month, dow = expr.split()
+    minutes, hours = _values(minute, 0, 59), _values(hour, 0, 23)
+    doms = None if dom == "*" else _values(dom, 1, 31)
+    months = None if month == "*" else _values(month, 1, 12)
+    dows = None if dow == "*" else _values(dow, 0, 7)
+    if (
+        minutes is None
+        or hours is None
+        or (doms is None and dom != "*")
+        or (months is None and month != "*")
+        or (dows is None and dow != "*")
+    ):
+        return None
+    times = tuple(sorted(h * 3600 + m * 60 for h in hours for m in minutes))
+    weekdays = None if dows is None else frozenset(d % 7 for d in dows)
+    return _Shape(expr, times, doms, months, weekdays, _day_or(expr))
+
+
+@lru_cache(maxsize=4096)
+def _transitions(tz: ZoneInfo, bucket: int) -> tuple[int, ...]:
+    """The instants in (start, end] of the table bucket ``bucket`` at which the zone's offset
+    changes (each the first second with the new offset). Offsets are probed every
+    :data:`_PROBE` seconds and bisected to the second where they differ."""
+    at = bucket * _BUCKET
+    end = at + _BUCKET
+    found: list[int] = []
+    off = _offset(tz, at)
+    while at < end:
+        probe = min(at + _PROBE, end)
+        if (now := _offset(tz, probe)) != off:
+            found.append(_gap_end(tz, at, probe))
+            off = now
+        at = probe
+    return tuple(found)
+
+
+@lru_cache(maxsize=4096)
+def _table(tz: ZoneInfo, bucket: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The transitions over the buckets ``bucket - 1`` to ``bucket + 1``, and the offsets
+    before, between and after them."""
+    changes = sum((_transitions(tz, b) for b in (bucket - 1, bucket, bucket + 1)), ())
+    offsets = (_offset(tz, (bucket - 1) * _BUCKET), *(_offset(tz, at) for at in changes))
+    return changes, offsets
+
+
+def _span(tz: ZoneInfo, at: int) -> tuple[int, int, int]:
+    """The zone's offset at ``at``, and a span [start, end) around ``at`` over which it holds
+    (cut where the table ends, at least one bucket away)."""
+    bucket = at // _BUCKET
+    changes, offsets = _table(tz, bucket)
+    i = bisect_right(changes, at)
+    start = changes[i - 1] if i else (bucket - 1) * _BUCKET
+    end = changes[i] if i < len(changes) else (bucket + 2) * _BUCKET
+    return offsets[i], start, end
+
+
 def _instants(cron: CronExpr, tz: ZoneInfo, wall: int, gap: DstGap, fold: DstFold) -> list[Tick]:
     """Map one naive wall time to its ticks under the policy."""
     naive = _EPOCH + timedelta(seconds=wall)
@@ -250,18 +406,14 @@ def next_tick(
     fold: DstFold = DstFold.FIRST,
 ) -> Tick:
     """The first tick strictly after the instant ``after`` (UTC epoch seconds)."""
-    off = _offset(tz, after)
-    wall = _wall_next(cron.expr, after + off)
-    if _steady(tz, after - MARGIN, wall - off + MARGIN):
+    shape = _shape(cron.expr)
+    if shape is None or after // _BUCKET not in _TABLED:
+        return _general_next_tick(cron, tz, after, gap, fold)
+    off, start, end = _span(tz, after)
+    wall = shape.after(after + off)
+    if start <= after - MARGIN and wall - off + MARGIN < end:
         return Tick(wall - off, _EPOCH + timedelta(seconds=wall), None, True)
-    best: Tick | None = None
-    wall = _wall_next(cron.expr, after + off - MARGIN - 1)
-    while best is None or wall <= best.at + _offset(tz, best.at) + MARGIN:
-        for tick in _instants(cron, tz, wall, gap, fold):
-            if tick.at > after and (best is None or _before(tick, best)):
-                best = tick
-        wall = _wall_next(cron.expr, wall)
-    return best
+    return _walk_next(cron, tz, after, gap, fold, shape.after)
 
 
 def prev_tick(
@@ -272,19 +424,75 @@ def prev_tick(
     fold: DstFold = DstFold.FIRST,
 ) -> Tick:
     """The last tick strictly before the instant ``before``."""
+    shape = _shape(cron.expr)
+    if shape is None or before // _BUCKET not in _TABLED:
+        return _general_prev_tick(cron, tz, before, gap, fold)
+    off, start, end = _span(tz, before)
+    wall = shape.before(before + off)
+    if start <= wall - off - MARGIN and before + MARGIN < end:
+        return Tick(wall - off, _EPOCH + timedelta(seconds=wall), None, True)
+    return _walk_prev(cron, tz, before, gap, fold, shape.before)
+
+
+def _general_next_tick(
+    cron: CronExpr, tz: ZoneInfo, after: int, gap: DstGap, fold: DstFold
+) -> Tick:
+    """:func:`next_tick` by the croniter walk alone (every cron; the fast path's reference)."""
+    return _walk_next(cron, tz, after, gap, fold, lambda wall: _wall_next(cron.expr, wall))
+
+
+def _general_prev_tick(
+    cron: CronExpr, tz: ZoneInfo, before: int, gap: DstGap, fold: DstFold
+) -> Tick:
+    """:func:`prev_tick` by the croniter walk alone."""
+    return _walk_prev(cron, tz, before, gap, fold, lambda wall: _wall_prev(cron.expr, wall))
+
+
+def _walk_next(
+    cron: CronExpr,
+    tz: ZoneInfo,
+    after: int,
+    gap: DstGap,
+    fold: DstFold,
+    step: Callable[[int], int],
+) -> Tick:
+    """The walk of :func:`next_tick`, stepping wall times with ``step`` (as :func:`_wall_next`)."""
+    off = _offset(tz, after)
+    wall = step(after + off)
+    if _steady(tz, after - MARGIN, wall - off + MARGIN):
+        return Tick(wall - off, _EPOCH + timedelta(seconds=wall), None, True)
+    best: Tick | None = None
+    wall = step(after + off - MARGIN - 1)
+    while best is None or wall <= best.at + _offset(tz, best.at) + MARGIN:
+        for tick in _instants(cron, tz, wall, gap, fold):
+            if tick.at > after and (best is None or _before(tick, best)):
+                best = tick
+        wall = step(wall)
+    return best
+
+
+def _walk_prev(
+    cron: CronExpr,
+    tz: ZoneInfo,
+    before: int,
+    gap: DstGap,
+    fold: DstFold,
+    step: Callable[[int], int],
+) -> Tick:
+    """The walk of :func:`prev_tick`, stepping wall times with ``step`` (as :func:`_wall_prev`)."""
     off = _offset(tz, before)
-    wall = _wall_prev(cron.expr, before + off)
+    wall = step(before + off)
     if _steady(tz, wall - off - MARGIN, before + MARGIN):
         return Tick(wall - off, _EPOCH + timedelta(seconds=wall), None, True)
     best: Tick | None = None
-    wall = _wall_prev(cron.expr, before + off + MARGIN + 1)
+    wall = step(before + off + MARGIN + 1)
     while best is None or wall >= best.at + _offset(tz, best.at) - MARGIN:
         for tick in _instants(cron, tz, wall, gap, fold):
             if tick.at < before and (
                 best is None or tick.at > best.at or (tick.at == best.at and _before(tick, best))
             ):
                 best = tick
-        wall = _wall_prev(cron.expr, wall)
+        wall = step(wall)
     return best
 
 
