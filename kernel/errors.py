@@ -52,9 +52,9 @@ class NotFound(ArcoflowError, KeyError):
 class Conflict(ArcoflowError):
     """A compare-and-set lost: the row moved on since it was read. Nothing was written."""
 
-    def __init__(self, row: str, expected: int, actual: int) -> None:
+    def __init__(self, row: str, expected: int, actual: int, what: str = "state_version") -> None:
         super().__init__(
-            f"{row}: expected state_version {expected}, found {actual} "
+            f"{row}: expected {what} {expected}, found {actual} "
             "(another evaluator got there first; re-read and retry)"
         )
         self.row = row

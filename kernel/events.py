@@ -26,10 +26,12 @@ __all__ = [
     "RunLaunchFailed",
     "RunLaunched",
     "RunRequested",
+    "RunRetried",
     "ScheduleAdvanced",
     "ScheduleDefined",
     "ScheduleDeleted",
     "ScheduleToggled",
+    "SensorCursorSet",
     "SensorDefined",
     "SensorDeleted",
     "SensorEvaluated",
@@ -216,6 +218,33 @@ class RunCompleted(_Event, frozen=True, tag="run.completed"):
     detail: str | None = None
 
 
+# -- operator verbs ------------------------------------------------------------------------------
+#
+# Tags added after schema version 1 shipped. They need no new version: no older store holds
+# them, and an older arcoflow that meets one reports a CorruptRecord naming the unknown tag
+# (never a silent misread).
+
+
+class SensorCursorSet(_Event, frozen=True, tag="sensor.cursor_set"):
+    """An operator set (or, with ``cursor=None``, reset) a poll sensor's cursor: a CAS on its
+    ``state_version``, which then moves by one, exactly like an accepted poll."""
+
+    sensor_id: str
+    expected_state_version: int
+    cursor_before: Cursor | None
+    cursor: Cursor | None
+    requested_by: str = "api"
+
+
+class RunRetried(_Event, frozen=True, tag="run.retried"):
+    """An operator sent a ``GAVE_UP`` run back to the launch outbox with a fresh attempt budget
+    (CAS: the run is still ``GAVE_UP`` after ``expected_attempts`` attempts)."""
+
+    run_id: str
+    expected_attempts: int
+    requested_by: str = "api"
+
+
 Event = (
     ScheduleDefined
     | ScheduleToggled
@@ -231,4 +260,6 @@ Event = (
     | RunLaunched
     | RunLaunchFailed
     | RunCompleted
+    | SensorCursorSet
+    | RunRetried
 )
