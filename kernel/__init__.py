@@ -39,8 +39,26 @@ from .errors import (
     StoreFull,
     UnknownTimezone,
 )
-from .kernel import Change, Ingested, Kernel, PreviewTick, TickDetail, Verification
-from .rows import ConflictRow, EvalRow, MissedRow, RunRow, ScheduleRow, SensorRow, TickRow
+from .kernel import (
+    BackfillTick,
+    Change,
+    Ingested,
+    Kernel,
+    PreviewTick,
+    Requested,
+    TickDetail,
+    Verification,
+)
+from .rows import (
+    ConflictRow,
+    EvalRow,
+    HistoryRow,
+    MissedRow,
+    RunRow,
+    ScheduleRow,
+    SensorRow,
+    TickRow,
+)
 from .store.base import Pending, Store
 from .store.lmdb import LmdbStore
 from .store.memory import MemoryStore
@@ -48,6 +66,7 @@ from .store.memory import MemoryStore
 __all__ = [
     "SCHEMA_VERSION",
     "ArcoflowError",
+    "BackfillTick",
     "Backoff",
     "Change",
     "Codec",
@@ -60,6 +79,7 @@ __all__ = [
     "Envelope",
     "EvalRow",
     "FutureSchemaVersion",
+    "HistoryRow",
     "Ingested",
     "InputError",
     "InvalidCron",
@@ -76,6 +96,7 @@ __all__ = [
     "PollResult",
     "PreviewTick",
     "PushMessage",
+    "Requested",
     "RunRequest",
     "RunRow",
     "RunTemplate",

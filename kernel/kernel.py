@@ -103,8 +103,8 @@ class Requested(NamedTuple):
 
 
 class BackfillTick(NamedTuple):
-    """One tick of a backfill range: its run (``None`` in a dry run, or for a tick the DST
-    policy skips) and whether that run existed before this backfill."""
+    """One tick of a backfill range: its run (``None`` for a tick the DST policy skips, or in a
+    dry run when it does not exist yet) and whether that run existed before this backfill."""
 
     scheduled_for: int
     local_time: datetime
@@ -839,25 +839,21 @@ class Kernel:
         ticks = decide.backfill_ticks(row, first, last, max_runs)
         batch = [] if dry_run else decide.backfill(row, ticks, requested_by, at)
         appended = self._append(batch, at) if batch else Appended((), False)
-        events = iter(p.event for p in batch)
+        events = iter(p.event for p in batch if isinstance(p.event, RunRequested))
         tz = zone(row.definition.timezone)
         out = []
         for tick in ticks:
             run_key = "backfill:" + decide.backfill_key(schedule_id, tick.at) if tick.run else None
-            done = None
-            if tick.run and not dry_run:
-                done = self._requested(appended, next(events))  # type: ignore[arg-type]
-            out.append(
-                BackfillTick(
-                    tick.at,
-                    datetime.fromtimestamp(tick.at, tz),
-                    run_key,
-                    tick.dst,
-                    "run" if tick.run else "skip",
-                    done.run if done else None,
-                    done.existing if done else False,
-                )
-            )
+            run: RunRow | None = None
+            existing = False
+            if run_key is not None and dry_run:  # a preview: which ticks already have a run
+                run = self._get(Table.RUNS, key(run_id(run_key)))
+                existing = run is not None
+            elif run_key is not None:
+                run, existing, _ = self._requested(appended, next(events))
+            local = datetime.fromtimestamp(tick.at, tz)
+            action: Literal["run", "skip"] = "run" if tick.run else "skip"
+            out.append(BackfillTick(tick.at, local, run_key, tick.dst, action, run, existing))
         return out
 
     # -- definitions ---------------------------------------------------------------------------
