@@ -981,12 +981,14 @@ class KernelMachine(RuleBasedStateMachine):
     # -- rules: operator verbs -----------------------------------------------------------------
 
     @precondition(lambda self: bool(self.model.runs))
-    @rule(data=st.data())
-    def retry_run(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), exhaust=st.booleans())
+    def retry_run(self, data: st.DataObject, exhaust: bool) -> None:
         """An operator retries a run: a GAVE_UP one goes back to the outbox with a fresh launch
-        budget; any other is refused."""
+        budget; any other is refused. ``exhaust``: its launches fail until it gives up."""
         rid = data.draw(st.sampled_from(sorted(self.model.runs)), label="run")
         now = self.now
+        while exhaust and self.model.runs[rid].status == "REQUESTED":
+            self.run(self.op_launch(rid, "launcher down", now))
         self.run(
             Op(
                 f"retry {rid[:8]}",
@@ -996,7 +998,7 @@ class KernelMachine(RuleBasedStateMachine):
         )
 
     @rule(
-        sid=st.one_of(sensor_ids, st.just("ghost")),
+        sid=st.one_of(sensor_ids, sensor_ids, sensor_ids, st.just("ghost")),
         cursor=st.sampled_from((None, "7", b"\x00raw", "")),
         lag=st.sampled_from((0, 0, 0, -1, 1)),
         twice=st.booleans(),
