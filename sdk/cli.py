@@ -33,6 +33,7 @@ from arcoflow.kernel import views as v
 from arcoflow.kernel.kernel import preview
 
 from .commands import add_runtime_commands
+from .operate import add_operator_commands
 from .plugins import Plugins
 from .runtime import Runtime
 
@@ -272,8 +273,13 @@ def cmd_request(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     config = _json_arg(args.config, "--config") or {}
     tags = _json_arg(args.tags, "--tags") or {}
     template = RunTemplate(args.target, launcher=args.launcher, config=config, tags=tags)
-    row = _kernel(ctx).request_run(args.run_key, template, origin=args.origin)
-    ctx["out"](v.run_json(row), "run")
+    requested = _kernel(ctx).request(args.run_key, template, origin=args.origin)
+    ctx["out"](v.requested_json(requested), "run")
+    if requested.existing:  # a dedupe hit: say so, never silently
+        print(
+            f"arcoflow: run key {requested.run.run_key} already had a run: returned it",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -407,6 +413,7 @@ def _plugin_commands(sub: Any, handlers: dict[str, Handler]) -> Any:
         handlers[name] = handler
 
     add_runtime_commands(sub, register)
+    add_operator_commands(sub, register)
     plugins.add_commands(sub, register)
     return plugins
 
