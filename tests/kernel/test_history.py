@@ -40,10 +40,11 @@ def test_a_tick_whose_run_key_already_had_a_run_says_so(kernel: Kernel) -> None:
     [first] = kernel.evaluate_schedules(now=H, evaluate=_shared)
     [second] = kernel.evaluate_schedules(now=2 * H, evaluate=_shared)
     rid = run_id("schedule:hourly:shared")
-    assert (first.status, first.reason, first.deduped) == ("TRIGGERED", None, ())
-    assert second.status == "TRIGGERED"  # it asked for a run, and the run exists: I3 holds
-    assert second.deduped == ("schedule:hourly:shared",)
+    # The issue: the second tick was TRIGGERED with reason None, though no run was created.
     assert second.reason == f"run key schedule:hourly:shared already requested: run {rid}"
+    assert second.status == "TRIGGERED"  # it asked for a run, and the run exists: I3 holds
+    assert (first.status, first.reason, first.deduped) == ("TRIGGERED", None, ())
+    assert second.deduped == ("schedule:hourly:shared",)
     shown = v.tick_json(kernel.tick(second.tick_id).tick)
     assert shown["reason"] == second.reason
     assert shown["deduped_run_keys"] == ["schedule:hourly:shared"]
@@ -70,6 +71,10 @@ def test_a_push_evaluation_whose_run_key_already_had_a_run_says_so(kernel: Kerne
     first = kernel.ingest("hook", "m1", {"n": 1}, now=1, connector=same_key).evaluation
     second = kernel.ingest("hook", "m2", {"n": 1}, now=2, connector=same_key).evaluation
     rid = run_id("sensor:hook:order-7")
+    # The issue: the second evaluation was REQUESTED with reason None, though no run was made.
+    assert v.eval_json(second)["reason"] == f"run key {second.evaluation.run_keys[0]} " + (
+        f"already requested: run {rid}"
+    )
     assert (first.reason, first.deduped) == (None, ())
     assert second.evaluation.status == "REQUESTED"
     assert second.deduped == ("sensor:hook:order-7",)
