@@ -24,8 +24,6 @@ from typing import Any
 from arcoflow.kernel import Kernel
 from arcoflow.kernel import views as v
 
-from . import cli  # the CLI's one time syntax; cli imports this module, so only at call time
-
 __all__ = ["add_operator_commands"]
 
 Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
@@ -129,10 +127,14 @@ def cmd_reset_cursor(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    # The CLI's one time syntax. Imported here: cli imports this module (and may run as
+    # __main__), so a module-level import would be circular.
+    from .cli import parse_time  # noqa: PLC0415
+
     ticks = _kernel(ctx).backfill(
         args.schedule_id,
-        cli.parse_time(args.start),
-        cli.parse_time(args.end),
+        parse_time(args.start),
+        parse_time(args.end),
         dry_run=args.dry_run,
         max_runs=args.max_runs,
         requested_by="cli",
