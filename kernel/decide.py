@@ -35,6 +35,7 @@ from .events import (
     RunRequested,
     RunRetried,
     ScheduleAdvanced,
+    ScheduleBackfilled,
     ScheduleDefined,
     ScheduleDeleted,
     ScheduleToggled,
@@ -633,11 +634,15 @@ def backfill_key(schedule_id: str, at: int) -> str:
     return f"{schedule_id}:{iso(at)}"
 
 
-def backfill(row: ScheduleRow, ticks: Sequence[Tick], requested_by: str, now: int) -> list[Pending]:
+def backfill(
+    row: ScheduleRow, start: int, end: int, ticks: Sequence[Tick], requested_by: str, now: int
+) -> list[Pending]:
     """One run request per tick that the DST policy runs, keyed ``backfill:<id>:<instant>``:
-    backfilling a range twice links to the same runs, never a second one."""
+    backfilling a range twice links to the same runs, never a second one. A head event names
+    the backfill (schedule, range, definition, requester, instant): only the very same backfill
+    repeated is a duplicate, and its runs that exist already are skipped one by one."""
     template = row.definition.run
-    return by_hand(
+    requests = by_hand(
         [
             request_run("backfill", requested_by, template, RunRequest(key), key)
             for t in ticks
@@ -646,6 +651,10 @@ def backfill(row: ScheduleRow, ticks: Sequence[Tick], requested_by: str, now: in
         ],
         now,
     )
+    sid = row.schedule_id
+    head = ScheduleBackfilled(sid, start, end, len(requests), requested_by)
+    key = f"backfill/{sid}/{start}..{end}/{requested_by}@{now}#{row.definition_version}"
+    return [Pending(key, head), *requests]
 
 
 def by_hand(requests: Sequence[RunRequested], now: int) -> list[Pending]:

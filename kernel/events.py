@@ -28,6 +28,7 @@ __all__ = [
     "RunRequested",
     "RunRetried",
     "ScheduleAdvanced",
+    "ScheduleBackfilled",
     "ScheduleDefined",
     "ScheduleDeleted",
     "ScheduleToggled",
@@ -236,6 +237,18 @@ class SensorCursorSet(_Event, frozen=True, tag="sensor.cursor_set"):
     requested_by: str = "api"
 
 
+class ScheduleBackfilled(_Event, frozen=True, tag="schedule.backfilled"):
+    """An operator backfilled ``start..end`` (inclusive) of a schedule; the run requests follow
+    in the same append. It heads that append: the backfill's identity, so a backfill whose first
+    run already existed is not taken for a repeat of an earlier one."""
+
+    schedule_id: str
+    start: int
+    end: int
+    runs: int  # run requests made (ticks the DST policy skips make none)
+    requested_by: str = "api"
+
+
 class RunRetried(_Event, frozen=True, tag="run.retried"):
     """An operator sent a ``GAVE_UP`` run back to the launch outbox with a fresh attempt budget
     (CAS: the run is still ``GAVE_UP`` after ``expected_attempts`` attempts)."""
@@ -262,4 +275,5 @@ Event = (
     | RunCompleted
     | SensorCursorSet
     | RunRetried
+    | ScheduleBackfilled
 )

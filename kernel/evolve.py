@@ -26,6 +26,7 @@ from .events import (
     RunRequested,
     RunRetried,
     ScheduleAdvanced,
+    ScheduleBackfilled,
     ScheduleDefined,
     ScheduleDeleted,
     ScheduleToggled,
@@ -440,14 +441,16 @@ def _changed(
     kind: Literal["schedule", "sensor"],
     item_id: str,
     change: HistoryChange,
+    **extra: Any,
 ) -> list[Put]:
-    """The history row of a change that keeps the definition version (toggle, delete)."""
+    """The history row of a change that keeps the definition version (toggle, delete,
+    backfill)."""
     old: ScheduleRow | SensorRow | None = view.get(
         Table.SCHEDULES if kind == "schedule" else Table.SENSORS, key(item_id)
     )
-    return (
-        [] if old is None else [_history(env, kind, item_id, change, old, old.definition_version)]
-    )
+    if old is None:
+        return []
+    return [_history(env, kind, item_id, change, old, old.definition_version, **extra)]
 
 
 # -- operator verbs ------------------------------------------------------------------------------
@@ -473,6 +476,13 @@ def _sensor_cursor_set(view: View, env: Envelope, e: SensorCursorSet) -> list[Pu
     )
     changes = {"state_version": old.state_version + 1, "cursor": e.cursor}
     return [entry, *_sensor_put(view, env, e.sensor_id, **changes)]
+
+
+@_on(ScheduleBackfilled)
+def _schedule_backfilled(view: View, env: Envelope, e: ScheduleBackfilled) -> list[Put]:
+    extra = {"range_from": e.start, "range_to": e.end, "runs": e.runs}
+    sid = e.schedule_id
+    return _changed(view, env, "schedule", sid, "backfilled", requested_by=e.requested_by, **extra)
 
 
 @_on(RunRetried)

@@ -837,7 +837,7 @@ class Kernel:
         _text(requested_by, "requested_by")
         row = self.schedule(schedule_id)
         ticks = decide.backfill_ticks(row, first, last, max_runs)
-        batch = [] if dry_run else decide.backfill(row, ticks, requested_by, at)
+        batch = [] if dry_run else decide.backfill(row, first, last, ticks, requested_by, at)
         appended = self._append(batch, at) if batch else Appended((), False)
         events = iter(p.event for p in batch if isinstance(p.event, RunRequested))
         tz = zone(row.definition.timezone)

@@ -148,6 +148,7 @@ HistoryChange = Literal[
     "stopped",
     "cursor_set",
     "cursor_reset",
+    "backfilled",
 ]
 
 
@@ -167,6 +168,9 @@ class HistoryRow(_Row, frozen=True):
     cursor_before: Cursor | None = None
     cursor_after: Cursor | None = None
     requested_by: str | None = None
+    range_from: int | None = None  # a backfill: its range (inclusive) and the runs it requested
+    range_to: int | None = None
+    runs: int | None = None
 
 
 class ConflictRow(_Row, frozen=True):

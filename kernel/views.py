@@ -229,6 +229,9 @@ def history_json(row: HistoryRow) -> JSON:
         "cursor_before": _cursor(row.cursor_before),
         "cursor_after": _cursor(row.cursor_after),
         "requested_by": row.requested_by,
+        "range_from": _time(row.range_from),
+        "range_to": _time(row.range_to),
+        "runs": row.runs,
     }
 
 

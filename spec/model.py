@@ -281,6 +281,9 @@ class MHistory:
     cursor_before: MCursor | None = None
     cursor_after: MCursor | None = None
     requested_by: str | None = None
+    range_from: int | None = None
+    range_to: int | None = None
+    runs: int | None = None
 
 
 @dataclass
@@ -407,6 +410,9 @@ class Model:
     history: dict[tuple[str, str], list[MHistory]] = field(default_factory=dict)
     #: Cursor sets applied, by (sensor, expected version, cursor digest): repeating one is one.
     cursor_sets: set[tuple[str, int, str]] = field(default_factory=set)
+    #: Backfills made, by (schedule, range, definition version, requester, instant): repeating
+    #: the very same one is one backfill.
+    backfills: set[tuple[str, int, int, int, str, int]] = field(default_factory=set)
 
     # -- schedules: definitions ----------------------------------------------------------------
 
@@ -1135,17 +1141,39 @@ class Model:
         ticks = _Walk(s.definition).ticks(start - 1, end)
         if len(ticks) > max_runs:
             raise Rejected("input", f"{len(ticks)} ticks, over {max_runs}")
+        identity = (schedule_id, start, end, s.definition_version, requested_by, now)
+        repeated = identity in self.backfills
+        requests = [
+            _request("backfill", requested_by, s.definition.run, RunRequest(key), key)
+            for t in ticks
+            if t.run
+            for key in [f"{schedule_id}:{iso(t.at)}"]
+        ]
+        if not dry_run and not repeated:
+            self.backfills.add(identity)
+            self._record(
+                "schedule",
+                schedule_id,
+                "backfilled",
+                s,
+                s.definition_version,
+                now,
+                requested_by=requested_by,
+                range_from=start,
+                range_to=end,
+                runs=len(requests),
+            )
+        made = iter(requests)
         out: list[tuple[int, str | None, bool]] = []
         for t in ticks:
             if not t.run:
                 out.append((t.at, None, False))
                 continue
-            key = f"{schedule_id}:{iso(t.at)}"
-            request = _request("backfill", requested_by, s.definition.run, RunRequest(key), key)
+            request = next(made)
             if dry_run:  # a preview: which ticks already have their run
                 existing = run_id(request.run_key) in self.runs
-            else:
-                existing = self._by_hand(request, now)[1]
+            else:  # the very same backfill repeated: every run exists (made by the first)
+                existing = repeated or self._by_hand(request, now)[1]
             out.append((t.at, request.run_key, existing))
         return out
 

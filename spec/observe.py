@@ -151,6 +151,9 @@ class HistoryObs(NamedTuple):
     cursor_before: CursorObs
     cursor_after: CursorObs
     requested_by: str | None
+    range_from: int | None
+    range_to: int | None
+    runs: int | None
 
 
 _Obs = TypeVar("_Obs", bound=tuple[Any, ...])

@@ -195,6 +195,27 @@ def test_backfilling_twice_creates_no_second_run(kernel: Kernel) -> None:
     assert kernel.verify().ok
 
 
+def test_a_backfill_whose_first_run_exists_still_requests_the_others(kernel: Kernel) -> None:
+    """Found by the machine: a backfill's first run request was its append's first key, so a
+    wider backfill at the same instant was taken for a repeat of the narrow one and dropped."""
+    kernel.define_schedule(schedule(), now=0)
+    kernel.backfill("hourly", 0, 0, now=100)
+    wider = kernel.backfill("hourly", 0, H, now=100)
+    assert [(t.existing, t.run is not None) for t in wider] == [(True, True), (False, True)]
+    assert len(kernel.runs()) == 2
+    repeated = kernel.backfill("hourly", 0, H, now=100)  # the very same backfill: one effect
+    assert [t.existing for t in repeated] == [True, True]
+    changes = [
+        (h.change, h.range_from, h.range_to, h.runs) for h in kernel.history("schedule", "hourly")
+    ]
+    assert changes == [
+        ("backfilled", 0, H, 2),
+        ("backfilled", 0, 0, 1),
+        ("created", None, None, None),
+    ]
+    assert kernel.verify().ok
+
+
 def test_a_dry_run_lists_the_ticks_and_writes_nothing(kernel: Kernel, store: Store) -> None:
     kernel.define_schedule(schedule(), now=0)
     kernel.backfill("hourly", 0, H, now=1)
