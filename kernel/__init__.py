@@ -42,8 +42,26 @@ from .errors import (
     UnknownTimezone,
     UnstorableValue,
 )
-from .kernel import Change, Ingested, Kernel, PreviewTick, TickDetail, Verification
-from .rows import ConflictRow, EvalRow, MissedRow, RunRow, ScheduleRow, SensorRow, TickRow
+from .kernel import (
+    BackfillTick,
+    Change,
+    Ingested,
+    Kernel,
+    PreviewTick,
+    Requested,
+    TickDetail,
+    Verification,
+)
+from .rows import (
+    ConflictRow,
+    EvalRow,
+    HistoryRow,
+    MissedRow,
+    RunRow,
+    ScheduleRow,
+    SensorRow,
+    TickRow,
+)
 from .runs import validate_run_id
 from .store.base import Pending, Store
 from .store.lmdb import LmdbStore
@@ -52,6 +70,7 @@ from .store.memory import MemoryStore
 __all__ = [
     "SCHEMA_VERSION",
     "ArcoflowError",
+    "BackfillTick",
     "Backoff",
     "Change",
     "Codec",
@@ -65,6 +84,7 @@ __all__ = [
     "Envelope",
     "EvalRow",
     "FutureSchemaVersion",
+    "HistoryRow",
     "Ingested",
     "InputError",
     "InvalidCron",
@@ -81,6 +101,7 @@ __all__ = [
     "PollResult",
     "PreviewTick",
     "PushMessage",
+    "Requested",
     "RunRequest",
     "RunRow",
     "RunTemplate",

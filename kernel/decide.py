@@ -36,10 +36,13 @@ from .events import (
     RunLaunched,
     RunLaunchFailed,
     RunRequested,
+    RunRetried,
     ScheduleAdvanced,
+    ScheduleBackfilled,
     ScheduleDefined,
     ScheduleDeleted,
     ScheduleToggled,
+    SensorCursorSet,
     SensorDefined,
     SensorDeleted,
     SensorEvaluated,
@@ -52,9 +55,13 @@ from .runs import derived_id, request_run
 from .store.base import Pending
 
 __all__ = [
+    "MAX_BACKFILL",
     "PollTicket",
     "TickPlan",
+    "backfill",
+    "backfill_ticks",
     "backoff_delay",
+    "by_hand",
     "claim_launches",
     "completed",
     "define_schedule",
@@ -70,7 +77,9 @@ __all__ = [
     "poll_ticket",
     "record_poll",
     "record_ticks",
+    "retry_run",
     "same_poll",
+    "set_cursor",
     "tick_id",
     "toggle_schedule",
     "toggle_sensor",
@@ -248,12 +257,12 @@ def record_ticks(
     d = row.definition
     sid = row.schedule_id
     origin = f"schedule:{sid}"
-    ticks: list[Pending] = []
-    runs: list[Pending] = []
+    ticks: list[Pending] = []  # each tick followed by its run requests
     retries: list[Retry] = []
     for (tick, attempt), answer in zip(plan.due, results, strict=True):
         result = _checked(answer, f"evaluator {d.evaluator!r}")
         tid = tick_id(sid, tick.at)
+        requested: list[Pending] = []
         common: dict[str, Any] = {
             "definition_version": row.definition_version,
             "attempt": attempt,
@@ -272,7 +281,7 @@ def record_ticks(
         else:
             requests = result.run_requests or [RunRequest()]
             # Indexed: two requests for one key with other content are a conflict to record.
-            requested = [
+            requested += [
                 Pending(f"run/{tid}>{r.run_key}#{i}", r)
                 for i, req in enumerate(requests)
                 if (
@@ -284,8 +293,8 @@ def record_ticks(
             event = TickRecorded(
                 tid, sid, tick.at, "TRIGGERED", run_keys=_keys(requested), **common
             )
-            runs += requested
-        ticks.append(Pending(f"tick/{tid}#{attempt}", event))
+        # Its runs right after the tick: the next tick's row then sees them (a dedupe hit).
+        ticks += [Pending(f"tick/{tid}#{attempt}", event), *requested]
     after = max(_cursor(row), plan.last_scheduled_for or 0)
     advanced = ScheduleAdvanced(
         sid,
@@ -300,7 +309,7 @@ def record_ticks(
         if plan.missed
         else []
     )
-    return [head, *missed, *ticks, *runs]
+    return [head, *missed, *ticks]
 
 
 # -- sensors -----------------------------------------------------------------------------------
@@ -595,9 +604,11 @@ def launch_failed(
     claimer: str | None = None,
     expected_attempts: int | None = None,
 ) -> list[Pending]:
-    """A failed launch attempt: retried with capped exponential backoff, given up at the limit."""
+    """A failed launch attempt: retried with capped exponential backoff, given up at the limit
+    (attempts count from the last operator retry, :func:`retry_run`)."""
     attempt = _attempt(run, expected_attempts)
-    retry = None if attempt >= max_attempts else now + min(cap, base * 2 ** (attempt - 1))
+    n = attempt - run.attempt_base
+    retry = None if n >= max_attempts else now + min(cap, base * 2 ** (n - 1))
     event = RunLaunchFailed(run.run_id, attempt, error, retry, claimer, checked=True)
     return [Pending(f"launch/{run.run_id}#{attempt}", event)]
 
@@ -617,3 +628,102 @@ def completed(
             return []  # reported twice: nothing new
         raise InputError(f"run {run_id} already finished as {run.status}")
     return [Pending(f"complete/{run_id}", RunCompleted(run_id, status, detail))]
+
+
+# -- operator verbs ------------------------------------------------------------------------------
+
+#: Most runs one backfill may request, and most ticks it counts to say how far over a range is.
+MAX_BACKFILL = 1000
+_BACKFILL_COUNT = 10_000
+
+
+def set_cursor(
+    row: SensorRow | None, cursor: Cursor | None, expected_state_version: int, requested_by: str
+) -> list[Pending]:
+    """An operator sets (``None``: resets) a poll sensor's cursor, at the ``state_version`` the
+    caller read: the store checks it (a mismatch is a Conflict, nothing written). The same set
+    repeated (same version, same cursor) is one set."""
+    live = _live_sensor(row)
+    if live.definition.type != "poll":
+        raise InputError(f"sensor {live.sensor_id!r} is a push sensor; it has no cursor")
+    if isinstance(expected_state_version, bool) or not isinstance(expected_state_version, int):
+        raise InputError(f"expected version {expected_state_version!r} must be an integer")
+    if expected_state_version < 0:
+        raise InputError(f"expected version must be 0 or more, got {expected_state_version}")
+    key = f"sensor/{live.sensor_id}/cursor/{expected_state_version}/{_cursor_hash(cursor)}"
+    event = SensorCursorSet(
+        live.sensor_id, expected_state_version, live.cursor, cursor, requested_by
+    )
+    return [Pending(key, event)]
+
+
+def retry_run(run: RunRow | None, run_id: str, requested_by: str) -> list[Pending]:
+    """Send a ``GAVE_UP`` run back to the launch outbox with a fresh attempt budget. Any other
+    status is an InputError: only a run that gave up can be retried."""
+    if run is None:
+        raise NotFound(f"no run {run_id!r}")
+    if run.status != "GAVE_UP":
+        raise InputError(f"run {run_id} is {run.status}; only a GAVE_UP run can be retried")
+    event = RunRetried(run.run_id, run.attempts, requested_by)
+    return [Pending(f"retry/{run.run_id}#{run.attempts}", event)]
+
+
+def backfill_ticks(row: ScheduleRow | None, start: int, end: int, limit: int) -> list[Tick]:
+    """The ticks of a schedule with ``start <= T <= end``, by the schedule's own walk (so DST
+    policies apply exactly as when it runs). More than ``limit`` ticks is an InputError that
+    says how many (counted up to 10,000)."""
+    live = _live_schedule(row)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BACKFILL:
+        raise InputError(f"max runs must be 1-{MAX_BACKFILL}, got {limit!r}")
+    if end < start:
+        raise InputError(f"backfill range ends ({iso(end)}) before it starts ({iso(start)})")
+    d = live.definition
+    cron, tz = parse_cron(d.cron), zone(d.timezone)
+    ticks: list[Tick] = []
+    tick = next_tick(cron, tz, start - 1, d.dst_gap, d.dst_fold)
+    while tick.at <= end and len(ticks) < _BACKFILL_COUNT:
+        ticks.append(tick)
+        tick = next_tick(cron, tz, tick.at, d.dst_gap, d.dst_fold)
+    if len(ticks) > limit:
+        many = f"more than {_BACKFILL_COUNT}" if tick.at <= end else str(len(ticks))
+        raise InputError(
+            f"{iso(start)}..{iso(end)} holds {many} ticks of schedule {live.schedule_id!r}, "
+            f"over the limit of {limit} per backfill; narrow the range or raise the limit "
+            f"(at most {MAX_BACKFILL})"
+        )
+    return ticks
+
+
+def backfill_key(schedule_id: str, at: int) -> str:
+    """The run key (before its ``backfill:`` namespace) of a backfilled tick."""
+    return f"{schedule_id}:{iso(at)}"
+
+
+def backfill(
+    row: ScheduleRow, start: int, end: int, ticks: Sequence[Tick], requested_by: str, now: int
+) -> list[Pending]:
+    """One run request per tick that the DST policy runs, keyed ``backfill:<id>:<instant>``:
+    backfilling a range twice links to the same runs, never a second one. A head event names
+    the backfill (schedule, range, definition, requester, instant): only the very same backfill
+    repeated is a duplicate, and its runs that exist already are skipped one by one."""
+    template = row.definition.run
+    requests = by_hand(
+        [
+            request_run("backfill", requested_by, template, RunRequest(key), key)
+            for t in ticks
+            if t.run
+            for key in [backfill_key(row.schedule_id, t.at)]
+        ],
+        now,
+    )
+    sid = row.schedule_id
+    head = ScheduleBackfilled(sid, start, end, len(requests), requested_by)
+    key = f"backfill/{sid}/{start}..{end}/{requested_by}@{now}#{row.definition_version}"
+    return [Pending(key, head), *requests]
+
+
+def by_hand(requests: Sequence[RunRequested], now: int) -> list[Pending]:
+    """Run requests made by hand (a request, a backfill). The fingerprint is part of a request's
+    identity: a request with other content at the same instant is not a duplicate, it is a
+    conflict and must be recorded as one."""
+    return [Pending(f"run/{r.requested_by}>{r.run_key}@{now}#{r.fingerprint}", r) for r in requests]

@@ -27,10 +27,13 @@ __all__ = [
     "RunLaunchFailed",
     "RunLaunched",
     "RunRequested",
+    "RunRetried",
     "ScheduleAdvanced",
+    "ScheduleBackfilled",
     "ScheduleDefined",
     "ScheduleDeleted",
     "ScheduleToggled",
+    "SensorCursorSet",
     "SensorDefined",
     "SensorDeleted",
     "SensorEvaluated",
@@ -239,6 +242,45 @@ class RunCompleted(_Event, frozen=True, tag="run.completed"):
     detail: str | None = None
 
 
+# -- operator verbs ------------------------------------------------------------------------------
+#
+# Tags added after schema version 1 shipped. They need no new version: no older store holds
+# them, and an older arcoflow that meets one reports a CorruptRecord naming the unknown tag
+# (never a silent misread).
+
+
+class SensorCursorSet(_Event, frozen=True, tag="sensor.cursor_set"):
+    """An operator set (or, with ``cursor=None``, reset) a poll sensor's cursor: a CAS on its
+    ``state_version``, which then moves by one, exactly like an accepted poll."""
+
+    sensor_id: str
+    expected_state_version: int
+    cursor_before: Cursor | None
+    cursor: Cursor | None
+    requested_by: str = "api"
+
+
+class ScheduleBackfilled(_Event, frozen=True, tag="schedule.backfilled"):
+    """An operator backfilled ``start..end`` (inclusive) of a schedule; the run requests follow
+    in the same append. It heads that append: the backfill's identity, so a backfill whose first
+    run already existed is not taken for a repeat of an earlier one."""
+
+    schedule_id: str
+    start: int
+    end: int
+    runs: int  # run requests made (ticks the DST policy skips make none)
+    requested_by: str = "api"
+
+
+class RunRetried(_Event, frozen=True, tag="run.retried"):
+    """An operator sent a ``GAVE_UP`` run back to the launch outbox with a fresh attempt budget
+    (CAS: the run is still ``GAVE_UP`` after ``expected_attempts`` attempts)."""
+
+    run_id: str
+    expected_attempts: int
+    requested_by: str = "api"
+
+
 Event = (
     ScheduleDefined
     | ScheduleToggled
@@ -255,4 +297,7 @@ Event = (
     | RunLaunched
     | RunLaunchFailed
     | RunCompleted
+    | SensorCursorSet
+    | RunRetried
+    | ScheduleBackfilled
 )

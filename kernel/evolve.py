@@ -12,7 +12,7 @@ the rows to write; it never sees the whole state, which is why memory stays O(ro
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -25,10 +25,13 @@ from .events import (
     RunLaunched,
     RunLaunchFailed,
     RunRequested,
+    RunRetried,
     ScheduleAdvanced,
+    ScheduleBackfilled,
     ScheduleDefined,
     ScheduleDeleted,
     ScheduleToggled,
+    SensorCursorSet,
     SensorDefined,
     SensorDeleted,
     SensorEvaluated,
@@ -39,6 +42,8 @@ from .events import (
 from .rows import (
     ConflictRow,
     EvalRow,
+    HistoryChange,
+    HistoryRow,
     MissedRow,
     RunLinkRow,
     RunRow,
@@ -49,6 +54,7 @@ from .rows import (
     key,
     u64,
 )
+from .runs import dedupe_reason, run_id
 
 __all__ = ["Put", "View", "check", "evolve"]
 
@@ -93,11 +99,23 @@ def check(view: View, event: Event) -> None:
                 event.expected_definition_version,
                 srow.definition_version if srow else 0,
             )
-        case SensorEvaluated(expected_state_version=int(expected)):
+        case (
+            SensorEvaluated(expected_state_version=int(expected))
+            | SensorCursorSet(expected_state_version=expected)
+        ):
             srow = sensor_of(view, event.sensor_id)
             _expect(f"sensor {event.sensor_id!r}", expected, srow.state_version if srow else 0)
         case RunClaimed() | RunLaunched(checked=True) | RunLaunchFailed(checked=True):
             _expect_attempt(run_of(view, event.run_id), event)
+        case RunRetried():
+            run = run_of(view, event.run_id)
+            if run is None or run.status != "GAVE_UP" or run.attempts != event.expected_attempts:
+                raise Conflict(
+                    f"run {event.run_id} (to retry, GAVE_UP)",
+                    event.expected_attempts,
+                    run.attempts if run else 0,
+                    "attempts",
+                )
         case _:
             pass
 
@@ -162,7 +180,11 @@ def _schedule_defined(view: View, env: Envelope, e: ScheduleDefined) -> list[Put
         retries=old.retries if old and not old.deleted else (),
         updated_at=env.at,
     )
-    return [(Table.SCHEDULES, key(e.schedule_id), row)]
+    change: HistoryChange = "created" if old is None or old.deleted else "updated"
+    return [
+        (Table.SCHEDULES, key(e.schedule_id), row),
+        _history(env, "schedule", e.schedule_id, change, old, e.definition_version),
+    ]
 
 
 def _update(view: View, env: Envelope, table: Table, row_id: str, **changes: Any) -> list[Put]:
@@ -182,7 +204,8 @@ def _schedule_put(view: View, env: Envelope, schedule_id: str, **changes: Any) -
 
 @_on(ScheduleToggled)
 def _schedule_toggled(view: View, env: Envelope, e: ScheduleToggled) -> list[Put]:
-    return _schedule_put(
+    change: HistoryChange = "enabled" if e.enabled else "disabled"
+    return _changed(view, env, "schedule", e.schedule_id, change) + _schedule_put(
         view,
         env,
         e.schedule_id,
@@ -194,7 +217,7 @@ def _schedule_toggled(view: View, env: Envelope, e: ScheduleToggled) -> list[Put
 
 @_on(ScheduleDeleted)
 def _schedule_deleted(view: View, env: Envelope, e: ScheduleDeleted) -> list[Put]:
-    return _schedule_put(
+    return _changed(view, env, "schedule", e.schedule_id, "deleted") + _schedule_put(
         view, env, e.schedule_id, deleted=True, enabled=False, next_fire_at=None, retries=()
     )
 
@@ -217,6 +240,7 @@ def _schedule_advanced(view: View, env: Envelope, e: ScheduleAdvanced) -> list[P
 
 @_on(TickRecorded)
 def _tick_recorded(view: View, env: Envelope, e: TickRecorded) -> list[Put]:
+    deduped = _deduped(view, e.run_keys)
     row = TickRow(
         tick_id=e.tick_id,
         schedule_id=e.schedule_id,
@@ -224,11 +248,12 @@ def _tick_recorded(view: View, env: Envelope, e: TickRecorded) -> list[Put]:
         status=e.status,
         definition_version=e.definition_version,
         attempts=e.attempt,
-        reason=e.reason,
+        reason=e.reason if e.reason is not None else dedupe_reason(deduped),
         run_keys=e.run_keys,
         dst=e.dst,
         final=e.final,
         evaluated_at=env.at,
+        deduped=deduped,
     )
     return [(Table.TICKS, key(e.schedule_id, e.scheduled_for), row)]
 
@@ -262,7 +287,11 @@ def _sensor_defined(view: View, env: Envelope, e: SensorDefined) -> list[Put]:
         last_reason=old.last_reason if old else None,
         toggles=old.toggles if old else 0,
     )
-    return [(Table.SENSORS, key(e.sensor_id), row)]
+    change: HistoryChange = "created" if old is None or old.deleted else "updated"
+    return [
+        (Table.SENSORS, key(e.sensor_id), row),
+        _history(env, "sensor", e.sensor_id, change, old, e.definition_version),
+    ]
 
 
 def _sensor_put(view: View, env: Envelope, sensor_id: str, **changes: Any) -> list[Put]:
@@ -273,34 +302,38 @@ def _sensor_put(view: View, env: Envelope, sensor_id: str, **changes: Any) -> li
 def _sensor_toggled(view: View, env: Envelope, e: SensorToggled) -> list[Put]:
     old = sensor_of(view, e.sensor_id)
     toggles = old.toggles + 1 if old else 1
-    return _sensor_put(
+    change: HistoryChange = "started" if e.running else "stopped"
+    return _changed(view, env, "sensor", e.sensor_id, change) + _sensor_put(
         view, env, e.sensor_id, running=e.running, next_eval_at=e.next_eval_at, toggles=toggles
     )
 
 
 @_on(SensorDeleted)
 def _sensor_deleted(view: View, env: Envelope, e: SensorDeleted) -> list[Put]:
-    return _sensor_put(view, env, e.sensor_id, deleted=True, running=False, next_eval_at=None)
+    return _changed(view, env, "sensor", e.sensor_id, "deleted") + _sensor_put(
+        view, env, e.sensor_id, deleted=True, running=False, next_eval_at=None
+    )
 
 
-def eval_row(env: Envelope) -> EvalRow:
+def eval_row(env: Envelope, deduped: tuple[str, ...] = ()) -> EvalRow:
     """The history row of a logged ``SensorEvaluated``: so callers that hold the envelope
-    need not read the row back."""
+    need not read the row back (unless it requested runs: ``deduped`` is known in the store)."""
     assert isinstance(env.event, SensorEvaluated)
-    return EvalRow(env.seq, env.at, env.event)
+    return EvalRow(env.seq, env.at, env.event, deduped)
 
 
 @_on(SensorEvaluated)
 def _sensor_evaluated(view: View, env: Envelope, e: SensorEvaluated) -> list[Put]:
     old = sensor_of(view, e.sensor_id)
-    puts: list[Put] = [(Table.EVALS, key(e.sensor_id, env.seq), eval_row(env))]
+    row = eval_row(env, _deduped(view, e.run_keys))
+    puts: list[Put] = [(Table.EVALS, key(e.sensor_id, env.seq), row)]
     if old is None:
         return puts
     common: dict[str, Any] = {
         "evaluations": old.evaluations + 1,
         "last_eval_at": env.at,
         "last_status": e.status,
-        "last_reason": e.reason,
+        "last_reason": row.reason,
     }
     if e.kind == "poll":  # an accepted poll: the version moves by exactly one
         common |= {
@@ -395,3 +428,101 @@ def _run_launch_failed(view: View, env: Envelope, e: RunLaunchFailed) -> list[Pu
 @_on(RunCompleted)
 def _run_completed(view: View, env: Envelope, e: RunCompleted) -> list[Put]:
     return _run_put(view, env, e.run_id, status=e.status, detail=e.detail, next_attempt_at=None)
+
+
+# -- dedupe hits and definition history ----------------------------------------------------------
+
+
+def _deduped(view: View, run_keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The run keys that already have a run when a tick or evaluation asks for them: it makes
+    no new run for those (its requests link or conflict), and its history row says so. Seen
+    before the requester's own requests are applied (they follow it in the batch)."""
+    return tuple(k for k in run_keys if run_of(view, run_id(k)) is not None)
+
+
+def _history(
+    env: Envelope,
+    kind: Literal["schedule", "sensor"],
+    item_id: str,
+    change: HistoryChange,
+    old: ScheduleRow | SensorRow | None,
+    new_version: int,
+    **extra: Any,
+) -> Put:
+    row = HistoryRow(
+        kind=kind,
+        id=item_id,
+        seq=env.seq,
+        at=env.at,
+        change=change,
+        old_version=old.definition_version if old else None,
+        new_version=new_version,
+        **extra,
+    )
+    return (Table.HISTORY, key(kind, item_id, env.seq), row)
+
+
+def _changed(
+    view: View,
+    env: Envelope,
+    kind: Literal["schedule", "sensor"],
+    item_id: str,
+    change: HistoryChange,
+    **extra: Any,
+) -> list[Put]:
+    """The history row of a change that keeps the definition version (toggle, delete,
+    backfill)."""
+    old: ScheduleRow | SensorRow | None = view.get(
+        Table.SCHEDULES if kind == "schedule" else Table.SENSORS, key(item_id)
+    )
+    if old is None:
+        return []
+    return [_history(env, kind, item_id, change, old, old.definition_version, **extra)]
+
+
+# -- operator verbs ------------------------------------------------------------------------------
+
+
+@_on(SensorCursorSet)
+def _sensor_cursor_set(view: View, env: Envelope, e: SensorCursorSet) -> list[Put]:
+    old = sensor_of(view, e.sensor_id)
+    if old is None:
+        return []
+    change: HistoryChange = "cursor_reset" if e.cursor is None else "cursor_set"
+    entry = _history(
+        env,
+        "sensor",
+        e.sensor_id,
+        change,
+        old,
+        old.definition_version,
+        expected_state_version=e.expected_state_version,
+        cursor_before=e.cursor_before,
+        cursor_after=e.cursor,
+        requested_by=e.requested_by,
+    )
+    changes = {"state_version": old.state_version + 1, "cursor": e.cursor}
+    return [entry, *_sensor_put(view, env, e.sensor_id, **changes)]
+
+
+@_on(ScheduleBackfilled)
+def _schedule_backfilled(view: View, env: Envelope, e: ScheduleBackfilled) -> list[Put]:
+    extra = {"range_from": e.start, "range_to": e.end, "runs": e.runs}
+    sid = e.schedule_id
+    return _changed(view, env, "schedule", sid, "backfilled", requested_by=e.requested_by, **extra)
+
+
+@_on(RunRetried)
+def _run_retried(view: View, env: Envelope, e: RunRetried) -> list[Put]:
+    old = run_of(view, e.run_id)
+    if old is None:
+        return []
+    return _run_put(
+        view,
+        env,
+        e.run_id,
+        status="REQUESTED",
+        next_attempt_at=env.at if old.launcher is not None else None,
+        retries=old.retries + 1,
+        attempt_base=old.attempts,
+    )

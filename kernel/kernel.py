@@ -34,12 +34,13 @@ from .definitions import (
     validate_id,
 )
 from .errors import Conflict, CorruptRecord, InputError, NotFound, StoreError
-from .events import Cursor, RunClaimed, TickRecorded
+from .events import Cursor, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
 from .rows import (
     ROW_TYPES,
     ConflictRow,
     EvalRow,
+    HistoryRow,
     MissedRow,
     RunRow,
     RunStatus,
@@ -66,10 +67,12 @@ from .values import (
 )
 
 __all__ = [
+    "BackfillTick",
     "Change",
     "Ingested",
     "Kernel",
     "PreviewTick",
+    "Requested",
     "TickDetail",
     "Verification",
     "preview",
@@ -100,6 +103,29 @@ class Ingested(NamedTuple):
 
     evaluation: EvalRow
     duplicate: bool
+
+
+class Requested(NamedTuple):
+    """What a run request by hand did. ``existing``: the key already had a run, and this
+    request created none (it returns that run); ``conflict``: it also asked for other content,
+    recorded as a conflict."""
+
+    run: RunRow
+    existing: bool
+    conflict: bool
+
+
+class BackfillTick(NamedTuple):
+    """One tick of a backfill range: its run (``None`` for a tick the DST policy skips, or in a
+    dry run when it does not exist yet) and whether that run existed before this backfill."""
+
+    scheduled_for: int
+    local_time: datetime
+    run_key: str | None
+    dst: str | None
+    action: Literal["run", "skip"]
+    run: RunRow | None
+    existing: bool
 
 
 class TickDetail(NamedTuple):
@@ -514,7 +540,7 @@ class Kernel:
             except Exception as exc:
                 requests = _error(exc)
         appended = self._append(decide.ingest(row, message_id, payload, size, requests), at)
-        return Ingested(eval_row(appended.records[0]), appended.duplicate)
+        return Ingested(self._logged_eval(appended.records[0]), appended.duplicate)
 
     def poll_ticket(self, sensor_id: str) -> decide.PollTicket:
         """Read what a poll needs: the expected ``state_version`` and the cursor."""
@@ -540,7 +566,16 @@ class Kernel:
             # result was not recorded, and the caller must hear so (not get the other's row).
             actual = self.sensor(ticket.sensor_id).state_version
             raise Conflict(f"sensor {ticket.sensor_id!r}", ticket.expected_state_version, actual)
-        return eval_row(appended.records[0])
+        return self._logged_eval(appended.records[0])
+
+    def _logged_eval(self, envelope: Envelope) -> EvalRow:
+        """The evaluation row of a logged ``SensorEvaluated``; read back only if it requested
+        runs (the store found which keys already had one)."""
+        row = eval_row(envelope)
+        if not row.evaluation.run_keys:
+            return row
+        stored: EvalRow = self._get(Table.EVALS, key(row.evaluation.sensor_id, row.seq))
+        return stored
 
     def poll_context(
         self, sensor_id: str, now: When = None
@@ -624,7 +659,21 @@ class Kernel:
         requested_by: str = "api",
     ) -> RunRow:
         """Ask for a run by hand. Keys live in their origin's namespace (``manual:<key>``):
-        a manual run never suppresses a scheduled one. Same key and content: the same run."""
+        a manual run never suppresses a scheduled one. Same key and content: the same run.
+        :meth:`request` also says whether the run already existed."""
+        return self.request(run_key, template, now, origin, requested_by).run
+
+    def request(
+        self,
+        run_key: str,
+        template: RunTemplate,
+        now: When = None,
+        origin: Literal["manual", "backfill"] = "manual",
+        requested_by: str = "api",
+    ) -> Requested:
+        """:meth:`request_run`, telling whether the key already had a run (``existing``: this
+        request created none and returns that one) and whether it asked for other content
+        (``conflict``, recorded in :meth:`conflicts`)."""
         at = epoch(now)
         if run_key is None:  # RunRequest's None means "the default key"; here there is none
             raise InputError("run_key: expected text, got None")
@@ -632,11 +681,14 @@ class Kernel:
         check_choice(origin, "origin", ("manual", "backfill"))
         check_text(requested_by, "requested_by", 256)  # part of the idempotency key
         event = request_run(origin, requested_by, template, RunRequest(run_key), run_key)
-        # The fingerprint is part of the request's identity: a request with other content at
-        # the same instant is not a duplicate, it is a conflict and must be recorded as one.
-        batch = [Pending(f"run/{requested_by}>{event.run_key}@{at}#{event.fingerprint}", event)]
-        self._append(batch, at)
-        return self.run(event.run_id)
+        appended = self._append(decide.by_hand([event], at), at)
+        return self._requested(appended, event)
+
+    def _requested(self, appended: Appended, event: RunRequested) -> Requested:
+        run = self.run(event.run_id)
+        mine = [e.seq for e in appended.records if e.event == event]
+        existing = appended.duplicate or not mine or run.created_seq != mine[0]
+        return Requested(run, existing, existing and run.fingerprint != event.fingerprint)
 
     def run(self, run_id_: str) -> RunRow:
         row: RunRow | None = self._get(Table.RUNS, key(_lookup(run_id_, "run id")))
@@ -797,6 +849,124 @@ class Kernel:
             raise InputError(f"run {run_id_} already finished as {self.run(run_id_).status}")
         return self.run(run_id_)
 
+    # -- operator verbs ------------------------------------------------------------------------
+
+    def history(
+        self,
+        kind: Literal["schedule", "sensor"],
+        item_id: str,
+        *,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[HistoryRow]:
+        """The changes made to a schedule or sensor, newest first: created, updated (old and
+        new definition version), enabled/disabled, started/stopped, deleted, and cursor sets
+        and resets. ``before`` (a ``seq``) pages further back. Read through its own index:
+        O(rows of that item), never a scan of the log."""
+        check_choice(kind, "kind", ("schedule", "sensor"))
+        getattr(self, kind)(item_id)  # NotFound for an id never defined
+        _limit(limit)
+        if before is not None:
+            check_int(before, "before", 0)
+        return self._scan(
+            Table.HISTORY,
+            limit,
+            prefix=key(kind, item_id) + b"\x00",
+            stop=None if before is None else key(kind, item_id, max(before, 0)),
+            reverse=True,
+        )
+
+    def set_cursor(
+        self,
+        sensor_id: str,
+        cursor: str | bytes | None,
+        *,
+        expected_version: int,
+        cursor_version: int = 1,
+        now: When = None,
+        requested_by: str = "api",
+    ) -> SensorRow:
+        """Set a poll sensor's cursor by hand (``None`` resets it: the connector starts from
+        nothing). ``expected_version`` is the sensor's ``state_version`` as the caller read it:
+        if it moved (a poll, another operator), :class:`Conflict` and nothing is written. The
+        version then moves by one, so a poll in flight from the old cursor cannot land."""
+        at = epoch(now)
+        if cursor is not None and not isinstance(cursor, (str, bytes)):
+            raise InputError(f"cursor: expected text or bytes, got {type(cursor).__name__}")
+        check_int(cursor_version, "cursor_version")
+        check_int(expected_version, "expected_version", 0)
+        if isinstance(cursor, str):
+            check_text(cursor, "cursor")
+        check_text(requested_by, "requested_by", 256)
+        value = None if cursor is None else Cursor.of(cursor, cursor_version)
+        row = self.sensor(sensor_id)
+        self._append(decide.set_cursor(row, value, expected_version, requested_by), at)
+        return self.sensor(sensor_id)
+
+    def reset_cursor(
+        self, sensor_id: str, *, expected_version: int, now: When = None, requested_by: str = "api"
+    ) -> SensorRow:
+        """:meth:`set_cursor` to ``None``: the next poll starts from the beginning."""
+        return self.set_cursor(
+            sensor_id, None, expected_version=expected_version, now=now, requested_by=requested_by
+        )
+
+    def retry_run(self, run_id_: str, now: When = None, requested_by: str = "api") -> RunRow:
+        """Send a ``GAVE_UP`` run back to the launch outbox (``REQUESTED``, due now) with a
+        fresh budget of launch attempts. Any other status is an :class:`InputError`."""
+        at = epoch(now)
+        check_text(requested_by, "requested_by", 256)
+        run_key_ = key(_lookup(run_id_, "run id"))
+
+        def attempt() -> RunRow:
+            run: RunRow | None = self._get(Table.RUNS, run_key_)
+            self._append(decide.retry_run(run, run_id_, requested_by), at)
+            return self.run(run_id_)
+
+        return self._retry(attempt)
+
+    def backfill(
+        self,
+        schedule_id: str,
+        start: When,
+        end: When,
+        *,
+        dry_run: bool = False,
+        max_runs: int = 100,
+        now: When = None,
+        requested_by: str = "api",
+    ) -> list[BackfillTick]:
+        """Request a run for every tick of a schedule with ``start <= T <= end`` (both
+        inclusive), in the ``backfill:`` namespace (``backfill:<id>:<instant>``), by the
+        schedule's own tick walk and DST policy. At most ``max_runs`` ticks (a range with more
+        is an InputError that says how many). Idempotent: a tick backfilled before keeps its
+        run (``existing``). ``dry_run`` lists the ticks and writes nothing. The schedule's
+        evaluator, if any, is not asked: each run is the schedule's run template."""
+        at = epoch(now)
+        first, last = epoch(start, "start"), epoch(end, "end")
+        check_bool(dry_run, "dry_run")
+        check_text(requested_by, "requested_by", 256)
+        row = self.schedule(schedule_id)
+        ticks = decide.backfill_ticks(row, first, last, max_runs)
+        batch = [] if dry_run else decide.backfill(row, first, last, ticks, requested_by, at)
+        appended = self._append(batch, at) if batch else Appended((), False)
+        events = iter(p.event for p in batch if isinstance(p.event, RunRequested))
+        tz = zone(row.definition.timezone)
+        out = []
+        for tick in ticks:
+            run_key = "backfill:" + decide.backfill_key(schedule_id, tick.at) if tick.run else None
+            run: RunRow | None = None
+            existing = False
+            if run_key is not None and dry_run:  # a preview: which ticks already have a run
+                run = self._get(Table.RUNS, key(run_id(run_key)))
+                existing = run is not None
+            elif run_key is not None:
+                run, existing, _ = self._requested(appended, next(events))
+            local = datetime.fromtimestamp(tick.at, tz)
+            action: Literal["run", "skip"] = "run" if tick.run else "skip"
+            out.append(BackfillTick(tick.at, local, run_key, tick.dst, action, run, existing))
+        return out
+
     # -- definitions ---------------------------------------------------------------------------
 
     def apply(self, definitions: Definitions, now: When = None) -> list[Change]:
@@ -888,7 +1058,7 @@ def _derived(txn: ReadTxn, table: Table) -> Iterator[tuple[bytes, bytes]]:
 
 
 _LEADING_NUMBER = {Table.DUE_SCHEDULES, Table.DUE_SENSORS, Table.OUTBOX}
-_TRAILING_NUMBER = {Table.TICKS, Table.MISSED, Table.EVALS}
+_TRAILING_NUMBER = {Table.TICKS, Table.MISSED, Table.EVALS, Table.HISTORY}
 
 
 def _show(table: Table, row_key: bytes) -> str:

@@ -17,10 +17,13 @@ import msgspec
 
 from .definitions import ScheduleDefinition, SensorDefinition
 from .events import Cursor, EvalStatus, MissedRange, Retry, SensorEvaluated, TickStatus
+from .runs import dedupe_reason
 
 __all__ = [
     "ConflictRow",
     "EvalRow",
+    "HistoryChange",
+    "HistoryRow",
     "MissedRow",
     "RunLinkRow",
     "RunRow",
@@ -65,6 +68,7 @@ class TickRow(_Row, frozen=True):
     dst: str | None
     final: bool
     evaluated_at: int
+    deduped: tuple[str, ...] = ()  # run keys that already had a run: this tick made none
 
 
 class MissedRow(_Row, frozen=True):
@@ -96,6 +100,13 @@ class EvalRow(_Row, frozen=True):
     seq: int
     evaluated_at: int
     evaluation: SensorEvaluated
+    deduped: tuple[str, ...] = ()  # run keys that already had a run: no new run for them
+
+    @property
+    def reason(self) -> str | None:
+        """Why this evaluation made no run (or no new run): the connector's reason, else the
+        dedupe hits."""
+        return self.evaluation.reason or dedupe_reason(self.deduped)
 
 
 class RunRow(_Row, frozen=True):
@@ -118,12 +129,49 @@ class RunRow(_Row, frozen=True):
     last_error: str | None = None
     detail: str | None = None
     claimed_by: str | None = None  # the runtime that claimed the latest launch attempt
+    retries: int = 0  # operator retries of a GAVE_UP run
+    attempt_base: int = 0  # attempts before the last retry: the launch budget counts from here
 
 
 class RunLinkRow(_Row, frozen=True):
     run_id: str
     requested_by: str
     at: int
+
+
+HistoryChange = Literal[
+    "created",
+    "updated",
+    "enabled",
+    "disabled",
+    "deleted",
+    "started",
+    "stopped",
+    "cursor_set",
+    "cursor_reset",
+    "backfilled",
+]
+
+
+class HistoryRow(_Row, frozen=True):
+    """One change an operator or a definitions file made to a schedule or a sensor (evaluations
+    have their own history: ticks and evaluations). Versions are definition versions; a cursor
+    change also names the ``state_version`` it was made at and the cursors."""
+
+    kind: Literal["schedule", "sensor"]
+    id: str
+    seq: int
+    at: int
+    change: HistoryChange
+    old_version: int | None  # the definition version before (None: there was none)
+    new_version: int
+    expected_state_version: int | None = None  # a cursor change: its CAS version
+    cursor_before: Cursor | None = None
+    cursor_after: Cursor | None = None
+    requested_by: str | None = None
+    range_from: int | None = None  # a backfill: its range (inclusive) and the runs it requested
+    range_to: int | None = None
+    runs: int | None = None
 
 
 class ConflictRow(_Row, frozen=True):
@@ -168,6 +216,7 @@ class Table(StrEnum):
     RUNS = "runs"  # run_id -> RunRow
     LINKS = "links"  # run_id, requested_by -> RunLinkRow
     CONFLICTS = "conflicts"  # u64(seq) -> ConflictRow
+    HISTORY = "history"  # kind, id, u64(seq) -> HistoryRow
     # Indexes: index key -> primary key, maintained by the store from INDEXES below.
     DUE_SCHEDULES = "due_schedules"
     DUE_SENSORS = "due_sensors"
@@ -186,6 +235,7 @@ ROW_TYPES: Final[dict[Table, type[_Row]]] = {
     Table.RUNS: RunRow,
     Table.LINKS: RunLinkRow,
     Table.CONFLICTS: ConflictRow,
+    Table.HISTORY: HistoryRow,
 }
 
 

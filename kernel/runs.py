@@ -13,7 +13,7 @@ from .definitions import RunRequest, RunTemplate
 from .errors import InvalidId
 from .events import RunRequested
 
-__all__ = ["fingerprint", "request_run", "run_id", "validate_run_id"]
+__all__ = ["dedupe_reason", "fingerprint", "request_run", "run_id", "validate_run_id"]
 
 #: Namespace of every arcoflow uuid5; fixed forever, or every run id changes.
 NAMESPACE: Final = uuid.UUID("6f1c1f0e-7a4b-5c1e-9d2a-a1c0f10a0001")
@@ -32,6 +32,16 @@ def validate_run_id(value: str) -> str:
     if not isinstance(value, str) or _RUN_ID.fullmatch(value) is None:
         raise InvalidId(f"run id {value!r} is not valid: run ids are lower-case UUIDs")
     return value
+
+
+def dedupe_reason(run_keys: tuple[str, ...]) -> str | None:
+    """Why a tick or evaluation made no new run for ``run_keys``: each already had one.
+
+    >>> dedupe_reason(("manual:k",))
+    'run key manual:k already requested: run eb313389-a443-5159-a04e-b40c82b53280'
+    """
+    phrases = [f"run key {k} already requested: run {run_id(k)}" for k in run_keys]
+    return "; ".join(phrases) or None
 
 
 def derived_id(idempotency_key: str) -> str:

@@ -11,16 +11,28 @@ from typing import Any
 
 from .decide import iso, tick_id
 from .events import Cursor
-from .kernel import Change, PreviewTick, TickDetail
-from .rows import ConflictRow, EvalRow, MissedRow, RunRow, ScheduleRow, SensorRow, TickRow
+from .kernel import BackfillTick, Change, PreviewTick, Requested, TickDetail
+from .rows import (
+    ConflictRow,
+    EvalRow,
+    HistoryRow,
+    MissedRow,
+    RunRow,
+    ScheduleRow,
+    SensorRow,
+    TickRow,
+)
 from .runs import run_id
 
 __all__ = [
+    "backfill_json",
     "change_json",
     "conflict_json",
     "eval_json",
+    "history_json",
     "missed_json",
     "preview_json",
+    "requested_json",
     "run_json",
     "schedule_json",
     "sensor_json",
@@ -78,6 +90,8 @@ def tick_json(row: TickRow) -> JSON:
         "final": row.final,
         "dst": row.dst,
         "evaluated_at": iso(row.evaluated_at),
+        "deduped_run_keys": list(row.deduped),
+        "deduped_run_ids": [run_id(k) for k in row.deduped],
     }
 
 
@@ -128,7 +142,7 @@ def eval_json(row: EvalRow) -> JSON:
         "sensor_id": e.sensor_id,
         "kind": e.kind,
         "status": e.status,
-        "reason": e.reason,
+        "reason": row.reason,
         "message_id": e.message_id,
         "expected_state_version": e.expected_state_version,
         "cursor_before": _cursor(e.cursor_before),
@@ -139,6 +153,8 @@ def eval_json(row: EvalRow) -> JSON:
         "next_eval_at": _time(e.next_eval_at),
         "evaluated_at": iso(row.evaluated_at),
         "seq": row.seq,
+        "deduped_run_keys": list(row.deduped),
+        "deduped_run_ids": [run_id(k) for k in row.deduped],
     }
 
 
@@ -162,6 +178,7 @@ def run_json(row: RunRow) -> JSON:
         "last_error": row.last_error,
         "detail": row.detail,
         "claimed_by": row.claimed_by,
+        "retries": row.retries,
     }
 
 
@@ -190,3 +207,43 @@ def preview_json(tick: PreviewTick) -> JSON:
 
 def change_json(change: Change) -> JSON:
     return change._asdict()
+
+
+def requested_json(requested: Requested) -> JSON:
+    """A run asked for by hand: the run, and whether the key already had one."""
+    return run_json(requested.run) | {
+        "existing": requested.existing,
+        "conflict": requested.conflict,
+    }
+
+
+def history_json(row: HistoryRow) -> JSON:
+    return {
+        "kind": row.kind,
+        "id": row.id,
+        "seq": row.seq,
+        "at": iso(row.at),
+        "change": row.change,
+        "old_version": row.old_version,
+        "new_version": row.new_version,
+        "expected_state_version": row.expected_state_version,
+        "cursor_before": _cursor(row.cursor_before),
+        "cursor_after": _cursor(row.cursor_after),
+        "requested_by": row.requested_by,
+        "range_from": _time(row.range_from),
+        "range_to": _time(row.range_to),
+        "runs": row.runs,
+    }
+
+
+def backfill_json(tick: BackfillTick) -> JSON:
+    return {
+        "scheduled_for": iso(tick.scheduled_for),
+        "local_time": tick.local_time.isoformat(),
+        "dst": tick.dst,
+        "action": tick.action,
+        "run_key": tick.run_key,
+        "run_id": tick.run.run_id if tick.run else (run_id(tick.run_key) if tick.run_key else None),
+        "status": tick.run.status if tick.run else None,
+        "existing": tick.existing,
+    }

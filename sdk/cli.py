@@ -48,6 +48,7 @@ from arcoflow.kernel.values import check_json, check_time
 from .commands import add_runtime_commands
 from .errors import error_kind
 from .logs import LOG_FORMATS, configure_logging
+from .operate import add_operator_commands
 from .plugins import Plugins
 from .progress import Progress
 from .runtime import Runtime
@@ -324,8 +325,13 @@ def cmd_request(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     config = _json_arg(args.config, "--config") or {}
     tags = _json_arg(args.tags, "--tags") or {}
     template = RunTemplate(args.target, launcher=args.launcher, config=config, tags=tags)
-    row = _kernel(ctx).request_run(args.run_key, template, origin=args.origin)
-    ctx["out"](v.run_json(row), "run")
+    requested = _kernel(ctx).request(args.run_key, template, origin=args.origin)
+    ctx["out"](v.requested_json(requested), "run")
+    if requested.existing:  # a dedupe hit: say so, never silently
+        print(
+            f"arcoflow: run key {requested.run.run_key} already had a run: returned it",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -574,6 +580,7 @@ def _plugin_commands(sub: Any, commands: _Commands) -> Plugins:
     """Load plugins and let them (and the runtime) add their commands."""
     plugins = Plugins.discover()
     add_runtime_commands(sub, commands.register)
+    add_operator_commands(sub, commands.register)
     plugins.add_commands(sub, commands.register)
     return plugins
 

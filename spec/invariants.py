@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from arcoflow.kernel import Kernel
 
 from .model import iso, run_id, tick_id
-from .observe import Observation, TickObs, diff
+from .observe import HistoryObs, Observation, TickObs, diff
 
 __all__ = [
     "STATE_INVARIANTS",
@@ -146,34 +146,52 @@ def one_evaluation_per_push_message(obs: Observation) -> None:
             _fail("one evaluation per push message", f"sensor {sid}: {repeated}")
 
 
+def _cursor_sets(obs: Observation, sensor_id: str) -> list[HistoryObs]:
+    """An operator's cursor sets and resets of a sensor, oldest first."""
+    return [h for h in obs.history.get(("sensor", sensor_id), ()) if h.change in _CURSOR_CHANGES]
+
+
+_CURSOR_CHANGES: Final = ("cursor_set", "cursor_reset")
+
+
 def poll_versions_step_by_one(obs: Observation) -> None:
-    """Accepted polls carry expected versions 0, 1, 2, ... in order (one per version), and the
-    sensor's ``state_version`` is their number: each accepted poll raised it by exactly one."""
+    """Accepted polls and cursor sets carry expected versions 0, 1, 2, ... (one per version;
+    polls in order), and the sensor's ``state_version`` is their number: each raised it by
+    exactly one."""
     for sid, s in obs.sensors.items():
         polls = [e for e in obs.evaluations.get(sid, ()) if e.kind == "poll"]
         versions = [e.expected_state_version for e in polls]
-        if versions != list(range(len(polls))):
-            _fail("poll accepted only at the expected version", f"{sid}: {versions}")
-        if s.state_version != len(polls):
-            _fail("state_version +1 per accepted poll", f"{sid}: {s.state_version} vs {versions}")
+        if versions != sorted(v for v in versions if v is not None):
+            _fail("polls accepted in version order", f"{sid}: {versions}")
+        sets = [h.expected_state_version for h in _cursor_sets(obs, sid)]
+        every = sorted(v for v in versions + sets if v is not None)
+        if every != list(range(len(polls) + len(sets))):
+            _fail("poll accepted only at the expected version", f"{sid}: {versions} {sets}")
+        if s.state_version != len(every):
+            _fail("state_version +1 per accepted poll", f"{sid}: {s.state_version} vs {every}")
 
 
 def cursor_only_through_accepted_polls(obs: Observation) -> None:
-    """Each poll starts from the cursor the previous accepted polls left; ``None`` after a poll
-    keeps the cursor; the sensor's cursor is where its accepted polls left it."""
+    """Each poll starts from the cursor the previous accepted polls (and cursor sets, in
+    version order) left; ``None`` after a poll keeps the cursor, a reset clears it; the
+    sensor's cursor is where they left it."""
     for sid, s in obs.sensors.items():
-        cursor = None
+        steps: list[tuple[int, Any]] = []
         for e in obs.evaluations.get(sid, ()):
             if e.kind != "poll":
                 if e.cursor_before is not None or e.cursor_after is not None:
                     _fail("push has no cursor", f"{e.eval_id}")
                 continue
-            if e.cursor_before != cursor:
-                _fail("cursor chain", f"{sid}: {e.eval_id} began at {e.cursor_before!r}")
             if e.status == "FAILED" and e.cursor_after is not None:
                 _fail("failed poll keeps the cursor", f"{e.eval_id}")
-            if e.cursor_after is not None:
-                cursor = e.cursor_after
+            steps.append((e.expected_state_version or 0, e))
+        steps += [(h.expected_state_version or 0, h) for h in _cursor_sets(obs, sid)]
+        cursor = None
+        for _, step in sorted(steps, key=lambda x: x[0]):
+            if step.cursor_before != cursor:
+                _fail("cursor chain", f"{sid}: {step} began at {step.cursor_before!r}")
+            if isinstance(step, HistoryObs) or step.cursor_after is not None:
+                cursor = step.cursor_after
         if s.cursor != cursor:
             _fail("cursor only through accepted polls", f"{sid}: {s.cursor!r} != {cursor!r}")
 
@@ -307,19 +325,23 @@ def history_is_append_only(before: Observation, after: Observation) -> None:
     keys = [r.run_key for r in after.runs]
     if keys[: len(before.runs)] != [r.run_key for r in before.runs]:
         _fail("runs stay", "a run vanished or was reordered")
+    for item, changes in before.history.items():
+        if after.history.get(item, ())[: len(changes)] != changes:
+            _fail("definition history stays", f"{item}")
 
 
 _FORWARD: Final = {
     "REQUESTED": {"REQUESTED", "LAUNCHED", "GAVE_UP", "SUCCEEDED", "FAILED"},
     "LAUNCHED": {"LAUNCHED", "SUCCEEDED", "FAILED"},
-    "GAVE_UP": {"GAVE_UP", "SUCCEEDED", "FAILED"},
+    "GAVE_UP": {"GAVE_UP", "SUCCEEDED", "FAILED", "REQUESTED"},  # REQUESTED: a retry
     "SUCCEEDED": {"SUCCEEDED"},
     "FAILED": {"FAILED"},
 }
 
 
 def run_status_moves_forward(before: Observation, after: Observation) -> None:
-    """A run's identity and content never change; its status only moves forward."""
+    """A run's identity and content never change; its status only moves forward (but an
+    operator may retry a GAVE_UP run: back to REQUESTED, counted in ``retries``)."""
     later = {r.run_id: r for r in after.runs}
     for r in before.runs:
         n = later.get(r.run_id)
@@ -336,6 +358,8 @@ def run_status_moves_forward(before: Observation, after: Observation) -> None:
             _fail("run content is stable", f"{r.run_id} changed")
         if n.status not in _FORWARD[r.status]:
             _fail("run status moves forward", f"{r.run_id}: {r.status} -> {n.status}")
+        if r.status == "GAVE_UP" and n.status == "REQUESTED" and n.retries != r.retries + 1:
+            _fail("a GAVE_UP run is requested again only by a retry", f"{r.run_id}")
         if n.attempts < r.attempts:
             _fail("launch attempts only grow", f"{r.run_id}")
 
@@ -389,12 +413,15 @@ def evaluations_bounded_by_catchup(
 
 
 def cursor_changes_only_with_a_poll(before: Observation, after: Observation) -> None:
-    """A sensor's cursor and ``state_version`` change only through new accepted polls: the
-    version rises by exactly their number."""
+    """A sensor's cursor and ``state_version`` change only through new accepted polls and
+    cursor sets: the version rises by exactly their number."""
     for sid, s in after.sensors.items():
         s0 = before.sensors.get(sid)
         old_evals = before.evaluations.get(sid, ())
-        new = [e for e in after.evaluations.get(sid, ())[len(old_evals) :] if e.kind == "poll"]
+        new: list[Any] = [
+            e for e in after.evaluations.get(sid, ())[len(old_evals) :] if e.kind == "poll"
+        ]
+        new += _cursor_sets(after, sid)[len(_cursor_sets(before, sid)) :]
         v0 = s0.state_version if s0 else 0
         if s.state_version != v0 + len(new):
             _fail("state_version +1 per accepted poll", f"{sid}: {v0} -> {s.state_version}")

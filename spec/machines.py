@@ -52,6 +52,7 @@ from arcoflow.kernel import (
     PollContext,
     PollResult,
     PushMessage,
+    Requested,
     RunRequest,
     RunTemplate,
     ScheduleDefinition,
@@ -926,15 +927,16 @@ class KernelMachine(RuleBasedStateMachine):
 
     @rule(target=manual_runs, key=st.sampled_from(RUN_KEYS), template=templates())
     def request_run(self, key: str, template: RunTemplate) -> str:
+        """A request by hand; the caller hears whether the key already had a run."""
         now = self.now
         outcome = self.run(
             Op(
                 f"request run {key} {template.target} {template.config}",
-                lambda k: k.request_run(key, template, now).run_id,
-                lambda m: m.request_run(key, template, now).run_id,
+                lambda k: _requested(k.request(key, template, now)),
+                lambda m: _requested(m.request(key, template, now)),
             )
         )
-        return str(outcome[1])
+        return str(outcome[1][0])
 
     def launch_due(self, failing: int) -> None:
         """Hand the due runs of the outbox to a launcher; ``failing`` in 3 launches fail."""
@@ -973,6 +975,71 @@ class KernelMachine(RuleBasedStateMachine):
                 f"complete manual {rid[:8]}",
                 lambda k: k.complete_run(rid, succeeded, "by hand", now).status,
                 lambda m: m.complete_run(rid, succeeded, "by hand", now).status,
+            )
+        )
+
+    # -- rules: operator verbs -----------------------------------------------------------------
+
+    @precondition(lambda self: bool(self.model.runs))
+    @rule(data=st.data(), exhaust=st.booleans())
+    def retry_run(self, data: st.DataObject, exhaust: bool) -> None:
+        """An operator retries a run: a GAVE_UP one goes back to the outbox with a fresh launch
+        budget; any other is refused. ``exhaust``: its launches fail until it gives up."""
+        rid = data.draw(st.sampled_from(sorted(self.model.runs)), label="run")
+        now = self.now
+        while exhaust and self.model.runs[rid].status == "REQUESTED":
+            self.run(self.op_launch(rid, "launcher down", now))
+        self.run(
+            Op(
+                f"retry {rid[:8]}",
+                lambda k: (k.retry_run(rid, now).status, k.run(rid).attempts),
+                lambda m: (m.retry_run(rid, now).status, m.run(rid).attempts),
+            )
+        )
+
+    @rule(
+        sid=st.one_of(sensor_ids, sensor_ids, sensor_ids, st.just("ghost")),
+        cursor=st.sampled_from((None, "7", b"\x00raw", "")),
+        lag=st.sampled_from((0, 0, 0, -1, 1)),
+        twice=st.booleans(),
+    )
+    def set_cursor(self, sid: str, cursor: str | bytes | None, lag: int, twice: bool) -> None:
+        """An operator sets or resets a cursor at the version read (``lag``: a stale or future
+        version, a Conflict); ``twice``: the same set again (one set)."""
+        s = self.model.sensors.get(sid)
+        expected = (s.state_version if s else 0) + lag
+        mc = None if cursor is None else MCursor(cursor, 1)
+        now = self.now
+        op = Op(
+            f"set cursor of {sid} to {cursor!r} at version {expected}",
+            lambda k: k.set_cursor(sid, cursor, expected_version=expected, now=now).state_version,
+            lambda m: m.set_cursor(sid, mc, expected, now).state_version,
+        )
+        for _ in range(1 + twice):
+            self.run(op)
+
+    @rule(
+        sid=st.one_of(schedule_ids, st.just("ghost")),
+        back=st.sampled_from((0, H, D, 3 * D)),
+        length=st.sampled_from((0, H, 6 * H, D, 3 * D)),
+        max_runs=st.sampled_from((1, 5, 100)),
+        dry_run=st.booleans(),
+    )
+    def backfill(self, sid: str, back: int, length: int, max_runs: int, dry_run: bool) -> None:
+        """Backfill a range of a schedule (through DST transitions near the start): one run
+        per tick the policy runs, the same runs when repeated, refused over ``max_runs``."""
+        now = self.now
+        start, end = now - back, now - back + length
+        self.run(
+            Op(
+                f"backfill {sid} {start}..{end} max {max_runs} dry_run={dry_run}",
+                lambda k: [
+                    (t.scheduled_for, t.run_key, t.existing)
+                    for t in k.backfill(
+                        sid, start, end, dry_run=dry_run, max_runs=max_runs, now=now
+                    )
+                ],
+                lambda m: m.backfill(sid, start, end, now, max_runs, dry_run),
             )
         )
 
@@ -1216,6 +1283,12 @@ def _connect(m: Model, ticket: MTicket, conn: Callable[[PollContext], Any], now:
     if not isinstance(answer, PollResult):
         return f"connector returned {type(answer).__name__}, not PollResult"
     return answer
+
+
+def _requested(result: Requested | tuple[Any, bool, bool]) -> tuple[str, bool, bool]:
+    if isinstance(result, Requested):
+        return (result.run.run_id, result.existing, result.conflict)
+    return (result[0].run_id, result[1], result[2])
 
 
 def _change(change: Change) -> tuple[str, int]:

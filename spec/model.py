@@ -52,6 +52,7 @@ __all__ = [
     "NAMESPACE",
     "MCursor",
     "MEval",
+    "MHistory",
     "MMissed",
     "MRun",
     "MRunConflict",
@@ -62,6 +63,7 @@ __all__ = [
     "Model",
     "Rejected",
     "backoff_delay",
+    "dedupe_reason",
     "derived_id",
     "fingerprint",
     "iso",
@@ -126,14 +128,23 @@ def fingerprint(target: str, config: dict[str, Any], tags: dict[str, str]) -> st
     return hashlib.sha256(data.encode()).hexdigest()[:32]
 
 
+def cursor_digest(cursor: MCursor | None) -> str:
+    """``-``, or the cursor's format version and the first 16 hex digits of its sha256."""
+    if cursor is None:
+        return "-"
+    raw = cursor.value.encode() if isinstance(cursor.value, str) else cursor.value
+    return f"{cursor.version}.{hashlib.sha256(raw).hexdigest()[:16]}"
+
+
 def poll_key(sensor_id: str, expected_state_version: int, cursor: MCursor | None) -> str:
     """A poll's idempotency key: sensor, poll epoch and the cursor it started from."""
-    if cursor is None:
-        digest = "-"
-    else:
-        raw = cursor.value.encode() if isinstance(cursor.value, str) else cursor.value
-        digest = f"{cursor.version}.{hashlib.sha256(raw).hexdigest()[:16]}"
-    return f"poll/{sensor_id}/{expected_state_version}/{digest}"
+    return f"poll/{sensor_id}/{expected_state_version}/{cursor_digest(cursor)}"
+
+
+def dedupe_reason(run_keys: Sequence[str]) -> str | None:
+    """The reason a tick or evaluation records for run keys that already had a run (SPEC
+    "Request a run"): ``run key <key> already requested: run <run id>``, joined by ``; ``."""
+    return "; ".join(f"run key {k} already requested: run {run_id(k)}" for k in run_keys) or None
 
 
 def push_key(sensor_id: str, message_id: str) -> str:
@@ -204,6 +215,7 @@ class MTick:
     run_keys: tuple[str, ...]
     final: bool
     evaluated_at: int
+    deduped: tuple[str, ...] = ()  # run keys that already had a run: no new run for them
 
 
 @dataclass
@@ -247,6 +259,31 @@ class MEval:
     evaluated_at: int
     #: What each run key asked for (its first fingerprint): part of a poll's outcome.
     requested: tuple[tuple[str, str], ...] = ()
+    deduped: tuple[str, ...] = ()  # run keys that already had a run
+
+    @property
+    def shown_reason(self) -> str | None:
+        """The reason history shows: the connector's, else the dedupe hits."""
+        return self.reason or dedupe_reason(self.deduped)
+
+
+@dataclass
+class MHistory:
+    """One change to a schedule or sensor by a command (SPEC "Definition history")."""
+
+    kind: Literal["schedule", "sensor"]
+    id: str
+    at: int
+    change: str
+    old_version: int | None
+    new_version: int
+    expected_state_version: int | None = None
+    cursor_before: MCursor | None = None
+    cursor_after: MCursor | None = None
+    requested_by: str | None = None
+    range_from: int | None = None
+    range_to: int | None = None
+    runs: int | None = None
 
 
 @dataclass
@@ -269,6 +306,8 @@ class MRun:
     last_error: str | None = None
     detail: str | None = None
     claimed_by: str | None = None
+    retries: int = 0
+    attempt_base: int = 0  # attempts before the last retry: the launch budget counts from here
 
 
 @dataclass
@@ -368,6 +407,13 @@ class Model:
     #: identity of an evaluation. The same evaluation delivered twice (two evaluators that read
     #: the same state at the same instant) has one effect; the second gets the first's ticks.
     schedule_evaluations: dict[tuple[str, int, int], list[str]] = field(default_factory=dict)
+    #: Changes to each (kind, id) by commands, oldest first: the definition history.
+    history: dict[tuple[str, str], list[MHistory]] = field(default_factory=dict)
+    #: Cursor sets applied, by (sensor, expected version, cursor digest): repeating one is one.
+    cursor_sets: set[tuple[str, int, str]] = field(default_factory=set)
+    #: Backfills made, by (schedule, range, definition version, requester, instant): repeating
+    #: the very same one is one backfill.
+    backfills: set[tuple[str, int, int, int, str, int]] = field(default_factory=set)
 
     # -- schedules: definitions ----------------------------------------------------------------
 
@@ -387,6 +433,7 @@ class Model:
                 retries=[],
                 updated_at=now,
             )
+            self._record("schedule", d.id, "created", old, s.definition_version, now)
             self._refresh(s)
             return "created"
         if _content(old.definition) == _content(d):
@@ -396,6 +443,7 @@ class Model:
             return "enabled" if d.enabled else "disabled"
         if d.enabled and not old.enabled:
             old.eligible_from = now  # enabling never back-fills
+        self._record("schedule", d.id, "updated", old, old.definition_version + 1, now)
         old.definition = d
         old.definition_version += 1
         old.enabled = d.enabled
@@ -405,6 +453,8 @@ class Model:
     def set_schedule_enabled(self, schedule_id: str, enabled: bool, now: int) -> MSchedule:
         s = self._live_schedule(schedule_id)
         if s.enabled != enabled:
+            change = "enabled" if enabled else "disabled"
+            self._record("schedule", schedule_id, change, s, s.definition_version, now)
             s.enabled = enabled
             if enabled:
                 s.eligible_from = now
@@ -414,6 +464,7 @@ class Model:
     def delete_schedule(self, schedule_id: str, now: int) -> None:
         """History (ticks, missed summaries, runs) stays; pending retries are dropped."""
         s = self._live_schedule(schedule_id)
+        self._record("schedule", schedule_id, "deleted", s, s.definition_version, now)
         s.deleted, s.enabled, s.retries = True, False, []
         self._touch(s, now)
 
@@ -422,6 +473,28 @@ class Model:
         if s is None or s.deleted:
             raise Rejected("not_found", f"no schedule {schedule_id!r}")
         return s
+
+    def _record(
+        self,
+        kind: Literal["schedule", "sensor"],
+        item_id: str,
+        change: str,
+        old: MSchedule | MSensor | None,
+        new_version: int,
+        now: int,
+        **extra: Any,
+    ) -> None:
+        """Append one change to the item's history."""
+        entry = MHistory(
+            kind,
+            item_id,
+            now,
+            change,
+            old.definition_version if old else None,
+            new_version,
+            **extra,
+        )
+        self.history.setdefault((kind, item_id), []).append(entry)
 
     def _touch(self, s: MSchedule, now: int) -> None:
         s.state_version += 1
@@ -514,8 +587,9 @@ class Model:
             return []  # nothing to record: nothing changes
 
         recorded: list[MTick] = []
-        requests: list[_Request] = []
+        requests: list[_Request] = []  # requested after each tick, in order
         retries: list[tuple[int, int]] = []
+        known = set(self.runs)  # run ids that exist when each tick is recorded
         for at, runs_by_policy, attempt in due:
             tid = tick_id(schedule_id, at)
             outcome: TickResult | str = TickResult()
@@ -550,6 +624,10 @@ class Model:
                 ]
                 requests += made
                 keys = _unique(r.run_key for r in made)
+            deduped = tuple(k for k in keys if run_id(k) in known)
+            known.update(run_id(k) for k in keys)
+            if reason is None:
+                reason = dedupe_reason(deduped)
             tick = MTick(
                 tid,
                 schedule_id,
@@ -561,6 +639,7 @@ class Model:
                 keys,
                 final,
                 now,
+                deduped,
             )
             self.ticks.setdefault(schedule_id, {})[at] = tick
             recorded.append(tick)
@@ -611,12 +690,16 @@ class Model:
             last_status=old.last_status if old else None,
             last_reason=old.last_reason if old else None,
         )
-        return "updated" if live else "created"
+        change: Action = "updated" if live else "created"
+        self._record("sensor", d.id, change, old, self.sensors[d.id].definition_version, now)
+        return change
 
     def set_sensor_running(self, sensor_id: str, running: bool, now: int) -> MSensor:
         """Start or stop; a started poll sensor is due at once."""
         s = self._live_sensor(sensor_id)
         if s.running != running:
+            change = "started" if running else "stopped"
+            self._record("sensor", sensor_id, change, s, s.definition_version, now)
             s.running = running
             s.next_eval_at = now if running and s.definition.type == "poll" else None
             s.updated_at = now
@@ -624,6 +707,7 @@ class Model:
 
     def delete_sensor(self, sensor_id: str, now: int) -> None:
         s = self._live_sensor(sensor_id)
+        self._record("sensor", sensor_id, "deleted", s, s.definition_version, now)
         s.deleted, s.running, s.next_eval_at, s.updated_at = True, False, None, now
 
     def _live_sensor(self, sensor_id: str) -> MSensor:
@@ -717,6 +801,7 @@ class Model:
             None,
             now,
         )
+        e.deduped = self._deduped(e.run_keys)
         self.evaluations.append(e)
         self._count(s, e, now)
         for request in requests:
@@ -818,6 +903,7 @@ class Model:
             now,
             requested,
         )
+        e.deduped = self._deduped(e.run_keys)
         self.evaluations.append(e)
         s.state_version += 1
         if cursor_after is not None:
@@ -834,8 +920,11 @@ class Model:
         s.evaluations += 1
         s.last_eval_at = now
         s.last_status = e.status
-        s.last_reason = e.reason
+        s.last_reason = e.shown_reason
         s.updated_at = now
+
+    def _deduped(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(k for k in keys if run_id(k) in self.runs)
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -849,15 +938,36 @@ class Model:
     ) -> MRun:
         """A manual (or backfill) request, in its own namespace. Repeating the very same
         request (requester, key, content, instant) is one request."""
+        return self.request(run_key, template, now, origin, requested_by)[0]
+
+    def request(
+        self,
+        run_key: str,
+        template: RunTemplate,
+        now: int,
+        origin: str = "manual",
+        requested_by: str = "api",
+    ) -> tuple[MRun, bool, bool]:
+        """:meth:`request_run`, with whether the key already had a run (this request created
+        none) and whether it asked for other content (a conflict)."""
         if origin not in ("manual", "backfill"):
             raise Rejected("input", f"origin {origin!r}")
-        request = _request(origin, requested_by, template, RunRequest(run_key), run_key)
+        if not _text(requested_by):
+            raise Rejected("input", "requested_by must be valid Unicode text")
+        return self._by_hand(
+            _request(origin, requested_by, template, RunRequest(run_key), run_key), now
+        )
+
+    def _by_hand(self, request: _Request, now: int) -> tuple[MRun, bool, bool]:
         fp = fingerprint(request.target, request.config, request.tags)
-        identity = (requested_by, request.run_key, fp, now)
+        identity = (request.requested_by, request.run_key, fp, now)
+        rid = run_id(request.run_key)
+        existing = identity in self.manual_requests or rid in self.runs
         if identity not in self.manual_requests:
             self.manual_requests.add(identity)
             self._request_run(request, now)
-        return self.runs[run_id(request.run_key)]
+        run = self.runs[rid]
+        return run, existing, existing and run.fingerprint != fp
 
     def _request_run(self, r: _Request, now: int) -> None:
         """A new key creates the run; the same key and content links to it; the same key with
@@ -955,10 +1065,11 @@ class Model:
             r.status, r.external_id, r.next_attempt_at = "LAUNCHED", external_id, None
         else:
             r.last_error = error
-            if r.attempts >= max_attempts:
+            n = r.attempts - r.attempt_base  # attempts since the last operator retry
+            if n >= max_attempts:
                 r.status, r.next_attempt_at = "GAVE_UP", None
             else:
-                r.next_attempt_at = now + min(LAUNCH_CAP, LAUNCH_BASE * 2 ** (r.attempts - 1))
+                r.next_attempt_at = now + min(LAUNCH_CAP, LAUNCH_BASE * 2 ** (n - 1))
         return r
 
     def complete_run(
@@ -973,6 +1084,123 @@ class Model:
             return r
         r.status, r.detail, r.next_attempt_at, r.updated_at = status, detail, None, now
         return r
+
+    # -- operator verbs ------------------------------------------------------------------------
+
+    def retry_run(self, run_id_: str, now: int, requested_by: str = "api") -> MRun:
+        """A GAVE_UP run goes back to REQUESTED (due now if it has a launcher) with a fresh
+        budget of launch attempts; any other status is rejected."""
+        r = self.run(run_id_)
+        if r.status != "GAVE_UP":
+            raise Rejected("input", f"run {run_id_} is {r.status}, not GAVE_UP")
+        r.status, r.updated_at = "REQUESTED", now
+        r.next_attempt_at = now if r.launcher is not None else None
+        r.retries += 1
+        r.attempt_base = r.attempts
+        return r
+
+    def set_cursor(
+        self,
+        sensor_id: str,
+        cursor: MCursor | None,
+        expected_version: int,
+        now: int,
+        requested_by: str = "api",
+    ) -> MSensor:
+        """An operator sets (``None``: resets) a poll sensor's cursor at the ``state_version``
+        it read: a mismatch is a conflict. The same set repeated is one set. Accepted, it
+        moves the version by one, like a poll."""
+        if sensor_id not in self.sensors:
+            raise Rejected("not_found", f"no sensor {sensor_id!r}")
+        s = self._live_sensor(sensor_id)
+        if s.definition.type != "poll":
+            raise Rejected("input", f"sensor {sensor_id!r} is a push sensor")
+        if expected_version < 0:
+            raise Rejected("input", "expected version must be 0 or more")
+        identity = (sensor_id, expected_version, cursor_digest(cursor))
+        if identity in self.cursor_sets:
+            return s
+        if expected_version != s.state_version:
+            raise Rejected("conflict", f"expected {expected_version}, at {s.state_version}")
+        self.cursor_sets.add(identity)
+        change = "cursor_reset" if cursor is None else "cursor_set"
+        self._record(
+            "sensor",
+            sensor_id,
+            change,
+            s,
+            s.definition_version,
+            now,
+            expected_state_version=expected_version,
+            cursor_before=s.cursor,
+            cursor_after=cursor,
+            requested_by=requested_by,
+        )
+        s.state_version += 1
+        s.cursor = cursor
+        s.updated_at = now
+        return s
+
+    def backfill(
+        self,
+        schedule_id: str,
+        start: int,
+        end: int,
+        now: int,
+        max_runs: int = 100,
+        dry_run: bool = False,
+        requested_by: str = "api",
+    ) -> list[tuple[int, str | None, bool]]:
+        """A run for every tick ``start <= T <= end`` that the DST policy runs, keyed
+        ``backfill:<id>:<instant>``, the schedule's run template as it is; at most
+        ``max_runs`` ticks (more: rejected). Each tick: (instant, run key or None for a skipped
+        tick, whether its run existed before)."""
+        s = self.schedules.get(schedule_id)
+        if s is None:
+            raise Rejected("not_found", f"no schedule {schedule_id!r}")
+        s = self._live_schedule(schedule_id)
+        if not 1 <= max_runs <= 1000:
+            raise Rejected("input", f"max runs {max_runs}")
+        if end < start:
+            raise Rejected("input", "the range ends before it starts")
+        ticks = _Walk(s.definition).ticks(start - 1, end)
+        if len(ticks) > max_runs:
+            raise Rejected("input", f"{len(ticks)} ticks, over {max_runs}")
+        identity = (schedule_id, start, end, s.definition_version, requested_by, now)
+        repeated = identity in self.backfills
+        requests = [
+            _request("backfill", requested_by, s.definition.run, RunRequest(key), key)
+            for t in ticks
+            if t.run
+            for key in [f"{schedule_id}:{iso(t.at)}"]
+        ]
+        if not dry_run and not repeated:
+            self.backfills.add(identity)
+            self._record(
+                "schedule",
+                schedule_id,
+                "backfilled",
+                s,
+                s.definition_version,
+                now,
+                requested_by=requested_by,
+                range_from=start,
+                range_to=end,
+                runs=len(requests),
+            )
+        made = iter(requests)
+        out: list[tuple[int, str | None, bool]] = []
+        for t in ticks:
+            if not t.run:
+                out.append((t.at, None, False))
+                continue
+            request = next(made)
+            if dry_run:  # a preview: which ticks already have their run
+                existing = run_id(request.run_key) in self.runs
+            else:  # the very same backfill repeated: every run exists (made by the first)
+                existing = repeated or self._by_hand(request, now)[1]
+            out.append((t.at, request.run_key, existing))
+        return out
 
 
 # -- helpers -------------------------------------------------------------------------------------

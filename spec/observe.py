@@ -13,7 +13,7 @@ annotation (``TickRow.dst``; the model knows only *that* a tick was skipped by `
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from arcoflow.kernel import Kernel
 from arcoflow.kernel.definitions import ScheduleDefinition, SensorDefinition
@@ -24,6 +24,7 @@ from .model import DST_SKIP, MCursor, Model
 __all__ = [
     "ConflictObs",
     "EvalObs",
+    "HistoryObs",
     "MissedObs",
     "Observation",
     "RunObs",
@@ -63,6 +64,7 @@ class TickObs(NamedTuple):
     run_keys: tuple[str, ...]
     final: bool
     evaluated_at: int
+    deduped: tuple[str, ...]
 
 
 class MissedObs(NamedTuple):
@@ -102,6 +104,7 @@ class EvalObs(NamedTuple):
     failures: int
     next_eval_at: int | None
     evaluated_at: int
+    deduped: tuple[str, ...]
 
 
 class RunObs(NamedTuple):
@@ -123,6 +126,7 @@ class RunObs(NamedTuple):
     last_error: str | None
     detail: str | None
     claimed_by: str | None
+    retries: int
 
 
 class ConflictObs(NamedTuple):
@@ -133,6 +137,24 @@ class ConflictObs(NamedTuple):
     requested_by: str
     origin: str
     at: int
+
+
+class HistoryObs(NamedTuple):
+    """One change to a schedule or sensor (the kernel's ``seq`` is left out: order is kept)."""
+
+    kind: str
+    id: str
+    at: int
+    change: str
+    old_version: int | None
+    new_version: int
+    expected_state_version: int | None
+    cursor_before: CursorObs
+    cursor_after: CursorObs
+    requested_by: str | None
+    range_from: int | None
+    range_to: int | None
+    runs: int | None
 
 
 _Obs = TypeVar("_Obs", bound=tuple[Any, ...])
@@ -160,6 +182,8 @@ class Observation:
     due_schedules: tuple[str, ...]
     due_sensors: tuple[str, ...]
     due_launches: tuple[str, ...]
+    #: Changes by command, per (kind, id), oldest first.
+    history: dict[tuple[str, str], tuple[HistoryObs, ...]]
 
 
 def _cursor(c: Cursor | MCursor | None) -> CursorObs:
@@ -222,6 +246,7 @@ def observe_kernel(kernel: Kernel, now: int) -> Observation:
                     tuple(t.run_keys),
                     t.final,
                     t.evaluated_at,
+                    tuple(t.deduped),
                 )
                 for t in reversed(rows)
             )
@@ -256,7 +281,7 @@ def observe_kernel(kernel: Kernel, now: int) -> Observation:
                     e.evaluation.sensor_id,
                     e.evaluation.kind,
                     e.evaluation.status,
-                    e.evaluation.reason,
+                    e.reason,
                     e.evaluation.message_id,
                     e.evaluation.expected_state_version,
                     _cursor(e.evaluation.cursor_before),
@@ -265,6 +290,7 @@ def observe_kernel(kernel: Kernel, now: int) -> Observation:
                     e.evaluation.failures,
                     e.evaluation.next_eval_at,
                     e.evaluated_at,
+                    tuple(e.deduped),
                 )
                 for e in reversed(evals)
             )
@@ -296,7 +322,39 @@ def observe_kernel(kernel: Kernel, now: int) -> Observation:
         due_schedules=tuple(kernel.due_schedules(now)),
         due_sensors=tuple(kernel.due_sensors(now)),
         due_launches=tuple(r.run_id for r in kernel.due_launches(now, limit=1000)),
+        history=_kernel_history(kernel, list(schedules), list(sensors)),
     )
+
+
+def _kernel_history(
+    kernel: Kernel, schedules: list[str], sensors: list[str]
+) -> dict[tuple[str, str], tuple[HistoryObs, ...]]:
+    out: dict[tuple[str, str], tuple[HistoryObs, ...]] = {}
+    kinds: list[tuple[Literal["schedule", "sensor"], list[str]]] = [
+        ("schedule", schedules),
+        ("sensor", sensors),
+    ]
+    for kind, ids in kinds:
+        for item in ids:
+            rows = []
+            before: int | None = None
+            while True:
+                page = kernel.history(kind, item, limit=_PAGE, before=before)
+                rows += page
+                if len(page) < _PAGE:
+                    break
+                before = page[-1].seq
+            if rows:
+                out[(kind, item)] = tuple(
+                    _project(
+                        HistoryObs,
+                        h,
+                        cursor_before=_cursor(h.cursor_before),
+                        cursor_after=_cursor(h.cursor_after),
+                    )
+                    for h in reversed(rows)
+                )
+    return out
 
 
 def observe_model(model: Model, now: int) -> Observation:
@@ -332,6 +390,7 @@ def observe_model(model: Model, now: int) -> Observation:
                     t.run_keys,
                     t.final,
                     t.evaluated_at,
+                    t.deduped,
                 )
                 for _, t in sorted(by_at.items())
             )
@@ -357,7 +416,7 @@ def observe_model(model: Model, now: int) -> Observation:
                         e.sensor_id,
                         e.kind,
                         e.status,
-                        e.reason,
+                        e.shown_reason,
                         e.message_id,
                         e.expected_state_version,
                         _cursor(e.cursor_before),
@@ -366,6 +425,7 @@ def observe_model(model: Model, now: int) -> Observation:
                         e.failures,
                         e.next_eval_at,
                         e.evaluated_at,
+                        e.deduped,
                     )
                     for e in model.evaluations
                     if e.sensor_id == sid
@@ -377,6 +437,19 @@ def observe_model(model: Model, now: int) -> Observation:
         due_schedules=tuple(model.due_schedules(now)),
         due_sensors=tuple(model.due_sensors(now)),
         due_launches=tuple(r.run_id for r in model.due_launches(now, limit=1000)),
+        history={
+            key: tuple(
+                _project(
+                    HistoryObs,
+                    h,
+                    cursor_before=_cursor(h.cursor_before),
+                    cursor_after=_cursor(h.cursor_after),
+                )
+                for h in rows
+            )
+            for key, rows in sorted(model.history.items())
+            if rows
+        },
     )
 
 

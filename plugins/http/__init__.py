@@ -38,10 +38,13 @@ $ curl -s localhost:8080/openapi.json                             # the OpenAPI 
 ```
 
 Routes: `POST /sensors/{id}/messages`; `GET /schedules`, `/schedules/{id}`,
-`/schedules/{id}/ticks`, `/ticks/{tick_id}`, `/sensors`, `/sensors/{id}`,
-`/sensors/{id}/evaluations`, `/runs`, `/runs/{run_id}`, `/conflicts`, `/healthz` (with the
-last cycle of a daemon on the store), `/metrics` (Prometheus text; needs `arcoflow[metrics]`,
-else 501), `/openapi.json`.
+`/schedules/{id}/ticks`, `/schedules/{id}/history`, `/ticks/{tick_id}`, `/sensors`,
+`/sensors/{id}`, `/sensors/{id}/evaluations`, `/sensors/{id}/history`, `/runs`,
+`/runs/{run_id}`, `/conflicts`, `/healthz` (with the last cycle of a daemon on the store),
+`/metrics` (Prometheus text; needs `arcoflow[metrics]`, else 501), `/openapi.json`; the
+operator verbs `POST /sensors/{id}/cursor` (`{"cursor": "..." | null, "expected_version": N}`,
+409 if the version moved), `POST /schedules/{id}/backfill` (`{"from": ISO, "to": ISO,
+"max_runs"?, "dry_run"?}`), `POST /runs/{run_id}/retry`.
 
 **Messages.** The message id comes from the `Idempotency-Key` header, the `X-Message-Id`
 header or the body's `message_id` field (when several are given they must agree). A JSON

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
-from typing import Any, Final, NamedTuple, Protocol, TypeVar, get_args
+from typing import Any, Final, Literal, NamedTuple, Protocol, TypeVar, get_args
 from urllib.parse import parse_qs
 
 from arcoflow.sdk import (
@@ -414,6 +414,106 @@ def _post_message(req: Request) -> Reply:
     return (200 if ingested.duplicate else 201), body
 
 
+# -- history of changes and operator verbs -------------------------------------------------------
+
+
+def _history(kind: Literal["schedule", "sensor"]) -> Handler:
+    """``GET /schedules/{id}/history``, ``GET /sensors/{id}/history``: changes, newest first."""
+
+    def handler(req: Request) -> Reply:
+        item = req.params[f"{kind}_id"]
+        getattr(req.kernel, kind)(item)  # 404 for an unknown id rather than an empty list
+
+        def fetch(before: str | None, n: int) -> list[Any]:
+            if before is not None and re.fullmatch(r"[0-9]{1,19}", before) is None:
+                raise InputError(f"{before!r} is not a sequence number")
+            seq = None if before is None else int(before)
+            return req.kernel.history(kind, item, limit=n, before=seq)
+
+        return _page(
+            req.query, f"{kind}-history", item, fetch, lambda r: str(r.seq), views.history_json
+        )
+
+    return handler
+
+
+def _fields(body: Any, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
+    """The fields of a JSON object body: every ``required`` one present, no unknown one."""
+    if not isinstance(body, dict):
+        raise bad_request("InvalidBody", "the body must be a JSON object")
+    unknown = sorted(set(body) - {*required, *optional})
+    if unknown:
+        raise bad_request(
+            "InvalidBody", f"unknown field(s) {', '.join(map(repr, unknown[:5]))} in the body"
+        )
+    missing = [name for name in required if name not in body]
+    if missing:
+        raise bad_request("InvalidBody", f"the body needs {', '.join(map(repr, missing))}")
+    return body
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request("InvalidBody", f"{name} must be an integer")
+    return value
+
+
+def _instant(value: Any, name: str) -> int:
+    """Epoch seconds from an ISO-8601 string with its offset (``2026-03-08T07:00:00Z``)."""
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise bad_request(
+            "InvalidBody", f"{name} must be an ISO-8601 time such as 2026-03-08T07:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise bad_request("InvalidBody", f"{name} needs an offset (Z or +HH:MM)")
+    return int(moment.timestamp())
+
+
+def _set_cursor(req: Request) -> Reply:
+    """``POST /sensors/{id}/cursor`` ``{"cursor": "..." | null, "expected_version": N}``."""
+    body = _fields(req.body(), ("cursor", "expected_version"), ("cursor_version",))
+    cursor = body["cursor"]
+    if cursor is not None and not isinstance(cursor, str):
+        raise bad_request("InvalidBody", "cursor must be a string or null")
+    row = req.kernel.set_cursor(
+        req.params["sensor_id"],
+        cursor,
+        expected_version=_int(body["expected_version"], "expected_version"),
+        cursor_version=_int(body.get("cursor_version", 1), "cursor_version"),
+        requested_by="http",
+    )
+    return 200, views.sensor_json(row)
+
+
+def _backfill(req: Request) -> Reply:
+    """``POST /schedules/{id}/backfill`` ``{"from": ..., "to": ..., "max_runs"?, "dry_run"?}``:
+    201 if it requested a new run, else 200 (a dry run, or every run existed)."""
+    body = _fields(req.body(), ("from", "to"), ("max_runs", "dry_run"))
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise bad_request("InvalidBody", "dry_run must be true or false")
+    ticks = req.kernel.backfill(
+        req.params["schedule_id"],
+        _instant(body["from"], "from"),
+        _instant(body["to"], "to"),
+        dry_run=dry_run,
+        max_runs=_int(body.get("max_runs", 100), "max_runs"),
+        requested_by="http",
+    )
+    created = any(t.run is not None and not t.existing for t in ticks) and not dry_run
+    return (201 if created else 200), {"items": [views.backfill_json(t) for t in ticks]}
+
+
+def _retry(req: Request) -> Reply:
+    """``POST /runs/{run_id}/retry``: a GAVE_UP run back to the launch outbox."""
+    run_id = validate_run_id(req.params["run_id"])
+    return 200, views.run_json(req.kernel.retry_run(run_id, requested_by="http"))
+
+
 #: Every route the server answers; ``tests/plugins`` checks it against ``openapi.json``.
 ROUTES: Final[tuple[Route, ...]] = (
     Route("POST", "/sensors/{sensor_id}/messages", _post_message),
@@ -430,6 +530,11 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/healthz", _healthz),
     Route("GET", "/metrics", _metrics),
     Route("GET", "/openapi.json", _openapi),
+    Route("GET", "/schedules/{schedule_id}/history", _history("schedule"), ("limit", "cursor")),
+    Route("GET", "/sensors/{sensor_id}/history", _history("sensor"), ("limit", "cursor")),
+    Route("POST", "/sensors/{sensor_id}/cursor", _set_cursor),
+    Route("POST", "/schedules/{schedule_id}/backfill", _backfill),
+    Route("POST", "/runs/{run_id}/retry", _retry),
 )
 
 

@@ -311,6 +311,11 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     ev.RunCompleted: st.builds(
         ev.RunCompleted, texts, st.sampled_from(["SUCCEEDED", "FAILED"]), maybe_text
     ),
+    ev.SensorCursorSet: st.builds(
+        ev.SensorCursorSet, ids, naturals, st.none() | cursors, st.none() | cursors, texts
+    ),
+    ev.RunRetried: st.builds(ev.RunRetried, texts, naturals, texts),
+    ev.ScheduleBackfilled: st.builds(ev.ScheduleBackfilled, ids, epochs, epochs, naturals, texts),
 }
 
 events: st.SearchStrategy[Any] = st.one_of(*EVENT_STRATEGIES.values())

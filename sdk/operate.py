@@ -1,0 +1,158 @@
+"""The operator's CLI commands: what changed, and the verbs that change things by hand.
+
+``history schedule|sensor ID``
+    what commands did to a schedule or sensor, newest first: created, updated (old and new
+    definition version), enabled/disabled, started/stopped, deleted, cursor set/reset.
+``set-cursor SENSOR_ID --cursor TEXT --expected-version N``, ``reset-cursor SENSOR_ID ...``
+    move a poll sensor's cursor by hand, at the ``state_version`` you read (``arcoflow sensor
+    show``): if a poll or another operator moved it since, the command is refused (exit 1).
+``backfill SCHEDULE_ID --from ISO --to ISO [--max-runs N] [--dry-run]``
+    a run for every tick of the range (both ends inclusive), keyed
+    ``backfill:<schedule>:<instant>``: backfilling twice creates no second run.
+``retry RUN_ID``
+    send a ``GAVE_UP`` run back to the launch outbox with a fresh budget of attempts.
+
+Each prints one JSON document with ``--json``, else a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from arcoflow.kernel import Kernel
+from arcoflow.kernel import views as v
+
+from .types import Register, StoreUse
+
+__all__ = ["add_operator_commands"]
+
+Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
+JSON = dict[str, Any]
+
+#: Columns of the readable tables (``--json`` prints every field).
+_HISTORY = ("seq", "at", "change", "old_version", "new_version", "cursor_after")
+_BACKFILL = ("scheduled_for", "local_time", "action", "run_key", "status", "existing")
+
+
+def add_operator_commands(
+    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    register: Register,
+) -> None:
+    """Add ``history``, ``set-cursor``, ``reset-cursor``, ``backfill`` and ``retry``."""
+
+    def add(
+        name: str, handler: Handler, text: str, store: StoreUse = "write"
+    ) -> argparse.ArgumentParser:
+        register(name, handler, store)
+        parser: argparse.ArgumentParser = subparsers.add_parser(name, help=text, description=text)
+        return parser
+
+    p = add("history", cmd_history, "changes made to a schedule or sensor, newest first", "read")
+    p.add_argument("kind", choices=("schedule", "sensor"))
+    p.add_argument("id")
+    p.add_argument("--limit", type=int, default=50, help="at most N rows (1-1000, default 50)")
+    p.add_argument("--before", type=int, metavar="SEQ", help="page: changes older than this seq")
+    text = "set a poll sensor's cursor, at the state_version you read (compare-and-set)"
+    p = add("set-cursor", cmd_set_cursor, text)
+    p.add_argument("sensor_id")
+    p.add_argument("--cursor", required=True, metavar="TEXT", help="the new cursor (text)")
+    _expected(p)
+    p.add_argument(
+        "--cursor-version", type=int, default=1, metavar="N", help="cursor format (default 1)"
+    )
+    text = "reset a poll sensor's cursor: its next poll starts from nothing"
+    p = add("reset-cursor", cmd_reset_cursor, text)
+    p.add_argument("sensor_id")
+    _expected(p)
+    text = "request a run for every tick of a schedule in a time range (both ends inclusive)"
+    p = add("backfill", cmd_backfill, text)
+    p.add_argument("schedule_id")
+    p.add_argument("--from", dest="start", required=True, metavar="ISO-8601")
+    p.add_argument("--to", dest="end", required=True, metavar="ISO-8601")
+    p.add_argument(
+        "--max-runs",
+        type=int,
+        default=100,
+        metavar="N",
+        help="refuse a range with more ticks than this (default 100, at most 1000)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list the ticks; request nothing")
+    p = add("retry", cmd_retry, "send a GAVE_UP run back to the launch outbox")
+    p.add_argument("run_id")
+
+
+def _expected(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--expected-version",
+        type=int,
+        required=True,
+        metavar="N",
+        help="the sensor's state_version as you read it (arcoflow sensor show ID)",
+    )
+
+
+def _kernel(ctx: Mapping[str, Any]) -> Kernel:
+    kernel: Kernel = ctx["kernel"]
+    return kernel
+
+
+def _rows(ctx: Mapping[str, Any], rows: list[JSON], columns: Sequence[str], kind: str) -> None:
+    """A list: every field as JSON, the chosen columns as a table."""
+    out = ctx["out"]
+    out(rows if out.as_json else [{c: r[c] for c in columns} for r in rows], kind)
+
+
+def cmd_history(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    rows = _kernel(ctx).history(args.kind, args.id, limit=args.limit, before=args.before)
+    _rows(ctx, [v.history_json(r) for r in rows], _HISTORY, "history")
+    return 0
+
+
+def cmd_set_cursor(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    row = _kernel(ctx).set_cursor(
+        args.sensor_id,
+        args.cursor,
+        expected_version=args.expected_version,
+        cursor_version=args.cursor_version,
+        requested_by="cli",
+    )
+    ctx["out"](v.sensor_json(row), "sensor")
+    return 0
+
+
+def cmd_reset_cursor(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    row = _kernel(ctx).reset_cursor(
+        args.sensor_id, expected_version=args.expected_version, requested_by="cli"
+    )
+    ctx["out"](v.sensor_json(row), "sensor")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    # The CLI's one time syntax. Imported here: cli imports this module (and may run as
+    # __main__), so a module-level import would be circular.
+    from .cli import parse_time  # noqa: PLC0415
+
+    ticks = _kernel(ctx).backfill(
+        args.schedule_id,
+        parse_time(args.start),
+        parse_time(args.end),
+        dry_run=args.dry_run,
+        max_runs=args.max_runs,
+        requested_by="cli",
+    )
+    rows = [v.backfill_json(t) for t in ticks]
+    _rows(ctx, rows, _BACKFILL, "backfill")
+    new = sum(1 for t in ticks if t.run is not None and not t.existing)
+    if args.dry_run:
+        ctx["out"].line(f"dry run: {len(ticks)} ticks, nothing requested")
+    else:
+        ctx["out"].line(f"{new} new runs, {sum(t.existing for t in ticks)} existed already")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    ctx["out"](v.run_json(_kernel(ctx).retry_run(args.run_id, requested_by="cli")), "run")
+    return 0
