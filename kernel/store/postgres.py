@@ -156,14 +156,19 @@ def _lock_key(purpose: str, schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _migration_1(schema: str) -> list[sql.Composed | sql.SQL]:
+def _create_tables(schema: str, names: tuple[str, ...]) -> list[sql.Composed | sql.SQL]:
     s = sql.Identifier(schema)
-    steps: list[sql.Composed | sql.SQL] = [
+    return [
         sql.SQL("CREATE TABLE {}.{} (key bytea PRIMARY KEY, value bytea NOT NULL)").format(
             s, sql.Identifier(name)
         )
-        for name in _V1_TABLES
+        for name in names
     ]
+
+
+def _migration_1(schema: str) -> list[sql.Composed | sql.SQL]:
+    s = sql.Identifier(schema)
+    steps = _create_tables(schema, _V1_TABLES)
     steps.append(
         sql.SQL("CREATE SEQUENCE {}.log_seq AS bigint MINVALUE 1 START 1 CACHE 1").format(s)
     )
@@ -181,6 +186,8 @@ def _migration_1(schema: str) -> list[sql.Composed | sql.SQL]:
 #: Every migration, by version: the statements that take a schema from the previous version.
 _MIGRATIONS: Final[tuple[tuple[int, Callable[[str], list[sql.Composed | sql.SQL]]], ...]] = (
     (1, _migration_1),
+    # 2: the definition history (``arcoflow history``), one row per change of a definition.
+    (2, lambda schema: _create_tables(schema, ("history",))),
 )
 SCHEMA_LATEST: Final = _MIGRATIONS[-1][0]
 

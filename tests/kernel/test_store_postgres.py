@@ -184,6 +184,22 @@ def test_opening_creates_the_schema_once_and_reopening_changes_nothing(schema: s
         assert [r.run_key for r in Kernel(store).runs()] == ["manual:r"]
 
 
+def test_a_schema_at_the_first_migration_is_upgraded_in_place(schema: str) -> None:
+    """A store created before the definition history existed (migration 1) gains its table on
+    the next open, keeping what it holds."""
+    with postgres_support.open_store(schema) as store:
+        Kernel(store).request_run("r", RunTemplate("t"), now=1)
+    admin = postgres_support.admin()
+    admin.execute(sql.SQL("DROP TABLE {}.history").format(sql.Identifier(schema)))
+    admin.execute(
+        sql.SQL("DELETE FROM {}.migrations WHERE version > 1").format(sql.Identifier(schema))
+    )
+    with postgres_support.open_store(schema) as store:
+        assert _migrations(schema) == list(range(1, SCHEMA_LATEST + 1))
+        assert "history" in _tables(schema)
+        assert [r.run_key for r in Kernel(store).runs()] == ["manual:r"]
+
+
 def test_processes_that_start_together_migrate_once(schema: str) -> None:
     """Six openers (each its own database session) released at once on a schema that does not
     exist yet: every one opens (without the advisory lock, concurrent CREATE ... IF NOT EXISTS
