@@ -39,7 +39,16 @@ from .errors import (
     StoreFull,
     UnknownTimezone,
 )
-from .kernel import Change, Ingested, Kernel, PreviewTick, TickDetail, Verification
+from .kernel import (
+    Change,
+    Ingested,
+    Kernel,
+    PreviewTick,
+    PushItem,
+    Refused,
+    TickDetail,
+    Verification,
+)
 from .rows import ConflictRow, EvalRow, MissedRow, RunRow, ScheduleRow, SensorRow, TickRow
 from .store.base import Pending, Store
 from .store.lmdb import LmdbStore
@@ -75,7 +84,9 @@ __all__ = [
     "PollContext",
     "PollResult",
     "PreviewTick",
+    "PushItem",
     "PushMessage",
+    "Refused",
     "RunRequest",
     "RunRow",
     "RunTemplate",

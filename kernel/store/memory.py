@@ -13,7 +13,15 @@ from contextlib import contextmanager
 
 from ..codec import Codec, Envelope
 from ..rows import Table
-from .base import Appended, Pending, apply_batch, min_stop, prefix_end, replay_batch
+from .base import (
+    Appended,
+    Pending,
+    apply_batch,
+    apply_batches,
+    min_stop,
+    prefix_end,
+    replay_batch,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -102,6 +110,13 @@ class MemoryStore:
             result = apply_batch(txn, self.codec, batch, at)
             txn.commit()
             return result
+
+    def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
+        with self._lock:
+            txn = _Write(self._tables)
+            results = apply_batches(txn, self.codec, batches, at)
+            txn.commit()
+            return results
 
     def replay(self, envelopes: Sequence[Envelope]) -> None:
         with self._lock:
