@@ -32,6 +32,7 @@ __all__ = [
     "RunTemplate",
     "ScheduleDefinition",
     "SensorDefinition",
+    "SourceDefinition",
     "TickContext",
     "TickResult",
     "load_definitions",
@@ -268,6 +269,28 @@ class SensorDefinition:
         return msgspec.msgpack.encode(attrs.evolve(self, enabled=True), order="sorted")
 
 
+def _plugin_name(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{attribute.name} must name a plugin, got {value!r}")
+
+
+@attrs.frozen
+class SourceDefinition:
+    """A broker source: the daemon runs the source ``plugin`` and ingests what it consumes into
+    the push sensor ``sensor``, ``batch_size`` messages per transaction at most. ``config`` is
+    the plugin's own (servers, stream or queue, ...); the plugin checks it.
+
+    >>> SourceDefinition("orders", "nats", "orders", {"stream": "ORDERS"}).batch_size
+    100
+    """
+
+    id: str = attrs.field(validator=_id)
+    plugin: str = attrs.field(validator=_plugin_name)
+    sensor: str = attrs.field(validator=_id)
+    config: dict[str, Any] = attrs.field(factory=_dict, validator=_json_blob)
+    batch_size: int = attrs.field(default=100, validator=[_positive, attrs.validators.le(10_000)])
+
+
 @attrs.frozen
 class RunRequest:
     """One run a sensor, connector or schedule evaluator asks for.
@@ -331,6 +354,7 @@ class Definitions:
     schedules: list[ScheduleDefinition] = attrs.field(factory=list)
     sensors: list[SensorDefinition] = attrs.field(factory=list)
     launchers: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    sources: list[SourceDefinition] = attrs.field(factory=list)
 
 
 # Durations go through the attrs converters (prefer_attrib_converters), so "6h" works there and
@@ -365,13 +389,15 @@ def parse_definitions(data: Mapping[str, Any], source: str = "definitions") -> D
     Raises :class:`InvalidDefinition` whose message lists each problem with its path, e.g.
     ``schedule 'nightly': timezone: unknown zone 'Mars/Olympus'``.
     """
-    unknown = set(data) - {"schedule", "sensor", "launchers"}
+    unknown = set(data) - {"schedule", "sensor", "launchers", "source"}
     problems = [f"{source}: unknown table(s) {', '.join(sorted(unknown))}"] if unknown else []
     schedules: list[ScheduleDefinition] = []
     sensors: list[SensorDefinition] = []
+    sources: list[SourceDefinition] = []
     for table, cls, out in (
         ("schedule", ScheduleDefinition, schedules),
         ("sensor", SensorDefinition, sensors),
+        ("source", SourceDefinition, sources),
     ):
         items = data.get(table, [])
         if not isinstance(items, list):
@@ -389,6 +415,7 @@ def parse_definitions(data: Mapping[str, Any], source: str = "definitions") -> D
     for table, out_ids in (
         ("schedule", [s.id for s in schedules]),
         ("sensor", [s.id for s in sensors]),
+        ("source", [s.id for s in sources]),
     ):
         dupes = sorted({i for i in out_ids if out_ids.count(i) > 1})
         problems += [f"{table} {i!r}: declared more than once" for i in dupes]
@@ -398,7 +425,7 @@ def parse_definitions(data: Mapping[str, Any], source: str = "definitions") -> D
         launchers = {}
     if problems:
         raise InvalidDefinition("; ".join(problems))
-    return Definitions(schedules, sensors, launchers)
+    return Definitions(schedules, sensors, launchers, sources)
 
 
 def _tidy(detail: str) -> str:

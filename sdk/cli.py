@@ -35,6 +35,7 @@ from arcoflow.kernel.kernel import preview
 from .commands import add_runtime_commands
 from .plugins import Plugins
 from .runtime import Runtime
+from .sources import add_source_commands
 
 __all__ = ["main"]
 
@@ -407,6 +408,7 @@ def _plugin_commands(sub: Any, handlers: dict[str, Handler]) -> Any:
         handlers[name] = handler
 
     add_runtime_commands(sub, register)
+    add_source_commands(sub, register)
     plugins.add_commands(sub, register)
     return plugins
 
