@@ -28,6 +28,7 @@ from arcoflow.kernel import (
     RunTemplate,
     ScheduleDefinition,
     SensorDefinition,
+    SourceDefinition,
     TickContext,
     TickResult,
     parse_duration,
@@ -48,6 +49,7 @@ from .plugins import (
     PluginTimeout,
 )
 from .runtime import CycleReport, Failure, Runtime
+from .sources import Delivery, Sink, Source, SourceRunner, SourceState
 from .types import ConnectorError, Launch, Launched, LaunchError, RunState
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "Conflict",
     "ConnectorError",
     "CycleReport",
+    "Delivery",
     "Failure",
     "InputError",
     "InvalidId",
@@ -83,6 +86,11 @@ __all__ = [
     "Runtime",
     "ScheduleDefinition",
     "SensorDefinition",
+    "Sink",
+    "Source",
+    "SourceDefinition",
+    "SourceRunner",
+    "SourceState",
     "TickContext",
     "TickResult",
     "hookimpl",

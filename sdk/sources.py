@@ -44,6 +44,7 @@ from arcoflow.kernel import (
     PushMessage,
     SourceDefinition,
 )
+from arcoflow.kernel.decide import iso
 
 if TYPE_CHECKING:
     from .plugins import Plugins
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STATUS_FILE",
     "Delivery",
+    "Rejection",
     "Sink",
     "Source",
     "SourceRunner",
@@ -63,6 +65,7 @@ __all__ = [
     "running_sources",
     "status_path",
     "status_row",
+    "write_status",
 ]
 
 log = logging.getLogger("arcoflow.sources")
@@ -343,15 +346,19 @@ class SourceRunner:
             await asyncio.sleep(self.status_interval)
 
     def _write_status(self) -> None:
-        if self.status_file is None:
-            return
-        tmp = f"{self.status_file}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(_encoder.encode(self.states()))
-            os.replace(tmp, self.status_file)  # readers see the old file or the new, never half
-        except OSError as exc:
-            log.warning("cannot write %s: %s", self.status_file, exc)
+        if self.status_file is not None:
+            write_status(self.status_file, self.states())
+
+
+def write_status(path: str, states: Sequence[SourceState]) -> None:
+    """Replace the status file at ``path`` atomically (a reader sees the old or the new)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(_encoder.encode(states))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write %s: %s", path, exc)
 
 
 @contextlib.contextmanager
@@ -447,6 +454,9 @@ def cmd_sources(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 def status_row(state: SourceState, full: bool = True) -> dict[str, Any]:
     """One source's state as JSON data (``full=False``: the columns of the table)."""
     row: dict[str, Any] = msgspec.to_builtins(state)
+    row["updated_at"] = iso(int(state.updated_at))
+    for rejection in row["recent_rejections"]:
+        rejection["at"] = iso(int(rejection["at"]))
     if not full:
         del row["recent_rejections"], row["updated_at"]
     return row
