@@ -243,8 +243,8 @@ class SourceKit:
         asyncio.run(scenario())
         return sink
 
-    def _ids(self, kernel: Kernel) -> list[str | None]:
-        return [e.evaluation.message_id for e in kernel.evaluations("kit", limit=1000)]
+    def _ids(self, kernel: Kernel) -> list[str]:
+        return [e.evaluation.message_id or "" for e in kernel.evaluations("kit", limit=1000)]
 
     def test_acks_come_after_the_commit(self) -> None:
         kernel = self._kernel()
