@@ -71,7 +71,11 @@ class Jet:
         async def ask() -> int:
             nc = await nats.connect(self.url)
             try:
-                info = await nc.jetstream().consumer_info(self.stream, durable)
+                js = nc.jetstream()
+                try:
+                    info = await js.consumer_info(self.stream, durable)
+                except NotFoundError:  # no consumer yet: everything is pending
+                    return (await js.stream_info(self.stream)).state.messages
                 return (info.num_pending or 0) + (info.num_ack_pending or 0)
             finally:
                 await nc.close()
