@@ -79,13 +79,26 @@ class NatsSource:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: PLC0415
         from nats.js.errors import NotFoundError  # noqa: PLC0415
 
-        nc = await nats.connect(
-            servers=self.servers,
-            connect_timeout=2,
-            allow_reconnect=False,  # the runner reconnects, with backoff, and says so
-            error_cb=_quiet,
-            disconnected_cb=_quiet_none,
-        )
+        seen: list[str] = []
+
+        async def remember(exc: Exception) -> None:  # nats-py would print them
+            seen.append(str(exc))
+
+        try:
+            nc = await nats.connect(
+                servers=self.servers,
+                connect_timeout=2,
+                # Give up at once: the runner reconnects, with backoff, and reports it.
+                allow_reconnect=False,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.2,
+                error_cb=remember,
+            )
+        except Exception as exc:
+            where = ", ".join(self.servers)
+            raise ConnectionError(
+                f"cannot reach NATS at {where}: {seen[-1] if seen else exc}"
+            ) from exc
         try:
             js = nc.jetstream()
             try:
@@ -144,14 +157,6 @@ class NatsSource:
         if message_id is None and problem is None:
             problem = f"the message has no id ({missing})"
         return Delivery(message_id, payload, msg.ack, reject, problem)
-
-
-async def _quiet(exc: Exception) -> None:
-    """nats-py prints connection errors by default; the runner records them instead."""
-
-
-async def _quiet_none() -> None:
-    pass
 
 
 @hookimpl

@@ -149,6 +149,7 @@ class Sink:
         self._batch: list[Delivery] = []
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
+        self.closed = False
 
     @property
     def batch_size(self) -> int:
@@ -171,29 +172,24 @@ class Sink:
             self._timer = loop.call_later(self.linger, lambda: loop.create_task(self.flush()))
 
     async def flush(self) -> None:
-        """Commit and settle what is buffered. Shielded: a stop waits for the batch in flight
-        to be committed and acked rather than leaving it half-settled."""
-        await asyncio.shield(self._flush())
-
-    async def _flush(self) -> None:
+        """Commit what is buffered in one transaction, then settle each message."""
         async with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             batch, self._batch = self._batch, []
-            if not batch:
-                return
+            if not batch or self.closed:
+                return  # closed: uncommitted and unacked, so the broker delivers it again
             usable = [d for d in batch if d.message_id is not None and d.problem is None]
             outcomes = await asyncio.to_thread(self._ingest, usable) if usable else []
             results = iter(outcomes)
             for delivery in batch:
                 if delivery.problem is not None or delivery.message_id is None:
-                    reason = delivery.problem or "the message has no id"
-                    await self._reject(delivery, reason)
+                    await self._reject(delivery, delivery.problem or "the message has no id")
                     continue
                 outcome = next(results)
                 if isinstance(outcome, Ingested):
-                    await delivery.ack()
+                    await self._settle(delivery.ack(), delivery)
                     if outcome.duplicate:
                         self.state.duplicates += 1
                     else:
@@ -201,6 +197,31 @@ class Sink:
                 else:
                     await self._reject(delivery, str(outcome.error))
             self.state.updated_at = time.time()
+
+    def discard(self) -> None:
+        """Drop what is buffered, uncommitted (after the source failed: the broker redelivers
+        it to the next connection)."""
+        self._batch = []
+
+    async def close(self, consumer: asyncio.Task[Any]) -> None:
+        """Stop ``consumer`` (the task running the source) *between* batches: a batch being
+        committed is committed and settled first; what is merely buffered is dropped,
+        uncommitted, for the broker to deliver again."""
+        async with self._lock:
+            self.closed = True
+            self._batch = []
+            consumer.cancel()
+
+    async def _settle(self, call: Awaitable[None], delivery: Delivery) -> None:
+        try:
+            await call
+        except Exception as exc:  # the connection went: the broker redelivers, a duplicate
+            log.info(
+                "source %r: could not settle message %r (%s); it will be delivered again",
+                self.definition.id,
+                delivery.message_id,
+                exc,
+            )
 
     def _ingest(self, batch: Sequence[Delivery]) -> list[Any]:
         connector = self._mapper(self.definition.sensor) if self._mapper is not None else None
@@ -214,7 +235,7 @@ class Sink:
         log.warning(
             "source %r: message %r rejected: %s", self.definition.id, delivery.message_id, reason
         )
-        await delivery.reject(reason)
+        await self._settle(delivery.reject(reason), delivery)
         self.state.rejected += 1
         recent = self.state.recent_rejections
         recent.append(Rejection(delivery.message_id, reason, time.time()))
@@ -301,35 +322,34 @@ class SourceRunner:
     async def _run_all(self) -> None:
         self._stopping = asyncio.Event()
         self._started.set()
-        tasks = [asyncio.create_task(self._supervise(d, s)) for d, s in self.sources]
+        sinks = [Sink(self.kernel, d, self._states[d.id], self._mapper) for d, _ in self.sources]
+        tasks = [
+            asyncio.create_task(self._supervise(sink, source))
+            for sink, (_, source) in zip(sinks, self.sources, strict=True)
+        ]
         writer = asyncio.create_task(self._write_status_every())
         await self._stopping.wait()
-        for task in [*tasks, writer]:
-            task.cancel()
+        for sink, task in zip(sinks, tasks, strict=True):
+            await sink.close(task)
+        writer.cancel()
         await asyncio.gather(*tasks, writer, return_exceptions=True)
         for state in self._states.values():
             state.connected = False
         self._write_status()
 
-    async def _supervise(self, definition: SourceDefinition, source: Source) -> None:
+    async def _supervise(self, sink: Sink, source: Source) -> None:
         """Run ``source``; when it fails (or returns), restart it after a capped backoff. A
-        stretch of good service (a batch settled) resets the backoff."""
-        state = self._states[definition.id]
-        sink = Sink(self.kernel, definition, state, self._mapper)
+        run that settled messages resets the backoff."""
+        state, name = sink.state, sink.definition.id
         failures = 0
         while True:
             settled = state.ingested + state.duplicates + state.rejected
             try:
                 await source.run(sink)
                 problem = "the source stopped on its own"
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await sink.flush()
-                raise
             except Exception as exc:
                 problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            with contextlib.suppress(Exception):
-                await sink.flush()
+            sink.discard()
             if state.ingested + state.duplicates + state.rejected > settled:
                 failures = 0
             failures += 1
@@ -337,7 +357,7 @@ class SourceRunner:
             state.last_error = problem
             state.restarts += 1
             delay = backoff(failures)
-            log.warning("source %r failed (%s); restarting in %.1fs", definition.id, problem, delay)
+            log.warning("source %r failed (%s); restarting in %.1fs", name, problem, delay)
             await asyncio.sleep(delay)
 
     async def _write_status_every(self) -> None:

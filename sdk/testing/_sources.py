@@ -168,9 +168,9 @@ class _Watched(Sink):
             Delivery(delivery.message_id, delivery.payload, ack, reject, delivery.problem)
         )
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
         if self.crash != "before-commit":
-            await super()._flush()
+            await super().flush()
             return
         async with self._lock:
             self._batch = []
