@@ -30,8 +30,7 @@ import contextlib
 import importlib.util
 from typing import TYPE_CHECKING, Any, Final
 
-from arcoflow.kernel import InputError, SourceDefinition
-from arcoflow.sdk import hookimpl
+from arcoflow.sdk import InputError, SourceDefinition, hookimpl
 from arcoflow.sdk.sources import Delivery, Sink, config_value, decode_body, id_from_payload
 
 if TYPE_CHECKING:
