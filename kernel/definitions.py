@@ -419,6 +419,12 @@ def parse_definitions(data: Mapping[str, Any], source: str = "definitions") -> D
     ):
         dupes = sorted({i for i in out_ids if out_ids.count(i) > 1})
         problems += [f"{table} {i!r}: declared more than once" for i in dupes]
+    polled = {s.id for s in sensors if s.type == "poll"}
+    problems += [
+        f"source {s.id!r}: sensor {s.sensor!r} is a poll sensor; a source feeds a push sensor"
+        for s in sources
+        if s.sensor in polled
+    ]
     launchers = data.get("launchers", {})
     if not isinstance(launchers, dict) or not all(isinstance(v, dict) for v in launchers.values()):
         problems.append(f"{source}: [launchers.NAME] entries must be tables")

@@ -21,7 +21,7 @@ from arcoflow.kernel import InputError, Kernel, SourceDefinition, StoreError, lo
 
 from .plugins import Plugins
 from .runtime import Listener, Runtime
-from .sources import running_sources
+from .sources import Source, make_sources, running_sources
 
 __all__ = ["run_daemon"]
 
@@ -53,10 +53,10 @@ def run_daemon(
     if interval <= 0:
         raise InputError(f"interval must be positive, got {interval}")
     launchers: dict[str, dict[str, object]] = {}
-    sources: list[SourceDefinition] = []
+    sources: list[tuple[SourceDefinition, Source]] = []
     if definitions_path is not None:
         definitions = load_definitions(definitions_path)
-        sources = [] if once else definitions.sources  # broker sources run beside the cycles
+        sources = make_sources(plugins, definitions.sources)  # a bad one is refused up front
         launchers = {name: dict(table) for name, table in definitions.launchers.items()}
         runtime = Runtime(kernel, plugins, launchers, clock=clock, listener=listener)
         for change in kernel.apply(definitions, now=clock() if clock else None):
@@ -74,7 +74,7 @@ def run_daemon(
     stop = stop or threading.Event()
     deadline = None if duration is None else time.monotonic() + duration
     cycles = 0
-    with _stop_on_signals(stop), running_sources(kernel, plugins, sources):
+    with _stop_on_signals(stop), running_sources(kernel, plugins, [] if once else sources):
         while True:
             try:
                 report = runtime.cycle()

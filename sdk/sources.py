@@ -61,6 +61,7 @@ __all__ = [
     "config_value",
     "decode_body",
     "id_from_payload",
+    "make_sources",
     "read_status",
     "running_sources",
     "status_path",
@@ -149,6 +150,7 @@ class Sink:
         self._batch: list[Delivery] = []
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
+        self._flusher: asyncio.Task[None] | None = None  # a reference keeps the task alive
         self.closed = False
 
     @property
@@ -169,7 +171,19 @@ class Sink:
             await self.flush()
         elif self._timer is None:
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self.linger, lambda: loop.create_task(self.flush()))
+            self._timer = loop.call_later(self.linger, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._timer = None
+        self._flusher = asyncio.get_running_loop().create_task(self._timed_flush())
+
+    async def _timed_flush(self) -> None:
+        """The linger timer's flush: a failure here (the store) is the source's to report."""
+        try:
+            await self.flush()
+        except Exception as exc:
+            self.state.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("source %r: a batch failed: %s", self.definition.id, exc)
 
     async def flush(self) -> None:
         """Commit what is buffered in one transaction, then settle each message."""
@@ -381,16 +395,24 @@ def write_status(path: str, states: Sequence[SourceState]) -> None:
         log.warning("cannot write %s: %s", path, exc)
 
 
+def make_sources(
+    plugins: Plugins, definitions: Sequence[SourceDefinition]
+) -> list[tuple[SourceDefinition, Source]]:
+    """Each declared source with the consumer its plugin makes for it. Raises before anything
+    runs: :class:`~arcoflow.sdk.PluginMissing`, or :class:`InputError` for a config the plugin
+    refuses."""
+    return [(d, plugins.source(d)) for d in definitions]
+
+
 @contextlib.contextmanager
 def running_sources(
-    kernel: Kernel, plugins: Plugins, definitions: Sequence[SourceDefinition]
+    kernel: Kernel, plugins: Plugins, made: Sequence[tuple[SourceDefinition, Source]]
 ) -> Iterator[SourceRunner | None]:
-    """Run the sources ``definitions`` declare (through their plugins) for the ``with`` block;
-    stop them cleanly when it ends. Nothing runs (``None``) when there are none."""
-    if not definitions:
+    """Run the sources :func:`make_sources` made for the ``with`` block; stop them cleanly when
+    it ends. Nothing runs (``None``) when there are none."""
+    if not made:
         yield None
         return
-    made = [(d, plugins.source(d)) for d in definitions]
 
     def mapper(sensor_id: str) -> Callable[[PushMessage], Any] | None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,8 +27,9 @@ from arcoflow.kernel import (
 )
 from arcoflow.plugins.amqp_source import AmqpSource
 from arcoflow.plugins.nats_source import NatsSource
-from arcoflow.sdk import PluginMissing, Plugins
+from arcoflow.sdk import PluginMissing, Plugins, hookimpl
 from arcoflow.sdk.cli import main
+from arcoflow.sdk.daemon import run_daemon
 from arcoflow.sdk.sources import (
     Sink,
     Source,
@@ -223,6 +225,13 @@ def test_a_bad_source_declaration_is_refused(entry: dict[str, Any], message: str
         parse_definitions({"source": [entry]})
 
 
+def test_a_source_cannot_feed_a_poll_sensor_of_the_same_file() -> None:
+    poll = {"id": "files", "type": "poll", "connector": "filesystem", "run": {"target": "t"}}
+    source = {"id": "o", "plugin": "nats", "sensor": "files"}
+    with pytest.raises(InvalidDefinition, match="sensor 'files' is a poll sensor"):
+        parse_definitions({"sensor": [poll], "source": [source]})
+
+
 def test_the_plugins_make_sources_and_refuse_bad_config() -> None:
     plugins = Plugins.discover()
     good = SourceDefinition("o", "nats", "orders", {"stream": "S", "subject": "s", "durable": "d"})
@@ -385,3 +394,77 @@ def test_an_unreachable_broker_is_reported_and_retried(runner_of: Any) -> None:
     started = time.monotonic()
     runner.stop()
     assert time.monotonic() - started < 5, "stops promptly while backing off"
+
+
+# -- in the daemon -------------------------------------------------------------------------------
+
+
+class MemorySourcePlugin:
+    """A source plugin over one in-memory broker, registered in code."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+
+    @hookimpl
+    def arcoflow_source(self, source: SourceDefinition) -> Source:
+        return MemorySource(self.broker)
+
+
+_DAEMON_TOML = """
+[[sensor]]
+id = "orders"
+type = "push"
+run = { target = "ship" }
+
+[[source]]
+id = "orders"
+plugin = "%s"
+sensor = "orders"
+"""
+
+
+def test_the_daemon_runs_its_sources_and_stops_them_cleanly(tmp_path: Path) -> None:
+    broker = MemoryBroker()
+    for i in range(30):
+        broker.publish(f"m{i}", {"i": i})
+    plugins = Plugins()
+    plugins.register(MemorySourcePlugin(broker), "mem")
+    config = tmp_path / "arcoflow.toml"
+    config.write_text(_DAEMON_TOML % "mem")
+    store = LmdbStore(str(tmp_path / "store"))
+    try:
+        kernel = Kernel(store)
+        stop = threading.Event()
+
+        def stop_when_drained() -> None:
+            deadline = time.monotonic() + 20
+            while broker.pending and time.monotonic() < deadline:
+                time.sleep(0.02)
+            stop.set()
+
+        threading.Thread(target=stop_when_drained).start()
+        assert run_daemon(kernel, plugins, str(config), 0.05, False, stop=stop) == 0
+        assert sorted(broker.acked) == sorted(_evaluations(kernel))
+        assert len(broker.acked) == 30
+        (state,) = read_status(str(tmp_path / "store"))
+        assert (state.ingested, state.connected) == (30, False)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("plugin", "error", "message"),
+    [
+        ("kafka", PluginMissing, "no source plugin 'kafka' installed"),
+        ("nats", InputError, "config.stream is required"),
+    ],
+)
+def test_the_daemon_refuses_a_bad_source_before_writing_anything(
+    tmp_path: Path, plugin: str, error: type[Exception], message: str
+) -> None:
+    config = tmp_path / "arcoflow.toml"
+    config.write_text(_DAEMON_TOML % plugin)
+    kernel = Kernel(MemoryStore())
+    with pytest.raises(error, match=message):
+        run_daemon(kernel, Plugins.discover(), str(config), 1.0, True)
+    assert kernel.sensors() == []
