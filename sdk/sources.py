@@ -42,6 +42,7 @@ from arcoflow.kernel import (
     Kernel,
     NotFound,
     PushMessage,
+    Refused,
     SourceDefinition,
 )
 from arcoflow.kernel.decide import iso
@@ -237,7 +238,7 @@ class Sink:
                 exc,
             )
 
-    def _ingest(self, batch: Sequence[Delivery]) -> list[Any]:
+    def _ingest(self, batch: Sequence[Delivery]) -> list[Ingested | Refused]:
         connector = self._mapper(self.definition.sensor) if self._mapper is not None else None
         return self.kernel.ingest_many(
             self.definition.sensor,
