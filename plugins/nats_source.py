@@ -14,7 +14,8 @@ Config: ``servers`` (default ``["nats://127.0.0.1:4222"]``), ``stream`` (created
 survives restarts), ``max_ack_pending`` (default 1000: the most messages delivered and not yet
 acked, so a flood cannot exhaust memory), ``ack_wait`` (seconds before an unacked message is
 redelivered, default 30) and ``message_id``: ``"header"`` (default: the ``Nats-Msg-Id``
-header), ``"sequence"`` (the stream sequence number) or ``"payload.FIELD"``.
+header), ``"sequence"`` (the stream sequence number) or ``"payload.FIELD"``. A durable
+consumer that already exists keeps its own settings (JetStream's rule): delete it to change them.
 
 Acks are explicit and sent only after the batch's ingest committed. A message without an id,
 whose body is not JSON, or that the kernel refuses is terminated (``term()``: JetStream never
