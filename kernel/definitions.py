@@ -43,6 +43,7 @@ __all__ = [
     "RunTemplate",
     "ScheduleDefinition",
     "SensorDefinition",
+    "SourceDefinition",
     "TickContext",
     "TickResult",
     "load_definitions",
@@ -225,6 +226,11 @@ def _run_key(value: object, field: str) -> None:
         raise InputError(f"{field} {text!r} must be 1-512 characters of text without NUL")
 
 
+def _plugin_name(value: object, field: str) -> None:
+    if not check_text(value, field, 256).strip():
+        raise InputError(f"{field}: must name a plugin, got {value!r}")
+
+
 def _kind(value: object) -> str:
     return type(value).__name__
 
@@ -336,7 +342,24 @@ class SensorDefinition:
         return msgspec.msgpack.encode(attrs.evolve(self, enabled=True), order="sorted")
 
 
-_DEFINITION_CLASSES = (RunTemplate, Backoff, ScheduleDefinition, SensorDefinition)
+@attrs.frozen
+class SourceDefinition:
+    """A broker source: the daemon runs the source ``plugin`` and ingests what it consumes into
+    the push sensor ``sensor``, ``batch_size`` messages per transaction at most. ``config`` is
+    the plugin's own (servers, stream or queue, ...); the plugin checks it.
+
+    >>> SourceDefinition("orders", "nats", "orders", {"stream": "ORDERS"}).batch_size
+    100
+    """
+
+    id: str = attrs.field(validator=_rule(check_id))
+    plugin: str = attrs.field(validator=_rule(_plugin_name))
+    sensor: str = attrs.field(validator=_rule(check_id))
+    config: dict[str, Any] = attrs.field(factory=_dict, validator=_rule(_json_blob))
+    batch_size: int = attrs.field(default=100, validator=_rule(check_int, 1, 10_000))
+
+
+_DEFINITION_CLASSES = (RunTemplate, Backoff, ScheduleDefinition, SensorDefinition, SourceDefinition)
 
 
 @attrs.frozen
@@ -408,6 +431,7 @@ class Definitions:
         factory=list, validator=_rule(_items, SensorDefinition)
     )
     launchers: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    sources: list[SourceDefinition] = attrs.field(factory=list)
 
 
 # Durations and jitter go through the attrs converters (prefer_attrib_converters), so "6h"
@@ -451,13 +475,15 @@ def parse_definitions(data: Mapping[str, Any], source: str = "definitions") -> D
     """
     if not isinstance(data, Mapping):
         raise InvalidDefinition(f"{source}: expected a table, got {type(data).__name__}")
-    unknown = set(data) - {"schedule", "sensor", "launchers"}
+    unknown = set(data) - {"schedule", "sensor", "launchers", "source"}
     problems = [f"{source}: unknown table(s) {', '.join(sorted(unknown))}"] if unknown else []
     schedules: list[ScheduleDefinition] = []
     sensors: list[SensorDefinition] = []
+    sources: list[SourceDefinition] = []
     for table, cls, out in (
         ("schedule", ScheduleDefinition, schedules),
         ("sensor", SensorDefinition, sensors),
+        ("source", SourceDefinition, sources),
     ):
         items = data.get(table, [])
         if not isinstance(items, list):
@@ -475,16 +501,23 @@ def parse_definitions(data: Mapping[str, Any], source: str = "definitions") -> D
     for table, out_ids in (
         ("schedule", [s.id for s in schedules]),
         ("sensor", [s.id for s in sensors]),
+        ("source", [s.id for s in sources]),
     ):
         dupes = sorted({i for i in out_ids if out_ids.count(i) > 1})
         problems += [f"{table} {i!r}: declared more than once" for i in dupes]
+    polled = {s.id for s in sensors if s.type == "poll"}
+    problems += [
+        f"source {s.id!r}: sensor {s.sensor!r} is a poll sensor; a source feeds a push sensor"
+        for s in sources
+        if s.sensor in polled
+    ]
     launchers = data.get("launchers", {})
     if not isinstance(launchers, dict) or not all(isinstance(v, dict) for v in launchers.values()):
         problems.append(f"{source}: [launchers.NAME] entries must be tables")
         launchers = {}
     if problems:
         raise InvalidDefinition("; ".join(problems))
-    return Definitions(schedules, sensors, launchers)
+    return Definitions(schedules, sensors, launchers, sources)
 
 
 def _tidy(detail: str) -> str:

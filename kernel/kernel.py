@@ -10,7 +10,7 @@ cursor that moved on, reports the :class:`~arcoflow.kernel.errors.Conflict` to i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, NamedTuple, TypeVar, get_args
 
@@ -72,6 +72,8 @@ __all__ = [
     "Ingested",
     "Kernel",
     "PreviewTick",
+    "PushItem",
+    "Refused",
     "Requested",
     "TickDetail",
     "Verification",
@@ -126,6 +128,22 @@ class BackfillTick(NamedTuple):
     action: Literal["run", "skip"]
     run: RunRow | None
     existing: bool
+
+
+class PushItem(NamedTuple):
+    """One message for :meth:`Kernel.ingest_many`: its id and its JSON payload."""
+
+    message_id: str
+    payload: Any = None
+
+
+class Refused(NamedTuple):
+    """A push message the kernel would not record (nothing was written for it): ``error`` is
+    the typed reason (:class:`InputError` for a bad message or a stopped sensor,
+    :class:`NotFound` for an unknown sensor)."""
+
+    message_id: str
+    error: InputError | NotFound
 
 
 class TickDetail(NamedTuple):
@@ -521,10 +539,26 @@ class Kernel:
         ``connector`` maps the message to run requests (default: one run per message).
         """
         at = epoch(now)
-        row = self.sensor(sensor_id)
+        prepared = self._push_events(self.sensor(sensor_id), message_id, payload, at, connector)
+        if isinstance(prepared, Ingested):
+            return prepared
+        appended = self._append(prepared, at)
+        return Ingested(self._logged_eval(appended.records[0]), appended.duplicate)
+
+    def _push_events(
+        self,
+        row: SensorRow,
+        message_id: str,
+        payload: Any,
+        at: int,
+        connector: MapMessage | None,
+    ) -> Ingested | list[Pending]:
+        """The events that record one push message, or its original evaluation if it was
+        delivered before (the connector is not asked twice about one message)."""
+        sensor_id = row.sensor_id
         eval_id = derived_id(f"push/{sensor_id}/{check_text(message_id, 'message id')}")
         earlier = self._evaluation_or_none(eval_id)
-        if earlier is not None:  # the connector is not asked twice about one message
+        if earlier is not None:
             return Ingested(earlier, True)
         size = len(msgspec.json.encode(check_json(payload, "payload")))
         if size > row.definition.max_payload_bytes:
@@ -539,8 +573,7 @@ class Kernel:
                 requests = None if mapped is None else _requests(mapped)
             except Exception as exc:
                 requests = _error(exc)
-        appended = self._append(decide.ingest(row, message_id, payload, size, requests), at)
-        return Ingested(self._logged_eval(appended.records[0]), appended.duplicate)
+        return decide.ingest(row, message_id, payload, size, requests)
 
     def poll_ticket(self, sensor_id: str) -> decide.PollTicket:
         """Read what a poll needs: the expected ``state_version`` and the cursor."""
@@ -1024,6 +1057,94 @@ class Kernel:
             if table is not Table.LOG:
                 differences += _compare(table, self.store, target, 20 - len(differences))
         return Verification(not differences, events, tuple(differences))
+
+    # -- batched push ------------------------------------------------------------------------
+
+    def ingest_many(
+        self,
+        sensor_id: str,
+        messages: Iterable[PushItem | tuple[str, Any]],
+        now: When = None,
+        connector: MapMessage | None = None,
+    ) -> list[Ingested | Refused]:
+        """Record many push messages in ONE store transaction (one commit, one device flush):
+        one outcome per message, in order.
+
+        Each message keeps :meth:`ingest`'s meaning: a re-delivery (from an earlier call, or
+        repeated within this one) writes nothing and is the original evaluation with
+        ``duplicate=True``; a message the kernel will not take (bad id or payload, unknown or
+        stopped sensor) is :class:`Refused` with its typed error, and the others are recorded.
+
+        >>> from arcoflow.kernel import Kernel, MemoryStore, SensorDefinition, RunTemplate
+        >>> k = Kernel(MemoryStore())
+        >>> _ = k.define_sensor(SensorDefinition("orders", "push", RunTemplate("ship")), now=0)
+        >>> [type(o).__name__ for o in k.ingest_many("orders", [("a", 1), ("a", 1), ("", 2)])]
+        ['Ingested', 'Ingested', 'Refused']
+        """
+        at = epoch(now)
+        items = [PushItem(*m) for m in messages]
+        try:
+            row = self.sensor(sensor_id)
+        except (InputError, NotFound) as exc:
+            return [Refused(item.message_id, exc) for item in items]
+        outcomes: list[Ingested | Refused | None] = [None] * len(items)
+        first: dict[str, int] = {}  # message id -> its first position in this call
+        batches: list[list[Pending]] = []
+        slots: list[int] = []  # the position each batch answers
+        for i, (message_id, payload) in enumerate(items):
+            if isinstance(message_id, str) and message_id in first:
+                continue  # a repeat within the call: answered by its first occurrence below
+            try:
+                if not isinstance(message_id, str):
+                    raise InputError(f"message id must be text, not {type(message_id).__name__}")
+                prepared = self._push_events(row, message_id, payload, at, connector)
+            except InputError as exc:
+                # Nothing is written for a refused message: a repeat of its id is judged anew.
+                outcomes[i] = Refused(message_id, exc)
+                continue
+            first[message_id] = i
+            if isinstance(prepared, Ingested):
+                outcomes[i] = prepared
+            else:
+                batches.append(prepared)
+                slots.append(i)
+        for i, outcome in zip(slots, self._append_each(batches, at), strict=True):
+            outcomes[i] = outcome
+        for i, (message_id, _) in enumerate(items):
+            if outcomes[i] is None:
+                original = outcomes[first[message_id]]
+                # The first occurrence was recorded (or its batch refused by the store).
+                outcomes[i] = (
+                    Ingested(original.evaluation, True)
+                    if isinstance(original, Ingested)
+                    else original
+                )
+        return [o for o in outcomes if o is not None]
+
+    def _append_each(
+        self, batches: Sequence[Sequence[Pending]], at: int
+    ) -> list[Ingested | Refused]:
+        """Append independent push batches in one transaction. Should the store still refuse
+        one (a value the checks above let through), they are appended one by one instead, so
+        only that message is refused."""
+        if not batches:
+            return []
+        try:
+            appended = self.store.append_many(batches, at)
+        except InputError:
+            appended = None
+        if appended is not None:
+            return [Ingested(self._logged_eval(a.records[0]), a.duplicate) for a in appended]
+        outcomes: list[Ingested | Refused] = []
+        for batch in batches:
+            try:
+                one = self._append(batch, at)
+            except InputError as exc:
+                event = batch[0].event
+                outcomes.append(Refused(getattr(event, "message_id", None) or "", exc))
+            else:
+                outcomes.append(Ingested(self._logged_eval(one.records[0]), one.duplicate))
+        return outcomes
 
 
 def _compare(table: Table, live: Store, replayed: Store, budget: int) -> list[str]:

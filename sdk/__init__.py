@@ -28,6 +28,7 @@ from arcoflow.kernel import (
     RunTemplate,
     ScheduleDefinition,
     SensorDefinition,
+    SourceDefinition,
     TickContext,
     TickResult,
     parse_duration,
@@ -50,6 +51,7 @@ from .plugins import (
     PluginTimeout,
 )
 from .runtime import CycleReport, Failure, Runtime
+from .sources import Delivery, Sink, Source, SourceRunner, SourceState
 from .types import ConnectorError, Launch, Launched, LaunchError, RunState
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "Conflict",
     "ConnectorError",
     "CycleReport",
+    "Delivery",
     "ErrorKind",
     "Failure",
     "InputError",
@@ -87,6 +90,11 @@ __all__ = [
     "Runtime",
     "ScheduleDefinition",
     "SensorDefinition",
+    "Sink",
+    "Source",
+    "SourceDefinition",
+    "SourceRunner",
+    "SourceState",
     "TickContext",
     "TickResult",
     "error_kind",

@@ -52,6 +52,7 @@ from .operate import add_operator_commands
 from .plugins import Plugins
 from .progress import Progress
 from .runtime import Runtime
+from .sources import add_source_commands
 from .stdout import document_stdout
 from .types import StoreUse
 
@@ -391,6 +392,9 @@ class _CountedReplay:
     def append(self, batch: Sequence[Pending], at: int) -> Appended:
         return self.store.append(batch, at)
 
+    def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
+        return self.store.append_many(batches, at)
+
     def replay(self, envelopes: Sequence[Envelope]) -> None:
         self.store.replay(envelopes)
         self.done += len(envelopes)
@@ -581,6 +585,7 @@ def _plugin_commands(sub: Any, commands: _Commands) -> Plugins:
     plugins = Plugins.discover()
     add_runtime_commands(sub, commands.register)
     add_operator_commands(sub, commands.register)
+    add_source_commands(sub, commands.register)
     plugins.add_commands(sub, commands.register)
     return plugins
 

@@ -25,11 +25,12 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from arcoflow.kernel import InputError, Kernel, StoreError, load_definitions
+from arcoflow.kernel import InputError, Kernel, SourceDefinition, StoreError, load_definitions
 
 from .heartbeat import write_heartbeat
 from .plugins import Plugins
 from .runtime import Listener, Runtime
+from .sources import Source, make_sources, running_sources
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -69,9 +70,11 @@ def run_daemon(
     if interval <= 0:
         raise InputError(f"interval must be positive, got {interval}")
     launchers: dict[str, dict[str, object]] = {}
+    sources: list[tuple[SourceDefinition, Source]] = []
     if definitions_path is not None:
         definitions = load_definitions(definitions_path)
         plugins.require_definitions(definitions, definitions_path)
+        sources = make_sources(plugins, definitions.sources)  # a bad one is refused up front
         launchers = {name: dict(table) for name, table in definitions.launchers.items()}
         runtime = Runtime(kernel, plugins, launchers, clock=clock, listener=listener)
         for change in kernel.apply(definitions, now=clock() if clock else None):
@@ -91,7 +94,7 @@ def run_daemon(
     deadline = None if duration is None else time.monotonic() + duration
     cycles = 0
     code = 0
-    with _stop_on_signals(stop):
+    with _stop_on_signals(stop), running_sources(kernel, plugins, [] if once else sources):
         while True:
             started = time.monotonic()
             try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from arcoflow.kernel import (
@@ -22,11 +22,15 @@ from arcoflow.kernel import (
     PollResult,
     PushMessage,
     RunRequest,
+    SourceDefinition,
     TickContext,
     TickResult,
 )
 
 from .types import Launch, Launched, Register, RunState
+
+if TYPE_CHECKING:
+    from .sources import Source
 
 hookspec = pluggy.HookspecMarker("arcoflow")
 #: Marks a plugin's function or method as the implementation of the hook of the same name.
@@ -52,6 +56,20 @@ def arcoflow_push(message: PushMessage) -> Sequence[RunRequest] | None:
 
     Return ``None`` for the default (one run keyed by the message id), or a list (possibly
     empty: the message is recorded with no run). Never called twice for one message id.
+    """
+
+
+@hookspec(firstresult=True)
+def arcoflow_source(source: SourceDefinition) -> Source | None:
+    """Make the consumer for a ``[[source]]`` whose ``plugin`` is this plugin.
+
+    Receives the :class:`SourceDefinition` (``id``, ``sensor``, ``batch_size`` and the
+    plugin's own ``config``); raise :class:`InputError` for a config it cannot use (the daemon
+    refuses to start). Returns a :class:`~arcoflow.sdk.sources.Source`: its ``run(sink)``
+    coroutine consumes until cancelled and hands each message to ``sink.put``; the daemon
+    ingests them in batches, acks each only after its batch committed, rejects what the kernel
+    refuses, and restarts a source that raises with capped backoff. Called once per source at
+    daemon start.
     """
 
 

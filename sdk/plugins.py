@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import inspect
 import logging
 import os
 import threading
@@ -37,17 +38,20 @@ import pluggy
 from arcoflow.kernel import (
     ArcoflowError,
     Definitions,
+    InputError,
     InvalidDefinition,
     PollContext,
     PollResult,
     PushMessage,
     RunRequest,
     SensorDefinition,
+    SourceDefinition,
     TickContext,
     TickResult,
 )
 
 from . import hookspecs
+from .sources import Source
 from .stdout import plugin_code, routed_stdout
 from .types import Launch, Launched, Register, RunState
 
@@ -77,6 +81,7 @@ DISABLE_ENV: Final = "ARCOFLOW_DISABLE_PLUGINS"
 HOOKS: Final = (
     "arcoflow_poll",
     "arcoflow_push",
+    "arcoflow_source",
     "arcoflow_evaluate_tick",
     "arcoflow_launch",
     "arcoflow_run_state",
@@ -86,6 +91,7 @@ HOOKS: Final = (
 _ROLE: Final = {
     "arcoflow_poll": "connector",
     "arcoflow_push": "connector",
+    "arcoflow_source": "source",
     "arcoflow_evaluate_tick": "evaluator",
     "arcoflow_launch": "launcher",
     "arcoflow_run_state": "launcher",
@@ -475,6 +481,24 @@ class Plugins:
             return _push_result(connector, result)
 
         return mapper
+
+    def source(self, definition: SourceDefinition) -> Source:
+        """The consumer the plugin ``definition.plugin`` makes for ``definition``.
+
+        Raises :class:`PluginMissing`, :class:`InputError` (the plugin refused its config),
+        :class:`PluginGarbage` (no ``run`` coroutine) or :class:`PluginError`.
+        """
+        caller = self._caller("arcoflow_source", definition.plugin)
+        what = f"source plugin {definition.plugin!r} (source {definition.id!r})"
+        try:
+            made: object = caller(source=definition)
+        except InputError as exc:
+            raise InputError(f"{what}: {exc}") from exc
+        except Exception as exc:
+            raise PluginError(f"{what}: {describe_error(exc)}") from exc
+        if not inspect.iscoroutinefunction(getattr(made, "run", None)):
+            raise PluginGarbage(f"{what} returned {type(made).__name__}, not a Source")
+        return made  # type: ignore[return-value]
 
     def evaluator(self, timeout: float) -> Callable[[TickContext], TickResult]:
         """The ``evaluate=`` callable of ``Kernel.evaluate_schedules``: calls the plugin named

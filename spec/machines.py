@@ -146,6 +146,9 @@ class Interposer:
         finally:
             del codec.encode  # back to the class's method
 
+    def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
+        return self.inner.append_many(batches, at)
+
     def disarm(self) -> bool:
         """Drop a ``before_append`` hook that did not run; True if there was one."""
         armed, self.before_append = self.before_append is not None, None

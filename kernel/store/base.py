@@ -29,6 +29,7 @@ __all__ = [
     "Store",
     "WriteTxn",
     "apply_batch",
+    "apply_batches",
     "apply_envelope",
     "counter_next_seq",
     "readable",
@@ -96,6 +97,11 @@ class Store(Protocol):
 
     def append(self, batch: Sequence[Pending], at: int) -> Appended:
         """Apply ``batch`` atomically (see :func:`apply_batch`)."""
+        ...
+
+    def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
+        """Apply several independent batches in one write transaction, each with its own
+        idempotency outcome (see :func:`apply_batches`)."""
         ...
 
     def replay(self, envelopes: Sequence[Envelope]) -> None:
@@ -295,6 +301,30 @@ def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) 
         apply_envelope(txn, view, envelope)
     txn.put(Table.META, b"schema_version", u64(codec.version))
     return Appended(envelopes, False)
+
+
+def apply_batches(
+    txn: WriteTxn, codec: Codec, batches: Sequence[Sequence[Pending]], at: int
+) -> list[Appended]:
+    """Several appends in the caller's one write transaction: :func:`apply_batch` for each,
+    in order, so each batch keeps its own idempotency outcome (one commit, one device flush).
+
+    A batch whose first key an *earlier batch of this transaction* applied is a duplicate of
+    that batch, answered from memory: a backend's scans need not see the transaction's own
+    writes. A :class:`Conflict` or any error still aborts the whole transaction.
+    """
+    results: list[Appended] = []
+    applied: dict[str, Appended] = {}  # key -> the batch of this transaction that logged it
+    for batch in batches:
+        earlier = applied.get(batch[0].key) if batch else None
+        if earlier is not None:
+            results.append(Appended(earlier.records, True))
+            continue
+        appended = apply_batch(txn, codec, batch, at)
+        if not appended.duplicate:
+            applied.update((envelope.key, appended) for envelope in appended.records)
+        results.append(appended)
+    return results
 
 
 def replay_batch(txn: WriteTxn, codec: Codec, envelopes: Sequence[Envelope]) -> None:

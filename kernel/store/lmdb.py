@@ -48,6 +48,7 @@ from .base import (
     Appended,
     Pending,
     apply_batch,
+    apply_batches,
     check_format,
     counter_next_seq,
     min_stop,
@@ -330,6 +331,12 @@ class LmdbStore:
     def append(self, batch: Sequence[Pending], at: int) -> Appended:
         result: Appended = self._write(lambda txn: apply_batch(txn, self.codec, batch, at))
         return result
+
+    def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
+        results: list[Appended] = self._write(
+            lambda txn: apply_batches(txn, self.codec, batches, at)
+        )
+        return results
 
     def replay(self, envelopes: Sequence[Envelope]) -> None:
         self._write(lambda txn: replay_batch(txn, self.codec, envelopes))

@@ -17,6 +17,7 @@ from .base import (
     Appended,
     Pending,
     apply_batch,
+    apply_batches,
     counter_next_seq,
     min_stop,
     prefix_end,
@@ -116,6 +117,13 @@ class MemoryStore:
             result = apply_batch(txn, self.codec, batch, at)
             txn.commit()
             return result
+
+    def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
+        with self._lock:
+            txn = _Write(self._tables)
+            results = apply_batches(txn, self.codec, batches, at)
+            txn.commit()
+            return results
 
     def replay(self, envelopes: Sequence[Envelope]) -> None:
         with self._lock:

@@ -57,7 +57,16 @@ from psycopg_pool import ConnectionPool
 from ..codec import Codec, Envelope
 from ..errors import InputError, StoreError
 from ..rows import Table
-from .base import Appended, Pending, apply_batch, check_format, min_stop, prefix_end, replay_batch
+from .base import (
+    Appended,
+    Pending,
+    apply_batch,
+    apply_batches,
+    check_format,
+    min_stop,
+    prefix_end,
+    replay_batch,
+)
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresStore"]
 
@@ -564,6 +573,9 @@ class PostgresStore:
 
     def append(self, batch: Sequence[Pending], at: int) -> Appended:
         return self._write(lambda txn: apply_batch(txn, self.codec, batch, at))
+
+    def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
+        return self._write(lambda txn: apply_batches(txn, self.codec, batches, at))
 
     def replay(self, envelopes: Sequence[Envelope]) -> None:
         def run(txn: _Write) -> None:

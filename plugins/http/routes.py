@@ -37,6 +37,7 @@ from arcoflow.sdk import (
 )
 from arcoflow.sdk.heartbeat import read_heartbeat
 from arcoflow.sdk.metrics import CONTENT_TYPE, exposition
+from arcoflow.sdk.sources import read_status, status_row
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -369,6 +370,13 @@ def openapi_document() -> JSON:
     return document
 
 
+def _sources(req: Request) -> Reply:
+    """The sources' state the daemon last wrote beside the store (see ``arcoflow sources``)."""
+    path = getattr(req.kernel.store, "path", None)
+    states = read_status(path) if isinstance(path, str) else []
+    return 200, {"sources": [status_row(s) for s in states]}
+
+
 def _openapi(req: Request) -> Reply:
     return 200, openapi_document()
 
@@ -527,6 +535,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/runs", _runs, ("status", "limit", "cursor")),
     Route("GET", "/runs/{run_id}", _run),
     Route("GET", "/conflicts", _conflicts, ("limit", "cursor")),
+    Route("GET", "/sources", _sources),
     Route("GET", "/healthz", _healthz),
     Route("GET", "/metrics", _metrics),
     Route("GET", "/openapi.json", _openapi),

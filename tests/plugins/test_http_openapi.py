@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from arcoflow.kernel import Kernel, LmdbStore, RunTemplate
 from arcoflow.plugins.http import ROUTES, openapi_document
+from arcoflow.sdk.sources import Rejection, SourceState, status_path, write_status
 
 try:  # tests/plugins may become a package
     from .http_support import Client, resolve, schema_errors, seed, served
@@ -142,6 +143,11 @@ def test_real_answers_of_every_route_match_the_document(store_dir: str) -> None:
         kernel.complete_run(run.run_id, True, "ok", now=13)
         stuck = kernel.request_run("stuck", RunTemplate("t", launcher="x"), now=14)
         kernel.record_launch(stuck.run_id, error="down", now=15, max_attempts=1)
+        rejected = Rejection(None, "the message has no id", 14.5)
+        write_status(
+            status_path(store_dir),
+            [SourceState("o", "nats", "orders", True, 3, 1, 1, 1, 0, None, [rejected], 15.0)],
+        )
         with served(kernel) as server:
             client = Client(server)  # checks each answer against the document
             assert client.post("/sensors/orders/messages", {"a": 1}, key="m").status == 201
@@ -176,6 +182,7 @@ def test_real_answers_of_every_route_match_the_document(store_dir: str) -> None:
                 "/conflicts",
                 "/healthz",
                 "/metrics",
+                "/sources",
                 "/openapi.json",
             ):
                 reply = client.get(path)
