@@ -31,6 +31,7 @@ from .definitions import (
     SensorDefinition,
     TickContext,
     TickResult,
+    revalidate,
     validate_id,
 )
 from .errors import Conflict, InputError, NotFound, StoreError
@@ -163,7 +164,7 @@ def _checked(value: Any, cls: type[_A], field: str) -> _A:
     changed a mutable part (a config dict) since it was built."""
     if not isinstance(value, cls):
         raise InputError(f"{field}: expected a {cls.__name__}, got {type(value).__name__}")
-    attrs.validate(value)
+    revalidate(value)
     return value
 
 
@@ -735,10 +736,7 @@ class Kernel:
         """Upsert every schedule and sensor in ``definitions``; what changed for each."""
         at = epoch(now)
         _checked(definitions, Definitions, "definitions")
-        for schedule in definitions.schedules:  # all of them before the first is applied
-            attrs.validate(schedule)
-        for sensor in definitions.sensors:
-            attrs.validate(sensor)
+        revalidate(definitions)  # all of them before the first is applied
         return [self.define_schedule(s, at) for s in definitions.schedules] + [
             self.define_sensor(s, at) for s in definitions.sensors
         ]
