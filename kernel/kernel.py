@@ -737,6 +737,8 @@ class Kernel:
         at = epoch(now)
         _checked(definitions, Definitions, "definitions")
         revalidate(definitions)  # all of them before the first is applied
+        for sensor in definitions.sensors:  # and the one rule that depends on the store
+            decide.define_sensor(self._sensor_or_none(sensor.id), sensor, at)
         return [self.define_schedule(s, at) for s in definitions.schedules] + [
             self.define_sensor(s, at) for s in definitions.sensors
         ]

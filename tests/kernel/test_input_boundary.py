@@ -424,3 +424,15 @@ def test_check_json() -> None:
     for bad in (math.nan, [math.inf], {"a": 2**64}, {1: 2}, b"x", "\udc80", nested, object()):
         with pytest.raises(InputError, match="^c must hold JSON values only: "):
             check_json(bad, "c")
+
+
+def test_apply_refuses_a_definitions_file_whole(kernel: Kernel) -> None:
+    """A sensor whose type would change is refused before any definition is applied."""
+    kernel.define_sensor(poll_sensor(), now=T0)
+    before = dump(kernel.store)
+    defs = parse_definitions(
+        {**_toml_schedule(), "sensor": [{"id": "files", "type": "push", "run": {"target": "x"}}]}
+    )
+    with pytest.raises(InputError, match="type cannot change"):
+        kernel.apply(defs, now=T0 + 1)
+    assert dump(kernel.store) == before
