@@ -30,8 +30,8 @@ from arcoflow.kernel import (
     load_definitions,
 )
 from arcoflow.kernel import views as v
-from arcoflow.kernel.values import check_json, check_time
 from arcoflow.kernel.kernel import preview
+from arcoflow.kernel.values import check_json, check_time
 
 from .commands import add_runtime_commands
 from .plugins import Plugins

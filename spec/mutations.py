@@ -30,13 +30,13 @@ import arcoflow.kernel.store.lmdb as lmdb_module
 import arcoflow.kernel.store.memory as memory_module
 import attrs
 import msgspec
+from arcoflow.kernel.definitions import MAX_CATCHUP_TICKS
 from arcoflow.kernel.events import (
     RunRequested,
     ScheduleAdvanced,
     ScheduleToggled,
     SensorEvaluated,
 )
-from arcoflow.kernel.definitions import MAX_CATCHUP_TICKS
 from arcoflow.kernel.rows import RunRow, SensorRow, Table, key
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
@@ -97,7 +97,9 @@ def _with_definition(fn: Any, **changes: Any) -> Any:
 def _no_catchup_budget() -> AbstractContextManager[None]:
     """``plan_ticks`` ignores ``max_catchup_ticks``."""
     plan = decide_module.plan_ticks
-    return _patch(decide_module, "plan_ticks", _with_definition(plan, max_catchup_ticks=MAX_CATCHUP_TICKS))
+    return _patch(
+        decide_module, "plan_ticks", _with_definition(plan, max_catchup_ticks=MAX_CATCHUP_TICKS)
+    )
 
 
 def _no_catchup_window() -> AbstractContextManager[None]:

@@ -155,7 +155,11 @@ texts = st.text(max_size=20)
 maybe_text = st.none() | texts
 
 json_values: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | ints | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
+    st.none()
+    | st.booleans()
+    | ints
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
     ),
