@@ -184,15 +184,17 @@ def _cron(value: object, field: str) -> None:
 
 
 def _zone(value: object, field: str) -> None:
+    text = check_text(value, field)
     try:
-        zone(check_text(value, field))
+        zone(text)
     except InputError as exc:
         raise type(exc)(f"{field}: {exc}") from None
 
 
-def _budget(value: object, field: str, limit: int) -> None:
-    check_int(value, field, 0 if field == "max_tick_retries" else 1)
-    policy(f"{field}: {value} is over the limit of {limit}" if value > limit else None)  # type: ignore[operator]
+def _budget(value: object, field: str, least: int, limit: int) -> None:
+    """An integer from ``least`` up; ``limit`` is a policy (see :func:`.values.policy`)."""
+    number = check_int(value, field, least)
+    policy(f"{field}: {number} is over the limit of {limit}" if number > limit else None)
 
 
 def _instance(value: object, field: str, cls: type) -> None:
@@ -298,13 +300,13 @@ class ScheduleDefinition:
     run: RunTemplate = attrs.field(validator=_rule(_instance, RunTemplate))
     timezone: str = attrs.field(default="UTC", validator=_rule(_zone))
     catchup_window: int = attrs.field(default=3600, converter=_catchup_window, validator=_POSITIVE)
-    max_catchup_ticks: int = attrs.field(default=1, validator=_rule(_budget, MAX_CATCHUP_TICKS))
+    max_catchup_ticks: int = attrs.field(default=1, validator=_rule(_budget, 1, MAX_CATCHUP_TICKS))
     catchup_order: Literal["newest", "oldest"] = attrs.field(
         default="newest", validator=_rule(check_choice, ("newest", "oldest"))
     )
     dst_gap: DstGap = attrs.field(default=DstGap.TRANSITION, converter=_gap)
     dst_fold: DstFold = attrs.field(default=DstFold.FIRST, converter=_fold)
-    max_tick_retries: int = attrs.field(default=0, validator=_rule(_budget, MAX_TICK_RETRIES))
+    max_tick_retries: int = attrs.field(default=0, validator=_rule(_budget, 0, MAX_TICK_RETRIES))
     evaluator: str | None = attrs.field(default=None, validator=_optional(check_text))
     enabled: bool = attrs.field(default=True, validator=_rule(check_bool))
 
