@@ -524,7 +524,7 @@ class Kernel:
         at = epoch(now)
         _checked_ticket(ticket)
         if not isinstance(result, (PollResult, str)):
-            raise InputError(f"result: expected a PollResult or a reason, not {result!r}")
+            raise InputError(f"result: expected a PollResult or a reason, not {type(result)}")
         batch = decide.record_poll(self._sensor_or_none(ticket.sensor_id), ticket, result, at)
         appended = self._append(batch, at)
         if appended.duplicate and not decide.same_poll([e.event for e in appended.records], batch):
@@ -655,13 +655,13 @@ class Kernel:
 
     def conflicts(self, *, limit: int = 50, before: int | None = None) -> list[ConflictRow]:
         """Run-key conflicts (same key, other fingerprint), newest first."""
-        stop = u64(check_int(before, "before", 0, 2**64 - 1)) if before is not None else None
+        stop = u64(check_int(before, "before", 0)) if before is not None else None
         return self._scan(Table.CONFLICTS, _limit(limit), stop=stop, reverse=True)
 
     def due_launches(self, now: When = None, limit: int = 100) -> list[RunRow]:
         """``REQUESTED`` runs with a launcher whose next attempt is due: the launch outbox."""
         at = epoch(now)
-        _limit(limit)
+        _optional_limit(limit)
         out = []
         with self.store.read() as txn:
             for _, primary in txn.scan(Table.OUTBOX, stop=u64(at + 1)):
@@ -748,7 +748,7 @@ class Kernel:
     def log(self, after: int = 0, chunk: int = 1000) -> Iterator[Envelope]:
         """Every logged envelope after sequence number ``after``, in order, read in chunks
         (no long-lived read transaction)."""
-        check_int(after, "after", 0, 2**64 - 2)
+        check_int(after, "after", 0)
         check_int(chunk, "chunk", 1, 100_000)
         while True:
             with self.store.read() as txn:
@@ -855,6 +855,7 @@ def _limit(limit: int) -> int:
 
 
 def _optional_limit(limit: int | None) -> None:
+    """A batch size (the runtime's may be large), or None: no limit."""
     if limit is not None:
         check_int(limit, "limit", 1, 2**31)
 
