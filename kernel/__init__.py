@@ -5,7 +5,7 @@
 []
 """
 
-from . import views
+from . import values, views
 from .codec import SCHEMA_VERSION, Codec, Envelope
 from .cron import DstFold, DstGap
 from .definitions import (
@@ -97,5 +97,6 @@ __all__ = [
     "load_definitions",
     "parse_definitions",
     "parse_duration",
+    "values",
     "views",
 ]
