@@ -661,7 +661,7 @@ class Kernel:
     def due_launches(self, now: When = None, limit: int = 100) -> list[RunRow]:
         """``REQUESTED`` runs with a launcher whose next attempt is due: the launch outbox."""
         at = epoch(now)
-        _optional_limit(limit)
+        _batch(limit)
         out = []
         with self.store.read() as txn:
             for _, primary in txn.scan(Table.OUTBOX, stop=u64(at + 1)):
@@ -854,10 +854,14 @@ def _limit(limit: int) -> int:
     return check_int(limit, "limit", 1, 1000)
 
 
+def _batch(limit: int) -> int:
+    """A batch size (the runtime's may be larger than a page)."""
+    return check_int(limit, "limit", 1, 2**31)
+
+
 def _optional_limit(limit: int | None) -> None:
-    """A batch size (the runtime's may be large), or None: no limit."""
     if limit is not None:
-        check_int(limit, "limit", 1, 2**31)
+        _batch(limit)
 
 
 def _checked_ticket(ticket: Any) -> None:
