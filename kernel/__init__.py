@@ -5,7 +5,7 @@
 []
 """
 
-from . import views
+from . import values, views
 from .codec import SCHEMA_VERSION, Codec, Envelope
 from .cron import DstFold, DstGap
 from .definitions import (
@@ -130,5 +130,6 @@ __all__ = [
     "parse_definitions",
     "parse_duration",
     "validate_run_id",
+    "values",
     "views",
 ]

@@ -394,6 +394,8 @@ def ingest(
     eval_id = derived_id(key)
     if requests is None:
         requests = [RunRequest(message_id, config={"payload": payload})]
+    else:
+        requests = _checked(requests, f"connector {d.connector!r}")
     runs, status, reason = _runs(live, eval_id, requests, message_id)
     event = SensorEvaluated(
         eval_id,
@@ -422,9 +424,8 @@ def _checked(result: _R | str, plugin: str) -> _R | str:
 
 
 def _runs(
-    row: SensorRow, eval_id: str, answer: Sequence[RunRequest] | str, default_key: str
+    row: SensorRow, eval_id: str, result: Sequence[RunRequest] | str, default_key: str
 ) -> tuple[list[Pending], EvalStatus, str | None]:
-    result = _checked(answer, f"connector {row.definition.connector!r}")
     if isinstance(result, str):
         return [], "FAILED", result
     origin = f"sensor:{row.sensor_id}"

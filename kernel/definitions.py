@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
@@ -50,6 +50,7 @@ __all__ = [
     "parse_definitions",
     "parse_duration",
     "refused",
+    "revalidate",
     "validate_id",
 ]
 
@@ -155,6 +156,8 @@ def _target(value: object, field: str) -> None:
 def _json_blob(value: object, field: str) -> None:
     if not isinstance(value, dict):
         raise InputError(f"{field} must be a table of JSON values, got {type(value).__name__}")
+    if not value:
+        return
     # JSON-ness became a rule after arcoflow had stored values without it: see values.policy.
     policy(json_problem(value, field))
     try:
@@ -182,25 +185,27 @@ def _cron(value: object, field: str) -> None:
 
 
 def _zone(value: object, field: str) -> None:
+    text = check_text(value, field)
     try:
-        zone(check_text(value, field))
+        zone(text)
     except InputError as exc:
         raise type(exc)(f"{field}: {exc}") from None
 
 
-def _budget(value: object, field: str, limit: int) -> None:
-    check_int(value, field, 0 if field == "max_tick_retries" else 1)
-    policy(f"{field}: {value} is over the limit of {limit}" if value > limit else None)  # type: ignore[operator]
+def _budget(value: object, field: str, least: int, limit: int) -> None:
+    """An integer from ``least`` up; ``limit`` is a policy (see :func:`.values.policy`)."""
+    number = check_int(value, field, least)
+    policy(f"{field}: {number} is over the limit of {limit}" if number > limit else None)
 
 
 def _instance(value: object, field: str, cls: type) -> None:
+    # Not validated again here: an instance was validated when it was built (or decoded).
+    # What may have changed since (a mutable config dict) is checked by revalidate().
     if not isinstance(value, cls):
         raise InputError(f"{field}: expected a {cls.__name__}, got {_kind(value)}")
-    attrs.validate(cast("attrs.AttrsInstance", value))  # again: a config dict may have changed
 
 
 def _items(value: object, field: str, cls: type) -> None:
-    """A list of ``cls`` values, each checked again (see :func:`_instance`)."""
     if not isinstance(value, (list, tuple)):
         raise InputError(f"{field}: expected a list of {cls.__name__}, got {_kind(value)}")
     for item in value:
@@ -301,13 +306,13 @@ class ScheduleDefinition:
     run: RunTemplate = attrs.field(validator=_rule(_instance, RunTemplate))
     timezone: str = attrs.field(default="UTC", validator=_rule(_zone))
     catchup_window: int = attrs.field(default=3600, converter=_catchup_window, validator=_POSITIVE)
-    max_catchup_ticks: int = attrs.field(default=1, validator=_rule(_budget, MAX_CATCHUP_TICKS))
+    max_catchup_ticks: int = attrs.field(default=1, validator=_rule(_budget, 1, MAX_CATCHUP_TICKS))
     catchup_order: Literal["newest", "oldest"] = attrs.field(
         default="newest", validator=_rule(check_choice, ("newest", "oldest"))
     )
     dst_gap: DstGap = attrs.field(default=DstGap.TRANSITION, converter=_gap)
     dst_fold: DstFold = attrs.field(default=DstFold.FIRST, converter=_fold)
-    max_tick_retries: int = attrs.field(default=0, validator=_rule(_budget, MAX_TICK_RETRIES))
+    max_tick_retries: int = attrs.field(default=0, validator=_rule(_budget, 0, MAX_TICK_RETRIES))
     evaluator: str | None = attrs.field(default=None, validator=_optional(check_text))
     enabled: bool = attrs.field(default=True, validator=_rule(check_bool))
 
@@ -406,15 +411,26 @@ class TickResult:
     skip_reason: str | None = attrs.field(default=None, validator=_optional(check_text, MAX_REASON))
 
 
+def revalidate(value: Any) -> None:
+    """Run every validator of ``value`` (an instance of a class here) and of the instances it
+    holds, again. A caller may have changed one after building it (config dicts are mutable)
+    or built it around its validators; the kernel checks what it is about to record."""
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            revalidate(item)
+    elif attrs.has(type(value)):
+        attrs.validate(value)
+        for field in attrs.fields(type(value)):
+            revalidate(getattr(value, field.name))
+
+
 def refused(result: PollResult | TickResult | Sequence[RunRequest]) -> str | None:
-    """Why a plugin's result is refused, or ``None``: every rule is checked again, because a
-    plugin can change a result after building it (its config dicts are mutable) or build one
-    around the validators. The kernel records a refused result as the plugin's failure."""
+    """Why a plugin's result is refused (every rule is checked again, see :func:`revalidate`),
+    or ``None``. The kernel records a refused result as the plugin's failure."""
     try:
-        if isinstance(result, (PollResult, TickResult)):
-            attrs.validate(result)
-        else:
+        if not isinstance(result, (PollResult, TickResult)):
             _requests(result, "run_requests")
+        revalidate(result)
     except (InputError, AttributeError, TypeError) as exc:  # AttributeError: built around attrs
         return f"result refused: {exc}"
     return None

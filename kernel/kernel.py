@@ -31,6 +31,7 @@ from .definitions import (
     SensorDefinition,
     TickContext,
     TickResult,
+    revalidate,
     validate_id,
 )
 from .errors import Conflict, CorruptRecord, InputError, NotFound, StoreError
@@ -207,7 +208,7 @@ def _checked(value: Any, cls: type[_A], field: str) -> _A:
     changed a mutable part (a config dict) since it was built."""
     if not isinstance(value, cls):
         raise InputError(f"{field}: expected a {cls.__name__}, got {type(value).__name__}")
-    attrs.validate(value)
+    revalidate(value)
     return value
 
 
@@ -591,7 +592,7 @@ class Kernel:
         at = epoch(now)
         _checked_ticket(ticket)
         if not isinstance(result, (PollResult, str)):
-            raise InputError(f"result: expected a PollResult or a reason, not {result!r}")
+            raise InputError(f"result: expected a PollResult or a reason, not {type(result)}")
         batch = decide.record_poll(self._sensor_or_none(ticket.sensor_id), ticket, result, at)
         appended = self._append(batch, at)
         if appended.duplicate and not decide.same_poll([e.event for e in appended.records], batch):
@@ -752,14 +753,14 @@ class Kernel:
 
     def conflicts(self, *, limit: int = 50, before: int | None = None) -> list[ConflictRow]:
         """Run-key conflicts (same key, other fingerprint), newest first."""
-        stop = u64(check_int(before, "before", 0, 2**64 - 1)) if before is not None else None
+        stop = u64(check_int(before, "before", 0)) if before is not None else None
         return self._scan(Table.CONFLICTS, _limit(limit), stop=stop, reverse=True)
 
     def due_launches(self, now: When = None, limit: int = 100) -> list[RunRow]:
         """``REQUESTED`` runs with a launcher whose next attempt is due: the launch outbox. A
         claimed run is not due until its lease ends."""
         at = epoch(now)
-        _limit(limit)
+        _batch(limit)
         out = []
         with self.store.read() as txn:
             for _, primary in txn.scan(Table.OUTBOX, stop=u64(at + 1)):
@@ -1006,10 +1007,9 @@ class Kernel:
         """Upsert every schedule and sensor in ``definitions``; what changed for each."""
         at = epoch(now)
         _checked(definitions, Definitions, "definitions")
-        for schedule in definitions.schedules:  # all of them before the first is applied
-            attrs.validate(schedule)
-        for sensor in definitions.sensors:
-            attrs.validate(sensor)
+        revalidate(definitions)  # all of them before the first is applied
+        for sensor in definitions.sensors:  # and the one rule that depends on the store
+            decide.define_sensor(self._sensor_or_none(sensor.id), sensor, at)
         return [self.define_schedule(s, at) for s in definitions.schedules] + [
             self.define_sensor(s, at) for s in definitions.sensors
         ]
@@ -1019,7 +1019,7 @@ class Kernel:
     def log(self, after: int = 0, chunk: int = 1000) -> Iterator[Envelope]:
         """Every logged envelope after sequence number ``after``, in order, read in chunks
         (no long-lived read transaction)."""
-        check_int(after, "after", 0, 2**64 - 2)
+        check_int(after, "after", 0)
         check_int(chunk, "chunk", 1, 100_000)
         while True:
             with self.store.read() as txn:
@@ -1222,9 +1222,14 @@ def _limit(limit: int) -> int:
     return check_int(limit, "limit", 1, 1000)
 
 
+def _batch(limit: int) -> int:
+    """A batch size (the runtime's may be larger than a page)."""
+    return check_int(limit, "limit", 1, 2**31)
+
+
 def _optional_limit(limit: int | None) -> None:
     if limit is not None:
-        check_int(limit, "limit", 1, 2**31)
+        _batch(limit)
 
 
 def _checked_ticket(ticket: Any) -> None:

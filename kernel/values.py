@@ -106,7 +106,7 @@ def check_int(value: object, field: str, lo: int = INT64_MIN, hi: int = INT64_MA
     """``value`` if it is an ``int`` (not a ``bool``) in ``lo .. hi`` (within 64 bits)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{field}: expected an integer, got {_show(value)}")
-    if not max(lo, INT64_MIN) <= value <= min(hi, INT64_MAX):
+    if not (lo <= value <= hi and INT64_MIN <= value <= INT64_MAX):
         raise InputError(f"{field}: {value} is out of range ({lo} to {hi})")
     return value
 

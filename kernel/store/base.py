@@ -139,7 +139,7 @@ class _View:
     def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
         where = f"{table.value} row {key!r}"
         data = readable(
-            self.codec.encode_row, lambda b: self.codec.decode_row(b, type(row), where), row, where
+            self.codec.encode_row, lambda b: self.codec.check_row(b, type(row), where), row, where
         )
         old = self.get(table, key)
         for index, key_of in INDEXES.get(table, ()):

@@ -383,7 +383,7 @@ def test_check_bool() -> None:
 def test_check_int() -> None:
     assert check_int(INT64_MAX, "n") == INT64_MAX
     for bad in (True, 1.0, "1", None, 2**63, -(2**63) - 1):
-        with pytest.raises(InputError, match="^n: "):
+        with pytest.raises(InputError, match=r"^n: "):
             check_int(bad, "n")
     with pytest.raises(InputError, match="out of range"):
         check_int(11, "n", 1, 10)
@@ -392,7 +392,7 @@ def test_check_int() -> None:
 def test_check_float() -> None:
     assert check_float(1, "x", 0.0, 1.0) == 1.0
     for bad in (math.nan, math.inf, True, "0.5", 2.0, 2**80):
-        with pytest.raises(InputError, match="^x: "):
+        with pytest.raises(InputError, match=r"^x: "):
             check_float(bad, "x", 0.0, 1.0)
 
 
@@ -410,7 +410,7 @@ def test_check_time() -> None:
         datetime(2026, 1, 1),
         datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
     ):
-        with pytest.raises(InputError, match="^now: "):
+        with pytest.raises(InputError, match=r"^now: "):
             check_time(bad, "now")
 
 
@@ -421,5 +421,17 @@ def test_check_json() -> None:
     for _ in range(70):
         nested = [nested]
     for bad in (math.nan, [math.inf], {"a": 2**64}, {1: 2}, b"x", "\udc80", nested, object()):
-        with pytest.raises(InputError, match="^c must hold JSON values only: "):
+        with pytest.raises(InputError, match=r"^c must hold JSON values only: "):
             check_json(bad, "c")
+
+
+def test_apply_refuses_a_definitions_file_whole(kernel: Kernel) -> None:
+    """A sensor whose type would change is refused before any definition is applied."""
+    kernel.define_sensor(poll_sensor(), now=T0)
+    before = dump(kernel.store)
+    defs = parse_definitions(
+        {**_toml_schedule(), "sensor": [{"id": "files", "type": "push", "run": {"target": "x"}}]}
+    )
+    with pytest.raises(InputError, match="type cannot change"):
+        kernel.apply(defs, now=T0 + 1)
+    assert dump(kernel.store) == before

@@ -1,0 +1,146 @@
+"""Issue 9: bad command-line input exits 2 with one ``arcoflow: error:`` line, no traceback,
+and leaves the store exactly as it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from arcoflow.kernel import Kernel, LmdbStore
+from arcoflow.kernel.rows import Table
+from arcoflow.sdk.cli import main
+
+DEFINITIONS = """
+[[schedule]]
+id = "hourly"
+cron = "0 * * * *"
+run = {{ target = "etl" }}
+
+[[sensor]]
+id = "files"
+type = "poll"
+connector = "filesystem"
+minimum_interval = 1
+config = {{ path = "{incoming}" }}
+run = {{ target = "ingest" }}
+
+[[sensor]]
+id = "hook"
+type = "push"
+run = {{ target = "hooked" }}
+"""
+
+_S = '[[schedule]]\nid = "a"\ncron = "0 * * * *"\n'
+BAD_TOML = {
+    "enabled-0": _S + 'enabled = 0\nrun = { target = "x" }',
+    "enabled-yes": _S + 'enabled = "yes"\nrun = { target = "x" }',
+    "int-2**64": _S + 'max_tick_retries = 18446744073709551616\nrun = { target = "x" }',
+    "config-int-2**64": _S + 'run = { target = "x", config = { n = 18446744073709551616 } }',
+    "config-datetime": _S + 'run = { target = "x", config = { at = 2026-01-01T00:00:00Z } }',
+    "config-nan": _S + 'run = { target = "x", config = { n = nan } }',
+    "budget-too-large": _S + 'max_catchup_ticks = 523926\nrun = { target = "x" }',
+    "cron-random": '[[schedule]]\nid = "a"\ncron = "R R * * *"\nrun = { target = "x" }',
+    "jitter-2": '[[sensor]]\nid = "s"\ntype = "push"\nrun = { target = "x" }\n'
+    "backoff = { jitter = 2.0 }",
+    "type-unknown": '[[sensor]]\nid = "s"\ntype = "pull"\nrun = { target = "x" }',
+}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "a.csv").write_text("x\n")
+    defs = tmp_path / "defs.toml"
+    defs.write_text(DEFINITIONS.format(incoming=incoming))
+    path = str(tmp_path / "store")
+    assert main(["--store", path, "apply", str(defs)]) == 0
+    return path
+
+
+def _dump(path: str) -> dict[Table, tuple[tuple[bytes, bytes], ...]]:
+    store = LmdbStore(path)
+    try:
+        with store.read() as txn:
+            return {table: tuple(txn.scan(table)) for table in Table}
+    finally:
+        store.close()
+
+
+def _refused(path: str, args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    before = _dump(path)
+    code = main(["--store", path, *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("arcoflow: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert _dump(path) == before
+    return err
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["evaluate", "--now", "9999-12-31T23:59:59Z"], "--now: "),
+        (["evaluate", "--now", "1969-12-31T23:59:00Z"], "--now: "),
+        (["preview", "hourly", "--from", "9999-12-31T23:58:00Z"], "--from: "),
+        (["preview", "hourly", "--from", "0001-01-01T00:00:00+01:00"], "--from: "),
+        (["request", "k", "--target", "t", "--config", "[1,2]"], "config"),
+        (["request", "k", "--target", "t", "--config", '{"n":18446744073709551616}'], "64 bits"),
+        (["request", "k", "--target", "t", "--tags", '{"a": 1}'], "tags"),
+        (["push", "hook", "--message-id", "m", "--payload", "NaN"], "NaN"),
+        (["push", "hook", "--message-id", "m", "--payload", '{"x": -Infinity}'], "Infinity"),
+        (["push", "hook", "--message-id", "m", "--payload", "[" * 100_000], "--payload"),
+        (["push", "hook", "--message-id", "m", "--payload", "9" * 5000], "--payload"),
+        (["push", "hook", "--message-id", "m", "--payload", "1e999"], "finite"),
+    ],
+)
+def test_bad_arguments_exit_2_and_write_nothing(
+    store: str, args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert says in _refused(store, args, capsys)
+
+
+def test_apply_of_a_binary_file_exits_2(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "ls"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe" * 100)
+    assert "not UTF-8" in _refused(store, ["apply", str(binary)], capsys)
+    assert "cannot read" in _refused(store, ["apply", str(tmp_path)], capsys)
+
+
+@pytest.mark.parametrize("body", BAD_TOML.values(), ids=BAD_TOML.keys())
+def test_apply_of_bad_values_exits_2_and_writes_nothing(
+    store: str, tmp_path: Path, body: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = body + "\n"
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    _refused(store, ["apply", str(path)], capsys)
+
+
+def test_enabled_false_applies_and_everything_reads_back(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "off.toml"
+    path.write_text(
+        '[[schedule]]\nid = "off"\ncron = "0 * * * *"\nenabled = false\nrun = { target = "x" }\n'
+        '[[sensor]]\nid = "quiet"\ntype = "push"\nenabled = false\nrun = { target = "x" }\n'
+    )
+    assert main(["--store", store, "apply", str(path)]) == 0
+    assert main(["--store", store, "request", "k", "--target", "t", "--config", '{"n": 1}']) == 0
+    assert main(["--store", store, "evaluate", "--now", "8999-12-31T23:59:59Z"]) == 0
+    capsys.readouterr()
+    for query in (["schedules"], ["sensors"], ["runs"], ["evals", "files"], ["verify"]):
+        assert main(["--store", store, "--json", *query]) == 0, query
+        json.loads(capsys.readouterr().out)  # one JSON document, no bare NaN
+    kernel_store = LmdbStore(store)
+    try:
+        kernel = Kernel(kernel_store)
+        assert not kernel.schedule("off").enabled and not kernel.sensor("quiet").running
+        assert kernel.verify().ok
+    finally:
+        kernel_store.close()
