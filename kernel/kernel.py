@@ -928,7 +928,7 @@ class Kernel:
         if cursor is not None and not isinstance(cursor, (str, bytes)):
             raise InputError(f"cursor: expected text or bytes, got {type(cursor).__name__}")
         check_int(cursor_version, "cursor_version")
-        check_int(expected_version, "expected_version", 0)
+        check_int(expected_version, "expected_version")  # a stale one is a Conflict
         if isinstance(cursor, str):
             check_text(cursor, "cursor")
         check_text(requested_by, "requested_by", 256)
@@ -1082,7 +1082,7 @@ class Kernel:
         ['Ingested', 'Ingested', 'Refused']
         """
         at = epoch(now)
-        items = [PushItem(*m) for m in messages]
+        items = _push_items(messages)
         try:
             row = self.sensor(sensor_id)
         except (InputError, NotFound) as exc:
@@ -1216,6 +1216,26 @@ def _take(it: Iterator[_T], n: int) -> Iterator[_T]:
         if i >= n:
             return
         yield item
+
+
+#: The most messages one :meth:`Kernel.ingest_many` call records (one transaction holds them).
+MAX_PUSH_BATCH: Final = 100_000
+
+
+def _push_items(messages: Any) -> list[PushItem]:
+    """The ``(message_id, payload)`` pairs of an :meth:`Kernel.ingest_many` call."""
+    if isinstance(messages, (str, bytes, dict)) or not isinstance(messages, Iterable):
+        raise InputError(
+            "messages: expected (message_id, payload) pairs, got " + type(messages).__name__
+        )
+    items: list[PushItem] = []
+    for n, message in enumerate(messages):
+        if not isinstance(message, (tuple, list)) or len(message) not in (1, 2):
+            raise InputError(f"messages[{n}]: expected (message_id, payload), got {message!r:.80}")
+        items.append(PushItem(*message))
+        if len(items) > MAX_PUSH_BATCH:
+            raise InputError(f"messages: more than {MAX_PUSH_BATCH:,} in one call")
+    return items
 
 
 def _limit(limit: int) -> int:

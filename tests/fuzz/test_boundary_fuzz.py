@@ -215,7 +215,7 @@ def seeded(store: Store | None = None) -> tuple[Kernel, RunRow]:
 
 def _good(kernel: Kernel, run: RunRow, method: str) -> dict[str, Any]:
     """A valid value for each argument name of the Kernel API."""
-    sensor = "hook" if method in ("ingest", "set_sensor_running") else "files"
+    sensor = "hook" if method in ("ingest", "ingest_many", "set_sensor_running") else "files"
     definition: Any = ScheduleDefinition("hourly", "*/30 * * * *", RunTemplate("etl"))
     if method == "define_sensor":
         definition = SensorDefinition("hook", "push", RunTemplate("etl2"))
@@ -256,6 +256,19 @@ def _good(kernel: Kernel, run: RunRow, method: str) -> dict[str, Any]:
         "chunk": 10,
         "scratch": None,
         "include_deleted": False,
+        # the operator verbs, launch claims and batched ingest
+        "kind": "schedule",
+        "item_id": "hourly",
+        "end": T0 + 3 * HOUR,
+        "dry_run": False,
+        "max_runs": 10,
+        "cursor": "c-1",
+        "expected_version": kernel.sensor("files").state_version,
+        "cursor_version": 1,
+        "claimer": "daemon-1",
+        "lease": 60,
+        "expected_attempts": None,
+        "messages": [("m2", {"b": 2}), ("m3", None)],
     }
 
 

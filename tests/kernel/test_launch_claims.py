@@ -156,8 +156,14 @@ def test_an_outcome_appended_after_the_run_finished_is_refused_by_the_store() ->
         (lambda k: k.claim_launches("a", 100, lease=0), "lease"),
         (lambda k: k.claim_launches("a", 100, lease=True), "lease"),
         (lambda k: k.claim_launches("a", 100, lease=LEASE, limit=0), "limit"),
-        (lambda k: k.record_launch(k.runs()[0].run_id, now=1, expected_attempts=-1), "expected_attempts"),
-        (lambda k: k.record_launch(k.runs()[0].run_id, now=1, expected_attempts="0"), "expected_attempts"),
+        (
+            lambda k: k.record_launch(k.runs()[0].run_id, now=1, expected_attempts=-1),
+            "expected_attempts",
+        ),
+        (
+            lambda k: k.record_launch(k.runs()[0].run_id, now=1, expected_attempts="0"),
+            "expected_attempts",
+        ),
     ],
 )
 def test_bad_claim_and_record_arguments_are_input_errors_and_write_nothing(

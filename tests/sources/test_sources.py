@@ -215,8 +215,11 @@ def test_the_documented_source_declaration_parses() -> None:
     [
         ({"id": "o", "plugin": "nats"}, "sensor: required field missing"),
         ({"id": "O!", "plugin": "nats", "sensor": "s"}, "id 'O!' is not valid"),
-        ({"id": "o", "plugin": "", "sensor": "s"}, "plugin must name a plugin"),
-        ({"id": "o", "plugin": "nats", "sensor": "s", "batch_size": 0}, "must be positive"),
+        ({"id": "o", "plugin": "", "sensor": "s"}, "plugin: must name a plugin"),
+        (
+            {"id": "o", "plugin": "nats", "sensor": "s", "batch_size": 0},
+            "batch_size: 0 is out of range",
+        ),
         ({"id": "o", "plugin": "nats", "sensor": "s", "queue": "q"}, "unknown field(s) queue"),
     ],
 )
@@ -248,6 +251,9 @@ def test_arcoflow_sources_shows_the_status_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = str(tmp_path / "store")
+    assert main(["--store", store, "sources"]) == 2  # a mistyped store is an error, not "(none)"
+    assert "no store at" in capsys.readouterr().err
+    LmdbStore(store).close()
     assert main(["--store", store, "sources"]) == 0
     assert "(none)" in capsys.readouterr().out
     runner = SourceRunner(Kernel(MemoryStore()), [], status_file=status_path(store))
