@@ -347,7 +347,7 @@ def _request_key_without_content() -> AbstractContextManager[None]:
             key = key.rpartition("#")[0]
         return base_module.Pending(key, event)
 
-    return _patch(kernel_module, "Pending", pending)
+    return _patch(decide_module, "Pending", pending)
 
 
 def _window_edge_missed() -> AbstractContextManager[None]:
