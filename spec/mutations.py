@@ -33,7 +33,6 @@ from typing import Any
 
 import arcoflow.kernel.decide as decide_module
 import arcoflow.kernel.evolve as evolve_module
-import arcoflow.kernel.kernel as kernel_module
 import arcoflow.kernel.runs as runs_module
 import arcoflow.kernel.store.base as base_module
 import arcoflow.kernel.store.lmdb as lmdb_module
