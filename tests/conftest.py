@@ -26,10 +26,16 @@ settings.register_profile(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
+# derandomize=False said outright: with CI set in the environment, Hypothesis's own defaults
+# (which a profile inherits) are derandomized, and the long hunt must stay random.
 settings.register_profile(
-    "thorough", max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck)
+    "thorough",
+    max_examples=2000,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=list(HealthCheck),
 )
-settings.register_profile("dev", max_examples=10, deadline=None)
+settings.register_profile("dev", max_examples=10, deadline=None, derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
