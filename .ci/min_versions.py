@@ -1,7 +1,7 @@
 """Print the declared minimum versions as pins (``msgspec==0.18.6``), one per line.
 
 Reads ``pyproject.toml``: every ``>=`` bound of the dependencies and of the extras named on
-the command line (default: ``testing metrics``), plus pytest's. A requirement without a lower
+the command line (default: ``testing metrics postgres``), plus pytest's. A requirement without a lower
 bound is an error: an untested floor is a guess.
 """
 
@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-_BOUND = re.compile(r"^([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9A-Za-z.]*)$")
+_BOUND = re.compile(r"^([A-Za-z0-9_.-]+(?:\[[A-Za-z0-9_,.-]+\])?)\s*>=\s*([0-9][0-9A-Za-z.]*)$")
 
 
 def pins(extras: list[str]) -> list[str]:
@@ -33,4 +33,4 @@ def pins(extras: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    print("\n".join(pins(sys.argv[1:] or ["testing", "metrics"])))
+    print("\n".join(pins(sys.argv[1:] or ["testing", "metrics", "postgres"])))
