@@ -55,13 +55,15 @@ def require_server() -> str:
         try:
             psycopg.connect(url, connect_timeout=5).close()
         except psycopg.Error as exc:
-            source = (
-                "ARCOFLOW_TEST_POSTGRES"
-                if os.environ.get("ARCOFLOW_TEST_POSTGRES")
-                else "the default (set ARCOFLOW_TEST_POSTGRES to another server)"
-            )
+            if not os.environ.get("ARCOFLOW_TEST_POSTGRES"):
+                # Not configured (a bare machine running the README's test command): say so in
+                # the summary. Configured (CI sets it), an unreachable server fails the run.
+                pytest.skip(
+                    f"PostgreSQL: no server at the default {url} and ARCOFLOW_TEST_POSTGRES "
+                    f"is not set ({str(exc).strip()})"
+                )
             pytest.fail(
-                f"PostgreSQL at {url} (from {source}) is unreachable: {exc}".strip(),
+                f"PostgreSQL at {url} (from ARCOFLOW_TEST_POSTGRES) is unreachable: {exc}".strip(),
                 pytrace=False,
             )
         _state.reachable = url
