@@ -1,8 +1,8 @@
 """Print the declared minimum versions as pins (``msgspec==0.18.6``), one per line.
 
 Reads ``pyproject.toml``: every ``>=`` bound of the dependencies and of the extras named on
-the command line (default: ``testing metrics postgres``), plus pytest's. A requirement without a lower
-bound is an error: an untested floor is a guess.
+the command line (default: ``testing metrics postgres``), plus pytest's. A requirement
+without a lower bound is an error: an untested floor is a guess.
 """
 
 from __future__ import annotations
