@@ -11,6 +11,7 @@ from typing import Any
 import aio_pika
 import msgspec
 import nats
+from arcoflow.kernel import Kernel
 from nats.js.errors import NotFoundError
 
 
@@ -161,3 +162,15 @@ class Rabbit:
                 await connection.close()
 
         asyncio.run(drop())
+
+
+def message_ids(kernel: Kernel, sensor_id: str = "orders") -> list[str]:
+    """The message id of every evaluation of ``sensor_id``, newest first, page by page."""
+    out: list[str] = []
+    before = None
+    while True:
+        page = kernel.evaluations(sensor_id, limit=1000, before=before)
+        out += [e.evaluation.message_id or "" for e in page]
+        if len(page) < 1000:
+            return out
+        before = page[-1].evaluation.eval_id

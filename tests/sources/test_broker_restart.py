@@ -17,7 +17,7 @@ from arcoflow.kernel import Kernel, MemoryStore, RunTemplate, SensorDefinition, 
 from arcoflow.plugins.nats_source import NatsSource
 from arcoflow.sdk.sources import SourceRunner
 
-from .brokers import Jet
+from .brokers import Jet, message_ids
 
 BINARY = shutil.which("nats-server") or (
     "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
@@ -99,7 +99,7 @@ def test_the_source_reconnects_after_a_broker_restart_and_loses_nothing(server: 
         assert state.restarts >= 1 and state.last_error is not None
     finally:
         runner.stop()
-    ids = _ids(kernel)
+    ids = message_ids(kernel)
     assert sorted(ids) == sorted(m for m, _ in first + second), "each message exactly once"
     assert jet.pending() == 0
     assert kernel.verify().ok
@@ -113,16 +113,5 @@ def _wait(done: Callable[[], bool], timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def _ids(kernel: Kernel) -> list[str]:
-    out: list[str] = []
-    before = None
-    while True:
-        page = kernel.evaluations("orders", limit=1000, before=before)
-        out += [e.evaluation.message_id or "" for e in page]
-        if len(page) < 1000:
-            return out
-        before = page[-1].evaluation.eval_id
-
-
 def _count(kernel: Kernel) -> int:
-    return len(_ids(kernel))
+    return len(message_ids(kernel))

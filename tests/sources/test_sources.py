@@ -41,7 +41,7 @@ from arcoflow.sdk.sources import (
 )
 from arcoflow.sdk.testing import MemoryBroker, MemorySource
 
-from .brokers import Jet, Rabbit
+from .brokers import Jet, Rabbit, message_ids
 
 
 def _kernel(store: Any = None, max_payload_bytes: int = 1024) -> Kernel:
@@ -76,17 +76,6 @@ def _until(runner: SourceRunner, done: Callable[[SourceState], bool], timeout: f
     while not done(runner.states()[0]):
         assert time.monotonic() < deadline, f"gave up: {runner.states()[0]}"
         time.sleep(0.05)
-
-
-def _evaluations(kernel: Kernel) -> list[str]:
-    out: list[str] = []
-    before = None
-    while True:
-        page = kernel.evaluations("orders", limit=1000, before=before)
-        out += [e.evaluation.message_id or "" for e in page]
-        if len(page) < 1000:
-            return out
-        before = page[-1].evaluation.eval_id
 
 
 # -- the runner: supervision and status --------------------------------------------------------
@@ -141,7 +130,7 @@ def test_stop_commits_the_batch_in_flight_and_writes_the_status(
         _until(runner, lambda s: s.ingested >= 50)
         runner.stop()
         # Whatever was committed was acked, and whatever was acked was committed.
-        assert sorted(broker.acked) == sorted(_evaluations(kernel))
+        assert sorted(broker.acked) == sorted(message_ids(kernel))
         assert broker.pending == 250 - len(broker.acked)
         (state,) = read_status(str(tmp_path))
         assert state.ingested == len(broker.acked) and not state.connected
@@ -166,7 +155,7 @@ def test_a_refused_message_is_rejected_with_its_reason_not_redelivered(runner_of
     ]
     assert [m for m, _, _ in broker.dead_letters] == [None, "big"]
     assert broker.pending == 0
-    assert _evaluations(kernel) == ["ok"]
+    assert message_ids(kernel) == ["ok"]
 
 
 def test_a_stopped_sensor_rejects_what_arrives(runner_of: Any) -> None:
@@ -177,7 +166,7 @@ def test_a_stopped_sensor_rejects_what_arrives(runner_of: Any) -> None:
     runner = runner_of(kernel, (SourceDefinition("s", "memory", "orders"), MemorySource(broker)))
     _until(runner, lambda s: s.rejected == 1)
     assert "stopped" in broker.dead_letters[0][2]
-    assert _evaluations(kernel) == []
+    assert message_ids(kernel) == []
 
 
 # -- definitions and plugins ---------------------------------------------------------------------
@@ -301,7 +290,7 @@ def test_nats_redelivery_storm_is_one_evaluation_each(nats_url: str, runner_of: 
         runner = runner_of(kernel, (definition, NatsSource(definition)))
         _until(runner, lambda s: s.ingested + s.duplicates >= 2000 and s.pending == 0)
         state = runner.states()[0]
-        evaluations = _evaluations(kernel)
+        evaluations = message_ids(kernel)
         assert sorted(evaluations) == sorted(ids)
         assert (state.ingested, state.duplicates, state.rejected) == (1000, 1000, 0)
         assert jet.pending() == 0
@@ -361,7 +350,7 @@ def test_amqp_redelivery_storm_is_one_evaluation_each(amqp_url: str, runner_of: 
         runner = runner_of(kernel, (definition, AmqpSource(definition)))
         _until(runner, lambda s: s.ingested + s.duplicates >= 2000)
         state = runner.states()[0]
-        assert sorted(_evaluations(kernel)) == sorted(ids)
+        assert sorted(message_ids(kernel)) == sorted(ids)
         assert (state.ingested, state.duplicates, state.rejected) == (1000, 1000, 0)
         _until(runner, lambda s: s.pending == 0)
         assert kernel.verify().ok
@@ -383,7 +372,7 @@ def test_amqp_dead_letters_poison_messages(amqp_url: str, runner_of: Any) -> Non
         reasons = [r.reason for r in runner.states()[0].recent_rejections]
         assert reasons.count("the message has no id (no id in payload field 'order')") == 3
         assert any(r.startswith("the body is not JSON") for r in reasons)
-        assert _evaluations(kernel) == []
+        assert message_ids(kernel) == []
     finally:
         rabbit.delete()
 
@@ -450,7 +439,7 @@ def test_the_daemon_runs_its_sources_and_stops_them_cleanly(tmp_path: Path) -> N
 
         threading.Thread(target=stop_when_drained).start()
         assert run_daemon(kernel, plugins, str(config), 0.05, False, stop=stop) == 0
-        assert sorted(broker.acked) == sorted(_evaluations(kernel))
+        assert sorted(broker.acked) == sorted(message_ids(kernel))
         assert len(broker.acked) == 30
         (state,) = read_status(str(tmp_path / "store"))
         assert (state.ingested, state.connected) == (30, False)
