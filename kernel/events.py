@@ -61,6 +61,15 @@ class Cursor(msgspec.Struct, frozen=True):
     version: int = 1
     text: bool = True
 
+    def __post_init__(self) -> None:
+        # Also run when a stored cursor is decoded: a text cursor whose bytes are not UTF-8 (a
+        # damaged page) is then a decode error of its record, not a crash of whoever reads it.
+        if self.text:
+            try:
+                self.value.decode()
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"a text cursor must be UTF-8: {exc}") from None
+
     @classmethod
     def of(cls, value: str | bytes, version: int = 1) -> Cursor:
         if isinstance(value, str):

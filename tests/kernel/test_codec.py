@@ -322,3 +322,12 @@ def test_lmdb_refuses_a_store_written_by_a_newer_arcoflow(store_dir: str) -> Non
         raw_put(store, Table.META, b"schema_version", u64(SCHEMA_VERSION + 1))
     with pytest.raises(FutureSchemaVersion, match="upgrade"):
         LmdbStore(store_dir)
+
+
+def test_a_text_cursor_whose_bytes_are_not_utf8_does_not_decode() -> None:
+    """A damaged page can leave a text cursor that is not UTF-8: its record must fail to decode
+    (and so be named as corrupt), not crash whoever later asks for the cursor's text."""
+    stored = msgspec.msgpack.encode(ev.Cursor(b"ok"))
+    with pytest.raises(msgspec.ValidationError, match="UTF-8"):
+        msgspec.msgpack.decode(stored.replace(b"ok", b"\xba\xbb"), type=ev.Cursor)
+    assert msgspec.msgpack.decode(stored, type=ev.Cursor).native() == "ok"
