@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, TypeVar
 
+import msgspec
+
 from .cron import Tick, next_tick, parse_cron, prev_tick, zone
 from .definitions import (
     MAX_CATCHUP_TICKS,
@@ -77,6 +79,7 @@ __all__ = [
     "poll_ticket",
     "record_poll",
     "record_ticks",
+    "refuse_push",
     "retry_run",
     "same_poll",
     "set_cursor",
@@ -378,7 +381,7 @@ def ingest(
     d = live.definition
     if not live.running:
         raise InputError(
-            f"sensor {live.sensor_id!r} is stopped; nothing was recorded "
+            f"sensor {live.sensor_id!r} is stopped; the message was not taken "
             f"(start it with: arcoflow sensor start {live.sensor_id})"
         )
     if d.type != "push":
@@ -407,6 +410,95 @@ def ingest(
         run_keys=_keys(runs),
     )
     return [Pending(key, event), *runs]
+
+
+#: Longest reason, and longest summary, a REFUSED evaluation keeps (both come from outside).
+MAX_REFUSAL_TEXT = 300
+_PAYLOAD_HEAD = 80  # bytes of a refused payload's JSON shown in its summary
+
+
+def refuse_push(
+    row: SensorRow, message_id: object, payload: Any, reason: str, now: int, *, described: bool
+) -> list[Pending]:
+    """The record of a push message the kernel refused (bad id or payload, a stopped, deleted
+    or poll sensor, or a message its source could not read): a ``REFUSED`` evaluation in the
+    sensor's history with ``reason`` and a bounded, printable summary (``described``: of the
+    payload too; a source that could not read a body has no payload to describe).
+
+    It consumes nothing: no run, no ``state_version`` move, and the message id stays free, so
+    a good delivery of it later is accepted. Keyed by the message id and the sensor's state
+    (definition version, toggles): a redelivery of a refused message to an unchanged sensor is
+    a duplicate of its refusal (one row), while a change of the sensor records it anew. A
+    message without a text id has no identity to dedupe on: keyed by the type of its id, its
+    source's reason (if ``not described``), its payload's JSON and ``now``.
+    """
+    text_id = message_id if isinstance(message_id, str) and message_id else None
+    kept = _readable(text_id, MAX_MESSAGE_ID)
+    if text_id is not None:
+        ident = _digest(text_id)
+    else:
+        told = "" if described else reason
+        content = f"{type(message_id).__name__}:{told}:{_json_text(payload)}"
+        ident = f"~{_digest(content)}@{now}"
+    parts = [] if kept is not None else [f"message id {_bounded(ascii(message_id), 80)}"]
+    if described:
+        parts.append(_payload_summary(payload))
+    state = f"{row.definition_version}.{row.toggles}"
+    key = f"refused/{row.sensor_id}/{ident}/{state}"
+    event = SensorEvaluated(
+        derived_id(key),
+        row.sensor_id,
+        "push",
+        "REFUSED",
+        reason=_bounded(_printable(reason), MAX_REFUSAL_TEXT),
+        message_id=kept,
+        summary=_bounded("; ".join(parts), MAX_REFUSAL_TEXT) if parts else None,
+    )
+    return [Pending(key, event)]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest()[:32]
+
+
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates escaped: storable as UTF-8, readable back."""
+    return text.encode(errors="backslashreplace").decode()
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _readable(message_id: str | None, limit: int) -> str | None:
+    """``message_id`` if it is one the log can keep as it is (valid text within the limit)."""
+    if message_id is None or len(message_id) > limit:
+        return None
+    try:
+        message_id.encode()
+    except UnicodeEncodeError:
+        return None
+    return message_id
+
+
+def _json_text(payload: Any) -> str:
+    """The payload's compact JSON, or its type's name if it is not JSON data."""
+    try:
+        return msgspec.json.encode(payload).decode()
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+        return type(payload).__name__
+
+
+def _payload_summary(payload: Any) -> str:
+    """A refused payload as an operator reads it: its JSON size and first bytes, escaped to
+    ASCII (never raw bytes), or the type of a value that is not JSON data."""
+    try:
+        encoded = msgspec.json.encode(payload)
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+        return f"payload of type {type(payload).__name__}, not JSON data"
+    head = encoded[:_PAYLOAD_HEAD].decode(errors="replace")
+    more = "..." if len(encoded) > _PAYLOAD_HEAD else ""
+    return f"payload {len(encoded)} bytes of JSON: {ascii(head)[1:-1]}{more}"
 
 
 def _keys(runs: Sequence[Pending]) -> tuple[str, ...]:

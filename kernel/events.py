@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 TickStatus = Literal["TRIGGERED", "SKIPPED", "FAILED"]
-EvalStatus = Literal["REQUESTED", "NO_DATA", "SKIPPED", "FAILED"]
+EvalStatus = Literal["REQUESTED", "NO_DATA", "SKIPPED", "FAILED", "REFUSED"]
 
 
 class _Event(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=False):
@@ -173,7 +173,12 @@ class SensorDeleted(_Event, frozen=True, tag="sensor.deleted"):
 
 
 class SensorEvaluated(_Event, frozen=True, tag="sensor.evaluated"):
-    """One push delivery or one poll. A poll carries ``expected_state_version`` (its CAS)."""
+    """One push delivery or one poll. A poll carries ``expected_state_version`` (its CAS).
+
+    ``REFUSED`` (push only, recorded by :meth:`~arcoflow.kernel.Kernel.ingest_many` with
+    ``record_refusals``): a message the kernel would not take, with the reason and ``summary``,
+    a bounded printable description of the message (never its raw bytes); it requests no run,
+    consumes no message id and leaves ``state_version`` alone."""
 
     eval_id: str
     sensor_id: str
@@ -187,6 +192,7 @@ class SensorEvaluated(_Event, frozen=True, tag="sensor.evaluated"):
     run_keys: tuple[str, ...] = ()
     failures: int = 0  # consecutive failures after this evaluation
     next_eval_at: int | None = None
+    summary: str | None = None  # a REFUSED message, described (bounded, printable)
 
 
 # -- runs --------------------------------------------------------------------------------------

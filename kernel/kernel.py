@@ -132,19 +132,25 @@ class BackfillTick(NamedTuple):
 
 
 class PushItem(NamedTuple):
-    """One message for :meth:`Kernel.ingest_many`: its id and its JSON payload."""
+    """One message for :meth:`Kernel.ingest_many`: its id and its JSON payload. ``problem``:
+    why the message's source already knows it is unusable (e.g. its body is not JSON); the
+    message is then refused with that reason, never ingested."""
 
     message_id: str
     payload: Any = None
+    problem: str | None = None
 
 
 class Refused(NamedTuple):
-    """A push message the kernel would not record (nothing was written for it): ``error`` is
-    the typed reason (:class:`InputError` for a bad message or a stopped sensor,
-    :class:`NotFound` for an unknown sensor)."""
+    """A push message the kernel would not ingest: ``error`` is the typed reason
+    (:class:`InputError` for a bad message or a stopped sensor, :class:`NotFound` for an
+    unknown or deleted sensor). ``evaluation``: the ``REFUSED`` evaluation that records it in
+    the sensor's history (``ingest_many(..., record_refusals=True)`` and a sensor that exists),
+    else ``None``: nothing was written for it."""
 
     message_id: str
     error: InputError | NotFound
+    evaluation: EvalRow | None = None
 
 
 class TickDetail(NamedTuple):
@@ -1063,25 +1069,39 @@ class Kernel:
     def ingest_many(
         self,
         sensor_id: str,
-        messages: Iterable[PushItem | tuple[str, Any]],
+        messages: Iterable[PushItem | tuple[str, Any] | tuple[str, Any, str | None]],
         now: When = None,
         connector: MapMessage | None = None,
+        record_refusals: bool = False,
     ) -> list[Ingested | Refused]:
         """Record many push messages in ONE store transaction (one commit, one device flush):
         one outcome per message, in order.
 
         Each message keeps :meth:`ingest`'s meaning: a re-delivery (from an earlier call, or
         repeated within this one) writes nothing and is the original evaluation with
-        ``duplicate=True``; a message the kernel will not take (bad id or payload, unknown or
-        stopped sensor) is :class:`Refused` with its typed error, and the others are recorded.
+        ``duplicate=True``; a message the kernel will not take (bad id or payload, unknown,
+        deleted or stopped sensor, or a ``PushItem.problem``) is :class:`Refused` with its
+        typed error, and the others are recorded.
+
+        ``record_refusals`` (what broker sources use): a refused message to a sensor that
+        exists is also recorded, in the same transaction, as a ``REFUSED`` evaluation in the
+        sensor's history (reason and a bounded summary; see :func:`decide.refuse_push`), so
+        an operator sees why a message was dead-lettered. It consumes no message id: a good
+        delivery of that id later is accepted. An unknown sensor has no history: nothing is
+        written for its messages either way.
 
         >>> from arcoflow.kernel import Kernel, MemoryStore, SensorDefinition, RunTemplate
         >>> k = Kernel(MemoryStore())
         >>> _ = k.define_sensor(SensorDefinition("orders", "push", RunTemplate("ship")), now=0)
         >>> [type(o).__name__ for o in k.ingest_many("orders", [("a", 1), ("a", 1), ("", 2)])]
         ['Ingested', 'Ingested', 'Refused']
+        >>> (bad,) = k.ingest_many("orders", [("b", 1, "the body is not JSON")],
+        ...                        record_refusals=True)
+        >>> bad.evaluation.evaluation.status, bad.evaluation.reason
+        ('REFUSED', 'the body is not JSON')
         """
         at = epoch(now)
+        check_bool(record_refusals, "record_refusals")
         items = _push_items(messages)
         try:
             row = self.sensor(sensor_id)
@@ -1091,16 +1111,25 @@ class Kernel:
         first: dict[str, int] = {}  # message id -> its first position in this call
         batches: list[list[Pending]] = []
         slots: list[int] = []  # the position each batch answers
-        for i, (message_id, payload) in enumerate(items):
+        for i, (message_id, payload, problem) in enumerate(items):
             if isinstance(message_id, str) and message_id in first:
                 continue  # a repeat within the call: answered by its first occurrence below
             try:
+                if problem is not None:
+                    raise InputError(problem)
                 if not isinstance(message_id, str):
                     raise InputError(f"message id must be text, not {type(message_id).__name__}")
                 prepared = self._push_events(row, message_id, payload, at, connector)
-            except InputError as exc:
-                # Nothing is written for a refused message: a repeat of its id is judged anew.
+            except (InputError, NotFound) as exc:
+                # No message id is consumed: a repeat of a refused id is judged anew.
                 outcomes[i] = Refused(message_id, exc)
+                if record_refusals:
+                    reason = str(exc)
+                    refusal = decide.refuse_push(
+                        row, message_id, payload, reason, at, described=problem is None
+                    )
+                    batches.append(refusal)
+                    slots.append(i)
                 continue
             first[message_id] = i
             if isinstance(prepared, Ingested):
@@ -1109,8 +1138,12 @@ class Kernel:
                 batches.append(prepared)
                 slots.append(i)
         for i, outcome in zip(slots, self._append_each(batches, at), strict=True):
-            outcomes[i] = outcome
-        for i, (message_id, _) in enumerate(items):
+            refused = outcomes[i]
+            if not isinstance(refused, Refused):
+                outcomes[i] = outcome
+            elif isinstance(outcome, Ingested):  # its refusal recorded (or recorded before)
+                outcomes[i] = refused._replace(evaluation=outcome.evaluation)
+        for i, (message_id, _, _) in enumerate(items):
             if outcomes[i] is None:
                 original = outcomes[first[message_id]]
                 # The first occurrence was recorded (or its batch refused by the store).
@@ -1230,9 +1263,14 @@ def _push_items(messages: Any) -> list[PushItem]:
         )
     items: list[PushItem] = []
     for n, message in enumerate(messages):
-        if not isinstance(message, (tuple, list)) or len(message) not in (1, 2):
+        if not isinstance(message, (tuple, list)) or len(message) not in (1, 2, 3):
             raise InputError(f"messages[{n}]: expected (message_id, payload), got {message!r:.80}")
-        items.append(PushItem(*message))
+        item = PushItem(*message)
+        if item.problem is not None and not isinstance(item.problem, str):
+            raise InputError(
+                f"messages[{n}]: problem must be text or None, got {item.problem!r:.80}"
+            )
+        items.append(item)
         if len(items) > MAX_PUSH_BATCH:
             raise InputError(f"messages: more than {MAX_PUSH_BATCH:,} in one call")
     return items

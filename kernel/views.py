@@ -143,6 +143,7 @@ def eval_json(row: EvalRow) -> JSON:
         "kind": e.kind,
         "status": e.status,
         "reason": row.reason,
+        "summary": e.summary,
         "message_id": e.message_id,
         "expected_state_version": e.expected_state_version,
         "cursor_before": _cursor(e.cursor_before),

@@ -11,7 +11,11 @@ The sink does the rest, the same way for every broker:
   into a duplicate that writes nothing;
 * a message without an id, or one the kernel refuses (bad payload, unknown or stopped sensor),
   is rejected through the broker's dead-letter path (``Delivery.reject(reason)``) and counted,
-  with the reason kept in the source's recent rejections and logged: never redelivered forever;
+  with the reason kept in the source's recent rejections and logged: never redelivered forever.
+  The refusal is also recorded in the sensor's history, in the batch's transaction (a
+  ``REFUSED`` evaluation with the reason and a bounded summary, never the raw body), so the
+  sensor's evaluations show it; an unknown sensor has no history, and there the source's
+  rejections are the record;
 * ``put`` waits while a batch is being committed, so what a source holds is bounded by its
   broker-side limit (max ack pending, prefetch) plus one batch.
 
@@ -197,14 +201,10 @@ class Sink:
             batch, self._batch = self._batch, []
             if not batch or self.closed:
                 return  # closed: uncommitted and unacked, so the broker delivers it again
-            usable = [d for d in batch if d.message_id is not None and d.problem is None]
-            outcomes = await asyncio.to_thread(self._ingest, usable) if usable else []
-            results = iter(outcomes)
-            for delivery in batch:
-                if delivery.problem is not None or delivery.message_id is None:
-                    await self._reject(delivery, delivery.problem or "the message has no id")
-                    continue
-                outcome = next(results)
+            # One transaction for the batch: what is ingested and, in the sensor's history,
+            # why the rest is refused. Only then is each message acked or rejected.
+            outcomes = await asyncio.to_thread(self._ingest, batch)
+            for delivery, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, Ingested):
                     await self._settle(delivery.ack(), delivery)
                     if outcome.duplicate:
@@ -244,8 +244,9 @@ class Sink:
         connector = self._mapper(self.definition.sensor) if self._mapper is not None else None
         return self.kernel.ingest_many(
             self.definition.sensor,
-            [(d.message_id or "", d.payload) for d in batch],
+            [(d.message_id or "", d.payload, _problem(d)) for d in batch],
             connector=connector,
+            record_refusals=True,
         )
 
     async def _reject(self, delivery: Delivery, reason: str) -> None:
@@ -257,6 +258,13 @@ class Sink:
         recent = self.state.recent_rejections
         recent.append(Rejection(delivery.message_id, reason, time.time()))
         del recent[:-_RECENT]
+
+
+def _problem(delivery: Delivery) -> str | None:
+    """Why ``delivery`` cannot be ingested before the kernel sees it, if its source knows."""
+    if delivery.problem is not None:
+        return delivery.problem
+    return "the message has no id" if delivery.message_id is None else None
 
 
 def backoff(failures: int) -> float:

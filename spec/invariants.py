@@ -134,13 +134,16 @@ def missed_ranges_hold_no_ticks(obs: Observation) -> None:
 
 
 def one_evaluation_per_push_message(obs: Observation) -> None:
-    """A push ``message_id`` has at most one evaluation; evaluation ids are unique."""
+    """A push ``message_id`` has at most one evaluation that took it (``REFUSED`` records of a
+    message the kernel would not take consume no id); evaluation ids are unique."""
     ids = Counter(e.eval_id for evals in obs.evaluations.values() for e in evals)
     dupes = [k for k, n in ids.items() if n > 1]
     if dupes:
         _fail("unique evaluation ids", f"{dupes}")
     for sid, evals in obs.evaluations.items():
-        messages = Counter(e.message_id for e in evals if e.kind == "push")
+        messages = Counter(
+            e.message_id for e in evals if e.kind == "push" and e.status != "REFUSED"
+        )
         repeated = [k for k, n in messages.items() if n > 1]
         if repeated:
             _fail("one evaluation per push message", f"sensor {sid}: {repeated}")

@@ -112,6 +112,10 @@ def run_id(run_key: str) -> str:
     return str(uuid.uuid5(NAMESPACE, "run:" + run_key))
 
 
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest()[:32]
+
+
 def derived_id(idempotency_key: str) -> str:
     """Evaluation ids: uuid5 of the evaluation's idempotency key, never random."""
     return str(uuid.uuid5(NAMESPACE, idempotency_key))
@@ -247,7 +251,7 @@ class MEval:
     eval_id: str
     sensor_id: str
     kind: Literal["push", "poll"]
-    status: Literal["REQUESTED", "NO_DATA", "SKIPPED", "FAILED"]
+    status: Literal["REQUESTED", "NO_DATA", "SKIPPED", "FAILED", "REFUSED"]
     reason: str | None
     message_id: str | None
     expected_state_version: int | None
@@ -809,6 +813,76 @@ class Model:
         return e, False
 
     # -- sensors: poll -------------------------------------------------------------------------
+
+    def ingest_many(
+        self,
+        sensor_id: str,
+        messages: Sequence[tuple[Any, ...]],
+        now: int = 0,
+        connector: Mapper | None = None,
+        record_refusals: bool = False,
+    ) -> list[tuple[MEval, bool] | tuple[str, MEval | None]]:
+        """Each ``(message_id, payload[, problem])`` as :meth:`ingest` takes it, in order:
+        ``(evaluation, duplicate)``, or ``(kind of refusal, its REFUSED evaluation or None)``.
+        A ``problem`` (the source could not read the message) is a refusal with that reason.
+        With ``record_refusals``, a refusal by a sensor that exists is recorded as a REFUSED
+        evaluation: no run, no state_version move, the id stays free (a good delivery of it
+        later is accepted); one per message id and sensor state (definition version, toggles).
+        """
+        out: list[tuple[MEval, bool] | tuple[str, MEval | None]] = []
+        for message_id, payload, problem in ((*m, None, None)[:3] for m in messages):
+            try:
+                if problem is not None:
+                    raise Rejected("input", problem)
+                out.append(self.ingest(sensor_id, message_id, payload, now, connector))
+            except Rejected as exc:
+                s = self.sensors.get(sensor_id)
+                recorded = None
+                if record_refusals and s is not None:
+                    recorded = self._refuse(
+                        s, sensor_id, message_id, payload, str(exc), problem, now
+                    )
+                out.append((exc.kind, recorded))
+        return out
+
+    def _refuse(
+        self,
+        s: MSensor,
+        sensor_id: str,
+        message_id: Any,
+        payload: Any,
+        why: str,
+        problem: str | None,
+        now: int,
+    ) -> MEval:
+        """Record a refusal: one per text message id and sensor state; without a text id, one
+        per type of id, source's problem, payload and second."""
+        toggles = sum(
+            h.change in ("started", "stopped") for h in self.history.get(("sensor", sensor_id), [])
+        )
+        if isinstance(message_id, str) and message_id:
+            who = _sha(message_id)
+        else:
+            try:
+                content = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+            except (TypeError, ValueError):
+                content = type(payload).__name__
+            told = problem or ""
+            who = f"~{_sha(f'{type(message_id).__name__}:{told}:{content}')}@{now}"
+        key = f"refused/{sensor_id}/{who}/{s.definition_version}.{toggles}"
+        earlier = self.evaluation(derived_id(key))
+        if earlier is not None:
+            return earlier
+        ok = isinstance(message_id, str) and _text(message_id) and 0 < len(message_id) <= 256
+        kept = message_id if ok else None
+        reason = problem or why
+        e = MEval(
+            derived_id(key), sensor_id, "push", "REFUSED", reason, kept, None, None, None, (),
+            0, None, now,
+        )  # fmt: skip
+        self.evaluations.append(e)
+        self._count(s, e, now)
+        return e
 
     def poll_ticket(self, sensor_id: str) -> MTicket:
         s = self._live_sensor(sensor_id)

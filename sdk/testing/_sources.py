@@ -21,7 +21,8 @@ back (what a consumer crash or an ack timeout does), rejected messages go to
 
 The checks: every ack comes after the commit of its message; a message delivered again after a
 crash between commit and ack is a duplicate that writes nothing (one evaluation each); at most
-``bound`` messages are handed over and not yet settled at any moment.
+``bound`` messages are handed over and not yet settled at any moment; a message the kernel
+refuses is rejected, with its reason in the sensor's history (a ``REFUSED`` evaluation).
 """
 
 from __future__ import annotations
@@ -202,9 +203,11 @@ class SourceKit:
 
     # -- the checks ------------------------------------------------------------------------------
 
-    def _kernel(self) -> Kernel:
+    def _kernel(self, max_payload_bytes: int = 1024 * 1024) -> Kernel:
         kernel = Kernel(MemoryStore())
-        kernel.define_sensor(SensorDefinition("kit", "push", RunTemplate("t")))
+        kernel.define_sensor(
+            SensorDefinition("kit", "push", RunTemplate("t"), max_payload_bytes=max_payload_bytes)
+        )
         return kernel
 
     def _consume(
@@ -290,3 +293,17 @@ class SourceKit:
         assert sink.most_unsettled <= bound, (
             f"{sink.most_unsettled} messages handed over unsettled; the bound is {bound}"
         )
+
+    def test_a_refused_message_is_rejected_once_and_in_the_sensor_history(self) -> None:
+        kernel = self._kernel(max_payload_bytes=64)
+        self.publish([("m0", {"i": 0}), ("big", {"x": "x" * 200}), ("m1", {"i": 1})])
+        sink = self._consume(kernel, 10, lambda s: s.state.ingested + s.state.rejected >= 3)
+        history = {e.evaluation.message_id: e for e in kernel.evaluations("kit")}
+        assert "big" in history, (
+            f"a refused message is not in the sensor's history: {sorted(map(str, history))}"
+        )
+        refused = history["big"]
+        assert refused.evaluation.status == "REFUSED"
+        assert "max_payload_bytes" in (refused.reason or ""), refused.reason
+        assert (sink.state.ingested, sink.state.rejected) == (2, 1)
+        assert sink.early_acks == []

@@ -256,6 +256,7 @@ def _good(kernel: Kernel, run: RunRow, method: str) -> dict[str, Any]:
         "chunk": 10,
         "scratch": None,
         "include_deleted": False,
+        "record_refusals": True,
         # the operator verbs, launch claims and batched ingest
         "kind": "schedule",
         "item_id": "hourly",

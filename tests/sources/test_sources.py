@@ -155,7 +155,8 @@ def test_a_refused_message_is_rejected_with_its_reason_not_redelivered(runner_of
     ]
     assert [m for m, _, _ in broker.dead_letters] == [None, "big"]
     assert broker.pending == 0
-    assert message_ids(kernel) == ["ok"]
+    # Only "ok" was taken; the refusals are in the sensor's history, committed with the batch.
+    assert _history(kernel) == [("ok", "REQUESTED"), (None, "REFUSED"), ("big", "REFUSED")]
 
 
 def test_a_stopped_sensor_rejects_what_arrives(runner_of: Any) -> None:
@@ -166,7 +167,15 @@ def test_a_stopped_sensor_rejects_what_arrives(runner_of: Any) -> None:
     runner = runner_of(kernel, (SourceDefinition("s", "memory", "orders"), MemorySource(broker)))
     _until(runner, lambda s: s.rejected == 1)
     assert "stopped" in broker.dead_letters[0][2]
-    assert message_ids(kernel) == []
+    assert _history(kernel) == [("a", "REFUSED")]
+    assert kernel.runs() == []
+
+
+def _history(kernel: Kernel) -> list[tuple[str | None, str]]:
+    """``(message_id, status)`` of each evaluation of ``orders``, oldest first."""
+    return [(e.evaluation.message_id, e.evaluation.status) for e in kernel.evaluations("orders")][
+        ::-1
+    ]
 
 
 # -- definitions and plugins ---------------------------------------------------------------------
@@ -319,6 +328,44 @@ def test_nats_rejects_poison_messages_once(nats_url: str, runner_of: Any) -> Non
         jet.delete()
 
 
+def test_nats_refusals_are_in_the_sensor_history(
+    nats_url: str, runner_of: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14: a message the kernel refuses is dead-lettered with its reason recorded in the
+    sensor's history (a REFUSED evaluation, committed with the batch), which the CLI's
+    evaluation query shows; a stopped sensor's refusals too. Raw bodies are never stored."""
+    jet = Jet(nats_url)
+    try:
+        body = b"\xff\xfenot json \x00"
+        jet.publish([("a", {"n": 1}), (None, {"n": 2}), ("bad", body), ("big", "x" * 99)])
+        store = str(tmp_path / "store")
+        kernel = _kernel(LmdbStore(store), max_payload_bytes=64)
+        definition = SourceDefinition("orders", "nats", "orders", jet.config(ack_wait=1))
+        runner = runner_of(kernel, (definition, NatsSource(definition)))
+        _until(runner, lambda s: s.ingested + s.rejected == 4 and s.pending == 0)
+        kernel.set_sensor_running("orders", False)
+        jet.publish([("late", {"n": 3})])
+        _until(runner, lambda s: s.rejected == 4 and s.pending == 0)
+        time.sleep(2.5)  # past ack_wait: a refusal redelivered would be counted again
+        runner.stop()
+        assert runner.states()[0].rejected == 4
+        kernel.store.close()
+        assert main(["--store", store, "--json", "evals", "orders"]) == 0
+        shown = {e["message_id"]: e for e in json.loads(capsys.readouterr().out)}
+        assert [shown[m]["status"] for m in ("a", "bad", "big", "late", None)] == [
+            "REQUESTED",
+            *["REFUSED"] * 4,
+        ]
+        assert shown[None]["reason"] == "the message has no id (no Nats-Msg-Id header)"
+        assert shown["bad"]["reason"].startswith("the body is not JSON")
+        assert "max_payload_bytes" in shown["big"]["reason"]
+        assert shown["big"]["summary"] == 'payload 101 bytes of JSON: "' + "x" * 79 + "..."
+        assert "stopped" in shown["late"]["reason"]
+        assert jet.pending() == 0
+    finally:
+        jet.delete()
+
+
 def test_amqp_redelivery_storm_is_one_evaluation_each(amqp_url: str, runner_of: Any) -> None:
     """1,000 messages published twice under the same message_id, and a first consumer that
     nacks (requeues) every one of them: still one evaluation each."""
@@ -372,7 +419,9 @@ def test_amqp_dead_letters_poison_messages(amqp_url: str, runner_of: Any) -> Non
         reasons = [r.reason for r in runner.states()[0].recent_rejections]
         assert reasons.count("the message has no id (no id in payload field 'order')") == 3
         assert any(r.startswith("the body is not JSON") for r in reasons)
-        assert message_ids(kernel) == []
+        # Nothing taken; the four refusals are in the sensor's history, one row each.
+        refused = [e.evaluation for e in kernel.evaluations("orders")]
+        assert [(e.status, e.message_id) for e in refused] == [("REFUSED", None)] * 4
     finally:
         rabbit.delete()
 
