@@ -117,10 +117,27 @@ class Rabbit:
         finally:
             await connection.close()
 
+    @staticmethod
+    def ping(url: str) -> None:
+        """Raise OSError unless a RabbitMQ at ``url`` accepts an AMQP connection."""
+
+        async def connect() -> None:
+            connection = await aio_pika.connect(url, timeout=2)
+            await connection.close()
+
+        try:
+            asyncio.run(connect())
+        except Exception as exc:  # aio-pika's own errors, when it is still starting
+            raise OSError(f"RabbitMQ at {url}: {exc}") from exc
+
     def config(self, **extra: Any) -> dict[str, Any]:
         return {"url": self.url, "queue": self.queue, "dead_letter_exchange": self.dlx, **extra}
 
-    def publish(self, messages: Sequence[tuple[str | None, Any]]) -> None:
+    def publish(self, messages: Sequence[tuple[str | None, Any]], persistent: bool = False) -> None:
+        """Publish with publisher confirms; ``persistent``: written to disk by the broker, so
+        they survive its restart."""
+        mode = aio_pika.DeliveryMode.PERSISTENT if persistent else None
+
         async def send() -> None:
             connection = await aio_pika.connect(self.url)
             try:
@@ -131,7 +148,8 @@ class Rabbit:
                 for message_id, body in messages:
                     data = body if isinstance(body, bytes) else msgspec.json.encode(body)
                     await channel.default_exchange.publish(
-                        aio_pika.Message(data, message_id=message_id), routing_key=self.queue
+                        aio_pika.Message(data, message_id=message_id, delivery_mode=mode),
+                        routing_key=self.queue,
                     )
             finally:
                 await connection.close()
