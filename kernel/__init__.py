@@ -55,6 +55,7 @@ from .kernel import (
     TickDetail,
     Verification,
 )
+from .outcomes import Failed, FailureKind
 from .rows import (
     ConflictRow,
     EvalRow,
@@ -86,6 +87,8 @@ __all__ = [
     "DstGap",
     "Envelope",
     "EvalRow",
+    "Failed",
+    "FailureKind",
     "FutureSchemaVersion",
     "HistoryRow",
     "Ingested",

@@ -52,6 +52,7 @@ from .events import (
     TickRecorded,
     TicksMissed,
 )
+from .outcomes import Failed, FailureKind
 from .rows import RunRow, ScheduleRow, SensorRow
 from .runs import derived_id, request_run
 from .store.base import Pending
@@ -253,10 +254,10 @@ def plan_ticks(row: ScheduleRow, now: int) -> TickPlan:
 
 
 def record_ticks(
-    row: ScheduleRow, plan: TickPlan, results: Sequence[TickResult | str], now: int
+    row: ScheduleRow, plan: TickPlan, results: Sequence[TickResult | Failed], now: int
 ) -> list[Pending]:
     """Events for one evaluation. ``results[i]`` is the evaluator's answer for ``plan.due[i]``,
-    or a string: the error of an evaluator that raised (the tick is ``FAILED``)."""
+    or how it failed (the tick is ``FAILED`` with that reason)."""
     d = row.definition
     sid = row.schedule_id
     origin = f"schedule:{sid}"
@@ -271,11 +272,12 @@ def record_ticks(
             "attempt": attempt,
             "dst": tick.dst,
         }
-        if isinstance(result, str):
+        if isinstance(result, Failed):
             final = attempt > d.max_tick_retries
             if not final:
                 retries.append(Retry(tick.at, attempt))
-            event = TickRecorded(tid, sid, tick.at, "FAILED", reason=result, final=final, **common)
+            reason = result.reason
+            event = TickRecorded(tid, sid, tick.at, "FAILED", reason=reason, final=final, **common)
         elif not tick.run:
             event = TickRecorded(tid, sid, tick.at, "SKIPPED", reason=tick.dst, **common)
         elif result.skip_reason is not None or result.run_requests == []:
@@ -370,12 +372,12 @@ def ingest(
     message_id: str,
     payload: Any,
     payload_size: int,
-    requests: Sequence[RunRequest] | str | None,
+    requests: Sequence[RunRequest] | Failed | None,
 ) -> list[Pending]:
     """Events for one push delivery, keyed by ``message_id`` (a re-delivery is a duplicate).
 
     ``requests``: the push connector's run requests (``None``: one run per message, keyed by
-    the message id, the payload under ``config["payload"]``), or a string: the connector's error.
+    the message id, the payload under ``config["payload"]``), or how the connector failed.
     """
     live = _live_sensor(row)
     d = live.definition
@@ -505,21 +507,21 @@ def _keys(runs: Sequence[Pending]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(r.event.run_key for r in runs))  # type: ignore[union-attr]
 
 
-def _checked(result: _R | str, plugin: str) -> _R | str:
-    """A plugin's result, or the reason it is refused (recorded as the ``plugin``'s failure,
-    with backoff for a poll): the one place where what a plugin hands back is checked against
-    the value rules, whether it came through the SDK or straight through the kernel API."""
-    if isinstance(result, str):  # a reason: an exception's text may hold lone surrogates
-        return result.encode(errors="backslashreplace").decode()
+def _checked(result: _R | Failed, plugin: str) -> _R | Failed:
+    """A plugin's result, or why it is refused (recorded as the ``plugin``'s failure, with
+    backoff for a poll): the one place where what a plugin hands back is checked against the
+    value rules, whether it came through the SDK or straight through the kernel API."""
+    if isinstance(result, Failed):  # an exception's text may hold lone surrogates
+        return Failed(_printable(result.reason), result.kind)
     problem = refused(result)
-    return result if problem is None else f"{plugin}: {problem}"
+    return result if problem is None else Failed(f"{plugin}: {problem}", FailureKind.WRONG_TYPE)
 
 
 def _runs(
-    row: SensorRow, eval_id: str, result: Sequence[RunRequest] | str, default_key: str
+    row: SensorRow, eval_id: str, result: Sequence[RunRequest] | Failed, default_key: str
 ) -> tuple[list[Pending], EvalStatus, str | None]:
-    if isinstance(result, str):
-        return [], "FAILED", result
+    if isinstance(result, Failed):
+        return [], "FAILED", result.reason
     origin = f"sensor:{row.sensor_id}"
     # A request without a run_key gets a default derived from the message or the evaluation.
     requested = [
@@ -575,10 +577,10 @@ def backoff_delay(definition: SensorDefinition, failures: int) -> int:
 
 
 def record_poll(
-    row: SensorRow | None, ticket: PollTicket, result: PollResult | str, now: int
+    row: SensorRow | None, ticket: PollTicket, result: PollResult | Failed, now: int
 ) -> list[Pending]:
     """Events for one poll: accepted only at ``ticket.expected_state_version`` (the CAS is
-    checked by the store inside the append). A string result is the connector's error."""
+    checked by the store inside the append). A :class:`Failed` result is the connector's."""
     live = _live_sensor(row)
     d = live.definition
     if d.type != "poll":  # a ticket read before the sensor was re-created as a push sensor
@@ -588,10 +590,10 @@ def record_poll(
     status: EvalStatus
     reason: str | None
     result = _checked(result, f"connector {d.connector!r}")
-    if isinstance(result, str):
+    if isinstance(result, Failed):
         failures = live.failures + 1
         runs: list[Pending] = []
-        status, reason, cursor_after = "FAILED", result, None
+        status, reason, cursor_after = "FAILED", result.reason, None
         nxt = now + backoff_delay(d, failures)
     else:
         failures = 0

@@ -37,6 +37,7 @@ from .definitions import (
 from .errors import Conflict, CorruptRecord, InputError, NotFound, StoreError
 from .events import Cursor, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
+from .outcomes import Failed, failed_from, guarded, run_requests
 from .rows import (
     ROW_TYPES,
     ConflictRow,
@@ -81,9 +82,10 @@ __all__ = [
     "preview",
 ]
 
-Evaluate = Callable[[TickContext], TickResult]
-Connect = Callable[[PollContext], PollResult]
-MapMessage = Callable[[PushMessage], "Sequence[RunRequest] | None"]
+# The plugin callables the kernel's conveniences take; a ``Failed`` answer is recorded as is.
+Evaluate = Callable[[TickContext], "TickResult | Failed"]
+Connect = Callable[[PollContext], "PollResult | Failed"]
+MapMessage = Callable[[PushMessage], "Sequence[RunRequest] | Failed | None"]
 When = int | datetime | None
 
 _RETRIES: Final = 16  # re-decides after a lost compare-and-set before giving up
@@ -222,11 +224,6 @@ def _lookup(value: Any, field: str) -> str:
     """A run, evaluation or tick id to look up (ids are short; a store key is at most 511
     bytes)."""
     return check_text(value, field, 256)
-
-
-def _error(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class Kernel:
@@ -402,23 +399,18 @@ class Kernel:
     @staticmethod
     def _evaluate_tick(
         row: ScheduleRow, tick: Tick, attempt: int, evaluate: Evaluate | None
-    ) -> TickResult | str:
+    ) -> TickResult | Failed:
         d = row.definition
         if d.evaluator is None or not tick.run:
             return TickResult()
         if evaluate is None:
-            return f"no evaluator {d.evaluator!r} is available"
+            return Failed(f"no evaluator {d.evaluator!r} is available")
         at = datetime.fromtimestamp(tick.at, UTC)
         context = TickContext(
             d, decide.tick_id(d.id, tick.at), at, at.astimezone(zone(d.timezone)), attempt, tick.dst
         )
-        try:
-            result: object = evaluate(context)
-        except Exception as exc:  # a plugin's failure is the tick's, never the kernel's
-            return _error(exc)
-        if not isinstance(result, TickResult):
-            return f"evaluator {d.evaluator!r} returned {type(result).__name__}, not TickResult"
-        return result
+        # A plugin's failure is the tick's, never the kernel's.
+        return guarded(lambda: evaluate(context), TickResult, f"evaluator {d.evaluator!r}")
 
     def preview(
         self, schedule: str | ScheduleDefinition, count: int = 10, start: When = None
@@ -570,16 +562,13 @@ class Kernel:
         size = len(msgspec.json.encode(check_json(payload, "payload")))
         if size > row.definition.max_payload_bytes:
             decide.ingest(row, message_id, payload, size, [])  # raises PayloadTooLarge
-        requests: Sequence[RunRequest] | str | None = None
+        requests: Sequence[RunRequest] | Failed | None = None
         if connector is not None:
             message = PushMessage(
                 row.definition, message_id, payload, datetime.fromtimestamp(at, UTC)
             )
-            try:
-                mapped = connector(message)
-                requests = None if mapped is None else _requests(mapped)
-            except Exception as exc:
-                requests = _error(exc)
+            mapped = guarded(lambda: connector(message), object, "connector")
+            requests = None if mapped is None else run_requests(mapped, "connector")
         return decide.ingest(row, message_id, payload, size, requests)
 
     def poll_ticket(self, sensor_id: str) -> decide.PollTicket:
@@ -587,9 +576,10 @@ class Kernel:
         return decide.poll_ticket(self.sensor(sensor_id))
 
     def record_poll(
-        self, ticket: decide.PollTicket, result: PollResult | str, now: When = None
+        self, ticket: decide.PollTicket, result: PollResult | Failed | str, now: When = None
     ) -> EvalRow:
-        """Record a poll outcome (a string is the connector's error or timeout).
+        """Record a poll outcome: the connector's :class:`PollResult`, or how it failed
+        (:class:`Failed`; a bare ``str`` reason is read as ``Failed(reason)``).
 
         Accepted only if the sensor is still at ``ticket.expected_state_version``; otherwise
         :class:`Conflict`, and nothing at all is written. Re-recording the very same poll
@@ -597,9 +587,12 @@ class Kernel:
         """
         at = epoch(now)
         _checked_ticket(ticket)
-        if not isinstance(result, (PollResult, str)):
-            raise InputError(f"result: expected a PollResult or a reason, not {type(result)}")
-        batch = decide.record_poll(self._sensor_or_none(ticket.sensor_id), ticket, result, at)
+        if not isinstance(result, (PollResult, Failed, str)):
+            raise InputError(f"result: expected a PollResult or Failed, not {type(result)}")
+        outcome = failed_from(result)
+        if isinstance(outcome, Failed) and not isinstance(outcome.reason, str):
+            raise InputError(f"result: a Failed reason must be text, not {outcome.reason!r:.80}")
+        batch = decide.record_poll(self._sensor_or_none(ticket.sensor_id), ticket, outcome, at)
         appended = self._append(batch, at)
         if appended.duplicate and not decide.same_poll([e.event for e in appended.records], batch):
             # Another poller recorded a different answer under this ticket first: this one's
@@ -637,22 +630,13 @@ class Kernel:
     def poll(self, sensor_id: str, connector: Connect, now: When = None) -> EvalRow:
         """Poll once: read the cursor, call ``connector``, record the outcome with CAS.
 
-        A connector that raises or returns something other than :class:`PollResult` gives a
-        ``FAILED`` evaluation with backoff. Timeouts are the caller's to enforce (the SDK
-        runtime does) and are recorded by passing the reason to :meth:`record_poll`.
+        A connector that raises, returns something other than :class:`PollResult` or returns
+        a :class:`Failed` gives a ``FAILED`` evaluation with backoff. Timeouts are the
+        caller's to enforce (the SDK runtime does: its connector answers ``Failed``).
         """
         at = epoch(now)
         ticket, context = self.poll_context(sensor_id, at)
-        result: PollResult | str
-        try:
-            answer: object = connector(context)
-            result = (
-                answer
-                if isinstance(answer, PollResult)
-                else f"connector returned {type(answer).__name__}, not PollResult"
-            )
-        except Exception as exc:
-            result = _error(exc)
+        result = guarded(lambda: connector(context), PollResult, "connector")
         return self.record_poll(ticket, result, at)
 
     def evaluation(self, eval_id: str) -> EvalRow:
@@ -1311,12 +1295,6 @@ def _parse_tick_id(tick_id: str) -> tuple[str, int]:
             f"tick id {tick_id!r} is not valid: expected SCHEDULE_ID:YYYY-MM-DDTHH:MM:SSZ"
         ) from None
     return sid, int(at.timestamp())
-
-
-def _requests(mapped: Any) -> Sequence[RunRequest] | str:
-    if not isinstance(mapped, (list, tuple)) or not all(isinstance(r, RunRequest) for r in mapped):
-        return f"connector returned {type(mapped).__name__}, not a list of RunRequest"
-    return mapped
 
 
 def _action(

@@ -16,6 +16,8 @@ kernel with :class:`Runtime`.
 from arcoflow.kernel import (
     ArcoflowError,
     Conflict,
+    Failed,
+    FailureKind,
     InputError,
     InvalidId,
     Kernel,
@@ -62,7 +64,9 @@ __all__ = [
     "CycleReport",
     "Delivery",
     "ErrorKind",
+    "Failed",
     "Failure",
+    "FailureKind",
     "InputError",
     "InvalidId",
     "Kernel",

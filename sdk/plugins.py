@@ -5,10 +5,11 @@ specs of :mod:`arcoflow.sdk.hookspecs`. Definitions name the plugin that serves 
 (``connector = "filesystem"``, ``launcher = "subprocess"``, ``evaluator = "business-days"``),
 and each call goes to *that plugin's* implementation only.
 
-Every call is isolated. A plugin that raises, hangs past its timeout or returns something
-that is not the documented type becomes a *reason* (a string, or a typed
-:class:`PluginError` for callables handed to the kernel), which the kernel records as the
-failure of that sensor, tick or launch. Nothing a plugin does can stop a cycle.
+Every call is isolated, here and only here (:meth:`Plugins._answer`). A plugin that raises,
+hangs past its timeout or returns something that is not the documented type becomes a frozen
+:class:`~arcoflow.kernel.Failed` value (its reason and a
+:class:`~arcoflow.kernel.FailureKind`), which the kernel records as the failure of that
+sensor, tick or launch. Nothing a plugin does can stop a cycle.
 
 Output: plugin code (imports, hook calls, in whichever thread) prints to stderr, never to
 stdout, which carries the CLI's ``--json`` document (see :mod:`arcoflow.sdk.stdout`).
@@ -32,12 +33,14 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 import pluggy
 from arcoflow.kernel import (
     ArcoflowError,
     Definitions,
+    Failed,
+    FailureKind,
     InputError,
     InvalidDefinition,
     PollContext,
@@ -49,6 +52,7 @@ from arcoflow.kernel import (
     TickContext,
     TickResult,
 )
+from arcoflow.kernel.outcomes import describe, guarded, run_requests
 
 from . import hookspecs
 from .sources import Source
@@ -72,6 +76,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("arcoflow.plugins")
+_T = TypeVar("_T")
 
 #: The entry-point group plugins register under (``[project.entry-points.arcoflow]``).
 ENTRY_POINT_GROUP: Final = "arcoflow"
@@ -155,10 +160,9 @@ class PluginProblem(NamedTuple):
 
 def describe_error(exc: BaseException) -> str:
     """``TypeName: message``: the reason recorded for a plugin's exception."""
-    text = str(exc).strip()
     if isinstance(exc, PluginError):  # already phrased as a reason
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return str(exc).strip() or type(exc).__name__
+    return describe(exc)
 
 
 class Plugins:
@@ -449,36 +453,62 @@ class Plugins:
             raise PluginError(f"{role} {name!r} raised {type(error).__name__}")
         return box.get("value")
 
-    def poll(self, connector: str, context: PollContext, timeout: float) -> PollResult | str:
-        """Ask ``connector`` for new data: its :class:`PollResult`, or the reason it failed."""
+    def _answer(
+        self,
+        hook: str,
+        name: str,
+        timeout: float,
+        subject: str,
+        expect: type[_T],
+        describe: Callable[[BaseException], str] = describe_error,
+        **kwargs: Any,
+    ) -> _T | Failed:
+        """The one isolated plugin call: ``name``'s ``hook`` in a worker thread for at most
+        ``timeout`` seconds. Its answer if it is an ``expect``, else :class:`Failed`
+        (``TIMED_OUT``, ``BUSY``, ``RAISED`` or ``WRONG_TYPE``, with the reason history
+        records; ``describe`` phrases an exception)."""
+
+        def call() -> object:
+            try:
+                return self._call(hook, name, timeout, subject, **kwargs)
+            except PluginTimeout as exc:
+                return Failed(describe(exc), FailureKind.TIMED_OUT)
+            except PluginBusy as exc:
+                return Failed(describe(exc), FailureKind.BUSY)
+
+        answer = guarded(call, expect, f"{_ROLE[hook]} {name!r}", describe)
+        if isinstance(answer, Failed):
+            log.debug("%s of %s failed (%s): %s", hook, subject, answer.kind.value, answer)
+        return answer
+
+    def poll(self, connector: str, context: PollContext, timeout: float) -> PollResult | Failed:
+        """Ask ``connector`` for new data: its :class:`PollResult`, or how the call failed."""
         subject = f"sensor {context.sensor.id!r}"
-        try:
-            result = self._call("arcoflow_poll", connector, timeout, subject, context=context)
-            return _poll_result(connector, result)
-        except Exception as exc:
-            reason = describe_error(exc)
-            log.debug("poll of %s failed: %s", subject, reason)
-            return reason
+        # Its fields are the kernel's to check (record_poll), for every caller alike.
+        return self._answer(
+            "arcoflow_poll", connector, timeout, subject, PollResult, context=context
+        )
 
     def push_mapper(
         self, sensor: SensorDefinition
-    ) -> Callable[[PushMessage], Sequence[RunRequest] | None] | None:
+    ) -> Callable[[PushMessage], Sequence[RunRequest] | Failed | None] | None:
         """The callable the kernel's ``ingest(connector=...)`` takes for ``sensor``, or
         ``None`` when the sensor names no connector (one default run per message).
 
-        The callable raises :class:`PluginError` (or what the plugin raised); the kernel
-        records that as the message's ``FAILED`` evaluation.
+        The callable answers the run requests, ``None`` (the default run) or :class:`Failed`,
+        which the kernel records as the message's ``FAILED`` evaluation.
         """
         connector = sensor.connector
         if connector is None:
             return None
+        what = f"connector {connector!r} (push)"
 
-        def mapper(message: PushMessage) -> Sequence[RunRequest] | None:
+        def mapper(message: PushMessage) -> Sequence[RunRequest] | Failed | None:
             subject = f"message {message.message_id!r} of sensor {sensor.id!r}"
-            result = self._call(
-                "arcoflow_push", connector, sensor.timeout, subject, message=message
+            answer = self._answer(
+                "arcoflow_push", connector, sensor.timeout, subject, object, _typed, message=message
             )
-            return _push_result(connector, result)
+            return None if answer is None else run_requests(answer, f"PluginGarbage: {what}")
 
         return mapper
 
@@ -500,58 +530,66 @@ class Plugins:
             raise PluginGarbage(f"{what} returned {type(made).__name__}, not a Source")
         return made  # type: ignore[return-value]
 
-    def evaluator(self, timeout: float) -> Callable[[TickContext], TickResult]:
+    def evaluator(self, timeout: float) -> Callable[[TickContext], TickResult | Failed]:
         """The ``evaluate=`` callable of ``Kernel.evaluate_schedules``: calls the plugin named
-        by each schedule's ``evaluator``; raises :class:`PluginError` (recorded as the tick's
+        by each schedule's ``evaluator``; answers :class:`Failed` (recorded as the tick's
         ``FAILED`` reason) when it is missing, hangs or returns garbage."""
 
-        def evaluate(context: TickContext) -> TickResult:
+        def evaluate(context: TickContext) -> TickResult | Failed:
             name = context.schedule.evaluator
             if name is None:  # the kernel does not ask; a default tick needs no plugin
                 return TickResult()
             subject = f"tick {context.tick_id}"
-            try:
-                result = self._call(
-                    "arcoflow_evaluate_tick", name, timeout, subject, context=context
-                )
-                return _tick_result(name, result)
-            except Exception as exc:
-                log.debug("evaluation of %s failed: %s", subject, describe_error(exc))
-                raise
+            answer = self._answer(
+                "arcoflow_evaluate_tick",
+                name,
+                timeout,
+                subject,
+                TickResult,
+                _typed,
+                context=context,
+            )
+            if isinstance(answer, Failed) and answer.kind is FailureKind.WRONG_TYPE:
+                return Failed(f"PluginGarbage: {answer}", answer.kind)
+            return answer
 
         return evaluate
 
-    def launch(self, launcher: str, launch: Launch, timeout: float) -> Launched | str:
-        """Hand a run to ``launcher``: its :class:`Launched`, or the reason the attempt failed."""
+    def launch(self, launcher: str, launch: Launch, timeout: float) -> Launched | Failed:
+        """Hand a run to ``launcher``: its :class:`Launched`, or how the attempt failed."""
         subject = f"run {launch.run_id}"
-        try:
-            result = self._call("arcoflow_launch", launcher, timeout, subject, launch=launch)
-            return _launched(launcher, result)
-        except Exception as exc:
-            reason = describe_error(exc)
-            log.debug("launch of %s (%s) failed: %s", subject, launch.run_key, reason)
-            return reason
+        answer = self._answer(
+            "arcoflow_launch", launcher, timeout, subject, Launched, launch=launch
+        )
+        if isinstance(answer, Failed):
+            return answer
+        return _checked_text(answer, f"launcher {launcher!r}: external_id", answer.external_id)
 
     def run_state(
         self, launcher: str, launch: Launch, external_id: str | None, timeout: float
-    ) -> RunState | str | None:
+    ) -> RunState | Failed | None:
         """Ask ``launcher`` whether a launched run finished: :class:`RunState`, ``None``
-        (still running or unknown) or the reason the question failed."""
+        (still running or unknown) or how the question failed."""
         subject = f"run {launch.run_id}"
-        try:
-            result = self._call(
-                "arcoflow_run_state",
-                launcher,
-                timeout,
-                subject,
-                launch=launch,
-                external_id=external_id,
+        answer = self._answer(
+            "arcoflow_run_state",
+            launcher,
+            timeout,
+            subject,
+            object,
+            launch=launch,
+            external_id=external_id,
+        )
+        if answer is None or isinstance(answer, Failed):
+            return answer
+        if not isinstance(answer, RunState):
+            return _garbage(f"launcher {launcher!r} returned {type(answer).__name__}, not RunState")
+        if answer.status not in ("succeeded", "failed"):
+            return _garbage(
+                f"launcher {launcher!r}: RunState status {answer.status!r} is not 'succeeded' or "
+                "'failed'"
             )
-            return _run_state(launcher, result)
-        except Exception as exc:
-            reason = describe_error(exc)
-            log.debug("state of %s failed: %s", subject, reason)
-            return reason
+        return _checked_text(answer, f"launcher {launcher!r}: detail", answer.detail, _MAX_DETAIL)
 
     def add_commands(
         self,
@@ -580,62 +618,27 @@ class Plugins:
 
 # -- return-value checks (a plugin's "garbage" is recorded, never passed on) -------------------
 
-
-def _requests(what: str, value: object) -> list[RunRequest]:
-    if not isinstance(value, (list, tuple)):
-        raise PluginGarbage(f"{what} must be a list of RunRequest, not {type(value).__name__}")
-    bad = [type(r).__name__ for r in value if not isinstance(r, RunRequest)]
-    if bad:
-        raise PluginGarbage(f"{what} must hold RunRequest values only, found {bad[0]}")
-    return list(value)
+_A = TypeVar("_A", Launched, RunState)
 
 
-def _optional_str(what: str, value: object, limit: int) -> str | None:
+def _garbage(reason: str) -> Failed:
+    return Failed(reason, FailureKind.WRONG_TYPE)
+
+
+def _checked_text(
+    answer: _A, what: str, value: object, limit: int = _MAX_EXTERNAL_ID
+) -> _A | Failed:
+    """``answer`` unless its text field ``value`` is not a string (or None) within ``limit``."""
     if value is not None and not isinstance(value, str):
-        raise PluginGarbage(f"{what} must be a string or None, not {type(value).__name__}")
+        return _garbage(f"{what} must be a string or None, not {type(value).__name__}")
     if value is not None and len(value) > limit:
-        raise PluginGarbage(f"{what} is {len(value)} characters; the limit is {limit}")
-    return value
+        return _garbage(f"{what} is {len(value)} characters; the limit is {limit}")
+    return answer
 
 
-def _poll_result(name: str, value: object) -> PollResult:
-    # Its fields are the kernel's to check (record_poll), for every caller alike.
-    if not isinstance(value, PollResult):
-        raise PluginGarbage(f"connector {name!r} returned {type(value).__name__}, not PollResult")
-    return value
-
-
-def _push_result(name: str, value: object) -> list[RunRequest] | None:
-    if value is None:
-        return None
-    return _requests(f"connector {name!r} (push)", value)
-
-
-def _tick_result(name: str, value: object) -> TickResult:
-    # Its fields are the kernel's to check (record_ticks), for every caller alike.
-    if not isinstance(value, TickResult):
-        raise PluginGarbage(f"evaluator {name!r} returned {type(value).__name__}, not TickResult")
-    return value
-
-
-def _launched(name: str, value: object) -> Launched:
-    if not isinstance(value, Launched):
-        raise PluginGarbage(f"launcher {name!r} returned {type(value).__name__}, not Launched")
-    _optional_str(f"launcher {name!r}: external_id", value.external_id, _MAX_EXTERNAL_ID)
-    return value
-
-
-def _run_state(name: str, value: object) -> RunState | None:
-    if value is None:
-        return None
-    if not isinstance(value, RunState):
-        raise PluginGarbage(f"launcher {name!r} returned {type(value).__name__}, not RunState")
-    if value.status not in ("succeeded", "failed"):
-        raise PluginGarbage(
-            f"launcher {name!r}: RunState status {value.status!r} is not 'succeeded' or 'failed'"
-        )
-    _optional_str(f"launcher {name!r}: detail", value.detail, _MAX_DETAIL)
-    return value
+#: ``TypeName: message`` even for arcoflow's own reasons: how the reasons of evaluators and
+#: push connectors (which the kernel records through its callables) have always read.
+_typed: Final = describe
 
 
 def _origin(plugin: object) -> str:

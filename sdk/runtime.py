@@ -27,6 +27,7 @@ handler; the CLI shows INFO with ``-v``.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import os
@@ -41,6 +42,7 @@ from arcoflow.kernel import (
     ArcoflowError,
     Conflict,
     EvalRow,
+    Failed,
     InputError,
     Kernel,
     NotFound,
@@ -73,14 +75,22 @@ DEFAULT_MAX_ATTEMPTS: Final = 5
 #: the outcome and for clocks that differ between hosts.
 LEASE_MARGIN: Final = 60
 
-FailureKind = Literal["tick", "evaluation", "launch", "run_state", "schedule", "sensor", "run"]
+#: What a cycle failure concerns (not how a plugin call failed: that is FailureKind).
+FailedItem = Literal["tick", "evaluation", "launch", "run_state", "schedule", "sensor", "run"]
+
+
+class Unrecorded(enum.Enum):
+    """Why a poll the runtime set out to make recorded nothing."""
+
+    NOT_DUE = "not due"  # another daemon polled the sensor since the due list was read
+    CONFLICT = "conflict"  # another poller recorded this poll epoch first (the CAS lost)
 
 
 @attrs.frozen
 class Failure:
     """Something that went wrong in a cycle: what kind, which item, and why."""
 
-    kind: FailureKind
+    kind: FailedItem
     subject: str
     reason: str
 
@@ -225,7 +235,7 @@ class Runtime:
             except Exception:  # the listener is display only; it never breaks a cycle
                 log.exception("runtime listener failed on %s", kind)
 
-    def _error(self, report: CycleReport, kind: FailureKind, subject: str, exc: Exception) -> None:
+    def _error(self, report: CycleReport, kind: FailedItem, subject: str, exc: Exception) -> None:
         """An unexpected error on one item: logged with its traceback, reported, skipped."""
         failure = Failure(kind, subject, f"{type(exc).__name__}: {exc}")
         if isinstance(exc, ArcoflowError):
@@ -276,9 +286,9 @@ class Runtime:
             except Exception as exc:
                 self._error(report, "sensor", sensor_id, exc)
                 continue
-            if row == "not due":
+            if row is Unrecorded.NOT_DUE:
                 continue
-            if row == "conflict":
+            if row is Unrecorded.CONFLICT:
                 report.conflicts.append(sensor_id)
                 self._emit("conflict", sensor_id)
                 continue
@@ -300,19 +310,17 @@ class Runtime:
         row = self._poll(sensor_id, now, only_if_due=False)
         return row if isinstance(row, EvalRow) else None
 
-    def _poll(
-        self, sensor_id: str, now: int | None, only_if_due: bool
-    ) -> EvalRow | Literal["conflict", "not due"]:
+    def _poll(self, sensor_id: str, now: int | None, only_if_due: bool) -> EvalRow | Unrecorded:
         at = self._at(now)
         if only_if_due:
             # The due list may be stale: another daemon may have polled this sensor since.
             # Poll only at the state version that was due; the ticket below must match it.
             before = self.kernel.sensor(sensor_id)
             if before.next_eval_at is None or before.next_eval_at > at:
-                return "not due"
+                return Unrecorded.NOT_DUE
         ticket, context = self.kernel.poll_context(sensor_id, at)
         if only_if_due and ticket.expected_state_version != before.state_version:
-            return "not due"
+            return Unrecorded.NOT_DUE
         sensor = context.sensor
         assert sensor.connector is not None  # a poll sensor always names one
         result = self.plugins.poll(sensor.connector, context, float(sensor.timeout))
@@ -320,7 +328,7 @@ class Runtime:
             row = self.kernel.record_poll(ticket, result, self._at(now))
         except Conflict as exc:
             log.info("sensor %s: another daemon polled first (%s)", sensor_id, exc)
-            return "conflict"
+            return Unrecorded.CONFLICT
         _log_evaluation(row)
         return row
 
@@ -376,7 +384,7 @@ class Runtime:
             row = self.kernel.record_launch(
                 run.run_id,
                 external_id=outcome.external_id if isinstance(outcome, Launched) else None,
-                error=outcome if isinstance(outcome, str) else None,
+                error=outcome.reason if isinstance(outcome, Failed) else None,
                 now=self._at(now),
                 max_attempts=max_attempts,
                 claimer=self.runtime_id,
@@ -427,9 +435,9 @@ class Runtime:
                     state = self.plugins.run_state(
                         launcher, self._launch(run, run.attempts), run.external_id, timeout
                     )
-                    if isinstance(state, str):
+                    if isinstance(state, Failed):
                         log.warning("state of run %s (%s): %s", run.run_id, run.run_key, state)
-                        report.failures.append(Failure("run_state", run.run_id, state))
+                        report.failures.append(Failure("run_state", run.run_id, state.reason))
                         self._emit("error", report.failures[-1])
                         continue
                     if state is None:

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from arcoflow.kernel import (
+    Failed,
     Kernel,
     MemoryStore,
     PollContext,
@@ -277,7 +278,7 @@ class PluginKit(RuleBasedStateMachine):
         self._check_cursor(context, result)
         self._record(ticket, mt, result)
 
-    def _check_cursor(self, context: PollContext, result: PollResult | str) -> None:
+    def _check_cursor(self, context: PollContext, result: PollResult | Failed) -> None:
         """New data moves the cursor on: a connector that hands out run requests and keeps
         its cursor would hand the same data out again at every poll."""
         if not type(self).cursor_must_advance or not isinstance(result, PollResult):
@@ -289,9 +290,11 @@ class PluginKit(RuleBasedStateMachine):
                 "back at every poll"
             )
 
-    def _record(self, ticket: Any, mt: MTicket, result: PollResult | str) -> None:
+    def _record(self, ticket: Any, mt: MTicket, result: PollResult | Failed) -> None:
         got = kernel_outcome(lambda: self.kernel.record_poll(ticket, result, self.now))
-        expected = model_outcome(lambda: self.model.record_poll(mt, result, self.now))
+        # The model, written independently, takes a failure as its reason.
+        told = result.reason if isinstance(result, Failed) else result
+        expected = model_outcome(lambda: self.model.record_poll(mt, told, self.now))
         got_id = got[1].evaluation.eval_id if got[0] == "ok" else got[1]
         expected_id = expected[1].eval_id if expected[0] == "ok" else expected[1]
         assert got_id == expected_id, f"record poll: kernel {got!r}, model {expected!r}"
@@ -363,7 +366,7 @@ class PluginKit(RuleBasedStateMachine):
                 assert known == outcome.external_id, "a repeated hand-over started a new run"
                 kw: dict[str, Any] = {"external_id": outcome.external_id}
             else:
-                kw = {"error": outcome}
+                kw = {"error": outcome.reason}
             k = self.kernel.record_launch(
                 run.run_id, now=self.now, max_attempts=type(self).max_attempts, **kw
             )

@@ -6,12 +6,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from arcoflow.kernel import Kernel, PollResult, RunRequest, RunTemplate, SensorDefinition
+from arcoflow.kernel import (
+    Kernel,
+    PollContext,
+    PollResult,
+    RunRequest,
+    RunTemplate,
+    SensorDefinition,
+)
 from arcoflow.plugins.memory_launcher import MemoryLauncher
-from arcoflow.sdk import Launch, Launched, Plugins, Runtime, TickResult, hookimpl
+from arcoflow.sdk import (
+    Failed,
+    FailureKind,
+    Launch,
+    Launched,
+    Plugins,
+    Runtime,
+    TickResult,
+    hookimpl,
+)
 from arcoflow.sdk.plugins import MAX_HUNG_CALLS
 from arcoflow.sdk.testing import push, temporary_kernel
 
@@ -220,7 +237,7 @@ def test_push_mappers_that_raise_hang_or_return_garbage_fail_their_message_only(
         "PluginTimeout: connector 'hangs' did not answer within 1s (the call was abandoned)"
     )
     assert reasons["garbage"] == (
-        "PluginGarbage: connector 'garbage' (push) must be a list of RunRequest, not str"
+        "PluginGarbage: connector 'garbage' (push) returned str, not a list of RunRequest"
     )
     # A re-delivery answers with the original evaluation; the plugin is not asked again.
     again = push(kernel, plugins, "raises", "m1", {"x": 1}, now=T0 + 5)
@@ -297,12 +314,14 @@ def test_a_plugin_with_several_hung_calls_is_not_called_until_one_returns(
 
     reasons = [launch(n) for n in range(MAX_HUNG_CALLS)]
     assert all("did not answer within 0.05s" in str(r) for r in reasons)
+    assert all(isinstance(r, Failed) and r.kind is FailureKind.TIMED_OUT for r in reasons)
     started = time.monotonic()
     refused = launch(99)
     assert time.monotonic() - started < 0.05  # refused at once: no new thread, no wait
-    assert refused == (
+    assert refused == Failed(
         f"launcher 'hangs' has {MAX_HUNG_CALLS} calls that timed out and are still running; "
-        "not calling it again until one returns"
+        "not calling it again until one returns",
+        FailureKind.BUSY,
     )
     assert hanging.calls == MAX_HUNG_CALLS and plugins.abandoned == MAX_HUNG_CALLS
     hanging.release.set()
@@ -310,3 +329,44 @@ def test_a_plugin_with_several_hung_calls_is_not_called_until_one_returns(
     while (answer := launch(100)) != Launched("late"):
         assert time.monotonic() < deadline, answer
         time.sleep(0.01)
+
+
+def test_every_isolated_call_answers_a_typed_failure(hanging: Hanging) -> None:
+    """Issue 12: a plugin call answers its value or a frozen ``Failed`` whose kind says what
+    happened (never a bare string), for polls, launches and run states alike."""
+
+    class BadState:
+        @hookimpl
+        def arcoflow_launch(self, launch: Launch) -> Launched:
+            return Launched("x")
+
+        @hookimpl
+        def arcoflow_run_state(self, launch: Launch, external_id: str | None) -> Any:
+            return "done"
+
+    plugins, _ = _plugins(hanging, badstate=BadState())
+    context = PollContext(
+        SensorDefinition("s", "poll", RunTemplate("t"), connector="x"),
+        None,
+        None,
+        0,
+        datetime.fromtimestamp(T0, UTC),
+    )
+
+    def kind(answer: object) -> FailureKind | None:
+        return answer.kind if isinstance(answer, Failed) else None
+
+    assert isinstance(plugins.poll("good", context, 5), PollResult)
+    assert kind(plugins.poll("raises", context, 5)) is FailureKind.RAISED
+    assert kind(plugins.poll("garbage", context, 5)) is FailureKind.WRONG_TYPE
+    assert kind(plugins.poll("absent", context, 5)) is FailureKind.RAISED
+    assert kind(plugins.poll("hangs", context, 0.05)) is FailureKind.TIMED_OUT
+    assert kind(plugins.poll("hangs", context, 0.05)) is FailureKind.BUSY  # same sensor
+    launch = Launch("r", "k", "t", {}, {}, "m", 1, {})
+    assert kind(plugins.launch("raises", launch, 5)) is FailureKind.RAISED
+    assert kind(plugins.launch("garbage", launch, 5)) is FailureKind.WRONG_TYPE
+    assert kind(plugins.run_state("badstate", launch, "x", 5)) is FailureKind.WRONG_TYPE
+    assert kind(plugins.run_state("garbage", launch, "x", 5)) is FailureKind.RAISED  # no hook
+    failed = plugins.poll("garbage", context, 5)
+    with pytest.raises(AttributeError):  # frozen: a recorded failure cannot be edited
+        failed.reason = "other"  # type: ignore[misc, union-attr]

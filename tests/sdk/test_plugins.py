@@ -18,10 +18,11 @@ from arcoflow.kernel import (
     TickContext,
 )
 from arcoflow.sdk import (
+    Failed,
+    FailureKind,
     Launch,
     Launched,
     PluginLoadError,
-    PluginMissing,
     Plugins,
     PollResult,
     RunRequest,
@@ -74,16 +75,19 @@ def test_a_call_goes_only_to_the_named_plugin() -> None:
 def test_missing_plugins_and_hooks_are_clear_reasons() -> None:
     plugins = Plugins()
     plugins.register(Tagged("a"), "a")
-    assert plugins.poll("nope", _context("nope"), 5) == "no connector plugin 'nope' installed"
-    assert plugins.launch("nope", _launch(), 5) == "no launcher plugin 'nope' installed"
-    assert plugins.run_state("a", _launch(), None, 5) == (
+    assert plugins.poll("nope", _context("nope"), 5) == Failed(
+        "no connector plugin 'nope' installed", FailureKind.RAISED
+    )
+    assert plugins.launch("nope", _launch(), 5) == Failed("no launcher plugin 'nope' installed")
+    assert plugins.run_state("a", _launch(), None, 5) == Failed(
         "plugin 'a' is not a launcher: it does not implement arcoflow_run_state"
     )
     evaluate = plugins.evaluator(5)
     schedule = ScheduleDefinition("s", "0 * * * *", RunTemplate("t"), evaluator="x")
     at = datetime.fromtimestamp(T0, UTC)
-    with pytest.raises(PluginMissing, match="no evaluator plugin 'x' installed"):
-        evaluate(TickContext(schedule, "s:2030-01-01T00:00:00Z", at, at, 1, None))
+    assert evaluate(TickContext(schedule, "s:2030-01-01T00:00:00Z", at, at, 1, None)) == Failed(
+        "PluginMissing: no evaluator plugin 'x' installed"
+    )
 
 
 def test_register_refuses_duplicates_typos_and_wrong_signatures() -> None:
