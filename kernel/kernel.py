@@ -551,14 +551,18 @@ class Kernel:
         payload: Any,
         at: int,
         connector: MapMessage | None,
+        problem: str | None = None,
     ) -> Ingested | list[Pending]:
         """The events that record one push message, or its original evaluation if it was
-        delivered before (the connector is not asked twice about one message)."""
+        delivered before (the connector is not asked twice about one message). ``problem``:
+        why its source could not read it; refused (InputError) unless it is a re-delivery."""
         sensor_id = row.sensor_id
         eval_id = derived_id(f"push/{sensor_id}/{check_text(message_id, 'message id')}")
         earlier = self._evaluation_or_none(eval_id)
         if earlier is not None:
             return Ingested(earlier, True)
+        if problem is not None:
+            raise InputError(problem)
         size = len(msgspec.json.encode(check_json(payload, "payload")))
         if size > row.definition.max_payload_bytes:
             decide.ingest(row, message_id, payload, size, [])  # raises PayloadTooLarge
@@ -1099,16 +1103,14 @@ class Kernel:
             if isinstance(message_id, str) and message_id in first:
                 continue  # a repeat within the call: answered by its first occurrence below
             try:
-                if problem is not None:
-                    raise InputError(problem)
-                if not isinstance(message_id, str):
-                    raise InputError(f"message id must be text, not {type(message_id).__name__}")
-                prepared = self._push_events(row, message_id, payload, at, connector)
+                if not isinstance(message_id, str):  # typed str; callers may pass anything
+                    raise InputError(problem or f"message id must be text, not {_kind(message_id)}")
+                prepared = self._push_events(row, message_id, payload, at, connector, problem)
             except (InputError, NotFound) as exc:
                 # No message id is consumed: a repeat of a refused id is judged anew.
                 outcomes[i] = Refused(message_id, exc)
                 if record_refusals:
-                    reason = str(exc)
+                    reason = problem if problem is not None else str(exc)
                     refusal = decide.refuse_push(
                         row, message_id, payload, reason, at, described=problem is None
                     )
@@ -1237,6 +1239,10 @@ def _take(it: Iterator[_T], n: int) -> Iterator[_T]:
 
 #: The most messages one :meth:`Kernel.ingest_many` call records (one transaction holds them).
 MAX_PUSH_BATCH: Final = 100_000
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__
 
 
 def _push_items(messages: Any) -> list[PushItem]:

@@ -751,7 +751,7 @@ class Model:
         s = self.sensors.get(sensor_id)
         if s is None:
             raise Rejected("not_found", f"no sensor {sensor_id!r}")
-        if not _text(message_id):
+        if not isinstance(message_id, str) or not _text(message_id):
             raise Rejected("input", "message id must be valid Unicode text")
         key = push_key(sensor_id, message_id)
         earlier = self.evaluation(derived_id(key))
@@ -824,7 +824,8 @@ class Model:
     ) -> list[tuple[MEval, bool] | tuple[str, MEval | None]]:
         """Each ``(message_id, payload[, problem])`` as :meth:`ingest` takes it, in order:
         ``(evaluation, duplicate)``, or ``(kind of refusal, its REFUSED evaluation or None)``.
-        A ``problem`` (the source could not read the message) is a refusal with that reason.
+        A ``problem`` (the source could not read the message) is a refusal with that reason,
+        unless the id was ingested before (then it is a re-delivery, as any other).
         With ``record_refusals``, a refusal by a sensor that exists is recorded as a REFUSED
         evaluation: no run, no state_version move, the id stays free (a good delivery of it
         later is accepted); one per message id and sensor state (definition version, toggles).
@@ -833,6 +834,13 @@ class Model:
         for message_id, payload, problem in ((*m, None, None)[:3] for m in messages):
             try:
                 if problem is not None:
+                    # Ingested before, it is a re-delivery; its body does not matter then.
+                    known = sensor_id in self.sensors and isinstance(message_id, str)
+                    if known and _text(message_id):
+                        earlier = self.evaluation(derived_id(push_key(sensor_id, message_id)))
+                        if earlier is not None:
+                            out.append((earlier, True))
+                            continue
                     raise Rejected("input", problem)
                 out.append(self.ingest(sensor_id, message_id, payload, now, connector))
             except Rejected as exc:

@@ -9,12 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from arcoflow.kernel import Ingested, Kernel, NotFound, PayloadTooLarge, Refused, SensorRow
+from arcoflow.kernel import (
+    Ingested,
+    Kernel,
+    MemoryStore,
+    NotFound,
+    PayloadTooLarge,
+    Refused,
+    SensorRow,
+)
 from arcoflow.kernel.decide import MAX_REFUSAL_TEXT
 from arcoflow.kernel.views import eval_json
 from arcoflow.spec.model import Model
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from .helpers import dump, push_sensor
+from .helpers import dump, examples, push_sensor
 
 
 def _refused(outcome: Ingested | Refused) -> Refused:
@@ -175,3 +185,51 @@ def _model_shape(outcome: Any) -> tuple[str, str | None]:
     if isinstance(second, bool):
         return ("ingested", first.eval_id)
     return ("refused", second.eval_id if second is not None else None)
+
+
+_ids = st.sampled_from(["a", "b", "", None, 7])
+_payloads = st.sampled_from([1, None, "x" * 40, {"k": [1, 2]}])
+_problems = st.sampled_from([None, None, "the body is not JSON"])
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("push"), st.lists(st.tuples(_ids, _payloads, _problems), max_size=6)),
+        st.tuples(st.sampled_from(["stop", "start", "redefine", "delete"]), st.none()),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=examples(0.5), deadline=None)
+@given(steps=_steps)
+def test_refusals_agree_with_the_model_in_any_order(steps: list[tuple[str, Any]]) -> None:
+    """Any interleaving of batches (good, refused, repeated, id-less), stops, starts,
+    redefinitions and a delete: the kernel and the model record the same evaluations (ids,
+    statuses, message ids) and answer each message alike."""
+    kernel, model = Kernel(MemoryStore()), Model()
+    limit = 16
+    for side in (kernel, model):
+        side.define_sensor(push_sensor("hook", max_payload_bytes=limit), now=1)
+    for n, (step, messages) in enumerate(steps, start=2):
+        live = not model.sensors["hook"].deleted
+        if step in ("stop", "start") and live:
+            kernel.set_sensor_running("hook", step == "start", now=n)
+            model.set_sensor_running("hook", step == "start", n)
+        elif step == "redefine" and live:
+            limit = 48 if limit == 16 else 16
+            for side in (kernel, model):
+                side.define_sensor(push_sensor("hook", max_payload_bytes=limit), now=n)
+        elif step == "delete" and live:
+            kernel.delete_sensor("hook", now=n)
+            model.delete_sensor("hook", n)
+        elif step == "push":
+            items = [(m, p) if problem is None else (m, p, problem) for m, p, problem in messages]
+            got = kernel.ingest_many("hook", items, now=n, record_refusals=True)
+            expected = model.ingest_many("hook", items, n, record_refusals=True)
+            assert [_shape(o) for o in got] == [_model_shape(o) for o in expected]
+    assert [(e.eval_id, e.status, e.message_id) for e in model.evaluations] == [
+        (r.evaluation.eval_id, r.evaluation.status, r.evaluation.message_id)
+        for r in reversed(kernel.evaluations("hook", limit=1000))
+    ]
+    assert kernel.sensor("hook").evaluations == model.sensors["hook"].evaluations
+    assert kernel.sensor("hook").state_version == 0
+    assert kernel.verify().ok
