@@ -247,7 +247,12 @@ class SourceKit:
         return sink
 
     def _ids(self, kernel: Kernel) -> list[str]:
-        return [e.evaluation.message_id or "" for e in kernel.evaluations("kit", limit=1000)]
+        """The message id of each evaluation that took a message (not the REFUSED ones)."""
+        return [
+            e.evaluation.message_id or ""
+            for e in kernel.evaluations("kit", limit=1000)
+            if e.evaluation.status != "REFUSED"
+        ]
 
     def test_acks_come_after_the_commit(self) -> None:
         kernel = self._kernel()
