@@ -66,32 +66,9 @@ _APPLY_CHUNK: Final = 100
 
 
 #: Columns of the human-readable table of each kind of row.
+#: The table columns of each shape: its view's fields, less those it hides (one schema per shape).
 _COLUMNS: Mapping[str, Sequence[str]] = {
-    "schedule": (
-        "schedule_id",
-        "enabled",
-        "cron",
-        "timezone",
-        "definition_version",
-        "last_scheduled_for",
-        "next_fire_at",
-    ),
-    "tick": ("tick_id", "status", "definition_version", "run_key", "reason"),
-    "missed": ("evaluated_at", "ranges"),
-    "sensor": (
-        "sensor_id",
-        "type",
-        "status",
-        "cursor",
-        "state_version",
-        "failures",
-        "next_eval_at",
-    ),
-    "evaluation": ("eval_id", "status", "cursor_before", "cursor_after", "run_keys", "reason"),
-    "run": ("run_id", "run_key", "status", "origin", "attempts", "external_id"),
-    "conflict": ("run_key", "existing_fingerprint", "conflicting_fingerprint", "requested_by"),
-    "preview": ("scheduled_for", "local_time", "action", "dst", "tick_id"),
-    "change": ("kind", "id", "action", "definition_version"),
+    kind: v.columns(view) for kind, view in v.VIEWS.items()
 }
 
 
