@@ -66,10 +66,11 @@ _APPLY_CHUNK: Final = 100
 
 
 #: Columns of the human-readable table of each kind of row.
-#: The table columns of each shape: its view's fields, less those it hides (one schema per shape).
-_COLUMNS: Mapping[str, Sequence[str]] = {
-    kind: v.columns(view) for kind, view in v.VIEWS.items()
-}
+def _columns(kind: str) -> Sequence[str] | None:
+    """The table columns of a shape: its view's fields, less those it hides (one schema per
+    shape: :data:`arcoflow.kernel.views.VIEWS`); None (every key) for a shape with no view."""
+    view = v.VIEWS.get(kind)
+    return None if view is None else v.columns(view)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,7 +92,7 @@ class Output:
         if self.as_json:
             self.stream.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         elif isinstance(data, list):
-            self.stream.write(_table(data, _COLUMNS.get(kind)) + "\n")
+            self.stream.write(_table(data, _columns(kind)) + "\n")
         else:
             width = max((len(k) for k in data), default=0)
             for name, value in data.items():

@@ -32,7 +32,6 @@ Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
 JSON = dict[str, Any]
 
 
-
 def add_operator_commands(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     register: Register,
