@@ -161,6 +161,8 @@ def _savepoint(shared: _Env, txn: Any, request: Request[Any]) -> None:
 
 
 class _Txn:
+    serialised = True  # LMDB runs one write transaction at a time (see WriteTxn)
+
     def __init__(self, txn: Any, dbs: dict[Table, Any]) -> None:
         self.txn = txn
         self.dbs = dbs
