@@ -72,6 +72,11 @@ class ReadTxn(Protocol):
 
 
 class WriteTxn(ReadTxn, Protocol):
+    """A write transaction. A backend whose writers run one at a time, so that nothing can
+    change between a read and the commit (LMDB, memory), says so with a class attribute
+    ``serialised = True``: :func:`apply_batch` then skips the rehearsal that a backend with
+    concurrent writers (PostgreSQL) needs to lock its rows before numbering a batch."""
+
     def put(self, table: Table, key: bytes, value: bytes) -> None: ...
 
     def delete(self, table: Table, key: bytes) -> None: ...
@@ -284,19 +289,24 @@ def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) 
             continue
         keys.add(pending.key)
         todo.append(pending)
-    # Rehearse with provisional numbers (evolve reads rows by id, never by seq): every row the
-    # batch reads is read, and a stale compare-and-set raises, before a number is drawn.
-    rehearsal = _Rehearsal(txn, codec)
-    for n, pending in enumerate(todo, 1):
-        envelope = Envelope(codec.version, n, pending.key, at, 1, pending.event)
-        check(rehearsal, envelope.event)
-        for table, key, row in evolve(rehearsal, envelope):
-            rehearsal.put(table, key, row)
+    fetched: dict[tuple[Table, bytes], Any] = {}
+    if getattr(txn, "serialised", False) is not True:
+        # Rehearse with provisional numbers (evolve reads rows by id, never by seq): every row
+        # the batch reads is read (and locked), and a stale compare-and-set raises, before a
+        # number is drawn. A backend that runs one writer at a time (LMDB, memory) needs no
+        # rehearsal: a Conflict in the real pass rolls the numbers back with everything else.
+        rehearsal = _Rehearsal(txn, codec)
+        for n, pending in enumerate(todo, 1):
+            envelope = Envelope(codec.version, n, pending.key, at, 1, pending.event)
+            check(rehearsal, envelope.event)
+            for table, key, row in evolve(rehearsal, envelope):
+                rehearsal.put(table, key, row)
+        fetched = rehearsal.fetched
     first = txn.next_seq(len(todo))
     envelopes = tuple(
         Envelope(codec.version, first + i, p.key, at, first, p.event) for i, p in enumerate(todo)
     )
-    view = _View(txn, codec, rehearsal.fetched)
+    view = _View(txn, codec, fetched)
     for envelope in envelopes:
         apply_envelope(txn, view, envelope)
     txn.put(Table.META, b"schema_version", u64(codec.version))
