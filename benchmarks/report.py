@@ -49,7 +49,7 @@ from arcoflow.kernel.events import TickRecorded
 from arcoflow.kernel.rows import Table
 from croniter import croniter
 
-from benchmarks import append_targets
+from benchmarks import append_targets, http_targets
 from benchmarks.pairs import Pair, Sampler, timed
 
 __all__ = ["TARGETS", "Direction", "Pair", "Result", "Target", "main", "measure"]
@@ -297,6 +297,7 @@ TARGETS: tuple[Target, ...] = (
         "Kernel.ingest in-process, same store settings",
         0.5,
         Direction.AT_LEAST,
+        http_targets.http_one,
     ),
     Target(
         "http-16",
@@ -304,6 +305,7 @@ TARGETS: tuple[Target, ...] = (
         "Kernel.ingest in-process, one at a time",
         3.0,
         Direction.AT_LEAST,
+        http_targets.http_sixteen,
     ),
     Target(
         "ingest-many",
