@@ -56,6 +56,7 @@ class Client:
 
     def __init__(self, server: Server, check: bool = True, base: str = "") -> None:
         self.base = server.url + base
+        self.prefix = base  # the path the API is mounted at: its links start with it
         self.check = check
         self.replies: list[tuple[str, str, Reply]] = []
 
@@ -112,6 +113,9 @@ class Client:
             if link is not None:
                 assert reply.headers["Link"] == f'<{link}>; rel="next"'
                 assert reply.json["next_cursor"] in link
+            if link is not None:
+                assert link.startswith(self.prefix + "/"), link
+                link = link.removeprefix(self.prefix)
             url = link
             assert len(pages) < 10_000, "pagination does not end"
         return pages
