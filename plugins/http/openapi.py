@@ -14,7 +14,8 @@ from typing import Any, Final
 
 import msgspec
 
-from .routes import DEFAULT_LIMIT, MAX_LIMIT, MAX_PARAM, ROUTES, Problem, Route, Text
+from .routes import DEFAULT_LIMIT, MAX_LIMIT, MAX_PARAM, ROUTES, Route, Text
+from .shapes import Problem
 
 __all__ = ["openapi_document", "schema_of"]
 

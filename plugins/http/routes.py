@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Generic, Literal, NamedTuple, TypeVar, get_args, get_type_hints
+from typing import Any, Final, Literal, NamedTuple, TypeVar, get_args, get_type_hints
 from urllib.parse import quote, urlencode
 
 import msgspec
@@ -38,6 +38,24 @@ from arcoflow.sdk.heartbeat import read_heartbeat
 from arcoflow.sdk.metrics import CONTENT_TYPE, exposition
 from arcoflow.sdk.sources import read_status, status_row
 
+from .shapes import (
+    BackfillBody,
+    Backfilled,
+    ClaimBody,
+    Claimed,
+    CompleteBody,
+    CursorBody,
+    Daemon,
+    Health,
+    LaunchBody,
+    MessageBody,
+    Page,
+    Problem,
+    Pushed,
+    ResetCursorBody,
+    Sources,
+)
+
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
@@ -46,8 +64,6 @@ __all__ = [
     "ROUTES",
     "Mapper",
     "MapperFor",
-    "Page",
-    "Problem",
     "Reply",
     "Request",
     "RequestError",
@@ -93,133 +109,6 @@ class RequestError(ArcoflowError):
 
 def bad_request(type_: str, message: str) -> RequestError:
     return RequestError(400, type_, message)
-
-
-# -- answer shapes (the rows themselves are arcoflow.kernel.views) ------------------------------
-
-
-class Problem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """An error (RFC 9457 problem details, ``application/problem+json``). ``title`` is the
-    kind (``NotFound``, ``InvalidCursor``...), ``detail`` says what to fix."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-
-
-class Page(msgspec.Struct, Generic[_V], frozen=True, forbid_unknown_fields=True):
-    """One page of a listing. ``next`` is the URL of the next page (also in the ``Link``
-    header), ``next_cursor`` its opaque cursor; both are null on the last page."""
-
-    items: list[_V]
-    next_cursor: str | None
-    next: str | None
-
-
-class Pushed(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A push message's evaluation; ``duplicate``: a re-delivery, answered with the original."""
-
-    evaluation: views.EvalView
-    duplicate: bool
-
-
-class Backfilled(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    items: list[views.BackfillView]
-
-
-class Claimed(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The runs a launcher claimed: launch each, then report it (``POST /runs/{id}/launch``)."""
-
-    items: list[views.RunView]
-
-
-class Daemon(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    last_cycle_at: views.Instant
-    age_seconds: float
-    interval_seconds: float
-    cycles: int
-    host: str
-    pid: int
-
-
-class Health(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The store is readable; when a daemon on it last completed a cycle (null: none ran)."""
-
-    status: Literal["ok"]
-    daemon: Daemon | None
-
-
-class Sources(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The broker sources' state the daemon last wrote (``arcoflow sources``)."""
-
-    sources: list[dict[str, Any]]
-
-
-# -- request bodies -----------------------------------------------------------------------------
-
-
-class _Body(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
-
-
-class CursorBody(_Body, frozen=True):
-    """``POST /sensors/{id}/cursor``: a compare-and-set of the cursor (409 if it moved)."""
-
-    cursor: str | None
-    expected_version: int
-    cursor_version: int = 1
-
-
-class ResetCursorBody(_Body, frozen=True):
-    """``POST /sensors/{id}/cursor/reset``: the next poll starts from the beginning."""
-
-    expected_version: int
-
-
-class BackfillBody(_Body, frozen=True):
-    """``POST /schedules/{id}/backfill``: request the ticks of a range (ISO-8601 with offset)."""
-
-    from_: str = msgspec.field(name="from")
-    to: str
-    max_runs: int = 100
-    dry_run: bool = False
-
-
-class ClaimBody(_Body, frozen=True):
-    """``POST /launches/claim``: claim due runs for ``claimer`` until ``lease`` seconds pass."""
-
-    claimer: str
-    lease: int
-    limit: int = 100
-
-
-class LaunchBody(_Body, frozen=True):
-    """``POST /runs/{id}/launch``: one launch attempt, its ``external_id`` or its ``error``.
-    With ``expected_attempts`` (and ``claimer``, for a claimed run) it is a compare-and-set:
-    409 if the run moved meanwhile."""
-
-    external_id: str | None = None
-    error: str | None = None
-    claimer: str | None = None
-    expected_attempts: int | None = None
-    max_attempts: int = 5
-
-
-class CompleteBody(_Body, frozen=True):
-    """``POST /runs/{id}/complete``: the run finished."""
-
-    succeeded: bool
-    detail: str | None = None
-
-
-#: Any JSON value: a push message's body (an envelope or the payload itself).
-class MessageBody(msgspec.Struct, frozen=True):
-    """A push message: ``{"message_id": ..., "payload": ...}`` (an envelope), or any other
-    JSON value, which is the payload itself (the id then comes from a header)."""
-
-    message_id: str | None = None
-    payload: Any = None
 
 
 def _decode(body: Any, shape: type[_T]) -> _T:

@@ -20,8 +20,9 @@ from urllib.parse import unquote
 
 import msgspec
 from arcoflow.kernel import Kernel, RunTemplate, ScheduleDefinition, SensorDefinition
-from arcoflow.plugins.http.routes import PROBLEM_TYPE, ROUTES, Problem, Route, Text
+from arcoflow.plugins.http.routes import PROBLEM_TYPE, ROUTES, Route, Text
 from arcoflow.plugins.http.serve import Server, make_server
+from arcoflow.plugins.http.shapes import Problem
 
 __all__ = [
     "Client",
