@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 from arcoflow.kernel import InputError, Kernel, LmdbStore
-from arcoflow.plugins.http.serve import make_server
+from arcoflow.plugins.http.app import create_app
+from arcoflow.plugins.http.serve import Server, make_server
 
 try:  # tests/plugins may become a package
     from .http_support import Client, seed, served
@@ -183,3 +184,71 @@ def test_identical_repeated_headers_are_accepted(kernel: Kernel) -> None:
 def test_the_request_deadline_must_be_sane(kernel: Kernel, seconds: float) -> None:
     with pytest.raises(InputError, match="request_seconds"):
         make_server(kernel, request_seconds=seconds)
+
+
+def _slow_sensor(kernel: Kernel, monkeypatch: pytest.MonkeyPatch, started: threading.Event) -> None:
+    """``GET /sensors/{id}`` takes half a second (and says when it began)."""
+    real = kernel.sensor
+
+    def slow(sensor_id: str) -> Any:
+        started.set()
+        time.sleep(0.5)
+        return real(sensor_id)
+
+    monkeypatch.setattr(kernel, "sensor", slow)
+
+
+def test_requests_beyond_the_in_flight_limit_get_503_at_once(
+    kernel: Kernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = threading.Event()
+    _slow_sensor(kernel, monkeypatch, started)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server = Server(
+        create_app(kernel, max_in_flight=1), sock, max_connections=8, request_seconds=10
+    )
+    thread = server.serve_in_thread()
+    try:
+        slow: dict[str, int] = {}
+        first = threading.Thread(
+            target=lambda: slow.update(status=Client(server).get("/sensors/orders").status)
+        )
+        first.start()
+        assert started.wait(10)
+        began = time.monotonic()
+        busy = Client(server).get("/healthz")
+        assert busy.status == 503 and busy.json["title"] == "Busy"
+        assert busy.headers["Retry-After"] == "1"
+        assert time.monotonic() - began < 0.4  # refused at once, not queued behind the first
+        first.join(10)
+        assert slow["status"] == 200
+        assert Client(server).get("/healthz").status == 200  # the slot is free again
+    finally:
+        server.stop()
+        thread.join(15)
+
+
+def test_stop_drains_a_request_in_flight_and_accepts_no_more(
+    kernel: Kernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What SIGTERM does to ``arcoflow serve`` (uvicorn's signal handler sets the same flag):
+    stop accepting, finish the requests in flight, then return."""
+    started = threading.Event()
+    _slow_sensor(kernel, monkeypatch, started)
+    server = make_server(kernel)
+    thread = server.serve_in_thread()
+    answer: dict[str, Any] = {}
+    inflight = threading.Thread(
+        target=lambda: answer.update(reply=Client(server).get("/sensors/orders"))
+    )
+    inflight.start()
+    assert started.wait(10)
+    server.stop()
+    inflight.join(10)
+    thread.join(15)
+    assert not thread.is_alive()
+    assert answer["reply"].status == 200 and answer["reply"].json["sensor_id"] == "orders"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
