@@ -16,13 +16,12 @@ from typing import Any, Final
 
 from arcoflow.sdk import Kernel, hookimpl
 
+from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_SECONDS
+
 __all__ = ["INSTALL_HINT", "arcoflow_add_commands", "serve_command"]
 
 #: What ``arcoflow serve`` prints when the extra is missing.
 INSTALL_HINT: Final = "arcoflow serve: the HTTP API needs its extra: pip install 'arcoflow[http]'"
-_DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024  # the same as app.DEFAULT_MAX_BODY_BYTES
-_DEFAULT_MAX_CONNECTIONS: Final = 64
-_DEFAULT_REQUEST_SECONDS: Final = 10
 
 
 def _port(text: str) -> int:
@@ -53,15 +52,15 @@ def arcoflow_add_commands(
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8080, help="port; 0 picks a free one")
     parser.add_argument(
-        "--max-body-bytes", type=_positive, default=_DEFAULT_MAX_BODY_BYTES, help="(1 MiB)"
+        "--max-body-bytes", type=_positive, default=DEFAULT_MAX_BODY_BYTES, help="(1 MiB)"
     )
     parser.add_argument(
-        "--max-connections", type=_positive, default=_DEFAULT_MAX_CONNECTIONS, help="(64)"
+        "--max-connections", type=_positive, default=DEFAULT_MAX_CONNECTIONS, help="(64)"
     )
     parser.add_argument(
         "--request-seconds",
         type=_positive,
-        default=_DEFAULT_REQUEST_SECONDS,
+        default=DEFAULT_REQUEST_SECONDS,
         help="longest time a client may take to send one whole request (10)",
     )
     register("serve", serve_command)

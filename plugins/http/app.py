@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any, Final
 
 import anyio
@@ -33,6 +34,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
+from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_SECONDS
 from .openapi import openapi_document
 from .routes import (
     MAX_PARAM,
@@ -51,20 +53,11 @@ from .routes import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_BODY_BYTES",
-    "DEFAULT_MAX_IN_FLIGHT",
-    "DEFAULT_REQUEST_SECONDS",
     "SINGLE_HEADERS",
     "create_app",
     "header_problem",
 ]
 
-DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
-#: Requests handled at once; more are answered 503 at once (overload is refused, not queued).
-DEFAULT_MAX_IN_FLIGHT: Final = 64
-#: The longest a client may take to send one whole request body (and, under ``arcoflow
-#: serve``, its request line and headers).
-DEFAULT_REQUEST_SECONDS: Final = 10.0
 #: Headers that must not be repeated with different values: which copy counts would be a guess
 #: (and a proxy in front may have guessed the other way).
 SINGLE_HEADERS: Final = (
@@ -301,10 +294,6 @@ def create_app(
     return app
 
 
-_DOCUMENTS: dict[str, bytes] = {}
-
-
+@cache
 def _openapi_bytes(root: str) -> bytes:
-    if root not in _DOCUMENTS:
-        _DOCUMENTS[root] = json.dumps(openapi_document(server=root or "/")).encode()
-    return _DOCUMENTS[root]
+    return json.dumps(openapi_document(server=root or "/")).encode()

@@ -32,30 +32,21 @@ from arcoflow.sdk import InputError, Kernel
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .app import (
+from .app import SINGLE_HEADERS, create_app
+from .limits import (
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_REQUEST_SECONDS,
-    SINGLE_HEADERS,
-    create_app,
+    DRAIN_SECONDS,
+    IDLE_SECONDS,
 )
 from .routes import MapperFor, problem
 
-__all__ = [
-    "DEFAULT_MAX_CONNECTIONS",
-    "DRAIN_SECONDS",
-    "IDLE_SECONDS",
-    "Server",
-    "make_server",
-]
+__all__ = ["Server", "head_problem", "make_server"]
 
 log = logging.getLogger("arcoflow.http")
 
-DEFAULT_MAX_CONNECTIONS: Final = 64
-#: How long the requests in flight may take to finish after SIGTERM.
-DRAIN_SECONDS: Final = 10
-#: How long a keep-alive connection may stay idle between requests.
-IDLE_SECONDS: Final = 30
 _MAX_HEAD: Final = 64 * 1024
 _LINGER_SECONDS: Final = 2.0
 _LINGER_BYTES: Final = 16 * 1024 * 1024
