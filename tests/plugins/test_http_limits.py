@@ -186,23 +186,33 @@ def test_the_request_deadline_must_be_sane(kernel: Kernel, seconds: float) -> No
         make_server(kernel, request_seconds=seconds)
 
 
-def _slow_sensor(kernel: Kernel, monkeypatch: pytest.MonkeyPatch, started: threading.Event) -> None:
-    """``GET /sensors/{id}`` takes half a second (and says when it began)."""
-    real = kernel.sensor
+class _Gate:
+    """Makes ``GET /sensors/{id}`` wait until the test opens the gate (and say it began)."""
 
-    def slow(sensor_id: str) -> Any:
-        started.set()
-        time.sleep(0.5)
-        return real(sensor_id)
+    def __init__(self, kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.started = threading.Event()
+        self.open = threading.Event()
+        real = kernel.sensor
 
-    monkeypatch.setattr(kernel, "sensor", slow)
+        def held(sensor_id: str) -> Any:
+            self.started.set()
+            assert self.open.wait(20), "the test never opened the gate"
+            return real(sensor_id)
+
+        monkeypatch.setattr(kernel, "sensor", held)
+
+
+def _get_in_thread(server: Any, path: str) -> tuple[threading.Thread, dict[str, Any]]:
+    answer: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: answer.update(reply=Client(server).get(path)))
+    thread.start()
+    return thread, answer
 
 
 def test_requests_beyond_the_in_flight_limit_get_503_at_once(
     kernel: Kernel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started = threading.Event()
-    _slow_sensor(kernel, monkeypatch, started)
+    gate = _Gate(kernel, monkeypatch)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -211,21 +221,18 @@ def test_requests_beyond_the_in_flight_limit_get_503_at_once(
     )
     thread = server.serve_in_thread()
     try:
-        slow: dict[str, int] = {}
-        first = threading.Thread(
-            target=lambda: slow.update(status=Client(server).get("/sensors/orders").status)
-        )
-        first.start()
-        assert started.wait(10)
-        began = time.monotonic()
-        busy = Client(server).get("/healthz")
+        first, answer = _get_in_thread(server, "/sensors/orders")
+        assert gate.started.wait(10)
+        busy = Client(server).get("/healthz")  # while the first is held: refused, not queued
         assert busy.status == 503 and busy.json["title"] == "Busy"
         assert busy.headers["Retry-After"] == "1"
-        assert time.monotonic() - began < 0.4  # refused at once, not queued behind the first
+        assert first.is_alive()
+        gate.open.set()
         first.join(10)
-        assert slow["status"] == 200
+        assert answer["reply"].status == 200
         assert Client(server).get("/healthz").status == 200  # the slot is free again
     finally:
+        gate.open.set()
         server.stop()
         thread.join(15)
 
@@ -235,20 +242,25 @@ def test_stop_drains_a_request_in_flight_and_accepts_no_more(
 ) -> None:
     """What SIGTERM does to ``arcoflow serve`` (uvicorn's signal handler sets the same flag):
     stop accepting, finish the requests in flight, then return."""
-    started = threading.Event()
-    _slow_sensor(kernel, monkeypatch, started)
+    gate = _Gate(kernel, monkeypatch)
     server = make_server(kernel)
     thread = server.serve_in_thread()
-    answer: dict[str, Any] = {}
-    inflight = threading.Thread(
-        target=lambda: answer.update(reply=Client(server).get("/sensors/orders"))
-    )
-    inflight.start()
-    assert started.wait(10)
-    server.stop()
+    inflight, answer = _get_in_thread(server, "/sensors/orders")
+    try:
+        assert gate.started.wait(10)
+        server.stop()
+        began = time.monotonic()
+        while True:  # the listener closes while the request is still held
+            try:
+                socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+            except OSError:
+                break
+            assert time.monotonic() - began < 10, "still accepting after stop"
+            time.sleep(0.05)
+        assert inflight.is_alive() and thread.is_alive()  # draining
+    finally:
+        gate.open.set()
     inflight.join(10)
     thread.join(15)
     assert not thread.is_alive()
     assert answer["reply"].status == 200 and answer["reply"].json["sensor_id"] == "orders"
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
