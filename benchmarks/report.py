@@ -49,26 +49,19 @@ from arcoflow.kernel.events import TickRecorded
 from arcoflow.kernel.rows import Table
 from croniter import croniter
 
+from benchmarks import append_targets, http_targets
+from benchmarks.pairs import Pair, Sampler, timed
+
 __all__ = ["TARGETS", "Direction", "Pair", "Result", "Target", "main", "measure"]
 
 T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
 HOUR = 3600
 DAY = 86400
-#: A sampler returns the seconds one sample took (its own untimed setup excluded).
-Sampler = Callable[[], float]
 
 
 class Direction(Enum):
     AT_LEAST = ">="  # ratio = baseline time / workload time
     AT_MOST = "<="  # ratio = workload time / baseline time
-
-
-class Pair(NamedTuple):
-    """The two sides of a target, sampled in alternating rounds."""
-
-    workload: Sampler
-    baseline: Sampler
-    detail: str = ""  # what was checked or built, for the report line
 
 
 class Target(NamedTuple):
@@ -95,12 +88,6 @@ class Result(NamedTuple):
         if self.target.direction is Direction.AT_LEAST:
             return self.ratio >= self.target.target
         return self.ratio <= self.target.target
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def interleave(pair: Pair, direction: Direction, rounds: int) -> tuple[float, str]:
@@ -158,7 +145,7 @@ def _cron(expr: str, count: int) -> Callable[[bool, contextlib.ExitStack], Pair]
         if mine != reference:
             raise AssertionError(f"{expr}: next_tick and croniter disagree")
         last = datetime.fromtimestamp(mine[-1], tz).date()
-        return Pair(lambda: _timed(ours), lambda: _timed(theirs), f"{n} ticks to {last}, same")
+        return Pair(lambda: timed(ours), lambda: timed(theirs), f"{n} ticks to {last}, same")
 
     return build
 
@@ -172,7 +159,7 @@ def _catchup(quick: bool, _: contextlib.ExitStack) -> Pair:
             kernel = Kernel(MemoryStore())
             definition = ScheduleDefinition("minutely", "* * * * *", RunTemplate("etl"))
             kernel.define_schedule(definition, now=T0)
-            return _timed(lambda: kernel.evaluate_schedules(now))
+            return timed(lambda: kernel.evaluate_schedules(now))
 
         return sample
 
@@ -219,7 +206,7 @@ def _replay(quick: bool, stack: contextlib.ExitStack) -> Pair:
                     count += 1
             return count
 
-        return _timed(scan)
+        return timed(scan)
 
     def verify() -> float:
         start = time.perf_counter()
@@ -286,6 +273,7 @@ TARGETS: tuple[Target, ...] = (
         "raw durable LMDB put, one transaction each",
         0.7,
         Direction.AT_LEAST,
+        append_targets.ingest,
     ),
     Target(
         "due-tick",
@@ -293,6 +281,7 @@ TARGETS: tuple[Target, ...] = (
         "raw durable LMDB put, one transaction each",
         0.7,
         Direction.AT_LEAST,
+        append_targets.due_tick,
     ),
     Target(
         "threads-16",
@@ -300,6 +289,7 @@ TARGETS: tuple[Target, ...] = (
         "1 thread doing the same",
         6.0,
         Direction.AT_LEAST,
+        append_targets.threads,
     ),
     Target(
         "http-1",
@@ -307,6 +297,7 @@ TARGETS: tuple[Target, ...] = (
         "Kernel.ingest in-process, same store settings",
         0.5,
         Direction.AT_LEAST,
+        http_targets.http_one,
     ),
     Target(
         "http-16",
@@ -314,6 +305,7 @@ TARGETS: tuple[Target, ...] = (
         "Kernel.ingest in-process, one at a time",
         3.0,
         Direction.AT_LEAST,
+        http_targets.http_sixteen,
     ),
     Target(
         "ingest-many",
@@ -321,6 +313,7 @@ TARGETS: tuple[Target, ...] = (
         "raw LMDB puts of 1,000 records in one transaction",
         0.04,
         Direction.AT_LEAST,
+        append_targets.ingest_many,
     ),
     Target(
         "duplicate",
@@ -328,6 +321,7 @@ TARGETS: tuple[Target, ...] = (
         "new messages",
         10.0,
         Direction.AT_LEAST,
+        append_targets.duplicate,
     ),
     *(
         Target(
@@ -387,7 +381,8 @@ def measure(target: Target, quick: bool) -> Result:
     with contextlib.ExitStack() as stack:
         pair = target.measure(quick, stack)
         ratio, times = interleave(pair, target.direction, 3 if quick else target.rounds)
-    return Result(target, ratio, f"{times}; {pair.detail}" if pair.detail else times)
+    detail = pair.describe()
+    return Result(target, ratio, f"{times}; {detail}" if detail else times)
 
 
 def _line(result: Result) -> str:

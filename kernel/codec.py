@@ -72,9 +72,9 @@ class Codec:
         self._head = msgspec.msgpack.Decoder(_Stored)
         self._event = msgspec.msgpack.Decoder(Event)
         self._any = msgspec.msgpack.Decoder()
-        self._rows: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
-        self._checks: dict[type[Any], tuple[msgspec.msgpack.Decoder[Any], dict[str, type]]] = {}
-        self._good: dict[tuple[type, bytes], None] = {}  # embedded values that read back
+        self._rows: dict[type[Any], tuple[msgspec.msgpack.Decoder[Any], list[Any]]] = {}
+        self._values: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
+        self._definitions: dict[tuple[type, bytes], Any] = {}  # recent embedded values
 
     def encode(self, envelope: Envelope) -> bytes:
         return self._encoder.encode(envelope)
@@ -108,52 +108,65 @@ class Codec:
         return _read(_to_event, data)
 
     def check_row(self, data: bytes, row_type: type[Any], where: str) -> None:
-        """Raise :class:`CorruptRecord` unless ``data`` decodes as ``row_type``, as
-        :meth:`decode_row` would. The same, faster: an embedded definition (whose validators
-        are the slow part of decoding a row, and which rarely changes) is decoded once per
-        distinct encoding."""
-        check = self._checks.get(row_type)
-        if check is None:
-            shadow, embedded = _shadow(row_type)
-            check = self._checks[row_type] = (msgspec.msgpack.Decoder(shadow), embedded)
-        decoder, embedded = check
-        if not embedded:
-            self.decode_row(data, row_type, where)
-            return
-        try:
-            row = decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-            raise CorruptRecord(where, str(exc)) from None
-        for name, kind in embedded.items():
-            raw = bytes(getattr(row, name))
-            if (kind, raw) not in self._good:
-                self.decode_row(raw, kind, f"{where} {name}")
-                if len(self._good) >= 1024:
-                    self._good.clear()
-                self._good[(kind, raw)] = None
+        """Raise :class:`CorruptRecord` unless ``data`` decodes as ``row_type``, exactly as
+        :meth:`decode_row` would (it is the same decode)."""
+        self.decode_row(data, row_type, where)
 
     def decode_row(self, data: bytes, row_type: type[_R], where: str) -> _R:
-        decoder = self._rows.get(row_type)
-        if decoder is None:
-            decoder = self._rows[row_type] = msgspec.msgpack.Decoder(row_type)
+        """Decode one state row; ``where`` names it in errors.
+
+        A row that embeds a definition (an attrs value, whose validators are the slow part of
+        decoding) is decoded with the definition left as bytes, and the definition is decoded
+        once per distinct encoding: definitions are frozen and rarely change, while their rows
+        are read on every append that touches them."""
+        plan = self._rows.get(row_type)
+        if plan is None:
+            plan = self._rows[row_type] = _plan(row_type)
+        decoder, embedded = plan
         try:
-            return _read(decoder.decode, data)  # type: ignore[no-any-return]
+            row = _read(decoder.decode, data)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise CorruptRecord(where, str(exc)) from None
+        if not embedded:
+            return row  # type: ignore[no-any-return]
+        values = list(msgspec.structs.astuple(row))
+        for index, name, kind in embedded:
+            values[index] = self._embedded(kind, bytes(values[index]), f"{where} {name}")
+        return row_type(*values)
+
+    def _embedded(self, kind: type[Any], raw: bytes, where: str) -> Any:
+        """The decoded value of an embedded definition, from the cache of recent ones."""
+        slot = (kind, raw)
+        value = self._definitions.get(slot)
+        if value is None:
+            decoder = self._values.get(kind)
+            if decoder is None:
+                decoder = self._values[kind] = msgspec.msgpack.Decoder(kind)
+            try:
+                value = _read(decoder.decode, raw)
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+                raise CorruptRecord(where, str(exc)) from None
+            if len(self._definitions) >= 1024:
+                self._definitions.clear()
+            self._definitions[slot] = value
+        return value
 
 
-def _shadow(row_type: type[Any]) -> tuple[type[Any], dict[str, type]]:
-    """A struct with ``row_type``'s fields, but an embedded attrs value (a definition) left as
-    raw bytes, and those fields with their types."""
-    embedded: dict[str, type] = {}
+def _plan(row_type: type[Any]) -> tuple[msgspec.msgpack.Decoder[Any], list[tuple[int, str, type]]]:
+    """How to decode a ``row_type``: a decoder of its fields with any embedded attrs value
+    (a definition) left as raw bytes, and those fields (position, name, type)."""
+    embedded: list[tuple[int, str, type]] = []
     fields: list[tuple[str, Any, Any]] = []
-    for field in msgspec.structs.fields(row_type):
-        if attrs.has(field.type):
-            embedded[field.name] = field.type
-        kind = msgspec.Raw if field.name in embedded else field.type
+    for index, field in enumerate(msgspec.structs.fields(row_type)):
+        kind = field.type
+        if attrs.has(kind):
+            embedded.append((index, field.name, kind))
+            kind = msgspec.Raw
         fields.append((field.name, kind, field.default))
+    if not embedded:
+        return msgspec.msgpack.Decoder(row_type), []
     shadow = msgspec.defstruct(f"{row_type.__name__}Bytes", fields, frozen=True)
-    return shadow, embedded
+    return msgspec.msgpack.Decoder(shadow), embedded
 
 
 def _to_event(data: Any) -> Event:

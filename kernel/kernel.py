@@ -10,7 +10,7 @@ cursor that moved on, reports the :class:`~arcoflow.kernel.errors.Conflict` to i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, NamedTuple, TypeVar, get_args
 
@@ -552,13 +552,17 @@ class Kernel:
         at: int,
         connector: MapMessage | None,
         problem: str | None = None,
+        seen: Mapping[str, EvalRow | None] | None = None,
     ) -> Ingested | list[Pending]:
         """The events that record one push message, or its original evaluation if it was
         delivered before (the connector is not asked twice about one message). ``problem``:
-        why its source could not read it; refused (InputError) unless it is a re-delivery."""
-        sensor_id = row.sensor_id
-        eval_id = derived_id(f"push/{sensor_id}/{check_text(message_id, 'message id')}")
-        earlier = self._evaluation_or_none(eval_id)
+        why its source could not read it; refused (InputError) unless it is a re-delivery.
+        ``seen``: evaluations already looked up, by eval id."""
+        eval_id = _push_eval_id(row.sensor_id, message_id)
+        if seen is not None and eval_id in seen:
+            earlier = seen[eval_id]
+        else:
+            earlier = self._evaluation_or_none(eval_id)
         if earlier is not None:
             return Ingested(earlier, True)
         if problem is not None:
@@ -608,11 +612,20 @@ class Kernel:
     def _logged_eval(self, envelope: Envelope) -> EvalRow:
         """The evaluation row of a logged ``SensorEvaluated``; read back only if it requested
         runs (the store found which keys already had one)."""
-        row = eval_row(envelope)
-        if not row.evaluation.run_keys:
-            return row
-        stored: EvalRow = self._get(Table.EVALS, key(row.evaluation.sensor_id, row.seq))
-        return stored
+        return self._logged_evals([envelope])[0]
+
+    def _logged_evals(self, envelopes: Sequence[Envelope]) -> list[EvalRow]:
+        """:meth:`_logged_eval` of each, those read back read in one snapshot."""
+        rows = [eval_row(envelope) for envelope in envelopes]
+        if not any(row.evaluation.run_keys for row in rows):
+            return rows
+        with self.store.read() as txn:
+            return [
+                self._row(txn, Table.EVALS, key(row.evaluation.sensor_id, row.seq))
+                if row.evaluation.run_keys
+                else row
+                for row in rows
+            ]
 
     def poll_context(
         self, sensor_id: str, now: When = None
@@ -650,14 +663,20 @@ class Kernel:
         return row
 
     def _evaluation_or_none(self, eval_id: str) -> EvalRow | None:
+        return self._evaluations_or_none([eval_id])[eval_id]
+
+    def _evaluations_or_none(self, eval_ids: Iterable[str]) -> dict[str, EvalRow | None]:
+        """Each evaluation (None: not recorded), read in one snapshot."""
+        found: dict[str, EvalRow | None] = {}
         with self.store.read() as txn:
-            primary = txn.get(Table.EVAL_IDS, key(eval_id))
-            row: EvalRow | None = (
-                None
-                if primary is None
-                else self._indexed(txn, Table.EVAL_IDS, Table.EVALS, primary)
-            )
-            return row
+            for eval_id in eval_ids:
+                primary = txn.get(Table.EVAL_IDS, key(eval_id))
+                found[eval_id] = (
+                    None
+                    if primary is None
+                    else self._indexed(txn, Table.EVAL_IDS, Table.EVALS, primary)
+                )
+        return found
 
     def evaluations(
         self, sensor_id: str, *, limit: int = 50, before: str | None = None
@@ -1096,6 +1115,7 @@ class Kernel:
         except (InputError, NotFound) as exc:
             return [Refused(item.message_id, exc) for item in items]
         outcomes: list[Ingested | Refused | None] = [None] * len(items)
+        seen = self._evaluations_or_none(_valid_eval_ids(row.sensor_id, items))
         first: dict[str, int] = {}  # message id -> its first position in this call
         batches: list[list[Pending]] = []
         slots: list[int] = []  # the position each batch answers
@@ -1105,7 +1125,7 @@ class Kernel:
             try:
                 if not isinstance(message_id, str):  # typed str; callers may pass anything
                     raise InputError(problem or f"message id must be text, not {_kind(message_id)}")
-                prepared = self._push_events(row, message_id, payload, at, connector, problem)
+                prepared = self._push_events(row, message_id, payload, at, connector, problem, seen)
             except (InputError, NotFound) as exc:
                 # No message id is consumed: a repeat of a refused id is judged anew.
                 outcomes[i] = Refused(message_id, exc)
@@ -1153,7 +1173,8 @@ class Kernel:
         except InputError:
             appended = None
         if appended is not None:
-            return [Ingested(self._logged_eval(a.records[0]), a.duplicate) for a in appended]
+            rows = self._logged_evals([a.records[0] for a in appended])
+            return [Ingested(row, a.duplicate) for row, a in zip(rows, appended, strict=True)]
         outcomes: list[Ingested | Refused] = []
         for batch in batches:
             try:
@@ -1243,6 +1264,23 @@ MAX_PUSH_BATCH: Final = 100_000
 
 def _kind(value: object) -> str:
     return type(value).__name__
+
+
+def _push_eval_id(sensor_id: str, message_id: str) -> str:
+    """The evaluation id of a push message (its idempotency key's uuid5)."""
+    return derived_id(f"push/{sensor_id}/{check_text(message_id, 'message id')}")
+
+
+def _valid_eval_ids(sensor_id: str, items: Sequence[PushItem]) -> list[str]:
+    """The evaluation ids of the messages whose ids are text (the others are refused)."""
+    ids = []
+    for item in items:
+        try:
+            if isinstance(item.message_id, str):
+                ids.append(_push_eval_id(sensor_id, item.message_id))
+        except InputError:
+            continue
+    return ids
 
 
 def _push_items(messages: Any) -> list[PushItem]:

@@ -199,6 +199,8 @@ def from_u64(data: bytes) -> int:
 
 def key(*parts: str | int) -> bytes:
     """A composite key: strings joined by NUL (ids never contain one), ints as big-endian u64."""
+    if len(parts) == 1 and isinstance(parts[0], str):  # most keys: one id
+        return parts[0].encode()
     return b"\x00".join(u64(p) if isinstance(p, int) else p.encode() for p in parts)
 
 

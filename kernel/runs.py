@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import uuid
@@ -17,13 +18,25 @@ __all__ = ["dedupe_reason", "fingerprint", "request_run", "run_id", "validate_ru
 
 #: Namespace of every arcoflow uuid5; fixed forever, or every run id changes.
 NAMESPACE: Final = uuid.UUID("6f1c1f0e-7a4b-5c1e-9d2a-a1c0f10a0001")
+_NAMESPACE_BYTES: Final = NAMESPACE.bytes
 _json = msgspec.json.Encoder(order="sorted")
 _RUN_ID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def run_id(run_key: str) -> str:
     """The run id of ``run_key``: uuid5, so every retry of a request names the same run."""
-    return str(uuid.uuid5(NAMESPACE, "run:" + run_key))
+    return uuid5("run:" + run_key)
+
+
+@functools.lru_cache(maxsize=4096)
+def uuid5(name: str) -> str:
+    """``str(uuid.uuid5(NAMESPACE, name))``, without building a ``UUID`` object (an append
+    derives several ids, some of them more than once: recent ones are remembered)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def validate_run_id(value: str) -> str:
@@ -46,7 +59,7 @@ def dedupe_reason(run_keys: tuple[str, ...]) -> str | None:
 
 def derived_id(idempotency_key: str) -> str:
     """An id derived from an idempotency key (evaluation ids): never random, so replays match."""
-    return str(uuid.uuid5(NAMESPACE, idempotency_key))
+    return uuid5(idempotency_key)
 
 
 def fingerprint(target: str, config: dict[str, Any], tags: dict[str, str]) -> str:

@@ -66,33 +66,11 @@ _APPLY_CHUNK: Final = 100
 
 
 #: Columns of the human-readable table of each kind of row.
-_COLUMNS: Mapping[str, Sequence[str]] = {
-    "schedule": (
-        "schedule_id",
-        "enabled",
-        "cron",
-        "timezone",
-        "definition_version",
-        "last_scheduled_for",
-        "next_fire_at",
-    ),
-    "tick": ("tick_id", "status", "definition_version", "run_key", "reason"),
-    "missed": ("evaluated_at", "ranges"),
-    "sensor": (
-        "sensor_id",
-        "type",
-        "status",
-        "cursor",
-        "state_version",
-        "failures",
-        "next_eval_at",
-    ),
-    "evaluation": ("eval_id", "status", "cursor_before", "cursor_after", "run_keys", "reason"),
-    "run": ("run_id", "run_key", "status", "origin", "attempts", "external_id"),
-    "conflict": ("run_key", "existing_fingerprint", "conflicting_fingerprint", "requested_by"),
-    "preview": ("scheduled_for", "local_time", "action", "dst", "tick_id"),
-    "change": ("kind", "id", "action", "definition_version"),
-}
+def _columns(kind: str) -> Sequence[str] | None:
+    """The table columns of a shape: its view's fields, less those it hides (one schema per
+    shape: :data:`arcoflow.kernel.views.VIEWS`); None (every key) for a shape with no view."""
+    view = v.VIEWS.get(kind)
+    return None if view is None else v.columns(view)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,7 +92,7 @@ class Output:
         if self.as_json:
             self.stream.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         elif isinstance(data, list):
-            self.stream.write(_table(data, _COLUMNS.get(kind)) + "\n")
+            self.stream.write(_table(data, _columns(kind)) + "\n")
         else:
             width = max((len(k) for k in data), default=0)
             for name, value in data.items():

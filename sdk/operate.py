@@ -18,7 +18,7 @@ Each prints one JSON document with ``--json``, else a table.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from arcoflow.kernel import Kernel
@@ -30,10 +30,6 @@ __all__ = ["add_operator_commands"]
 
 Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
 JSON = dict[str, Any]
-
-#: Columns of the readable tables (``--json`` prints every field).
-_HISTORY = ("seq", "at", "change", "old_version", "new_version", "cursor_after")
-_BACKFILL = ("scheduled_for", "local_time", "action", "run_key", "status", "existing")
 
 
 def add_operator_commands(
@@ -98,15 +94,14 @@ def _kernel(ctx: Mapping[str, Any]) -> Kernel:
     return kernel
 
 
-def _rows(ctx: Mapping[str, Any], rows: list[JSON], columns: Sequence[str], kind: str) -> None:
-    """A list: every field as JSON, the chosen columns as a table."""
-    out = ctx["out"]
-    out(rows if out.as_json else [{c: r[c] for c in columns} for r in rows], kind)
+def _rows(ctx: Mapping[str, Any], rows: list[JSON], kind: str) -> None:
+    """A list: every field as JSON, the view's columns as a table (``views.columns``)."""
+    ctx["out"](rows, kind)
 
 
 def cmd_history(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     rows = _kernel(ctx).history(args.kind, args.id, limit=args.limit, before=args.before)
-    _rows(ctx, [v.history_json(r) for r in rows], _HISTORY, "history")
+    _rows(ctx, [v.history_json(r) for r in rows], "history")
     return 0
 
 
@@ -144,7 +139,7 @@ def cmd_backfill(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         requested_by="cli",
     )
     rows = [v.backfill_json(t) for t in ticks]
-    _rows(ctx, rows, _BACKFILL, "backfill")
+    _rows(ctx, rows, "backfill")
     new = sum(1 for t in ticks if t.run is not None and not t.existing)
     if args.dry_run:
         ctx["out"].line(f"dry run: {len(ticks)} ticks, nothing requested")

@@ -12,7 +12,7 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
@@ -72,6 +72,11 @@ class ReadTxn(Protocol):
 
 
 class WriteTxn(ReadTxn, Protocol):
+    """A write transaction. A backend whose writers run one at a time, so that nothing can
+    change between a read and the commit (LMDB, memory), says so with a class attribute
+    ``serialised = True``: :func:`apply_batch` then skips the rehearsal that a backend with
+    concurrent writers (PostgreSQL) needs to lock its rows before numbering a batch."""
+
     def put(self, table: Table, key: bytes, value: bytes) -> None: ...
 
     def delete(self, table: Table, key: bytes) -> None: ...
@@ -130,14 +135,15 @@ class _View:
         slot = (table, key)
         if slot not in self.rows:
             data = self.txn.get(table, key)
-            where = f"{table.value} row {key!r}"
             self.rows[slot] = (
-                None if data is None else self.codec.decode_row(data, ROW_TYPES[table], where)
+                None
+                if data is None
+                else self.codec.decode_row(data, ROW_TYPES[table], _where(table, key))
             )
         return self.rows[slot]
 
     def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
-        where = f"{table.value} row {key!r}"
+        where = _where(table, key)
         data = readable(
             self.codec.encode_row, lambda b: self.codec.check_row(b, type(row), where), row, where
         )
@@ -155,6 +161,14 @@ class _View:
                     self.txn.put(index, after, key)
         self.txn.put(table, key, data)
         self.rows[(table, key)] = row
+
+
+#: Table names, looked up once: an enum's ``.value`` is slow for a path taken per row.
+_NAMES: Final = {table: table.value for table in Table}
+
+
+def _where(table: Table, key: bytes) -> str:
+    return f"{_NAMES[table]} row {key!r}"
 
 
 def readable(
@@ -257,8 +271,19 @@ def original_batch(txn: ReadTxn, codec: Codec, seq: int) -> tuple[Envelope, ...]
     return tuple(records)
 
 
-def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) -> Appended:
+def apply_batch(
+    txn: WriteTxn,
+    codec: Codec,
+    batch: Sequence[Pending],
+    at: int,
+    *,
+    rows: dict[tuple[Table, bytes], Any] | None = None,
+) -> Appended:
     """The whole meaning of an append, inside the caller's single write transaction.
+
+    ``rows``: on a backend whose writers run one at a time, the decoded rows that earlier
+    appends of this same transaction read or wrote (:func:`apply_batches`), shared and updated,
+    so a row that every append touches (a push sensor's) is decoded once per transaction.
 
     1. If the first key was applied before, the batch is a duplicate: return the original
        records, write nothing.
@@ -284,19 +309,27 @@ def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) 
             continue
         keys.add(pending.key)
         todo.append(pending)
-    # Rehearse with provisional numbers (evolve reads rows by id, never by seq): every row the
-    # batch reads is read, and a stale compare-and-set raises, before a number is drawn.
-    rehearsal = _Rehearsal(txn, codec)
-    for n, pending in enumerate(todo, 1):
-        envelope = Envelope(codec.version, n, pending.key, at, 1, pending.event)
-        check(rehearsal, envelope.event)
-        for table, key, row in evolve(rehearsal, envelope):
-            rehearsal.put(table, key, row)
+    serialised = getattr(txn, "serialised", False) is True
+    fetched: dict[tuple[Table, bytes], Any] = {}
+    if not serialised:
+        # Rehearse with provisional numbers (evolve reads rows by id, never by seq): every row
+        # the batch reads is read (and locked), and a stale compare-and-set raises, before a
+        # number is drawn. A backend that runs one writer at a time (LMDB, memory) needs no
+        # rehearsal: a Conflict in the real pass rolls the numbers back with everything else.
+        rehearsal = _Rehearsal(txn, codec)
+        for n, pending in enumerate(todo, 1):
+            envelope = Envelope(codec.version, n, pending.key, at, 1, pending.event)
+            check(rehearsal, envelope.event)
+            for table, key, row in evolve(rehearsal, envelope):
+                rehearsal.put(table, key, row)
+        fetched = rehearsal.fetched
     first = txn.next_seq(len(todo))
     envelopes = tuple(
         Envelope(codec.version, first + i, p.key, at, first, p.event) for i, p in enumerate(todo)
     )
-    view = _View(txn, codec, rehearsal.fetched)
+    view = _View(txn, codec, fetched)
+    if serialised and rows is not None:
+        view.rows = rows  # the transaction's cache, this append's writes included
     for envelope in envelopes:
         apply_envelope(txn, view, envelope)
     txn.put(Table.META, b"schema_version", u64(codec.version))
@@ -315,12 +348,13 @@ def apply_batches(
     """
     results: list[Appended] = []
     applied: dict[str, Appended] = {}  # key -> the batch of this transaction that logged it
+    rows: dict[tuple[Table, bytes], Any] = {}  # an error aborts them all: a cache may span them
     for batch in batches:
         earlier = applied.get(batch[0].key) if batch else None
         if earlier is not None:
             results.append(Appended(earlier.records, True))
             continue
-        appended = apply_batch(txn, codec, batch, at)
+        appended = apply_batch(txn, codec, batch, at, rows=rows)
         if not appended.duplicate:
             applied.update((envelope.key, appended) for envelope in appended.records)
         results.append(appended)

@@ -1,7 +1,9 @@
 """The LMDB store: the default backend, a directory on disk.
 
-* One write transaction per append: idempotency, CAS, log, rows and indexes commit together or
-  not at all (LMDB aborts the transaction on any exception inside it).
+* An append's idempotency check, CAS, log, rows and indexes commit together or not at all.
+  Appends of several threads that arrive while a commit is in flight share the next write
+  transaction and its flushes (group commit, :mod:`.group`): each runs in a nested transaction,
+  so one that fails is rolled back alone, and each returns once that transaction committed.
 * Several processes may open the same directory; LMDB serialises writers across processes with
   its lock file, and readers work from MVCC snapshots, so they never block the writer.
 * One ``lmdb.Environment`` per directory per process, shared by every :class:`LmdbStore` on it:
@@ -35,9 +37,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import lmdb
 
@@ -56,10 +58,12 @@ from .base import (
     replay_batch,
 )
 from .files import DATA_FILE, ID_FILE, StoreId, check_data_file, holds_data, read_stamp, write_stamp
+from .group import GroupCommit, Request
 from .pages import page_problem
 
 __all__ = ["LmdbStore"]
 
+_T = TypeVar("_T")
 MIB: Final = 1024 * 1024
 #: Longest wait, in seconds, for this process's readers before resizing the map.
 _RESIZE_WAIT: Final = 30.0
@@ -136,13 +140,29 @@ class _Env:
         self.lock = threading.RLock()  # one writer per process; guards map growth
         self.readers = 0  # live read transactions in this process (set_mapsize needs none)
         self.idle = threading.Condition(threading.Lock())
+        self.group = GroupCommit()  # this process's writers to this store
 
 
 _envs: dict[tuple[int, str], _Env] = {}
 _envs_lock = threading.Lock()
 
 
+def _savepoint(shared: _Env, txn: Any, request: Request[Any]) -> None:
+    """``request`` in a nested transaction of ``txn``: committed into it, or rolled back with
+    the request's error kept (a driver error propagates: the whole group is redone)."""
+    request.value, request.error = None, None
+    try:
+        with shared.env.begin(write=True, parent=txn) as child:
+            request.value = request.apply(_Txn(child, shared.dbs))
+    except lmdb.Error:
+        raise
+    except Exception as exc:  # this writer's own failure (Conflict, bad input): not the others'
+        request.value, request.error = None, exc
+
+
 class _Txn:
+    serialised = True  # LMDB runs one write transaction at a time (see WriteTxn)
+
     def __init__(self, txn: Any, dbs: dict[Table, Any]) -> None:
         self.txn = txn
         self.dbs = dbs
@@ -291,15 +311,29 @@ class LmdbStore:
             raise StoreError(f"store at {self.path} is closed")
         return self._shared
 
-    def _write(self, fn: Any) -> Any:
+    def _write(self, fn: Callable[[_Txn], _T]) -> _T:
+        """``fn`` in a write transaction, shared with the appends of this process's other
+        threads that arrive meanwhile (group commit, :mod:`.group`); its result once that
+        transaction has committed."""
         shared = self._env
         if self.readonly:
             raise StoreError(f"store at {self.path} is open read-only; nothing was written")
+        return shared.group.submit(fn, lambda group: self._commit(shared, group))
+
+    def _commit(self, shared: _Env, group: list[Request[Any]]) -> None:
+        """One write transaction for ``group``. With several requests, each runs in a nested
+        transaction (LMDB's savepoint): one that raises is rolled back alone and keeps its
+        error; the others commit. A driver error (a full map) redoes the whole group."""
         with shared.lock:
             while True:
                 try:
                     with shared.env.begin(write=True) as txn:
-                        return fn(_Txn(txn, shared.dbs))
+                        if len(group) == 1:
+                            group[0].value = group[0].apply(_Txn(txn, shared.dbs))
+                        else:
+                            for request in group:
+                                _savepoint(shared, txn, request)
+                    return
                 except lmdb.MapFullError:
                     self._grow(shared)
                 except lmdb.MapResizedError:

@@ -73,6 +73,8 @@ class _Write(_Read):
     """Reads see this transaction's writes through ``get``; ``scan`` sees the committed state
     (the apply step only scans before it writes)."""
 
+    serialised = True  # one writer at a time, under the store's lock (see WriteTxn)
+
     def __init__(self, tables: dict[Table, _Table]) -> None:
         super().__init__(tables)
         self.overlay: dict[tuple[Table, bytes], object] = {}

@@ -1,8 +1,9 @@
-"""The routes of the HTTP API: request parsing rules, page cursors, and one handler per route.
+"""The routes of the HTTP API: request rules, page cursors, the answer shapes, one handler each.
 
-Nothing here touches a socket: a handler takes a :class:`Request` and returns a status and a
-JSON body, or raises; :mod:`.server` turns both into HTTP. Every row goes through
-:mod:`arcoflow.kernel.views`, so the API answers exactly what ``arcoflow ... --json`` prints.
+Nothing here touches a socket or an event loop: a handler takes a :class:`Request` (its JSON
+body already read and parsed) and returns a :class:`Reply`, or raises; :mod:`.app` turns both
+into HTTP. Every row is a view of :mod:`arcoflow.kernel.views`, so the API answers exactly what
+``arcoflow ... --json`` prints, and :mod:`.openapi` documents each route from the same Structs.
 """
 
 from __future__ import annotations
@@ -11,17 +12,15 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from functools import cache
-from importlib import resources
-from typing import Any, Final, Literal, NamedTuple, Protocol, TypeVar, get_args
-from urllib.parse import parse_qs
+from typing import Any, Final, Literal, NamedTuple, TypeVar, get_args, get_type_hints
+from urllib.parse import quote, urlencode
 
+import msgspec
 from arcoflow.sdk import (
     ArcoflowError,
     InputError,
@@ -39,44 +38,64 @@ from arcoflow.sdk.heartbeat import read_heartbeat
 from arcoflow.sdk.metrics import CONTENT_TYPE, exposition
 from arcoflow.sdk.sources import read_status, status_row
 
+from .shapes import (
+    BackfillBody,
+    Backfilled,
+    ClaimBody,
+    Claimed,
+    CompleteBody,
+    CursorBody,
+    Daemon,
+    Health,
+    LaunchBody,
+    MessageBody,
+    Page,
+    Problem,
+    Pushed,
+    ResetCursorBody,
+    Sources,
+)
+
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "MAX_PARAM",
+    "PROBLEM_TYPE",
     "ROUTES",
     "Mapper",
     "MapperFor",
+    "Reply",
     "Request",
     "RequestError",
     "Route",
     "Text",
     "decode_cursor",
     "encode_cursor",
-    "error_body",
     "failure",
-    "openapi_document",
     "parse_query",
-    "split_target",
+    "problem",
 ]
 
 log = logging.getLogger("arcoflow.http")
 
-JSON = dict[str, Any]
 Mapper = Callable[[PushMessage], "Sequence[RunRequest] | None"]
 #: Finds the push mapper of a sensor's connector (``Plugins.push_mapper``); ``None``: default.
 MapperFor = Callable[[SensorDefinition], "Mapper | None"]
 _T = TypeVar("_T")
+_V = TypeVar("_V", bound=msgspec.Struct)
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 1000
 MAX_PARAM: Final = 512  # longest path parameter, query value or cursor, in characters
 _MAX_QUERY_FIELDS: Final = 16
-_TICK_STATUSES: Final = ("TRIGGERED", "SKIPPED", "FAILED")
-_RUN_STATUSES: Final = get_args(RunStatus)
+_TICK_STATUSES: Final[tuple[str, ...]] = get_args(get_type_hints(views.TickView)["status"])
+_RUN_STATUSES: Final[tuple[str, ...]] = get_args(RunStatus)
+#: Every problem's ``type`` is this prefix and its kind (RFC 9457: a URI naming the problem).
+PROBLEM_TYPE: Final = "urn:arcoflow:problem:"
 
 
 class RequestError(ArcoflowError):
-    """A request the API refuses, with its HTTP status and error type."""
+    """A request the API refuses, with its HTTP status and problem kind."""
 
     def __init__(
         self, status: int, type_: str, message: str, headers: Sequence[tuple[str, str]] = ()
@@ -90,6 +109,15 @@ class RequestError(ArcoflowError):
 
 def bad_request(type_: str, message: str) -> RequestError:
     return RequestError(400, type_, message)
+
+
+def _decode(body: Any, shape: type[_T]) -> _T:
+    if not isinstance(body, dict):
+        raise bad_request("InvalidBody", "the body must be a JSON object")
+    try:
+        return msgspec.convert(body, shape)
+    except msgspec.ValidationError as exc:
+        raise bad_request("InvalidBody", f"the body is not valid: {exc}") from None
 
 
 # -- cursors -------------------------------------------------------------------------------------
@@ -141,21 +169,16 @@ def decode_cursor(token: str, kind: str, scope: str) -> str:
 # -- requests, routes and handlers ---------------------------------------------------------------
 
 
-class Headers(Protocol):
-    """The request headers (case-insensitive lookup)."""
-
-    def get(self, name: str, /) -> Any: ...
-
-
 class Request(NamedTuple):
     """What a route handler sees."""
 
     kernel: Kernel
     params: dict[str, str]  # path parameters, percent-decoded
     query: dict[str, str]  # query parameters, validated against the route's list
-    headers: Headers
-    body: Callable[[], Any]  # reads and parses the JSON body
+    headers: Mapping[str, str]  # case-insensitive; a repeated header was refused before
+    body: Any  # the parsed JSON body (None for a route that takes none)
     mapper_for: MapperFor | None
+    base: str  # the path the API is mounted at ("" at the root): links and Location use it
 
 
 class Text(NamedTuple):
@@ -165,17 +188,29 @@ class Text(NamedTuple):
     content_type: str
 
 
-Reply = tuple[int, "JSON | Text"]
+class Reply(NamedTuple):
+    """A handler's answer: status, body (a Struct, or :class:`Text`) and extra headers."""
+
+    status: int
+    body: msgspec.Struct | Text
+    headers: tuple[tuple[str, str], ...] = ()
+
+
 Handler = Callable[[Request], Reply]
 
 
 class Route(NamedTuple):
-    """One route: its method, its OpenAPI path template, the query parameters it accepts."""
+    """One route: method, path template, handler, the query parameters it accepts, and what
+    the OpenAPI document says of it (the body it reads, the shape of each success status)."""
 
     method: str
     path: str
     handler: Handler
+    summary: str
+    responses: Mapping[int, type[msgspec.Struct] | type[Text]]
     query: tuple[str, ...] = ()
+    body: type[msgspec.Struct] | None = None
+    statuses: tuple[str, ...] = ()  # the values ``status`` accepts, when it is a parameter
 
     def match(self, segments: Sequence[str]) -> dict[str, str] | None:
         """The path parameters if ``segments`` (decoded, without the leading '') fit."""
@@ -211,19 +246,28 @@ def _status(query: Mapping[str, str], allowed: Sequence[str]) -> str | None:
     return status
 
 
+def _path(req: Request, template: str) -> str:
+    """The URL path of ``template`` (``/runs/{run_id}``) under the mount, parameters quoted."""
+    return req.base + re.sub(
+        r"\{(\w+)\}", lambda m: quote(req.params[m.group(1)], safe=":"), template
+    )
+
+
 def _page(
-    query: Mapping[str, str],
+    req: Request,
     kind: str,
     scope: str,
     fetch: Callable[[str | None, int], list[_T]],
     key: Callable[[_T], str],
-    view: Callable[[_T], JSON],
+    view: Callable[[_T], _V],
+    template: str,
 ) -> Reply:
     """One page of a listing that the kernel serves newest first (or by id) with a ``before``
     key. The next cursor is set only when another item really follows (a one-item probe), so
-    a client stops at ``null`` without fetching an empty page."""
-    limit = _limit(query)
-    token = query.get("cursor")
+    a client stops at ``null`` without fetching an empty page; ``next`` is its URL (the same
+    query with that cursor), also sent as ``Link: <...>; rel="next"`` (RFC 8288)."""
+    limit = _limit(req.query)
+    token = req.query.get("cursor")
     before = None if token is None else decode_cursor(token, kind, scope)
     try:
         rows = fetch(before, limit)
@@ -231,14 +275,23 @@ def _page(
         if before is None:
             raise
         raise bad_request("InvalidCursor", f"cursor does not name an item: {exc}") from None
-    following = None
+    following = link = None
+    headers: tuple[tuple[str, str], ...] = ()
     if len(rows) == limit and fetch(key(rows[-1]), 1):
         following = encode_cursor(kind, scope, key(rows[-1]))
-    return 200, {"items": [view(r) for r in rows], "next_cursor": following}
+        link = _path(req, template) + "?" + urlencode({**req.query, "cursor": following})
+        headers = (("Link", f'<{link}>; rel="next"'),)
+    return Reply(200, Page([view(r) for r in rows], following, link), headers)
 
 
 def _after(rows: Sequence[_T], key: Callable[[_T], str], before: str | None, n: int) -> list[_T]:
     return [r for r in rows if before is None or key(r) > before][:n]
+
+
+def _sequence(before: str | None) -> int | None:
+    if before is not None and re.fullmatch(r"[0-9]{1,19}", before) is None:
+        raise InputError(f"{before!r} is not a sequence number")
+    return None if before is None else int(before)
 
 
 def _schedules(req: Request) -> Reply:
@@ -247,12 +300,18 @@ def _schedules(req: Request) -> Reply:
 
     rows = req.kernel.schedules()
     return _page(
-        req.query, "schedules", "", lambda b, n: _after(rows, key, b, n), key, views.schedule_json
+        req,
+        "schedules",
+        "",
+        lambda b, n: _after(rows, key, b, n),
+        key,
+        views.schedule_view,
+        "/schedules",
     )
 
 
 def _schedule(req: Request) -> Reply:
-    return 200, views.schedule_json(req.kernel.schedule(req.params["schedule_id"]))
+    return Reply(200, views.schedule_view(req.kernel.schedule(req.params["schedule_id"])))
 
 
 def _ticks(req: Request) -> Reply:
@@ -260,17 +319,18 @@ def _ticks(req: Request) -> Reply:
     req.kernel.schedule(sid)  # 404 for an unknown schedule rather than an empty list
     status = _status(req.query, _TICK_STATUSES)
     return _page(
-        req.query,
+        req,
         "ticks",
         sid,
         lambda b, n: req.kernel.ticks(sid, status=status, limit=n, before=b),
         lambda r: r.tick_id,
-        views.tick_json,
+        views.tick_view,
+        "/schedules/{schedule_id}/ticks",
     )
 
 
 def _tick(req: Request) -> Reply:
-    return 200, views.tick_detail_json(req.kernel.tick(req.params["tick_id"]))
+    return Reply(200, views.tick_detail_view(req.kernel.tick(req.params["tick_id"])))
 
 
 def _sensors(req: Request) -> Reply:
@@ -279,50 +339,65 @@ def _sensors(req: Request) -> Reply:
 
     rows = req.kernel.sensors()
     return _page(
-        req.query, "sensors", "", lambda b, n: _after(rows, key, b, n), key, views.sensor_json
+        req,
+        "sensors",
+        "",
+        lambda b, n: _after(rows, key, b, n),
+        key,
+        views.sensor_view,
+        "/sensors",
     )
 
 
 def _sensor(req: Request) -> Reply:
-    return 200, views.sensor_json(req.kernel.sensor(req.params["sensor_id"]))
+    return Reply(200, views.sensor_view(req.kernel.sensor(req.params["sensor_id"])))
 
 
 def _evaluations(req: Request) -> Reply:
     sid = req.params["sensor_id"]
     req.kernel.sensor(sid)
     return _page(
-        req.query,
+        req,
         "evaluations",
         sid,
         lambda b, n: req.kernel.evaluations(sid, limit=n, before=b),
         lambda r: r.evaluation.eval_id,
-        views.eval_json,
+        views.eval_view,
+        "/sensors/{sensor_id}/evaluations",
     )
+
+
+def _evaluation(req: Request) -> Reply:
+    return Reply(200, views.eval_view(req.kernel.evaluation(req.params["eval_id"])))
 
 
 def _runs(req: Request) -> Reply:
     status = _status(req.query, _RUN_STATUSES)
     return _page(
-        req.query,
+        req,
         "runs",
         "",
         lambda b, n: req.kernel.runs(limit=n, before=b, status=status),
         lambda r: r.run_id,
-        views.run_json,
+        views.run_view,
+        "/runs",
     )
 
 
 def _run(req: Request) -> Reply:
-    return 200, views.run_json(req.kernel.run(validate_run_id(req.params["run_id"])))
+    return Reply(200, views.run_view(req.kernel.run(validate_run_id(req.params["run_id"]))))
 
 
 def _conflicts(req: Request) -> Reply:
-    def fetch(before: str | None, n: int) -> list[Any]:
-        if before is not None and re.fullmatch(r"[0-9]{1,19}", before) is None:
-            raise InputError(f"{before!r} is not a sequence number")
-        return req.kernel.conflicts(limit=n, before=None if before is None else int(before))
-
-    return _page(req.query, "conflicts", "", fetch, lambda r: str(r.seq), views.conflict_json)
+    return _page(
+        req,
+        "conflicts",
+        "",
+        lambda b, n: req.kernel.conflicts(limit=n, before=_sequence(b)),
+        lambda r: str(r.seq),
+        views.conflict_view,
+        "/conflicts",
+    )
 
 
 def _healthz(req: Request) -> Reply:
@@ -339,17 +414,17 @@ def _healthz(req: Request) -> Reply:
     beat = read_heartbeat(path) if isinstance(path, str) else None
     daemon = None
     if beat is not None:
-        daemon = {
-            "last_cycle_at": datetime.fromtimestamp(beat.finished_at, UTC)
+        daemon = Daemon(
+            last_cycle_at=datetime.fromtimestamp(beat.finished_at, UTC)
             .isoformat(timespec="seconds")
             .replace("+00:00", "Z"),
-            "age_seconds": round(max(time.time() - beat.finished_at, 0.0), 3),
-            "interval_seconds": beat.interval,
-            "cycles": beat.cycles,
-            "host": beat.host,
-            "pid": beat.pid,
-        }
-    return 200, {"status": "ok", "daemon": daemon}
+            age_seconds=round(max(time.time() - beat.finished_at, 0.0), 3),
+            interval_seconds=beat.interval,
+            cycles=beat.cycles,
+            host=beat.host,
+            pid=beat.pid,
+        )
+    return Reply(200, Health("ok", daemon))
 
 
 def _metrics(req: Request) -> Reply:
@@ -359,31 +434,19 @@ def _metrics(req: Request) -> Reply:
         data = exposition(req.kernel)
     except ImportError as exc:
         raise RequestError(501, "MetricsUnavailable", str(exc)) from None
-    return 200, Text(data, CONTENT_TYPE)
-
-
-@cache
-def openapi_document() -> JSON:
-    """The OpenAPI 3.1 document of this API (``plugins/openapi.json``)."""
-    text = resources.files("arcoflow.plugins").joinpath("openapi.json").read_text("utf-8")
-    document: JSON = json.loads(text)
-    return document
+    return Reply(200, Text(data, CONTENT_TYPE))
 
 
 def _sources(req: Request) -> Reply:
     """The sources' state the daemon last wrote beside the store (see ``arcoflow sources``)."""
     path = getattr(req.kernel.store, "path", None)
     states = read_status(path) if isinstance(path, str) else []
-    return 200, {"sources": [status_row(s) for s in states]}
+    return Reply(200, Sources([status_row(s) for s in states]))
 
 
-def _openapi(req: Request) -> Reply:
-    return 200, openapi_document()
-
-
-def _message(body: Any, headers: Headers) -> tuple[str, Any]:
-    """The message id and payload of a push delivery (see the module docstring)."""
-    named = {h: v for h in ("Idempotency-Key", "X-Message-Id") if (v := headers.get(h))}
+def _message(body: Any, headers: Mapping[str, str]) -> tuple[str, Any]:
+    """The message id and payload of a push delivery (see docs/http.md, "Messages")."""
+    named = {h: v for h in ("idempotency-key", "x-message-id") if (v := headers.get(h))}
     if len(set(named.values())) > 1:
         raise bad_request("InvalidMessage", "the Idempotency-Key and X-Message-Id headers disagree")
     header_id = next(iter(named.values()), None)
@@ -414,15 +477,19 @@ def _message(body: Any, headers: Headers) -> tuple[str, Any]:
 
 
 def _post_message(req: Request) -> Reply:
+    """201 with ``Location`` of the new evaluation; a re-delivery 200 with the original."""
     row = req.kernel.sensor(req.params["sensor_id"])
-    message_id, payload = _message(req.body(), req.headers)
+    message_id, payload = _message(req.body, req.headers)
     mapper = None if req.mapper_for is None else req.mapper_for(row.definition)
     ingested = req.kernel.ingest(row.sensor_id, message_id, payload, connector=mapper)
-    body = {"evaluation": views.eval_json(ingested.evaluation), "duplicate": ingested.duplicate}
-    return (200 if ingested.duplicate else 201), body
+    body = Pushed(views.eval_view(ingested.evaluation), ingested.duplicate)
+    if ingested.duplicate:
+        return Reply(200, body)
+    where = req.base + "/evaluations/" + quote(body.evaluation.eval_id, safe=":")
+    return Reply(201, body, (("Location", where),))
 
 
-# -- history of changes and operator verbs -------------------------------------------------------
+# -- history of changes, operator verbs, launch reports -----------------------------------------
 
 
 def _history(kind: Literal["schedule", "sensor"]) -> Handler:
@@ -431,46 +498,22 @@ def _history(kind: Literal["schedule", "sensor"]) -> Handler:
     def handler(req: Request) -> Reply:
         item = req.params[f"{kind}_id"]
         getattr(req.kernel, kind)(item)  # 404 for an unknown id rather than an empty list
-
-        def fetch(before: str | None, n: int) -> list[Any]:
-            if before is not None and re.fullmatch(r"[0-9]{1,19}", before) is None:
-                raise InputError(f"{before!r} is not a sequence number")
-            seq = None if before is None else int(before)
-            return req.kernel.history(kind, item, limit=n, before=seq)
-
         return _page(
-            req.query, f"{kind}-history", item, fetch, lambda r: str(r.seq), views.history_json
+            req,
+            f"{kind}-history",
+            item,
+            lambda b, n: req.kernel.history(kind, item, limit=n, before=_sequence(b)),
+            lambda r: str(r.seq),
+            views.history_view,
+            f"/{kind}s/{{{kind}_id}}/history",
         )
 
     return handler
 
 
-def _fields(body: Any, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
-    """The fields of a JSON object body: every ``required`` one present, no unknown one."""
-    if not isinstance(body, dict):
-        raise bad_request("InvalidBody", "the body must be a JSON object")
-    unknown = sorted(set(body) - {*required, *optional})
-    if unknown:
-        raise bad_request(
-            "InvalidBody", f"unknown field(s) {', '.join(map(repr, unknown[:5]))} in the body"
-        )
-    missing = [name for name in required if name not in body]
-    if missing:
-        raise bad_request("InvalidBody", f"the body needs {', '.join(map(repr, missing))}")
-    return body
-
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request("InvalidBody", f"{name} must be an integer")
-    return value
-
-
-def _instant(value: Any, name: str) -> int:
+def _instant(value: str, name: str) -> int:
     """Epoch seconds from an ISO-8601 string with its offset (``2026-03-08T07:00:00Z``)."""
     try:
-        if not isinstance(value, str):
-            raise ValueError(value)
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise bad_request(
@@ -482,106 +525,242 @@ def _instant(value: Any, name: str) -> int:
 
 
 def _set_cursor(req: Request) -> Reply:
-    """``POST /sensors/{id}/cursor`` ``{"cursor": "..." | null, "expected_version": N}``."""
-    body = _fields(req.body(), ("cursor", "expected_version"), ("cursor_version",))
-    cursor = body["cursor"]
-    if cursor is not None and not isinstance(cursor, str):
-        raise bad_request("InvalidBody", "cursor must be a string or null")
+    body = _decode(req.body, CursorBody)
     row = req.kernel.set_cursor(
         req.params["sensor_id"],
-        cursor,
-        expected_version=_int(body["expected_version"], "expected_version"),
-        cursor_version=_int(body.get("cursor_version", 1), "cursor_version"),
+        body.cursor,
+        expected_version=body.expected_version,
+        cursor_version=body.cursor_version,
         requested_by="http",
     )
-    return 200, views.sensor_json(row)
+    return Reply(200, views.sensor_view(row))
+
+
+def _reset_cursor(req: Request) -> Reply:
+    body = _decode(req.body, ResetCursorBody)
+    row = req.kernel.reset_cursor(
+        req.params["sensor_id"], expected_version=body.expected_version, requested_by="http"
+    )
+    return Reply(200, views.sensor_view(row))
 
 
 def _backfill(req: Request) -> Reply:
-    """``POST /schedules/{id}/backfill`` ``{"from": ..., "to": ..., "max_runs"?, "dry_run"?}``:
-    201 if it requested a new run, else 200 (a dry run, or every run existed)."""
-    body = _fields(req.body(), ("from", "to"), ("max_runs", "dry_run"))
-    dry_run = body.get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise bad_request("InvalidBody", "dry_run must be true or false")
+    """201 (``Location``: the first new run) if it requested a new run, else 200 (a dry run,
+    or every run existed)."""
+    body = _decode(req.body, BackfillBody)
     ticks = req.kernel.backfill(
         req.params["schedule_id"],
-        _instant(body["from"], "from"),
-        _instant(body["to"], "to"),
-        dry_run=dry_run,
-        max_runs=_int(body.get("max_runs", 100), "max_runs"),
+        _instant(body.from_, "from"),
+        _instant(body.to, "to"),
+        dry_run=body.dry_run,
+        max_runs=body.max_runs,
         requested_by="http",
     )
-    created = any(t.run is not None and not t.existing for t in ticks) and not dry_run
-    return (201 if created else 200), {"items": [views.backfill_json(t) for t in ticks]}
+    new = [t.run for t in ticks if t.run is not None and not t.existing and not body.dry_run]
+    result = Backfilled([views.backfill_view(t) for t in ticks])
+    if not new:
+        return Reply(200, result)
+    return Reply(201, result, (("Location", f"{req.base}/runs/{new[0].run_id}"),))
 
 
 def _retry(req: Request) -> Reply:
-    """``POST /runs/{run_id}/retry``: a GAVE_UP run back to the launch outbox."""
+    """A GAVE_UP run back to the launch outbox."""
     run_id = validate_run_id(req.params["run_id"])
-    return 200, views.run_json(req.kernel.retry_run(run_id, requested_by="http"))
+    return Reply(200, views.run_view(req.kernel.retry_run(run_id, requested_by="http")))
 
 
-#: Every route the server answers; ``tests/plugins`` checks it against ``openapi.json``.
+def _claim(req: Request) -> Reply:
+    body = _decode(req.body, ClaimBody)
+    runs = req.kernel.claim_launches(body.claimer, lease=body.lease, limit=body.limit)
+    return Reply(200, Claimed([views.run_view(r) for r in runs]))
+
+
+def _launch(req: Request) -> Reply:
+    body = _decode(req.body, LaunchBody)
+    row = req.kernel.record_launch(
+        validate_run_id(req.params["run_id"]),
+        external_id=body.external_id,
+        error=body.error,
+        max_attempts=body.max_attempts,
+        claimer=body.claimer,
+        expected_attempts=body.expected_attempts,
+    )
+    return Reply(200, views.run_view(row))
+
+
+def _complete(req: Request) -> Reply:
+    body = _decode(req.body, CompleteBody)
+    row = req.kernel.complete_run(
+        validate_run_id(req.params["run_id"]), body.succeeded, body.detail
+    )
+    return Reply(200, views.run_view(row))
+
+
+_PAGE: Final = ("limit", "cursor")
+
+#: Every route the API answers (``GET`` routes answer ``HEAD`` too); :mod:`.openapi` derives
+#: the document from this table, and ``tests/plugins`` checks the two agree.
 ROUTES: Final[tuple[Route, ...]] = (
-    Route("POST", "/sensors/{sensor_id}/messages", _post_message),
-    Route("GET", "/schedules", _schedules, ("limit", "cursor")),
-    Route("GET", "/schedules/{schedule_id}", _schedule),
-    Route("GET", "/schedules/{schedule_id}/ticks", _ticks, ("status", "limit", "cursor")),
-    Route("GET", "/ticks/{tick_id}", _tick),
-    Route("GET", "/sensors", _sensors, ("limit", "cursor")),
-    Route("GET", "/sensors/{sensor_id}", _sensor),
-    Route("GET", "/sensors/{sensor_id}/evaluations", _evaluations, ("limit", "cursor")),
-    Route("GET", "/runs", _runs, ("status", "limit", "cursor")),
-    Route("GET", "/runs/{run_id}", _run),
-    Route("GET", "/conflicts", _conflicts, ("limit", "cursor")),
-    Route("GET", "/sources", _sources),
-    Route("GET", "/healthz", _healthz),
-    Route("GET", "/metrics", _metrics),
-    Route("GET", "/openapi.json", _openapi),
-    Route("GET", "/schedules/{schedule_id}/history", _history("schedule"), ("limit", "cursor")),
-    Route("GET", "/sensors/{sensor_id}/history", _history("sensor"), ("limit", "cursor")),
-    Route("POST", "/sensors/{sensor_id}/cursor", _set_cursor),
-    Route("POST", "/schedules/{schedule_id}/backfill", _backfill),
-    Route("POST", "/runs/{run_id}/retry", _retry),
+    Route(
+        "POST",
+        "/sensors/{sensor_id}/messages",
+        _post_message,
+        "Deliver a message to a push sensor (idempotent by message id)",
+        {201: Pushed, 200: Pushed},
+        body=MessageBody,
+    ),
+    Route(
+        "GET", "/schedules", _schedules, "Schedules, by id", {200: Page[views.ScheduleView]}, _PAGE
+    ),
+    Route("GET", "/schedules/{schedule_id}", _schedule, "One schedule", {200: views.ScheduleView}),
+    Route(
+        "GET",
+        "/schedules/{schedule_id}/ticks",
+        _ticks,
+        "Ticks of a schedule, newest first",
+        {200: Page[views.TickView]},
+        ("status", *_PAGE),
+        statuses=_TICK_STATUSES,
+    ),
+    Route("GET", "/ticks/{tick_id}", _tick, "One tick and its runs", {200: views.TickDetailView}),
+    Route("GET", "/sensors", _sensors, "Sensors, by id", {200: Page[views.SensorView]}, _PAGE),
+    Route("GET", "/sensors/{sensor_id}", _sensor, "One sensor", {200: views.SensorView}),
+    Route(
+        "GET",
+        "/sensors/{sensor_id}/evaluations",
+        _evaluations,
+        "Evaluations of a sensor, newest first",
+        {200: Page[views.EvalView]},
+        _PAGE,
+    ),
+    Route("GET", "/evaluations/{eval_id}", _evaluation, "One evaluation", {200: views.EvalView}),
+    Route(
+        "GET",
+        "/runs",
+        _runs,
+        "Runs, newest first",
+        {200: Page[views.RunView]},
+        ("status", *_PAGE),
+        statuses=_RUN_STATUSES,
+    ),
+    Route("GET", "/runs/{run_id}", _run, "One run", {200: views.RunView}),
+    Route(
+        "GET",
+        "/conflicts",
+        _conflicts,
+        "Run-key conflicts, newest first",
+        {200: Page[views.ConflictView]},
+        _PAGE,
+    ),
+    Route("GET", "/sources", _sources, "The broker sources' state", {200: Sources}),
+    Route(
+        "GET",
+        "/healthz",
+        _healthz,
+        "Health of the store, and the daemon's last cycle",
+        {200: Health},
+    ),
+    Route("GET", "/metrics", _metrics, "Prometheus metrics (needs arcoflow[metrics])", {200: Text}),
+    Route(
+        "GET",
+        "/schedules/{schedule_id}/history",
+        _history("schedule"),
+        "Changes made to a schedule, newest first",
+        {200: Page[views.HistoryView]},
+        _PAGE,
+    ),
+    Route(
+        "GET",
+        "/sensors/{sensor_id}/history",
+        _history("sensor"),
+        "Changes made to a sensor, newest first",
+        {200: Page[views.HistoryView]},
+        _PAGE,
+    ),
+    Route(
+        "POST",
+        "/sensors/{sensor_id}/cursor",
+        _set_cursor,
+        "Set a sensor's cursor (compare-and-set on its state version)",
+        {200: views.SensorView},
+        body=CursorBody,
+    ),
+    Route(
+        "POST",
+        "/sensors/{sensor_id}/cursor/reset",
+        _reset_cursor,
+        "Reset a sensor's cursor (compare-and-set on its state version)",
+        {200: views.SensorView},
+        body=ResetCursorBody,
+    ),
+    Route(
+        "POST",
+        "/schedules/{schedule_id}/backfill",
+        _backfill,
+        "Request the ticks of a time range",
+        {201: Backfilled, 200: Backfilled},
+        body=BackfillBody,
+    ),
+    Route(
+        "POST",
+        "/runs/{run_id}/retry",
+        _retry,
+        "Send a run that gave up back to the launch outbox",
+        {200: views.RunView},
+    ),
+    Route(
+        "POST",
+        "/launches/claim",
+        _claim,
+        "Claim due runs for an external launcher (a lease)",
+        {200: Claimed},
+        body=ClaimBody,
+    ),
+    Route(
+        "POST",
+        "/runs/{run_id}/launch",
+        _launch,
+        "Report a launch attempt of a run",
+        {200: views.RunView},
+        body=LaunchBody,
+    ),
+    Route(
+        "POST",
+        "/runs/{run_id}/complete",
+        _complete,
+        "Report that a run finished",
+        {200: views.RunView},
+        body=CompleteBody,
+    ),
 )
 
 
-def split_target(target: str) -> tuple[str, str]:
-    """The path and the query string of a request target (origin form: ``/path?query``).
-    Not ``urlsplit``, which reads ``//runs`` as a host name; leading slashes collapse into
-    one, as ``http.server`` itself does since Python 3.11.4."""
-    path, _, query = target.partition("#")[0].partition("?")
-    if path.startswith("//"):
-        path = "/" + path.lstrip("/")
-    return path, query
-
-
-def parse_query(raw: str, allowed: Sequence[str]) -> dict[str, str]:
-    try:
-        pairs = parse_qs(raw, keep_blank_values=True, max_num_fields=_MAX_QUERY_FIELDS)
-    except ValueError:
-        raise bad_request("InvalidParameter", "too many query parameters") from None
-    query = {}
-    for name, values in pairs.items():
+def parse_query(pairs: Sequence[tuple[str, str]], allowed: Sequence[str]) -> dict[str, str]:
+    """The query parameters of a route: only those it accepts, each at most once and short."""
+    if len(pairs) > _MAX_QUERY_FIELDS:
+        raise bad_request("InvalidParameter", "too many query parameters")
+    query: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in pairs:
         if name not in allowed:
             accepted = ", ".join(allowed) or "none"
             raise bad_request(
                 "InvalidParameter", f"unknown query parameter {name!r} (accepted: {accepted})"
             )
-        if len(values) > 1:
+        if name in seen:
             raise bad_request(
                 "InvalidParameter", f"query parameter {name!r} is given more than once"
             )
-        if len(values[0]) > MAX_PARAM:
+        seen.add(name)
+        if len(value) > MAX_PARAM:
             raise bad_request("InvalidParameter", f"query parameter {name!r} is too long")
-        if values[0]:  # a blank value (``?status=``) means "not given", as in HTML forms
-            query[name] = values[0]
+        if value:  # a blank value (``?status=``) means "not given", as in HTML forms
+            query[name] = value
     return query
 
 
 def failure(exc: BaseException) -> tuple[int, str, str, tuple[tuple[str, str], ...]]:
-    """Status, error type, message and extra headers for an exception a handler raised.
+    """Status, problem kind, message and extra headers for an exception a handler raised.
 
     Arcoflow's own errors take their status from the SDK's one mapping
     (:data:`arcoflow.sdk.ERROR_KINDS`, shared with the CLI's exit codes); a server error
@@ -594,5 +773,6 @@ def failure(exc: BaseException) -> tuple[int, str, str, tuple[tuple[str, str], .
     return kind.http_status, type(exc).__name__, str(exc), ()
 
 
-def error_body(type_: str, message: str) -> JSON:
-    return {"error": {"type": type_, "message": message}}
+def problem(status: int, type_: str, message: str) -> Problem:
+    """The RFC 9457 body of an error."""
+    return Problem(PROBLEM_TYPE + type_, type_, status, message)

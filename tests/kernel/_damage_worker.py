@@ -25,14 +25,13 @@ import random
 import shutil
 import struct
 import sys
-import threading
 import traceback
 import urllib.error
 import urllib.request
 from typing import Any
 
 from arcoflow.kernel import ArcoflowError, Kernel, LmdbStore
-from arcoflow.plugins.http import make_server
+from arcoflow.plugins.http.serve import make_server
 from arcoflow.sdk.cli import main
 
 PAGE = 4096
@@ -188,8 +187,7 @@ def check_http(store: str, problems: list[str]) -> None:
     except ArcoflowError:
         return  # refused at open with a message: the CLI checks cover that outcome
     server = make_server(Kernel(handle))
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
+    thread = server.serve_in_thread()
     try:
         for route in ROUTES:
             try:
@@ -207,11 +205,11 @@ def check_http(store: str, problems: list[str]) -> None:
                 continue
             if status >= 400 and status not in (404, 500):
                 problems.append(f"GET {route}: {status} {document}")
-            elif status >= 400 and "error" not in document:
-                problems.append(f"GET {route}: {status} without an error object")
+            elif status >= 400 and {"type", "title", "status", "detail"} - set(document):
+                problems.append(f"GET {route}: {status} without a problem object")
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
+        thread.join(15)
         handle.close()
 
 

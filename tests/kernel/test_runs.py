@@ -9,7 +9,7 @@ import pytest
 from arcoflow.kernel import InputError, Kernel, MemoryStore, RunRequest, RunTemplate, Store
 from arcoflow.kernel.events import RunRequested
 from arcoflow.kernel.rows import RunLinkRow, Table, key
-from arcoflow.kernel.runs import NAMESPACE, fingerprint, request_run, run_id
+from arcoflow.kernel.runs import NAMESPACE, derived_id, fingerprint, request_run, run_id, uuid5
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -154,3 +154,18 @@ def test_run_links_and_conflicts_are_rows_keyed_as_documented(kernel: Kernel, st
         assert txn.get(Table.LINKS, key(run.run_id, "alice")) is not None
     events = [e.event for e in kernel.log()]
     assert [type(e) for e in events] == [RunRequested]
+
+
+@given(st.text())
+def test_derived_ids_are_the_standard_uuid5(name: str) -> None:
+    """Ids are derived without building ``uuid.UUID`` objects (the append's hot path): the
+    same text as the standard library's uuid5, for any name."""
+    try:
+        expected = str(uuid.uuid5(NAMESPACE, name))
+    except UnicodeEncodeError:  # a lone surrogate: neither can derive an id from it
+        with pytest.raises(UnicodeEncodeError):
+            uuid5(name)
+        return
+    assert uuid5(name) == expected
+    assert derived_id(name) == expected
+    assert run_id(name) == str(uuid.uuid5(NAMESPACE, "run:" + name))

@@ -30,7 +30,8 @@ from arcoflow.kernel import (
     StoreError,
     views,
 )
-from arcoflow.plugins.http import encode_cursor, make_server, serve_until_stopped
+from arcoflow.plugins.http.routes import encode_cursor
+from arcoflow.plugins.http.serve import make_server
 from arcoflow.sdk import Plugins, hookimpl
 
 try:  # tests/plugins may become a package
@@ -273,7 +274,7 @@ HUGE = b"0" * 30  # digits of an integer beyond 64 bits
         ("GET", "/runs/6f1c1f0e-7a4b-5c1e-9d2a-a1c0f10a0001", None, {}, 404, "NotFound"),
         ("GET", "/runs/not-a-run", None, {}, 400, "InvalidId"),
         ("GET", "/runs/" + "a" * 600, None, {}, 400, "InvalidParameter"),
-        ("GET", "/schedules/%ff", None, {}, 400, "InvalidPath"),
+        ("GET", "/schedules/%ff", None, {}, 400, "InvalidId"),
         # routes and methods
         ("GET", "/nope", None, {}, 404, "RouteNotFound"),
         ("GET", "/schedules/", None, {}, 404, "RouteNotFound"),
@@ -296,9 +297,9 @@ def test_refusals_are_json_errors(
     sent.update(headers)
     reply = client.request(method, path, body, sent)  # the client checks the error shape
     assert reply.status == status, reply.text
-    assert reply.json["error"]["type"] == error, reply.text
+    assert reply.json["title"] == error, reply.text
     if status == 405:
-        assert reply.headers["Allow"] in ("GET", "POST")
+        assert reply.headers["Allow"] in ("GET, HEAD", "POST")
 
 
 def test_payload_above_the_sensor_limit_is_413(client: Client, kernel: Kernel) -> None:
@@ -307,7 +308,7 @@ def test_payload_above_the_sensor_limit_is_413(client: Client, kernel: Kernel) -
     )
     reply = client.post("/sensors/tiny/messages", {"blob": "x" * 100}, key="big")
     assert reply.status == 413
-    assert reply.json["error"]["type"] == "PayloadTooLarge"
+    assert reply.json["title"] == "PayloadTooLarge"
     assert kernel.evaluations("tiny") == []
 
 
@@ -345,12 +346,12 @@ def test_kernel_errors_map_to_statuses(
         reply = client.get("/sensors/orders")
     assert reply.status == status
     if status == 500:
-        assert reply.json["error"]["type"] == "InternalError"
+        assert reply.json["title"] == "InternalError"
         assert "secret" not in reply.text  # the details stay in the server's log
         assert any(r.exc_info for r in caplog.records), "the traceback must be logged"
     else:
-        assert reply.json["error"]["type"] == type(error).__name__
-        assert reply.json["error"]["message"] == str(error)
+        assert reply.json["title"] == type(error).__name__
+        assert reply.json["detail"] == str(error)
 
 
 def _raw(server: Any, data: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -364,8 +365,8 @@ def _raw(server: Any, data: bytes) -> tuple[int, dict[str, str], bytes]:
             received += chunk
         head, _, body = received.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
-        headers = dict(line.split(": ", 1) for line in lines[1:])
-        while len(body) < int(headers.get("Content-Length", 0)):
+        headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+        while len(body) < int(headers.get("content-length", 0)):
             chunk = sock.recv(65536)
             if not chunk:
                 break
@@ -377,18 +378,22 @@ def _raw(server: Any, data: bytes) -> tuple[int, dict[str, str], bytes]:
     ("data", "status"),
     [
         (b"GARBAGE\r\n\r\n", 400),
-        (b"GET / HTTP/9.9\r\n\r\n", 505),
-        (b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", 501),
-        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
-        (b"GET /healthz HTTP/1.1\r\n" + b"X-A: b\r\n" * 200 + b"\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", 400),
+        (b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+        (b"BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-A: " + b"b" * 70_000 + b"\r\n\r\n", 431),
     ],
 )
-def test_malformed_requests_get_json_errors(server: Any, data: bytes, status: int) -> None:
+def test_malformed_requests_get_problem_answers(server: Any, data: bytes, status: int) -> None:
+    """uvicorn's own refusals (h11 cannot parse the request, the head is too large) are
+    problems too, never its plain-text 400."""
     got, headers, body = _raw(server, data)
     assert got == status
-    assert headers["Content-Type"] == "application/json"
-    error = json.loads(body)["error"]
-    assert set(error) == {"type", "message"}
+    assert headers["content-type"] == "application/problem+json"
+    problem = json.loads(body)
+    assert set(problem) == {"type", "title", "status", "detail"}
+    assert problem["status"] == status
     assert b"Traceback" not in body
 
 
@@ -403,17 +408,17 @@ def test_chunked_and_lengthless_bodies_are_refused(server: Any) -> None:
     )
     answer = conn.getresponse()
     assert answer.status == 411
-    assert json.loads(answer.read())["error"]["type"] == "LengthRequired"
+    assert json.loads(answer.read())["title"] == "LengthRequired"
     conn.close()
     status, _, body = _raw(
         server,
         b"POST /sensors/orders/messages HTTP/1.1\r\nHost: x\r\n"
         b"Content-Type: application/json\r\nIdempotency-Key: n\r\n\r\n",
     )
-    assert status == 411 and json.loads(body)["error"]["type"] == "LengthRequired"
+    assert status == 411 and json.loads(body)["title"] == "LengthRequired"
 
 
-def test_keep_alive_survives_answers_and_an_unread_body_closes(server: Any) -> None:
+def test_keep_alive_survives_answers_and_refusals(server: Any) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     for _ in range(3):
         conn.request("GET", "/healthz")
@@ -423,21 +428,33 @@ def test_keep_alive_survives_answers_and_an_unread_body_closes(server: Any) -> N
     answer = conn.getresponse()
     assert answer.status == 404 and answer.getheader("Connection") != "close"
     answer.read()
-    conn.request("POST", MESSAGES, body=b"{}", headers={"Content-Type": "text/plain"})
+    # A body the API never reads is drained by the server, not parsed as the next request.
+    conn.request("POST", MESSAGES, body=b"GET /x HTTP/1.1", headers={"Content-Type": "text/plain"})
     answer = conn.getresponse()
     assert answer.status == 415
-    assert answer.getheader("Connection") == "close"  # the body was never read
     answer.read()
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().status == 200
     conn.close()
 
 
-def test_head_is_405_without_a_body(server: Any) -> None:
+def test_head_answers_every_get_route_without_a_body(client: Client, server: Any) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request("HEAD", "/runs")
+    for path in ("/runs", "/schedules/hourly", "/healthz", "/openapi.json"):
+        conn.request("HEAD", path)
+        answer = conn.getresponse()
+        assert answer.status == 200, path
+        assert answer.read() == b""
+        conn.request("GET", path)
+        full = conn.getresponse()
+        body = full.read()
+        assert answer.getheader("Content-Type") == full.getheader("Content-Type")
+        assert int(answer.getheader("Content-Length", "-1")) == len(body)
+    conn.request("HEAD", "/schedules/nope")
     answer = conn.getresponse()
-    assert answer.status == 405 and answer.getheader("Allow") == "GET"
-    assert answer.read() == b""
+    assert answer.status == 404 and answer.read() == b""
     conn.close()
+    assert client.request("HEAD", "/runs").status == 200  # checked: an empty body
 
 
 def test_connections_beyond_the_limit_get_503(kernel: Kernel) -> None:
@@ -447,7 +464,7 @@ def test_connections_beyond_the_limit_get_503(kernel: Kernel) -> None:
         assert holder.getresponse().read() == b'{"status":"ok","daemon":null}'
         reply = Client(server).get("/healthz")
         assert reply.status == 503
-        assert reply.json["error"]["type"] == "Busy"
+        assert reply.json["title"] == "Busy"
         assert reply.headers["Retry-After"] == "1"
         holder.close()
 
@@ -553,8 +570,8 @@ def test_cursors_are_bound_to_their_listing_and_checked(client: Client, kernel: 
     def refused(path: str) -> str:
         reply = client.get(path)
         assert reply.status == 400, reply.text
-        assert reply.json["error"]["type"] == "InvalidCursor"
-        return str(reply.json["error"]["message"])
+        assert reply.json["title"] == "InvalidCursor"
+        return str(reply.json["detail"])
 
     tampered = cursor[:5] + ("A" if cursor[5] != "A" else "B") + cursor[6:]
     assert "damaged" in refused(f"/runs?cursor={tampered}")
@@ -596,17 +613,15 @@ def test_healthz_reports_an_unreadable_store(
 
     monkeypatch.setattr(kernel.store, "read", broken)
     reply = client.get("/healthz")
-    assert reply.status == 503 and reply.json["error"]["type"] == "StoreUnavailable"
+    assert reply.status == 503 and reply.json["title"] == "StoreUnavailable"
 
 
-def test_serve_until_stopped_finishes_and_closes(kernel: Kernel) -> None:
+def test_stop_finishes_and_closes(kernel: Kernel) -> None:
     server = make_server(kernel, "127.0.0.1", 0)
-    stop = threading.Event()
-    runner = threading.Thread(target=serve_until_stopped, args=(server, stop))
-    runner.start()
+    runner = server.serve_in_thread()
     reply = Client(server).post(MESSAGES, {"a": 1}, key="before-stop")
     assert reply.status == 201
-    stop.set()
+    server.stop()
     runner.join(15)
     assert not runner.is_alive()
     with pytest.raises(OSError):
@@ -625,17 +640,17 @@ def test_every_reply_of_this_module_was_checked() -> None:
 
 
 def test_an_oversized_body_still_gets_its_413(server: Any) -> None:
-    # The server answers before reading the body, then drains it: closing with unread input
-    # would reset the connection and could destroy the answer before the client reads it.
+    # The server answers before reading the body, then drains it (within the request
+    # deadline): closing with unread input would reset the connection and could destroy the
+    # answer before the client reads it.
     size = 8 * BIG
     head = (
         "POST /sensors/orders/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Idempotency-Key: big\r\nContent-Length: {size}\r\n\r\n"
     ).encode()
-    status, headers, body = _raw(server, head + b" " * size)
+    status, _, body = _raw(server, head + b" " * size)
     assert status == 413
-    assert headers["Connection"] == "close"
-    assert json.loads(body)["error"]["type"] == "RequestTooLarge"
+    assert json.loads(body)["title"] == "RequestTooLarge"
 
 
 def test_messages_reach_a_push_plugin_through_the_sdk(kernel: Kernel) -> None:

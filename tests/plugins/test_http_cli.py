@@ -18,6 +18,7 @@ from typing import Any
 import arcoflow.plugins.http as http_plugin
 import pytest
 from arcoflow.kernel import Kernel, LmdbStore
+from arcoflow.plugins.http.serve import make_server
 from arcoflow.sdk import Plugins
 
 ARCOFLOW = Path(sys.executable).with_name("arcoflow")
@@ -60,15 +61,36 @@ def test_serve_reports_a_port_it_cannot_bind(
     parser, handlers = _parser()
     store = LmdbStore(store_dir)
     try:
-        taken = http_plugin.make_server(Kernel(store), "127.0.0.1", 0)
+        taken = make_server(Kernel(store), "127.0.0.1", 0)
         try:
             args = parser.parse_args(["serve", "--port", str(taken.port)])
             assert handlers["serve"](args, {"kernel": Kernel(store), "plugins": object()}) == 1
         finally:
-            taken.server_close()
+            taken.close()
     finally:
         store.close()
     assert "cannot listen" in capsys.readouterr().err
+
+
+def test_serve_without_the_extra_says_what_to_install_in_one_line(
+    store_dir: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on a machine without arcoflow[http]: uvicorn and starlette cannot be imported.
+    for name in ("uvicorn", "starlette"):
+        monkeypatch.setitem(sys.modules, name, None)
+    for name in list(sys.modules):
+        if name.startswith(("arcoflow.plugins.http.", "starlette.", "uvicorn.")):
+            monkeypatch.delitem(sys.modules, name)
+    parser, handlers = _parser()  # the plugin itself loads, and registers the command
+    args = parser.parse_args(["serve", "--port", "0"])
+    store = LmdbStore(store_dir)
+    try:
+        assert handlers["serve"](args, {"kernel": Kernel(store)}) == 2
+    finally:
+        store.close()
+    captured = capsys.readouterr()
+    assert captured.err == http_plugin.INSTALL_HINT + "\n"
+    assert "pip install 'arcoflow[http]'" in captured.err and captured.out == ""
 
 
 def _line(stream: Any, timeout: float) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 from arcoflow.kernel import InputError, Kernel, LmdbStore
-from arcoflow.plugins.http import make_server
+from arcoflow.plugins.http.app import create_app
+from arcoflow.plugins.http.serve import Server, make_server
 
 try:  # tests/plugins may become a package
     from .http_support import Client, seed, served
@@ -167,7 +168,7 @@ def test_ambiguous_headers_are_refused_with_400(kernel: Kernel, extra: bytes, sa
     with served(kernel) as server:
         status, body = _raw(server, _post("m-dup", extra=extra))
     assert status == 400
-    assert says in body["error"]["message"]
+    assert says in body["detail"]
     assert kernel.evaluations("orders") == []
 
 
@@ -183,3 +184,83 @@ def test_identical_repeated_headers_are_accepted(kernel: Kernel) -> None:
 def test_the_request_deadline_must_be_sane(kernel: Kernel, seconds: float) -> None:
     with pytest.raises(InputError, match="request_seconds"):
         make_server(kernel, request_seconds=seconds)
+
+
+class _Gate:
+    """Makes ``GET /sensors/{id}`` wait until the test opens the gate (and say it began)."""
+
+    def __init__(self, kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.started = threading.Event()
+        self.open = threading.Event()
+        real = kernel.sensor
+
+        def held(sensor_id: str) -> Any:
+            self.started.set()
+            assert self.open.wait(20), "the test never opened the gate"
+            return real(sensor_id)
+
+        monkeypatch.setattr(kernel, "sensor", held)
+
+
+def _get_in_thread(server: Any, path: str) -> tuple[threading.Thread, dict[str, Any]]:
+    answer: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: answer.update(reply=Client(server).get(path)))
+    thread.start()
+    return thread, answer
+
+
+def test_requests_beyond_the_in_flight_limit_get_503_at_once(
+    kernel: Kernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = _Gate(kernel, monkeypatch)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server = Server(
+        create_app(kernel, max_in_flight=1), sock, max_connections=8, request_seconds=10
+    )
+    thread = server.serve_in_thread()
+    try:
+        first, answer = _get_in_thread(server, "/sensors/orders")
+        assert gate.started.wait(10)
+        busy = Client(server).get("/healthz")  # while the first is held: refused, not queued
+        assert busy.status == 503 and busy.json["title"] == "Busy"
+        assert busy.headers["Retry-After"] == "1"
+        assert first.is_alive()
+        gate.open.set()
+        first.join(10)
+        assert answer["reply"].status == 200
+        assert Client(server).get("/healthz").status == 200  # the slot is free again
+    finally:
+        gate.open.set()
+        server.stop()
+        thread.join(15)
+
+
+def test_stop_drains_a_request_in_flight_and_accepts_no_more(
+    kernel: Kernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What SIGTERM does to ``arcoflow serve`` (uvicorn's signal handler sets the same flag):
+    stop accepting, finish the requests in flight, then return."""
+    gate = _Gate(kernel, monkeypatch)
+    server = make_server(kernel)
+    thread = server.serve_in_thread()
+    inflight, answer = _get_in_thread(server, "/sensors/orders")
+    try:
+        assert gate.started.wait(10)
+        server.stop()
+        began = time.monotonic()
+        while True:  # the listener closes while the request is still held
+            try:
+                socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+            except OSError:
+                break
+            assert time.monotonic() - began < 10, "still accepting after stop"
+            time.sleep(0.05)
+        assert inflight.is_alive() and thread.is_alive()  # draining
+    finally:
+        gate.open.set()
+    inflight.join(10)
+    thread.join(15)
+    assert not thread.is_alive()
+    assert answer["reply"].status == 200 and answer["reply"].json["sensor_id"] == "orders"

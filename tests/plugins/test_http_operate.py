@@ -48,7 +48,7 @@ def test_set_cursor_is_a_compare_and_set(kernel: Kernel) -> None:
         assert (reply.status, reply.json["cursor"], reply.json["state_version"]) == (200, "a", 1)
         before = _log(kernel)
         stale = client.post("/sensors/files/cursor", {"cursor": None, "expected_version": 0})
-        assert (stale.status, stale.json["error"]["type"]) == (409, "Conflict")
+        assert (stale.status, stale.json["title"]) == (409, "Conflict")
         for bad in (
             {"cursor": "a"},  # no expected_version
             {"cursor": 1, "expected_version": 1},
@@ -83,7 +83,7 @@ def test_backfill_and_its_refusals(kernel: Kernel) -> None:
         too_many = client.post(
             "/schedules/hourly/backfill", window | {"to": "1970-01-09T00:00:00Z", "max_runs": 10}
         )
-        assert too_many.status == 400 and "holds 169 ticks" in too_many.json["error"]["message"]
+        assert too_many.status == 400 and "holds 169 ticks" in too_many.json["detail"]
         for bad in (
             {"from": "1970-01-02T00:00:00"},  # no offset, and no "to"
             window | {"from": "1970-01-02T00:00:00"},

@@ -11,7 +11,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -32,8 +31,8 @@ from arcoflow.kernel import (
     SensorDefinition,
     StoreError,
 )
-from arcoflow.plugins.http import make_server
 from arcoflow.plugins.http.routes import failure
+from arcoflow.plugins.http.serve import make_server
 from arcoflow.sdk import ERROR_KINDS, error_kind
 from arcoflow.sdk.cli import main
 from arcoflow.sdk.progress import Progress
@@ -229,21 +228,20 @@ def test_an_unknown_run_id_fails_the_same_way_on_the_cli_and_http(
     try:
         server = make_server(Kernel(store))
         try:
-            thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-            thread.start()
+            thread = server.serve_in_thread()
             with pytest.raises(urllib.error.HTTPError) as answer:
                 urllib.request.urlopen(f"{server.url}/runs/nope", timeout=10)
             body = json.loads(answer.value.read())
         finally:
-            server.shutdown()
-            server.server_close()
+            server.stop()
+            thread.join(15)
     finally:
         store.close()
     code, _, err = run(capsys, "--store", seeded, "runs", "nope")
     kind = error_kind(InvalidId("x"))
     assert kind is not None
     assert (answer.value.code, code) == (kind.http_status, kind.exit_code)
-    assert err == f"arcoflow: error: {body['error']['message']}\n"
+    assert err == f"arcoflow: error: {body['detail']}\n"
 
 
 # -- progress on a terminal -----------------------------------------------------------------------

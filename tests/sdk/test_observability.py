@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 from arcoflow.kernel import Kernel, LmdbStore, load_definitions
 from arcoflow.plugins import filesystem
-from arcoflow.plugins.http import make_server
+from arcoflow.plugins.http.serve import make_server
 from arcoflow.plugins.memory_launcher import MemoryLauncher
 from arcoflow.sdk import Plugins
 from arcoflow.sdk.cli import main
@@ -171,8 +170,7 @@ def test_the_http_api_serves_metrics_and_reports_the_last_cycle(
 ) -> None:
     kernel, path, defs = daemon_store
     server = make_server(kernel)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    thread = server.serve_in_thread()
 
     def get(route: str) -> tuple[str, str]:
         with urllib.request.urlopen(server.url + route, timeout=10) as answer:
@@ -208,8 +206,8 @@ def test_the_http_api_serves_metrics_and_reports_the_last_cycle(
         assert _sample(text, "arcoflow_due_lag_seconds", 'kind="schedule"') == 0
         assert _sample(text, "arcoflow_daemon_last_cycle_timestamp_seconds") >= int(before)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
+        thread.join(15)
 
 
 def test_the_store_gauges_show_how_far_behind_the_most_overdue_schedule_is(
@@ -238,16 +236,15 @@ def test_without_prometheus_client_metrics_say_which_extra_to_install(
     with pytest.raises(ImportError, match=re.escape("pip install 'arcoflow[metrics]'")):
         Metrics()
     server = make_server(kernel)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    thread = server.serve_in_thread()
     try:
         with pytest.raises(urllib.error.HTTPError) as answer:
             urllib.request.urlopen(server.url + "/metrics", timeout=10)
         assert answer.value.code == 501
-        assert "arcoflow[metrics]" in json.loads(answer.value.read())["error"]["message"]
+        assert "arcoflow[metrics]" in json.loads(answer.value.read())["detail"]
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
+        thread.join(15)
 
 
 def test_a_damaged_heartbeat_file_reads_as_no_heartbeat(tmp_path: Path) -> None:

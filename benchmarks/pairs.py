@@ -1,0 +1,32 @@
+"""What a target of :mod:`benchmarks.report` measures: a workload and its baseline, each a
+sampler returning the seconds one sample took."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+__all__ = ["Pair", "Sampler", "timed"]
+
+#: A sampler returns the seconds one sample took (its own untimed setup excluded).
+Sampler = Callable[[], float]
+
+
+class Pair(NamedTuple):
+    """The two sides of a target, sampled in alternating rounds."""
+
+    workload: Sampler
+    baseline: Sampler
+    #: What was checked or built, for the report line; a function when it is known only
+    #: after sampling (e.g. how many appends shared a commit).
+    detail: str | Callable[[], str] = ""
+
+    def describe(self) -> str:
+        return self.detail() if callable(self.detail) else self.detail
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
