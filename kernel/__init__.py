@@ -53,7 +53,6 @@ from .kernel import (
     Refused,
     Requested,
     TickDetail,
-    Verification,
 )
 from .rows import (
     ConflictRow,
@@ -69,6 +68,7 @@ from .runs import validate_run_id
 from .store.base import Pending, Store
 from .store.lmdb import LmdbStore
 from .store.memory import MemoryStore
+from .verify import Verification
 
 __all__ = [
     "SCHEMA_VERSION",
