@@ -7,6 +7,7 @@
 
 from . import values, views
 from .codec import SCHEMA_VERSION, Codec, Envelope
+from .compact import Compaction
 from .cron import DstFold, DstGap
 from .definitions import (
     Backoff,
@@ -27,6 +28,7 @@ from .definitions import (
 )
 from .errors import (
     ArcoflowError,
+    Compacted,
     Conflict,
     CorruptRecord,
     DamagedStore,
@@ -37,6 +39,7 @@ from .errors import (
     InvalidId,
     NotFound,
     PayloadTooLarge,
+    StoreBusy,
     StoreError,
     StoreFull,
     StoreNotFound,
@@ -77,6 +80,8 @@ __all__ = [
     "Backoff",
     "Change",
     "Codec",
+    "Compacted",
+    "Compaction",
     "Conflict",
     "ConflictRow",
     "CorruptRecord",
@@ -116,6 +121,7 @@ __all__ = [
     "SensorRow",
     "SourceDefinition",
     "Store",
+    "StoreBusy",
     "StoreError",
     "StoreFull",
     "StoreNotFound",

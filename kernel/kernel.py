@@ -12,14 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, NamedTuple, TypeVar, get_args
+from typing import Any, Final, Literal, NamedTuple, TypeVar, cast, get_args
 
 import attrs
 import msgspec
 
+from . import compact as compaction
 from . import decide
 from . import verify as verification
 from .codec import Envelope
+from .compact import Compaction
 from .cron import Tick, parse_cron, upcoming, zone
 from .definitions import (
     Definitions,
@@ -55,7 +57,7 @@ from .rows import (
     u64,
 )
 from .runs import derived_id, request_run, run_id
-from .store.base import Appended, Pending, ReadTxn, Store
+from .store.base import Appended, Pending, ReadTxn, Store, WritableStore
 from .values import (
     MAX_TIME,
     check_bool,
@@ -1037,6 +1039,18 @@ class Kernel:
         if progress is not None and not callable(progress):
             raise InputError(f"progress: expected a callable, got {type(progress).__name__}")
         return verification.verify(self.store, scratch=scratch, progress=progress)
+
+    def compact(self, before: When = None) -> Compaction:
+        """Log compaction: snapshot the state after the last event logged before ``before``
+        (default: now) and drop the log up to it, once a replay has proved the state (see
+        :mod:`~arcoflow.kernel.compact`). A repeat of a dropped append is then
+        :class:`~arcoflow.kernel.errors.Compacted`: keep the recent log for redeliveries.
+        Refused (nothing written, ``verification.ok`` false) on a store that does not verify.
+        """
+        at = epoch(before, "before")
+        if not callable(getattr(self.store, "write", None)):
+            raise InputError(f"a {type(self.store).__name__} cannot be compacted (no write())")
+        return compaction.compact(cast(WritableStore, self.store), at)
 
     # -- batched push ------------------------------------------------------------------------
 

@@ -227,6 +227,8 @@ class Table(StrEnum):
     RUN_ORDER = "run_order"
     OUTBOX = "outbox"
     LAUNCHED = "launched"  # launcher, run_id -> run_id of LAUNCHED runs (completion checks)
+    # Log compaction: u64(seq), table, NUL, row key -> the row as it was at seq (snapshot.py).
+    SNAPSHOT = "snapshot"
 
 
 ROW_TYPES: Final[dict[Table, type[_Row]]] = {

@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import lmdb
 
@@ -47,6 +47,7 @@ from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    WriteTxn,
     apply_batch,
     apply_batches,
     check_format,
@@ -73,6 +74,8 @@ _DAMAGE: Final = (
     lmdb.VersionMismatchError,
     lmdb.PanicError,
 )
+
+_V = TypeVar("_V")
 
 
 def _size(n: int) -> str:
@@ -340,6 +343,11 @@ class LmdbStore:
 
     def replay(self, envelopes: Sequence[Envelope]) -> None:
         self._write(lambda txn: replay_batch(txn, self.codec, envelopes))
+
+    def write(self, work: Callable[[WriteTxn], _V]) -> _V:
+        """Run ``work(txn)`` in one write transaction (maintenance: log compaction)."""
+        result: _V = self._write(work)
+        return result
 
     @contextmanager
     def read(self) -> Iterator[_Txn]:
