@@ -79,9 +79,9 @@ def compact(store: WritableStore, before: int) -> Compaction:
             rebuilt.replay(records)
             rebuilt.finish(rebuilt.events)
         except (StoreError, Conflict) as exc:
-            return Compaction(old, 0, 0, Verification(False, rebuilt.events, (str(exc),)))
+            return Compaction(old, 0, 0, Verification(False, rebuilt.events, (str(exc),), old))
         differences = compare(codec, live, rebuilt.items)
-    verification = Verification(not differences, rebuilt.events, tuple(differences))
+    verification = Verification(not differences, rebuilt.events, tuple(differences), old)
     if not verification.ok or seq == old:
         return Compaction(old, 0, 0, verification)
     _clear(store, keep=old)  # leftovers of a compaction that stopped before its switch

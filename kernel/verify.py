@@ -49,6 +49,7 @@ class Verification(NamedTuple):
     ok: bool
     events: int
     differences: tuple[str, ...]
+    snapshot: int = 0  # the replay started from log compaction's snapshot at this seq (0: none)
 
 
 def log_length(txn: ReadTxn) -> int:
@@ -92,10 +93,10 @@ def verify(
                 if progress is not None:
                     progress(events, total)
         except StoreError as exc:
-            return Verification(False, _count(rebuilt, events), (str(exc),))
+            return Verification(False, _count(rebuilt, events), (str(exc),), start)
         except Conflict as exc:
             message = f"log replay broke a CAS rule: {exc}"
-            return Verification(False, _count(rebuilt, events), (message,))
+            return Verification(False, _count(rebuilt, events), (message,), start)
         if rebuilt is not None:
             rebuilt.finish(events)
             differences = compare(codec, live, rebuilt.items)
@@ -103,7 +104,7 @@ def verify(
             assert scratch is not None
             with scratch.read() as replayed:
                 differences = compare(codec, live, lambda t: _derived(replayed, t))
-    return Verification(not differences, events, tuple(differences))
+    return Verification(not differences, events, tuple(differences), start)
 
 
 def _restore(scratch: Store, image: Rebuilt, seq: int) -> None:

@@ -394,11 +394,17 @@ def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
     result = _kernel(ctx).verify(progress=report_progress)
     progress.finish(result.events, seen[0])
-    report = {"ok": result.ok, "events": result.events, "differences": list(result.differences)}
+    report = {
+        "ok": result.ok,
+        "events": result.events,
+        "snapshot_seq": result.snapshot,
+        "differences": list(result.differences),
+    }
     if ctx["json"]:
         ctx["out"](report, "verify")
     elif result.ok:
-        ctx["out"].line(f"ok: replaying {result.events} events reproduces the state exactly")
+        since = f" after the snapshot at seq {result.snapshot}" if result.snapshot else ""
+        ctx["out"].line(f"ok: replaying {result.events} events{since} reproduces the state exactly")
     else:
         ctx["out"].line(f"MISMATCH after replaying {result.events} events:")
         for difference in result.differences:

@@ -63,6 +63,9 @@ def test_compaction_keeps_the_state_and_verify_still_proves_it(kernel: Kernel) -
     check_compaction(kernel, whole, T0 + 86400)  # the first day's log goes
     seq = _snapshot(kernel.store)
     assert seq > 0 and min(log_seqs(kernel.store)) > seq
+    verification = kernel.verify()
+    assert verification.ok and verification.snapshot == seq
+    assert verification.events == len(log_seqs(kernel.store))  # only the log after it
     after = dump(kernel.store)
     for table, rows in before.items():
         if table is not Table.META:
