@@ -28,7 +28,7 @@ from .codec import Codec, Envelope
 from .errors import Conflict, StoreError
 from .rebuild import NOT_STATE, Rebuilt
 from .rows import ROW_TYPES, Table, from_u64, u64
-from .snapshot import MARKER, load
+from .snapshot import MARKER, load, snapshot_seq
 from .store.base import ReadTxn, Store, WriteTxn
 
 __all__ = ["Progress", "Verification", "compare", "log_length", "show_key", "verify"]
@@ -70,13 +70,14 @@ def verify(
     codec = store.codec
     with store.read() as live:
         total = log_length(live)
-        start, image = load(live, codec)
-        records = live.scan(Table.LOG, start=u64(start + 1))
-        rebuilt = image if scratch is None else None
-        if scratch is not None and start:
-            _restore(scratch, image, start)
-        events = 0
+        start, events, rebuilt = snapshot_seq(live), 0, None
         try:
+            start, image = load(live, codec)
+            records = live.scan(Table.LOG, start=u64(start + 1))
+            if scratch is None:
+                rebuilt = image
+            elif start:
+                _restore(scratch, image, start)
             while True:
                 chunk = islice(records, CHUNK)
                 if rebuilt is not None:

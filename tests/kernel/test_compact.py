@@ -21,7 +21,7 @@ from arcoflow.kernel import (
 )
 from arcoflow.kernel import compact as compaction
 from arcoflow.kernel.rows import Table, key
-from arcoflow.kernel.snapshot import snapshot_seq
+from arcoflow.kernel.snapshot import row_key, snapshot_seq
 from arcoflow.spec.invariants import check_compaction
 
 from .helpers import dump, last_seq, log_seqs, poll_sensor, push_sensor, raw_put
@@ -65,6 +65,7 @@ def test_compaction_keeps_the_state_and_verify_still_proves_it(kernel: Kernel) -
     assert seq > 0 and min(log_seqs(kernel.store)) > seq
     verification = kernel.verify()
     assert verification.ok and verification.snapshot == seq
+    assert kernel.verify(MemoryStore()).ok  # into a scratch store, from the snapshot too
     assert verification.events == len(log_seqs(kernel.store))  # only the log after it
     after = dump(kernel.store)
     for table, rows in before.items():
@@ -215,3 +216,14 @@ def test_a_store_without_write_cannot_be_compacted() -> None:
 def _snapshot(store: Store) -> int:
     with store.read() as txn:
         return snapshot_seq(txn)
+
+
+def test_a_damaged_snapshot_row_is_reported_by_verify(kernel: Kernel, store: Store) -> None:
+    define(kernel)
+    busy(kernel, T0)
+    kernel.compact(before=T0 + 86400)
+    seq = _snapshot(store)
+    raw_put(store, Table.SNAPSHOT, row_key(seq, Table.SENSORS, key("files")), b"\xc1")
+    result = kernel.verify()
+    assert not result.ok
+    assert any("snapshot" in d and "sensors" in d for d in result.differences)
