@@ -40,6 +40,13 @@ class _Process:
         for line in self.proc.stdout:
             self.lines.append(line.strip())
 
+    def started(self, timeout: float = 60.0) -> None:
+        """Wait for its first line (its work is under way), so a loaded machine's slow process
+        start does not leave the kill nothing to hit."""
+        deadline = time.monotonic() + timeout
+        while not self.lines and self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def kill(self) -> str:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
@@ -79,7 +86,8 @@ def test_kills_during_compaction_and_file_swaps_lose_and_double_nothing(tmp_path
     for _ in range(5):  # a writer and a compactor together, both killed
         writer = _Process("writer", path, str(next_message))
         compactor = _Process("compactor", path)
-        time.sleep(rng.uniform(0.5, 2.0))
+        compactor.started()
+        time.sleep(rng.uniform(0.0, 1.0))
         errors = compactor.kill() if rng.random() < 0.5 else writer.kill()
         errors += writer.kill() + compactor.kill()
         assert "Traceback" not in errors, errors
@@ -89,11 +97,11 @@ def test_kills_during_compaction_and_file_swaps_lose_and_double_nothing(tmp_path
         next_message = max((int(m[1:]) for m in seen), default=-1) + 1
     for _ in range(5):  # the file swap alone, killed at any point
         reclaimer = _Process("reclaimer", path)
-        time.sleep(rng.uniform(0.05, 0.6))
+        reclaimer.started()
+        time.sleep(rng.uniform(0.0, 0.3))
         assert "Traceback" not in reclaimer.kill()
         swaps += len(reclaimer.lines)
         _check(path, acknowledged)
     with LmdbStore(path) as store, store.read() as txn:
         compacted = snapshot_seq(txn)
-    print(f"{len(acknowledged)} acknowledged, {compactions} compactions, {swaps} swaps")
     assert acknowledged and compactions and swaps and compacted  # the kills hit real work
