@@ -84,11 +84,11 @@ def compact(store: WritableStore, before: int) -> Compaction:
     verification = Verification(not differences, rebuilt.events, tuple(differences), old)
     if not verification.ok or seq == old:
         return Compaction(old, 0, 0, verification)
-    _clear(store, keep=old)  # leftovers of a compaction that stopped before its switch
+    _clear(store)  # leftovers of a compaction that stopped before its switch
     for lo in range(0, len(image), CHUNK):
         store.write(partial(_put_all, items=image[lo : lo + CHUNK]))
-    store.write(partial(_switch, old=old, seq=seq, replayed=replayed))
-    _clear(store, keep=seq)
+    store.write(partial(_switch, old=old, seq=seq, replayed=replayed, rows=len(image)))
+    _clear(store)
     return Compaction(seq, replayed, len(image), verification)
 
 
@@ -97,32 +97,40 @@ def _put_all(txn: WriteTxn, items: list[tuple[bytes, bytes]]) -> None:
         txn.put(Table.SNAPSHOT, k, v)
 
 
-def _switch(txn: WriteTxn, old: int, seq: int, replayed: int) -> None:
-    """Point the marker at ``seq`` and drop the log up to it, if the log up to ``seq`` is still
-    what the snapshot was rebuilt from; else change nothing."""
+def _switch(txn: WriteTxn, old: int, seq: int, replayed: int, rows: int) -> None:
+    """Point the marker at ``seq`` and drop the log up to it, if the store is still as the
+    snapshot was made for: the marker unmoved, the snapshot's ``rows`` all written (a
+    concurrent compaction's clean-up may have deleted them), the log up to ``seq`` unchanged
+    (a late PostgreSQL commit). Else :class:`StoreError`, and nothing changes."""
     if snapshot_seq(txn) != old:
         raise StoreError("another compaction ran meanwhile; nothing was dropped, run it again")
+    written = sum(1 for _ in txn.scan(Table.SNAPSHOT, prefix=u64(seq)))
     keys = [k for k, _ in txn.scan(Table.LOG, start=u64(old + 1), stop=u64(seq + 1))]
-    if len(keys) != replayed:
+    if written != rows or len(keys) != replayed:
         raise StoreError(
-            f"the log up to seq {seq} changed while it was compacted (a late commit); "
-            "nothing was dropped, run it again"
+            f"the store changed while it was compacted (the log up to seq {seq}, or the "
+            "snapshot, by another compaction); nothing was dropped, run it again"
         )
     for k in keys:
         txn.delete(Table.LOG, k)
     txn.put(Table.META, MARKER, u64(seq))
 
 
-def _clear(store: WritableStore, keep: int) -> None:
-    """Delete the rows of every snapshot but the one at ``keep``, a chunk per transaction."""
+def _clear(store: WritableStore) -> None:
+    """Delete the rows of every snapshot but the one the marker names, a chunk per
+    transaction. The marker is read in each transaction: a compaction that switched meanwhile
+    (another process) keeps its snapshot."""
+    while store.write(_delete_some) == CHUNK:
+        pass
+
+
+def _delete_some(txn: WriteTxn) -> int:
+    keep = snapshot_seq(txn)
     ranges = [(None, None)] if not keep else [(None, u64(keep)), (u64(keep + 1), None)]
+    doomed: list[bytes] = []
     for start, stop in ranges:
-        while store.write(partial(_delete_some, start=start, stop=stop)) == CHUNK:
-            pass
-
-
-def _delete_some(txn: WriteTxn, start: bytes | None, stop: bytes | None) -> int:
-    doomed = [k for k, _ in islice(txn.scan(Table.SNAPSHOT, start=start, stop=stop), CHUNK)]
+        found = txn.scan(Table.SNAPSHOT, start=start, stop=stop)
+        doomed += [k for k, _ in islice(found, CHUNK - len(doomed))]
     for k in doomed:
         txn.delete(Table.SNAPSHOT, k)
     return len(doomed)

@@ -4,7 +4,9 @@
 runs on a kernel over your store *and* on one over :class:`~arcoflow.kernel.MemoryStore` (the
 reference store); after every step both must show the reference model's state, write the very
 same log, and, if the store persists, survive close/reopen and crashes inside a write
-transaction. One line per backend::
+transaction. At the end of each example the store is log-compacted twice (if it has
+``write``): it must still verify, and its snapshot plus remaining log must rebuild exactly what
+the twin's never-compacted log rebuilds. One line per backend::
 
     class MyStoreConformance(StoreKit):
         store_factory = MyStore            # called with a fresh directory per example

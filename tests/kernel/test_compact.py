@@ -18,6 +18,7 @@ from arcoflow.kernel import (
     RunTemplate,
     ScheduleDefinition,
     Store,
+    StoreError,
 )
 from arcoflow.kernel import compact as compaction
 from arcoflow.kernel.rows import Table, key
@@ -169,11 +170,11 @@ def test_a_compaction_stopped_after_its_switch_is_complete(
     real = compaction._clear
     calls: list[int] = []
 
-    def clear_then_die(target: object, keep: int) -> None:
-        calls.append(keep)
+    def clear_then_die(target: object) -> None:
+        calls.append(1)
         if len(calls) == 2:  # the clean-up after the switch
             _killed()
-        real(target, keep)  # type: ignore[arg-type]
+        real(target)  # type: ignore[arg-type]
 
     monkeypatch.setattr(compaction, "_clear", clear_then_die)
     with pytest.raises(RuntimeError, match="killed"):
@@ -227,3 +228,35 @@ def test_a_damaged_snapshot_row_is_reported_by_verify(kernel: Kernel, store: Sto
     result = kernel.verify()
     assert not result.ok
     assert any("snapshot" in d and "sensors" in d for d in result.differences)
+
+
+@pytest.mark.parametrize("other", ["cleaned up and stopped", "compacted"])
+def test_two_compactions_at_once_never_leave_a_broken_snapshot(
+    kernel: Kernel, store: Store, monkeypatch: pytest.MonkeyPatch, other: str
+) -> None:
+    """A second compaction runs between the first one's snapshot writes and its switch (as
+    another process would): its clean-up deletes the first one's unreferenced rows (and it
+    stops there, or compacts), so the first refuses to switch; the store keeps a whole
+    snapshot (the second one's, or none) and verifies."""
+    define(kernel)
+    busy(kernel, T0)
+    busy(kernel, T0 + 86400)
+    real = store.write  # type: ignore[attr-defined]
+    interfered: list[int] = []
+
+    def write(work: object) -> object:
+        if getattr(work, "func", None) is compaction._switch and not interfered:
+            interfered.append(0)  # once: the second compaction's own switch goes through
+            if other == "compacted":
+                interfered[0] = Kernel(store).compact(before=T0 + 2 * 86400).seq
+            else:
+                compaction._clear(store)  # type: ignore[arg-type]
+        return real(work)
+
+    monkeypatch.setattr(store, "write", write)
+    with pytest.raises(StoreError, match="run it again"):
+        kernel.compact(before=T0 + 86400)
+    monkeypatch.undo()
+    assert _snapshot(store) == interfered[0]
+    assert _snapshot_prefixes(store) == ({interfered[0]} if interfered[0] else set())
+    assert kernel.verify().ok
