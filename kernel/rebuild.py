@@ -29,7 +29,7 @@ class Rebuilt:
     """The state rebuilt from a log, held in plain dicts: rows decoded (and encoded once, when
     compared), idempotency keys, index entries and meta rows as bytes.
 
-    :meth:`apply` has the meaning of :func:`~arcoflow.kernel.store.base.replay_batch` for one
+    :meth:`replay` has the meaning of :func:`~arcoflow.kernel.store.base.replay_batch` for each
     envelope; :meth:`items` gives each table in key order as a store would hold it.
     """
 
