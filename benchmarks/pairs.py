@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 __all__ = ["Pair", "Sampler", "timed"]
 
-#: A sampler returns the seconds one sample took (its own untimed setup excluded).
+#: A sampler returns the seconds one sample took (its own untimed setup excluded), or another
+#: figure of one sample when its :class:`Pair` says how to show it (memory, for ``rss``).
 Sampler = Callable[[], float]
 
 
@@ -21,6 +22,7 @@ class Pair(NamedTuple):
     #: What was checked or built, for the report line; a function when it is known only
     #: after sampling (e.g. how many appends shared a commit).
     detail: str | Callable[[], str] = ""
+    show: Callable[[float], str] | None = None  # how a sample reads (default: a duration)
 
     def describe(self) -> str:
         return self.detail() if callable(self.detail) else self.detail

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import NamedTuple
 
 import msgspec
@@ -103,7 +106,8 @@ def interleave(pair: Pair, direction: Direction, rounds: int) -> tuple[float, st
         work.append(w)
         base.append(b)
         ratios.append(b / w if direction is Direction.AT_LEAST else w / b)
-    times = f"{_show(statistics.median(work))} vs {_show(statistics.median(base))}"
+    show = pair.show or _show
+    times = f"{show(statistics.median(work))} vs {show(statistics.median(base))}"
     return statistics.median(ratios), times
 
 
@@ -217,6 +221,38 @@ def _replay(quick: bool, stack: contextlib.ExitStack) -> Pair:
         return seconds
 
     return Pair(verify, raw, f"{events:,} events (LMDB, one write per 1,000)")
+
+
+# -- rss: a daemon's own memory after many ticks against after few -------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rss(quick: bool, _: contextlib.ExitStack) -> Pair:
+    """Each sample is a fresh process recording ticks through the Kernel
+    (:mod:`benchmarks._record_ticks`); the figure is its peak anonymous resident memory,
+    i.e. the daemon's own heap, not the pages of the LMDB file it has mapped."""
+    many, few = (100_000 if quick else 1_000_000), 10_000
+
+    def sample(ticks: int) -> Sampler:
+        def run() -> float:
+            command = [sys.executable, "-m", "benchmarks._record_ticks", str(ticks)]
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise AssertionError(f"recording {ticks:,} ticks failed: {done.stderr}")
+            figures = json.loads(done.stdout)
+            if figures["ticks"] < ticks:
+                raise AssertionError(f"recorded {figures['ticks']:,} of {ticks:,} ticks")
+            return float(figures["PeakAnon"])
+
+        return run
+
+    detail = f"{many:,} vs {few:,} ticks, peak anonymous RSS (LMDB, 100 ticks an evaluation)"
+    return Pair(sample(many), sample(few), detail, _kib)
+
+
+def _kib(kib: float) -> str:
+    return f"{kib / 1024:.1f} MiB"
 
 
 # -- due work: 100 due of many defined ------------------------------------------------------
@@ -370,6 +406,8 @@ TARGETS: tuple[Target, ...] = (
         "after 10,000 ticks",
         1.2,
         Direction.AT_MOST,
+        _rss,
+        rounds=1,  # each side records its ticks in a fresh process; a million take minutes
     ),
 )
 
@@ -380,7 +418,8 @@ def measure(target: Target, quick: bool) -> Result:
         return Result(target, None, "")
     with contextlib.ExitStack() as stack:
         pair = target.measure(quick, stack)
-        ratio, times = interleave(pair, target.direction, 3 if quick else target.rounds)
+        rounds = min(3, target.rounds) if quick else target.rounds
+        ratio, times = interleave(pair, target.direction, rounds)
     detail = pair.describe()
     return Result(target, ratio, f"{times}; {detail}" if detail else times)
 

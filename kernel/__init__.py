@@ -7,6 +7,7 @@
 
 from . import values, views
 from .codec import SCHEMA_VERSION, Codec, Envelope
+from .compact import Compaction
 from .cron import DstFold, DstGap
 from .definitions import (
     Backoff,
@@ -27,6 +28,7 @@ from .definitions import (
 )
 from .errors import (
     ArcoflowError,
+    Compacted,
     Conflict,
     CorruptRecord,
     DamagedStore,
@@ -37,6 +39,7 @@ from .errors import (
     InvalidId,
     NotFound,
     PayloadTooLarge,
+    StoreBusy,
     StoreError,
     StoreFull,
     StoreNotFound,
@@ -53,7 +56,6 @@ from .kernel import (
     Refused,
     Requested,
     TickDetail,
-    Verification,
 )
 from .outcomes import Failed, FailureKind
 from .rows import (
@@ -70,6 +72,7 @@ from .runs import validate_run_id
 from .store.base import Pending, Store
 from .store.lmdb import LmdbStore
 from .store.memory import MemoryStore
+from .verify import Verification
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -78,6 +81,8 @@ __all__ = [
     "Backoff",
     "Change",
     "Codec",
+    "Compacted",
+    "Compaction",
     "Conflict",
     "ConflictRow",
     "CorruptRecord",
@@ -119,6 +124,7 @@ __all__ = [
     "SensorRow",
     "SourceDefinition",
     "Store",
+    "StoreBusy",
     "StoreError",
     "StoreFull",
     "StoreNotFound",

@@ -12,13 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, NamedTuple, TypeVar, get_args
+from typing import Any, Final, Literal, NamedTuple, TypeVar, cast, get_args
 
 import attrs
 import msgspec
 
+from . import compact as compaction
 from . import decide
+from . import verify as verification
 from .codec import Envelope
+from .compact import Compaction
 from .cron import Tick, parse_cron, upcoming, zone
 from .definitions import (
     Definitions,
@@ -34,7 +37,7 @@ from .definitions import (
     revalidate,
     validate_id,
 )
-from .errors import Conflict, CorruptRecord, InputError, NotFound, StoreError
+from .errors import Conflict, CorruptRecord, InputError, NotFound
 from .events import Cursor, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
 from .outcomes import Failed, failed_from, guarded, run_requests
@@ -55,8 +58,7 @@ from .rows import (
     u64,
 )
 from .runs import derived_id, request_run, run_id
-from .store.base import Appended, Pending, ReadTxn, Store
-from .store.memory import MemoryStore
+from .store.base import Appended, Pending, ReadTxn, Store, WritableStore
 from .values import (
     MAX_TIME,
     check_bool,
@@ -67,6 +69,7 @@ from .values import (
     check_text,
     check_time,
 )
+from .verify import Verification
 
 __all__ = [
     "BackfillTick",
@@ -78,7 +81,6 @@ __all__ = [
     "Refused",
     "Requested",
     "TickDetail",
-    "Verification",
     "preview",
 ]
 
@@ -166,14 +168,6 @@ class PreviewTick(NamedTuple):
     tick_id: str
     dst: str | None
     action: Literal["run", "skip"]
-
-
-class Verification(NamedTuple):
-    """The result of replaying the log and comparing with the materialised state."""
-
-    ok: bool
-    events: int
-    differences: tuple[str, ...]
 
 
 def preview(
@@ -1045,31 +1039,31 @@ class Kernel:
                 return
             after = batch[-1].seq
 
-    def verify(self, scratch: Store | None = None) -> Verification:
-        """Replay the whole log into ``scratch`` (default: a new in-memory store) and compare
-        every table with the materialised state, byte for byte."""
+    def verify(
+        self, scratch: Store | None = None, progress: verification.Progress | None = None
+    ) -> Verification:
+        """Replay the whole log and compare the rebuilt state with the materialised state,
+        every table and index, byte for byte (see :mod:`~arcoflow.kernel.verify`).
+
+        ``scratch``: an empty store to replay into (default: plain dicts in memory, the fast
+        way); ``progress(done, total)``: called as the replay advances."""
         if scratch is not None and not callable(getattr(scratch, "replay", None)):
             raise InputError(f"scratch: expected a Store, got {type(scratch).__name__}")
-        target = scratch or MemoryStore(self.store.codec)
-        events = 0
-        batch: list[Envelope] = []
-        try:
-            for envelope in self.log():
-                batch.append(envelope)
-                events += 1
-                if len(batch) >= 1000:
-                    target.replay(batch)
-                    batch = []
-            target.replay(batch)
-        except StoreError as exc:
-            return Verification(False, events, (str(exc),))
-        except Conflict as exc:
-            return Verification(False, events, (f"log replay broke a CAS rule: {exc}",))
-        differences: list[str] = []
-        for table in Table:
-            if table is not Table.LOG:
-                differences += _compare(table, self.store, target, 20 - len(differences))
-        return Verification(not differences, events, tuple(differences))
+        if progress is not None and not callable(progress):
+            raise InputError(f"progress: expected a callable, got {type(progress).__name__}")
+        return verification.verify(self.store, scratch=scratch, progress=progress)
+
+    def compact(self, before: When = None) -> Compaction:
+        """Log compaction: snapshot the state after the last event logged before ``before``
+        (default: now) and drop the log up to it, once a replay has proved the state (see
+        :mod:`~arcoflow.kernel.compact`). A repeat of a dropped append is then
+        :class:`~arcoflow.kernel.errors.Compacted`: keep the recent log for redeliveries.
+        Refused (nothing written, ``verification.ok`` false) on a store that does not verify.
+        """
+        at = epoch(before, "before")
+        if not callable(getattr(self.store, "write", None)):
+            raise InputError(f"a {type(self.store).__name__} cannot be compacted (no write())")
+        return compaction.compact(cast(WritableStore, self.store), at)
 
     # -- batched push ------------------------------------------------------------------------
 
@@ -1185,70 +1179,6 @@ class Kernel:
             else:
                 outcomes.append(Ingested(self._logged_eval(one.records[0]), one.duplicate))
         return outcomes
-
-
-def _compare(table: Table, live: Store, replayed: Store, budget: int) -> list[str]:
-    out: list[str] = []
-    name = table.value
-    with live.read() as a, replayed.read() as b:
-        left, right = _derived(a, table), _derived(b, table)
-        x, y = next(left, None), next(right, None)
-        while (x is not None or y is not None) and len(out) < budget:
-            if x is not None and (y is None or x[0] < y[0]):
-                out.append(f"{name} {_show(table, x[0])}: materialised but not produced by replay")
-                x = next(left, None)
-            elif y is not None and (x is None or y[0] < x[0]):
-                out.append(f"{name} {_show(table, y[0])}: produced by replay but missing")
-                y = next(right, None)
-            else:
-                assert x is not None and y is not None
-                if x[1] != y[1]:
-                    diff = _row_diff(table, live, x[1], y[1])
-                    out.append(f"{name} {_show(table, x[0])}: {diff}")
-                x, y = next(left, None), next(right, None)
-    return out
-
-
-#: Not state a replay derives: the log's counter is the backend's own (a META row in LMDB and
-#: memory; a sequence in PostgreSQL, whose log may have gaps).
-_COUNTER: Final = (Table.META, b"seq")
-
-
-def _derived(txn: ReadTxn, table: Table) -> Iterator[tuple[bytes, bytes]]:
-    return (item for item in txn.scan(table) if (table, item[0]) != _COUNTER)
-
-
-_LEADING_NUMBER = {Table.DUE_SCHEDULES, Table.DUE_SENSORS, Table.OUTBOX}
-_TRAILING_NUMBER = {Table.TICKS, Table.MISSED, Table.EVALS, Table.HISTORY}
-
-
-def _show(table: Table, row_key: bytes) -> str:
-    """A key as people read it: ids as text, big-endian numbers as integers."""
-    if len(row_key) == 8:
-        return str(from_u64(row_key))
-    if table in _LEADING_NUMBER and len(row_key) > 9:
-        return f"{from_u64(row_key[:8])}/{row_key[9:].decode(errors='replace')}"
-    if table in _TRAILING_NUMBER and len(row_key) > 9:
-        return f"{row_key[:-9].decode(errors='replace')}/{from_u64(row_key[-8:])}"
-    return row_key.decode(errors="replace").replace("\x00", "/")
-
-
-def _row_diff(table: Table, store: Store, stored: bytes, replayed: bytes) -> str:
-    """Which fields of a row differ between the materialised state and the replay."""
-    row_type = ROW_TYPES.get(table)
-    if row_type is None:
-        return f"stored {stored!r}, replay gives {replayed!r}"
-    try:
-        a = store.codec.decode_row(stored, row_type, table.value)
-        b = store.codec.decode_row(replayed, row_type, table.value)
-    except StoreError as exc:
-        return f"stored row does not decode ({exc})"
-    fields = [
-        f"{name}: stored {getattr(a, name)!r}, replay gives {getattr(b, name)!r}"
-        for name in row_type.__struct_fields__
-        if getattr(a, name) != getattr(b, name)
-    ]
-    return "; ".join(fields) or "same fields, different bytes"
 
 
 def _take(it: Iterator[_T], n: int) -> Iterator[_T]:

@@ -199,9 +199,10 @@ def from_u64(data: bytes) -> int:
 
 def key(*parts: str | int) -> bytes:
     """A composite key: strings joined by NUL (ids never contain one), ints as big-endian u64."""
-    if len(parts) == 1 and isinstance(parts[0], str):  # most keys: one id
-        return parts[0].encode()
-    return b"\x00".join(u64(p) if isinstance(p, int) else p.encode() for p in parts)
+    if len(parts) == 1:  # the common case, once or twice per replayed event
+        only = parts[0]
+        return _U64.pack(only) if isinstance(only, int) else only.encode()
+    return b"\x00".join([_U64.pack(p) if isinstance(p, int) else p.encode() for p in parts])
 
 
 class Table(StrEnum):
@@ -226,6 +227,8 @@ class Table(StrEnum):
     RUN_ORDER = "run_order"
     OUTBOX = "outbox"
     LAUNCHED = "launched"  # launcher, run_id -> run_id of LAUNCHED runs (completion checks)
+    # Log compaction: u64(seq), table, NUL, row key -> the row as it was at seq (snapshot.py).
+    SNAPSHOT = "snapshot"
 
 
 ROW_TYPES: Final[dict[Table, type[_Row]]] = {

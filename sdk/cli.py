@@ -19,15 +19,14 @@ import importlib.metadata
 import json
 import os
 import sys
-import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final, NoReturn, TextIO
 
 from arcoflow.kernel import (
     Definitions,
-    Envelope,
     InputError,
     Kernel,
     LmdbStore,
@@ -35,14 +34,13 @@ from arcoflow.kernel import (
     RunTemplate,
     ScheduleDefinition,
     SensorDefinition,
-    Store,
     load_definitions,
+    parse_duration,
     validate_run_id,
 )
 from arcoflow.kernel import views as v
 from arcoflow.kernel.kernel import preview
-from arcoflow.kernel.rows import Table, from_u64
-from arcoflow.kernel.store.base import Appended, Pending, ReadTxn
+from arcoflow.kernel.store.reclaim import reclaim
 from arcoflow.kernel.values import check_json, check_time
 
 from .commands import add_runtime_commands
@@ -326,63 +324,70 @@ def cmd_conflicts(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+def cmd_compact(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    """Log compaction (a snapshot of the state, the log before ``now - keep`` dropped), then,
+    on LMDB, the data file replaced by a compacting copy (file space given back)."""
+    now = parse_time(args.now, "--now") if args.now else int(time.time())
+    keep = parse_duration(args.keep)
     kernel = _kernel(ctx)
+    result = kernel.compact(before=max(now - keep, 0))
+    verification = result.verification
+    report: dict[str, Any] = {
+        "ok": verification.ok,
+        "snapshot_seq": result.seq,
+        "dropped": result.dropped,
+        "snapshot_rows": result.rows,
+        "differences": list(verification.differences),
+    }
+    if verification.ok and isinstance(kernel.store, LmdbStore) and not args.no_reclaim:
+        kernel.store.close()  # the swap needs the store to itself, this process included
+        sizes = reclaim(kernel.store.path)
+        report["file_bytes_before"], report["file_bytes_after"] = sizes
+    if ctx["json"]:
+        ctx["out"](report, "compact")
+    elif not verification.ok:
+        ctx["out"].line("NOT COMPACTED: the store does not verify, nothing was changed:")
+        for difference in verification.differences:
+            ctx["out"].line(f"  {difference}")
+    else:
+        ctx["out"].line(
+            f"ok: snapshot at seq {result.seq}, {result.dropped} log records dropped"
+            + (
+                f"; data file {report['file_bytes_before']:,} -> {report['file_bytes_after']:,}"
+                " bytes"
+                if "file_bytes_after" in report
+                else ""
+            )
+        )
+    return 0 if verification.ok else 1
+
+
+def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     progress = Progress("verify", "events replayed")
-    with tempfile.TemporaryDirectory(prefix="arcoflow-verify-") as scratch:
-        replay = LmdbStore(scratch, durable=False)
-        try:
-            counted = _CountedReplay(replay, _log_length(kernel.store), progress)
-            result = kernel.verify(counted)
-        finally:
-            replay.close()
-    progress.finish(result.events, counted.total)
-    report = {"ok": result.ok, "events": result.events, "differences": list(result.differences)}
+    seen = [0]  # the log's length, as the replay last reported it
+
+    def report_progress(done: int, total: int) -> None:
+        seen[0] = total
+        progress(done, total)
+
+    result = _kernel(ctx).verify(progress=report_progress)
+    progress.finish(result.events, seen[0])
+    report = {
+        "ok": result.ok,
+        "events": result.events,
+        "snapshot_seq": result.snapshot,
+        "differences": list(result.differences),
+    }
     if ctx["json"]:
         ctx["out"](report, "verify")
     elif result.ok:
-        ctx["out"].line(f"ok: replaying {result.events} events reproduces the state exactly")
+        since = f" after the snapshot at seq {result.snapshot}" if result.snapshot else ""
+        ctx["out"].line(f"ok: replaying {result.events} events{since} reproduces the state exactly")
     else:
         ctx["out"].line(f"MISMATCH after replaying {result.events} events:")
         for difference in result.differences:
             ctx["out"].line(f"  {difference}")
     return 0 if result.ok else 1
-
-
-def _log_length(store: Store) -> int:
-    """The sequence number of the last logged event (the log's length): one key read."""
-    with store.read() as txn:
-        last = next(txn.scan(Table.LOG, reverse=True), None)
-    return 0 if last is None else from_u64(last[0])
-
-
-class _CountedReplay:
-    """A scratch store that reports each replayed batch to ``progress``: ``verify`` shows
-    how far its replay has got, without the kernel knowing about terminals."""
-
-    def __init__(self, store: Store, total: int, progress: Callable[[int, int], None]) -> None:
-        self.store = store
-        self.codec = store.codec
-        self.total = total
-        self.progress = progress
-        self.done = 0
-
-    def append(self, batch: Sequence[Pending], at: int) -> Appended:
-        return self.store.append(batch, at)
-
-    def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
-        return self.store.append_many(batches, at)
-
-    def replay(self, envelopes: Sequence[Envelope]) -> None:
-        self.store.replay(envelopes)
-        self.done += len(envelopes)
-        self.progress(self.done, self.total)
-
-    def read(self) -> AbstractContextManager[ReadTxn]:
-        return self.store.read()
-
-    def close(self) -> None:
-        self.store.close()
 
 
 # -- parser ------------------------------------------------------------------------------------
@@ -555,6 +560,19 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p = add("conflicts", cmd_conflicts, "run-key conflicts: same key, different request", "read")
     p.add_argument("--limit", type=int, default=50)
     add("verify", cmd_verify, "replay the log and compare with the stored state", "read")
+    p = add(
+        "compact", cmd_compact, "snapshot the state, drop the old log, shrink the file", "write"
+    )
+    p.add_argument(
+        "--keep",
+        default="1d",
+        metavar="DURATION",
+        help="keep the log of this last period, for redeliveries (default 1d)",
+    )
+    p.add_argument("--now", metavar="ISO-8601", help="the present instant (default: now)")
+    p.add_argument(
+        "--no-reclaim", action="store_true", help="LMDB: leave the data file's size as it is"
+    )
     return parser, sub, commands
 
 

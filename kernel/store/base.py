@@ -17,7 +17,7 @@ from typing import Any, Final, NamedTuple, Protocol, TypeVar
 import msgspec
 
 from ..codec import SCHEMA_VERSION, Codec, Envelope
-from ..errors import FutureSchemaVersion, StoreError, UnstorableValue
+from ..errors import Compacted, FutureSchemaVersion, StoreError, UnstorableValue
 from ..events import Event
 from ..evolve import check, evolve
 from ..rows import INDEXES, ROW_TYPES, Table, from_u64, u64
@@ -27,6 +27,7 @@ __all__ = [
     "Pending",
     "ReadTxn",
     "Store",
+    "WritableStore",
     "WriteTxn",
     "apply_batch",
     "apply_batches",
@@ -118,6 +119,17 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class WritableStore(Store, Protocol):
+    """A store that also runs maintenance transactions: what log compaction needs. LMDB,
+    memory and PostgreSQL are; a store that is not cannot be compacted, nothing else."""
+
+    def write(self, work: Callable[[WriteTxn], _V]) -> _V:
+        """Run ``work(txn)`` in one write transaction, committed when it returns, rolled back
+        if it raises. For maintenance that is not an append (log compaction): it bypasses
+        the apply step, so it must keep the store's meaning itself."""
+        ...
 
 
 class _View:
@@ -298,7 +310,10 @@ def apply_batch(
     txn.prefetch(Table.IDEM, [idem_key(p.key) for p in batch])
     original = txn.get(Table.IDEM, idem_key(batch[0].key))
     if original is not None:
-        envelope = codec.decode(txn.get(Table.LOG, original) or b"", f"seq {from_u64(original)}")
+        data = txn.get(Table.LOG, original)
+        if data is None:  # the log before a snapshot was dropped (kernel/snapshot.py)
+            raise Compacted(batch[0].key, from_u64(original))
+        envelope = codec.decode(data, f"seq {from_u64(original)}")
         return Appended(original_batch(txn, codec, envelope.batch), True)
     todo: list[Pending] = []
     keys: set[str] = set()

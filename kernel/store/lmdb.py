@@ -49,6 +49,7 @@ from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    WriteTxn,
     apply_batch,
     apply_batches,
     check_format,
@@ -77,6 +78,8 @@ _DAMAGE: Final = (
     lmdb.VersionMismatchError,
     lmdb.PanicError,
 )
+
+_V = TypeVar("_V")
 
 
 def _size(n: int) -> str:
@@ -374,6 +377,11 @@ class LmdbStore:
 
     def replay(self, envelopes: Sequence[Envelope]) -> None:
         self._write(lambda txn: replay_batch(txn, self.codec, envelopes))
+
+    def write(self, work: Callable[[WriteTxn], _V]) -> _V:
+        """Run ``work(txn)`` in one write transaction (maintenance: log compaction)."""
+        result: _V = self._write(work)
+        return result
 
     @contextmanager
     def read(self) -> Iterator[_Txn]:

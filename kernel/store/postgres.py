@@ -60,6 +60,7 @@ from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    WriteTxn,
     apply_batch,
     apply_batches,
     check_format,
@@ -197,6 +198,8 @@ _MIGRATIONS: Final[tuple[tuple[int, Callable[[str], list[sql.Composed | sql.SQL]
     (1, _migration_1),
     # 2: the definition history (``arcoflow history``), one row per change of a definition.
     (2, lambda schema: _create_tables(schema, ("history",))),
+    # 3: log compaction's snapshot of the state at a sequence number (kernel/snapshot.py).
+    (3, lambda schema: _create_tables(schema, ("snapshot",))),
 )
 SCHEMA_LATEST: Final = _MIGRATIONS[-1][0]
 
@@ -576,6 +579,12 @@ class PostgresStore:
 
     def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
         return self._write(lambda txn: apply_batches(txn, self.codec, batches, at))
+
+    # -- log compaction (kernel/snapshot.py) --------------------------------------------------
+
+    def write(self, work: Callable[[WriteTxn], _T]) -> _T:
+        """Run ``work(txn)`` in one write transaction (maintenance: log compaction)."""
+        return self._write(work)
 
     def replay(self, envelopes: Sequence[Envelope]) -> None:
         def run(txn: _Write) -> None:

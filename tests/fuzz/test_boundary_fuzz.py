@@ -255,6 +255,7 @@ def _good(kernel: Kernel, run: RunRow, method: str) -> dict[str, Any]:
         "detail": None,
         "chunk": 10,
         "scratch": None,
+        "progress": None,
         "include_deleted": False,
         "record_refusals": True,
         # the operator verbs, launch claims and batched ingest
