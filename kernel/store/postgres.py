@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import errors, pq, sql
@@ -55,7 +56,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
 from ..codec import Codec, Envelope
-from ..errors import InputError, StoreError
+from ..errors import InputError, StoreError, StoreNotFound, StoreUnavailable
 from ..rows import Table
 from .base import (
     Appended,
@@ -68,7 +69,7 @@ from .base import (
     replay_batch,
 )
 
-__all__ = ["DEFAULT_SCHEMA", "PostgresStore"]
+__all__ = ["DEFAULT_SCHEMA", "PostgresStore", "split_schema"]
 
 DEFAULT_SCHEMA: Final = "arcoflow"
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -427,6 +428,57 @@ class _Write(_Read):
         self.conn.execute(self.sql.writes(tuple(groups)), params)
 
 
+# -- opening: the URL, the first connection ------------------------------------------------------
+
+
+def split_schema(dsn: str) -> tuple[str, str | None]:
+    """``dsn`` without its ``schema=NAME`` query parameter (an arcoflow option, unknown to
+    libpq), and that name (``None``: not given). ``ARCOFLOW_STORE`` and ``--store`` can then
+    name the schema: ``postgresql://app@db/prod?schema=arcoflow_eu``."""
+    base, mark, query = dsn.partition("?")
+    if not mark or "://" not in base:
+        return dsn, None
+    kept, schema = [], None
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "schema":
+            schema = unquote(value)
+        elif part:
+            kept.append(part)
+    return base + ("?" + "&".join(kept) if kept else ""), schema
+
+
+def _one_line(exc: BaseException) -> str:
+    """A driver message on one line (libpq's span several: the address tried, a hint)."""
+    return " ".join(str(exc).split())
+
+
+def _preflight(dsn: str, where: str, schema: str, create: bool, timeout: float) -> None:
+    """One direct connection before the pool opens, so that a bad DSN, an unreachable server
+    or a refused login fails at once with the driver's reason (the pool would only retry in
+    the background until its timeout), and a read-only open of a database without this
+    store's schema is :class:`StoreNotFound`, creating nothing."""
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise InputError(f"not a PostgreSQL URL or DSN: {_one_line(exc)}") from None
+    try:
+        conn = psycopg.connect(dsn, connect_timeout=max(1, round(timeout)), autocommit=True)
+    except psycopg.ProgrammingError as exc:  # an option libpq does not know
+        raise InputError(f"not a usable PostgreSQL URL: {_one_line(exc)}") from None
+    except psycopg.Error as exc:
+        reason = _one_line(exc)
+        raise StoreUnavailable(f"cannot connect to PostgreSQL at {where}: {reason}") from None
+    with conn:
+        if create:
+            return
+        row = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".migrations',)
+        ).fetchone()
+        if not (row and row[0]):
+            raise StoreNotFound(f"no arcoflow store at {where} (the schema does not exist)")
+
+
 # -- the store -----------------------------------------------------------------------------------
 
 
@@ -442,22 +494,31 @@ def _where(dsn: str) -> str:
 
 class PostgresStore:
     """A store in the PostgreSQL schema ``schema`` of the database at ``dsn`` (a
-    ``postgresql://`` URL or a libpq connection string). The schema is created or migrated on
-    open. ``pool_size``: connections kept (one per concurrent command). ``max_retries``: how
-    often an append that lost a race (deadlock, serialization failure, unique violation) is
-    run again before it fails with :class:`~arcoflow.kernel.errors.StoreError`.
+    ``postgresql://`` URL or a libpq connection string; a ``schema=NAME`` query parameter of
+    the URL names the schema when ``schema`` is not given). The schema is created or migrated
+    on open; with ``create=False`` (a command that only reads) it must exist already, else
+    :class:`~arcoflow.kernel.errors.StoreNotFound` and nothing is created. A server that
+    cannot be reached or refuses the login is
+    :class:`~arcoflow.kernel.errors.StoreUnavailable`, a DSN that does not parse an
+    :class:`~arcoflow.kernel.errors.InputError`. ``pool_size``: connections kept (one per
+    concurrent command). ``max_retries``: how often an append that lost a race (deadlock,
+    serialization failure, unique violation) is run
+    again before it fails with :class:`~arcoflow.kernel.errors.StoreError`.
     """
 
     def __init__(
         self,
         dsn: str,
         *,
-        schema: str = DEFAULT_SCHEMA,
+        schema: str | None = None,
         pool_size: int = 4,
         max_retries: int = 10,
         connect_timeout: float = 10.0,
         codec: Codec | None = None,
+        create: bool = True,
     ) -> None:
+        dsn, named = split_schema(dsn)
+        schema = schema or named or DEFAULT_SCHEMA
         if not _SCHEMA_NAME.fullmatch(schema):
             raise InputError(
                 f"PostgreSQL schema name {schema!r} must match [a-z_][a-z0-9_]{{0,62}}"
@@ -473,6 +534,7 @@ class PostgresStore:
         self._retries_lock = threading.Lock()
         self._sql = _Statements(schema)
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        _preflight(dsn, self.where, schema, create, connect_timeout)
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             dsn,
             min_size=1,
@@ -486,7 +548,9 @@ class PostgresStore:
             pool.open(wait=True, timeout=connect_timeout)
         except Exception as exc:
             pool.close()
-            raise StoreError(f"cannot connect to PostgreSQL at {self.where}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self.where}: {_one_line(exc)}"
+            ) from exc
         self._pool = pool
         try:
             with self._connection() as conn:
