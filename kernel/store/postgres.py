@@ -68,6 +68,7 @@ from .base import (
     prefix_end,
     replay_batch,
 )
+from .postgres_cluster import PostgresClaims, PostgresWakeups, migration_3, put_status, statuses
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresStore", "split_schema"]
 
@@ -198,6 +199,8 @@ _MIGRATIONS: Final[tuple[tuple[int, Callable[[str], list[sql.Composed | sql.SQL]
     (1, _migration_1),
     # 2: the definition history (``arcoflow history``), one row per change of a definition.
     (2, lambda schema: _create_tables(schema, ("history",))),
+    # 3: a cluster of daemons: work claims, daemon status, the outbox's wake-up trigger.
+    (3, migration_3),
 )
 SCHEMA_LATEST: Final = _MIGRATIONS[-1][0]
 
@@ -518,7 +521,7 @@ class PostgresStore:
         create: bool = True,
     ) -> None:
         dsn, named = split_schema(dsn)
-        schema = schema or named or DEFAULT_SCHEMA
+        schema = schema if schema is not None else named or DEFAULT_SCHEMA
         if not _SCHEMA_NAME.fullmatch(schema):
             raise InputError(
                 f"PostgreSQL schema name {schema!r} must match [a-z_][a-z0-9_]{{0,62}}"
@@ -526,6 +529,7 @@ class PostgresStore:
         if pool_size < 1 or max_retries < 0:
             raise InputError("pool_size must be at least 1 and max_retries at least 0")
         self.schema = schema
+        self.dsn = dsn  # without the schema parameter: what libpq accepts
         self.where = f"{_where(dsn)} schema {schema}"
         self.codec = codec or Codec()
         self.max_retries = max_retries
@@ -659,6 +663,26 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+    # -- a cluster of daemons (kernel/store/postgres_cluster.py) ------------------------------
+
+    def work_claims(self) -> PostgresClaims:
+        """Due work claimed with ``FOR UPDATE SKIP LOCKED``, so daemons split it
+        (:func:`arcoflow.kernel.store.work.work_claims` picks this up)."""
+        return PostgresClaims(self)
+
+    def wakeups(self) -> PostgresWakeups:
+        """A ``LISTEN`` on this schema's wake-up channel, on a connection of its own (close it
+        when done): a run requested on any node cuts the daemon's idle wait short."""
+        return PostgresWakeups(self.dsn, self.schema)
+
+    def put_status(self, daemon: str, kind: str, data: bytes) -> None:
+        """Record ``daemon``'s latest ``kind`` of status (a heartbeat, its sources' state)."""
+        put_status(self, daemon, kind, data)
+
+    def statuses(self, kind: str) -> list[tuple[str, bytes]]:
+        """Every daemon's latest ``kind`` of status, ``(daemon, data)``, newest first."""
+        return statuses(self, kind)
 
     def __enter__(self) -> PostgresStore:
         return self

@@ -1,0 +1,301 @@
+"""A cluster of daemons on one PostgreSQL store: work claims, wake-ups, daemon status.
+
+Nothing here touches the meaning of an append (that is ``apply_batch``); these are the
+coordination services a :class:`~arcoflow.kernel.store.postgres.PostgresStore` adds for the
+runtimes that share it. Their tables come with migration 3 (:func:`migration_3`).
+
+**Work claims** (:class:`PostgresClaims`). A daemon claims due schedules, due poll sensors and
+due launches in small chunks with ``SELECT ... FOR UPDATE SKIP LOCKED``, and holds the row
+locks of a chunk while it works on it; the other daemons skip those rows and take the next
+ones, so N daemons split the due work instead of all attempting it. The locked rows are in a
+table of their own, ``<schema>.claims (kind, id)``, not the due indexes: the work itself
+rewrites the index row (a schedule's next fire time moves), and a lock on it held by the
+claiming transaction on another connection would block that write for ever.
+
+*Why a lock held over the work, not a lease.* A poll may take seconds (a network call), and a
+row lock held that long costs one idle-in-transaction connection per daemon and nothing else:
+no write waits for it, because nothing but claims ever locks a claims row. In exchange, when
+a daemon dies (SIGKILL, a lost connection) the server ends its transaction and the locks go
+at once, so its items are picked up by the others at their next cycle: within one interval. A
+lease written to the store would leave them stuck until it ran out (a launch lease is the
+longest launch timeout plus a minute), and costs an append per item. A daemon cut off from
+the database keeps its locks until the server notices: ``idle_in_transaction_session_timeout``
+(:attr:`PostgresClaims.hold`, default 15 minutes) bounds that. A lock is not a guarantee of
+exclusivity either way (a daemon may claim an item another finished a moment ago from a stale
+snapshot), so the work still re-reads its rows, and compare-and-set and idempotency keys make
+a doubled attempt harmless; launches are recorded with a compare-and-set on the attempt.
+
+**Wake-ups** (:class:`PostgresWakeups`). A trigger on the launch outbox sends
+``NOTIFY <schema>_wake`` with the instant the new entry is due, on commit; each daemon
+``LISTEN``\\ s on a connection of its own and cuts its idle wait short, so a run requested on
+any node is launched within a round trip or two, not a whole interval later.
+
+**Daemon status** (:func:`put_status`, :func:`statuses`). Each daemon's heartbeat (its last
+completed cycle) and its broker sources' state, one row per daemon and kind in
+``<schema>.daemons``: ``/healthz`` and ``arcoflow sources`` on any host see every daemon of the
+cluster. These rows are not in the log: a heartbeat is written after every cycle, and a cycle
+with nothing to do must append nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+import psycopg
+from psycopg import sql
+
+from ..rows import u64
+from .work import ID_OFFSET, INDEX_OF, WorkKind
+
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+
+__all__ = [
+    "PostgresClaims",
+    "PostgresWakeups",
+    "channel",
+    "migration_3",
+    "put_status",
+    "statuses",
+]
+
+log = logging.getLogger("arcoflow.store.postgres")
+
+
+def channel(schema: str) -> str:
+    """The ``NOTIFY`` channel of a schema's wake-ups (an identifier: at most 63 bytes)."""
+    return f"{schema[:58]}_wake"
+
+
+def migration_3(schema: str) -> list[sql.Composed | sql.SQL]:
+    """The cluster's tables: claims, daemon status, and the outbox's wake-up trigger."""
+    s = sql.Identifier(schema)
+    return [
+        sql.SQL("CREATE TABLE {}.claims (kind text, id text, PRIMARY KEY (kind, id))").format(s),
+        sql.SQL(
+            "CREATE TABLE {}.daemons (daemon text, kind text, data bytea NOT NULL, "
+            "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (daemon, kind))"
+        ).format(s),
+        # The payload is the instant the new outbox entry is due (the key's first 8 bytes), so
+        # a listener can tell "due now" from "retry later". Identical payloads in one
+        # transaction are folded by the server into one notification.
+        sql.SQL(
+            "CREATE FUNCTION {}.wake() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN "
+            "PERFORM pg_notify({}, ('x' || encode(substring(NEW.key from 1 for 8), 'hex'))"
+            "::bit(64)::bigint::text); RETURN NULL; END $fn$"
+        ).format(s, sql.Literal(channel(schema))),
+        sql.SQL(
+            "CREATE TRIGGER wake AFTER INSERT ON {}.outbox FOR EACH ROW EXECUTE FUNCTION {}.wake()"
+        ).format(s, s),
+    ]
+
+
+# -- work claims ---------------------------------------------------------------------------------
+
+
+class PostgresClaims:
+    """Due work claimed with ``FOR UPDATE SKIP LOCKED``, ``chunk`` items per transaction, the
+    locks held while the caller works through the chunk (see the module's notes).
+
+    ``hold``: seconds a claim transaction may sit idle before the server ends it (and frees
+    its locks): the bound on how long a daemon cut off from the database keeps its items. It
+    must exceed the longest work on one chunk (``chunk`` polls at their timeout).
+    """
+
+    exclusive = True
+
+    def __init__(self, store: PostgresStore, *, chunk: int = 4, hold: float = 900.0) -> None:
+        self.store = store
+        self.chunk = chunk
+        self.hold = hold
+        schema = sql.Identifier(store.schema)
+        self._claims = sql.SQL("{}.claims").format(schema)
+
+    def _index(self, kind: WorkKind) -> sql.Composed:
+        return sql.SQL("{}.{}").format(
+            sql.Identifier(self.store.schema), sql.Identifier(INDEX_OF[kind].value)
+        )
+
+    def claim(self, kind: WorkKind, now: int, limit: int) -> Iterator[str]:
+        """Due ids of ``kind``, a chunk at a time: each chunk's rows stay locked until the
+        caller asks for the first id after it (or closes the iterator)."""
+        stop = u64(now + 1)
+        self._ensure_rows(kind, stop, limit)
+        query = sql.SQL(
+            "SELECT c.id FROM {index} d JOIN {claims} c ON c.kind = %(kind)s "
+            "AND c.id = convert_from(substring(d.key from {offset}), 'UTF8') "
+            "WHERE d.key < %(stop)s AND NOT (c.id = ANY(%(seen)s::text[])) "
+            "ORDER BY d.key LIMIT %(n)s FOR UPDATE OF c SKIP LOCKED"
+        ).format(index=self._index(kind), claims=self._claims, offset=sql.Literal(ID_OFFSET + 1))
+        hold = sql.SQL("SET LOCAL idle_in_transaction_session_timeout = {}").format(
+            sql.Literal(f"{int(self.hold * 1000)}ms")
+        )
+        seen: list[str] = []
+        while len(seen) < limit:
+            n = min(self.chunk, limit - len(seen))
+            with self._transaction() as conn:
+                conn.execute(hold)
+                params = {"kind": kind.value, "stop": stop, "seen": seen, "n": n}
+                ids = [str(r[0]) for r in conn.execute(query, params).fetchall()]
+                for claimed in ids:
+                    seen.append(claimed)
+                    yield claimed
+            if len(ids) < n:
+                return
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """A claim transaction on a pooled connection. A pooled connection the server closed
+        while it was idle fails its ``BEGIN`` and is replaced (as in the store's own
+        transactions); the end of the transaction frees the locks, however it ends."""
+        for attempt in range(2):
+            with self.store._connection() as conn:
+                try:
+                    conn.execute("BEGIN")
+                except psycopg.OperationalError:
+                    if conn.broken and attempt == 0:
+                        continue
+                    raise
+                try:
+                    yield conn
+                finally:
+                    _end(conn)
+                return
+
+    def _ensure_rows(self, kind: WorkKind, stop: bytes, limit: int) -> None:
+        """A claims row for every due item (rows are never deleted: one per schedule, sensor
+        or run that was ever due). In a transaction of its own, committed at once: an insert
+        that waited for another daemon's uncommitted insert of the same row would wait for
+        that daemon's whole chunk of work."""
+        query = sql.SQL(
+            "INSERT INTO {claims} (kind, id) SELECT %(kind)s, "
+            "convert_from(substring(key from {offset}), 'UTF8') FROM {index} "
+            "WHERE key < %(stop)s ORDER BY key LIMIT %(scan)s ON CONFLICT DO NOTHING"
+        ).format(index=self._index(kind), claims=self._claims, offset=sql.Literal(ID_OFFSET + 1))
+        # Past the items other daemons hold right now, there must be ``limit`` left to claim.
+        scan = limit * 4 + 64
+        with self.store._connection() as conn:
+            conn.execute(query, {"kind": kind.value, "stop": stop, "scan": scan})
+
+
+def _end(conn: psycopg.Connection[Any]) -> None:
+    """End a claim transaction. A connection the server closed meanwhile (its idle limit, a
+    restart) has freed its locks already: nothing to do, and no reason to stop a daemon."""
+    try:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("ROLLBACK")
+        elif conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            conn.execute("COMMIT")
+    except psycopg.Error as exc:
+        log.warning("a work claim ended with the connection: %s", exc)
+
+
+# -- wake-ups ------------------------------------------------------------------------------------
+
+#: Seconds between attempts to listen again after the listening connection was lost.
+_RELISTEN: Final = 1.0
+
+
+class PostgresWakeups:
+    """``LISTEN`` on the schema's channel, on a connection of its own, in a background thread;
+    :meth:`wait` returns as soon as a new launch is due. While the connection is lost (a
+    restart) the wait falls back to its timeout, and after listening again the daemon is woken
+    once (a notification may have been missed meanwhile)."""
+
+    def __init__(self, dsn: str, schema: str, clock: Any = time.time) -> None:
+        self.dsn = dsn
+        self.channel = channel(schema)
+        self.clock = clock
+        self._nudge = threading.Event()
+        self._lock = threading.Lock()
+        self._later: float | None = None  # the earliest "due later" instant heard of
+        self._closed = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._listening = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="arcoflow-listen", daemon=True)
+        self._thread.start()
+
+    def ready(self, timeout: float) -> bool:
+        """Whether the first ``LISTEN`` took effect within ``timeout`` seconds."""
+        return self._listening.wait(timeout)
+
+    def wait(self, timeout: float, stop: threading.Event) -> bool:
+        deadline = time.monotonic() + timeout
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            with self._lock:
+                if self._later is not None and self._later <= self.clock():
+                    self._later = None
+                    return False
+                if self._later is not None:
+                    remaining = min(remaining, self._later - self.clock())
+            if remaining <= 0:
+                return False
+            # Short slices: ``stop`` is a plain Event that a signal handler sets.
+            if self._nudge.wait(min(remaining, 0.1)):
+                self._nudge.clear()
+                return stop.is_set()
+        return True
+
+    def _heard(self, payload: str) -> None:
+        try:
+            due = float(payload)
+        except ValueError:
+            due = 0.0
+        if due <= self.clock():
+            self._nudge.set()
+            return
+        with self._lock:
+            if self._later is None or due < self._later:
+                self._later = due
+
+    def _listen(self) -> None:
+        while not self._closed.is_set():
+            try:
+                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+                    self._conn = conn
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    if self._listening.is_set():
+                        self._nudge.set()  # listening again: something may have been missed
+                    self._listening.set()
+                    while not self._closed.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self._heard(note.payload)
+            except psycopg.Error as exc:
+                if self._closed.is_set():
+                    return
+                log.warning("listening for wake-ups on %s: %s; again shortly", self.channel, exc)
+                self._closed.wait(_RELISTEN)
+            finally:
+                self._conn = None
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=5)
+
+
+# -- daemon status -------------------------------------------------------------------------------
+
+
+def put_status(store: PostgresStore, daemon: str, kind: str, data: bytes) -> None:
+    """Record ``data`` as ``daemon``'s latest ``kind`` (``heartbeat``, ``sources``)."""
+    query = sql.SQL(
+        "INSERT INTO {}.daemons (daemon, kind, data) VALUES (%s, %s, %s) "
+        "ON CONFLICT (daemon, kind) DO UPDATE SET data = EXCLUDED.data, updated_at = now()"
+    ).format(sql.Identifier(store.schema))
+    with store._connection() as conn:
+        conn.execute(query, (daemon, kind, data))
+
+
+def statuses(store: PostgresStore, kind: str) -> list[tuple[str, bytes]]:
+    """Every daemon's latest ``kind``: ``(daemon, data)``, most recently updated first."""
+    query = sql.SQL(
+        "SELECT daemon, data FROM {}.daemons WHERE kind = %s ORDER BY updated_at DESC, daemon"
+    ).format(sql.Identifier(store.schema))
+    with store._connection() as conn:
+        return [(str(d), bytes(v)) for d, v in conn.execute(query, (kind,)).fetchall()]
