@@ -69,6 +69,7 @@ from .base import (
     replay_batch,
 )
 from .postgres_cluster import PostgresClaims, PostgresWakeups, migration_3, put_status, statuses
+from .work import AllDue
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresStore", "split_schema"]
 
@@ -666,10 +667,12 @@ class PostgresStore:
 
     # -- a cluster of daemons (kernel/store/postgres_cluster.py) ------------------------------
 
-    def work_claims(self) -> PostgresClaims:
+    def work_claims(self) -> PostgresClaims | AllDue:
         """Due work claimed with ``FOR UPDATE SKIP LOCKED``, so daemons split it
-        (:func:`arcoflow.kernel.store.work.work_claims` picks this up)."""
-        return PostgresClaims(self)
+        (:func:`arcoflow.kernel.store.work.work_claims` picks this up). A claim holds a
+        pooled connection while the work takes another: with a pool of one, every runtime
+        takes everything due instead (still correct, by compare-and-set and leases)."""
+        return PostgresClaims(self) if self._pool_size >= 2 else AllDue(self)
 
     def wakeups(self) -> PostgresWakeups:
         """A ``LISTEN`` on this schema's wake-up channel, on a connection of its own (close it
