@@ -125,21 +125,22 @@ class PostgresClaims:
         """Due ids of ``kind``, a chunk at a time: each chunk's rows stay locked until the
         caller asks for the first id after it (or closes the iterator)."""
         stop = u64(now + 1)
-        self._ensure_rows(kind, stop, limit)
+        if not self._ensure_rows(kind, stop, limit):
+            return  # nothing is due: no claim transaction at all (an idle daemon's cycle)
         query = sql.SQL(
             "SELECT c.id FROM {index} d JOIN {claims} c ON c.kind = %(kind)s "
             "AND c.id = convert_from(substring(d.key from {offset}), 'UTF8') "
             "WHERE d.key < %(stop)s AND NOT (c.id = ANY(%(seen)s::text[])) "
             "ORDER BY d.key LIMIT %(n)s FOR UPDATE OF c SKIP LOCKED"
         ).format(index=self._index(kind), claims=self._claims, offset=sql.Literal(ID_OFFSET + 1))
-        hold = sql.SQL("SET LOCAL idle_in_transaction_session_timeout = {}").format(
+        # Sent with the BEGIN, in one round trip (no parameters: the simple query protocol).
+        begin = sql.SQL("BEGIN; SET LOCAL idle_in_transaction_session_timeout = {}").format(
             sql.Literal(f"{int(self.hold * 1000)}ms")
         )
         seen: list[str] = []
         while len(seen) < limit:
             n = min(self.chunk, limit - len(seen))
-            with self._transaction() as conn:
-                conn.execute(hold)
+            with self._transaction(begin) as conn:
                 params = {"kind": kind.value, "stop": stop, "seen": seen, "n": n}
                 ids = [str(r[0]) for r in conn.execute(query, params).fetchall()]
                 for claimed in ids:
@@ -149,14 +150,14 @@ class PostgresClaims:
                 return
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+    def _transaction(self, begin: sql.Composed) -> Iterator[psycopg.Connection[Any]]:
         """A claim transaction on a pooled connection. A pooled connection the server closed
         while it was idle fails its ``BEGIN`` and is replaced (as in the store's own
         transactions); the end of the transaction frees the locks, however it ends."""
         for attempt in range(2):
             with self.store._connection() as conn:
                 try:
-                    conn.execute("BEGIN")
+                    conn.execute(begin)
                 except psycopg.OperationalError:
                     if conn.broken and attempt == 0:
                         continue
@@ -167,20 +168,22 @@ class PostgresClaims:
                     _end(conn)
                 return
 
-    def _ensure_rows(self, kind: WorkKind, stop: bytes, limit: int) -> None:
+    def _ensure_rows(self, kind: WorkKind, stop: bytes, limit: int) -> bool:
         """A claims row for every due item (rows are never deleted: one per schedule, sensor
-        or run that was ever due). In a transaction of its own, committed at once: an insert
-        that waited for another daemon's uncommitted insert of the same row would wait for
-        that daemon's whole chunk of work."""
+        or run that was ever due); whether anything is due. In a transaction of its own,
+        committed at once: an insert that waited for another daemon's uncommitted insert of
+        the same row would wait for that daemon's whole chunk of work."""
         query = sql.SQL(
-            "INSERT INTO {claims} (kind, id) SELECT %(kind)s, "
-            "convert_from(substring(key from {offset}), 'UTF8') FROM {index} "
-            "WHERE key < %(stop)s ORDER BY key LIMIT %(scan)s ON CONFLICT DO NOTHING"
+            "WITH due AS (SELECT convert_from(substring(key from {offset}), 'UTF8') AS id "
+            "FROM {index} WHERE key < %(stop)s ORDER BY key LIMIT %(scan)s), "
+            "made AS (INSERT INTO {claims} (kind, id) SELECT %(kind)s, id FROM due "
+            "ON CONFLICT DO NOTHING) SELECT count(*) FROM due"
         ).format(index=self._index(kind), claims=self._claims, offset=sql.Literal(ID_OFFSET + 1))
         # Past the items other daemons hold right now, there must be ``limit`` left to claim.
         scan = limit * 4 + 64
         with self.store._connection() as conn:
-            conn.execute(query, {"kind": kind.value, "stop": stop, "scan": scan})
+            row = conn.execute(query, {"kind": kind.value, "stop": stop, "scan": scan}).fetchone()
+        return bool(row and row[0])
 
 
 def _end(conn: psycopg.Connection[Any]) -> None:

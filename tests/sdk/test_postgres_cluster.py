@@ -364,3 +364,70 @@ def _arcoflow(url: str, *argv: str) -> list[str]:
 
 def _epoch(iso_time: str) -> float:
     return datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_claim_held_past_its_limit_is_ended_by_the_server_and_the_daemon_goes_on(
+    schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A daemon cut off mid-chunk keeps its claims only until the server's idle limit
+    (``hold``); ending such a claim is logged, not an error that would stop the daemon."""
+    a, b = postgres_support.open_store(schema), postgres_support.open_store(schema)
+    try:
+        ids = _define_sensors(Kernel(a), 3)
+        held = PostgresClaims(a, chunk=2, hold=0.2).claim(WorkKind.SENSOR, T0 + 60, 100)
+        assert next(held) == ids[0]
+        time.sleep(0.6)  # past the hold: the server ends the claim's session
+        assert list(PostgresClaims(b).claim(WorkKind.SENSOR, T0 + 60, 100)) == ids
+        held.close()
+        assert "a work claim ended with the connection" in caplog.text
+        assert list(PostgresClaims(a).claim(WorkKind.SENSOR, T0 + 60, 100)) == ids
+    finally:
+        a.close()
+        b.close()
+
+
+def test_wakeups_wake_for_work_due_now_and_wait_for_work_due_later(schema: str) -> None:
+    store = postgres_support.open_store(schema)
+    waker = store.wakeups()
+    stop = threading.Event()
+    try:
+        assert waker.ready(10)
+        now = time.time()
+        notify = "SELECT pg_notify(%s, %s)"
+        admin = postgres_support.admin()
+        admin.execute(notify, (waker.channel, str(int(now) + 3600)))  # a retry in an hour
+        started = time.monotonic()
+        assert waker.wait(0.5, stop) is False
+        assert time.monotonic() - started >= 0.45  # not woken by work due later
+        threading.Timer(0.2, lambda: admin.execute(notify, (waker.channel, str(int(now))))).start()
+        started = time.monotonic()
+        assert waker.wait(20, stop) is False
+        assert time.monotonic() - started < 5  # woken by work due now
+        stop.set()
+        assert waker.wait(20, stop) is True
+    finally:
+        waker.close()
+        store.close()
+
+
+def test_a_run_request_notifies_the_schemas_channel(schema: str) -> None:
+    """The outbox trigger: a run with a launcher, requested on any connection, notifies on
+    commit with the instant it is due; a run with no launcher waits for no daemon."""
+    store, other = postgres_support.open_store(schema), postgres_support.open_store(schema)
+    listener = other.wakeups()  # another node's
+    try:
+        assert listener.ready(10)
+        heard: list[str] = []
+        listener._heard = heard.append  # type: ignore[method-assign]
+        Kernel(store).request_run("nobody", RunTemplate("t"), now=T0)
+        Kernel(store).request_run("k", RunTemplate("t", launcher="memory"), now=T0)
+        deadline = time.monotonic() + 10
+        while not heard:
+            assert time.monotonic() < deadline, "no notification"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert heard == [str(T0)]
+    finally:
+        listener.close()
+        other.close()
+        store.close()
