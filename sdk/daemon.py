@@ -31,7 +31,14 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from arcoflow.kernel import InputError, Kernel, SourceDefinition, StoreError, load_definitions
+from arcoflow.kernel import (
+    InputError,
+    Kernel,
+    SourceDefinition,
+    StoreError,
+    StoreUnavailable,
+    load_definitions,
+)
 from arcoflow.kernel.store.work import TimedWakeups, Wakeups, wakeups
 
 from .heartbeat import beat, write_heartbeat
@@ -113,20 +120,27 @@ def run_daemon(
             started = time.monotonic()
             try:
                 report = runtime.cycle()
+            except StoreUnavailable as exc:
+                # The database is restarting, or a connection was cut: the store is fine, and
+                # the next cycle tries again (what this one recorded is committed or not at all).
+                log.warning("the store is unavailable; trying again next cycle: %s", exc)
+                if once:
+                    return 1
             except StoreError as exc:
                 log.error("the store failed; stopping: %s", exc)
                 return 1
-            cycles += 1
-            if metrics is not None:
-                metrics.observe(report, time.monotonic() - started)
-            if heartbeat_dir is not None:
-                _beat(heartbeat_dir, cycles, interval)
-            elif keeps_status:
-                _beat_in_store(kernel, runtime.runtime_id, cycles, interval)
-            log.debug("cycle %d: %s", cycles, report.summary())
-            if once:
-                code = 1 if report.failures else 0
-                break
+            else:
+                cycles += 1
+                if metrics is not None:
+                    metrics.observe(report, time.monotonic() - started)
+                if heartbeat_dir is not None:
+                    _beat(heartbeat_dir, cycles, interval)
+                elif keeps_status:
+                    _beat_in_store(kernel, runtime.runtime_id, cycles, interval)
+                log.debug("cycle %d: %s", cycles, report.summary())
+                if once:
+                    code = 1 if report.failures else 0
+                    break
             if stop.is_set():
                 break
             wait = interval

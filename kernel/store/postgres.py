@@ -569,7 +569,9 @@ class PostgresStore:
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; a driver error becomes :class:`StoreError`, except a lost
-        race, which :meth:`_write` retries."""
+        race, which :meth:`_write` retries. A lost connection, a server that is restarting or
+        shutting down, a timeout (an ``OperationalError``) is :class:`StoreUnavailable`: the
+        store itself is fine, and a daemon tries again at its next cycle."""
         if self._pool is None:
             raise StoreError(f"store at {self.where} is closed")
         try:
@@ -577,6 +579,8 @@ class PostgresStore:
                 yield conn
         except _RETRYABLE:
             raise
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"store at {self.where}: {_one_line(exc)}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"store at {self.where}: {exc}") from exc
 

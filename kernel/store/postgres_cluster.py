@@ -181,9 +181,23 @@ class PostgresClaims:
         ).format(index=self._index(kind), claims=self._claims, offset=sql.Literal(ID_OFFSET + 1))
         # Past the items other daemons hold right now, there must be ``limit`` left to claim.
         scan = limit * 4 + 64
-        with self.store._connection() as conn:
-            row = conn.execute(query, {"kind": kind.value, "stop": stop, "scan": scan}).fetchone()
-        return bool(row and row[0])
+        rows = _statement(self.store, query, {"kind": kind.value, "stop": stop, "scan": scan})
+        return bool(rows and rows[0][0])
+
+
+def _statement(store: PostgresStore, query: sql.Composed, params: Any) -> list[tuple[Any, ...]]:
+    """Run one idempotent statement on its own (autocommit) and fetch its rows. A pooled
+    connection that the server closed while it sat in the pool (a restart,
+    ``pg_terminate_backend``) fails at once: it is dropped and the statement sent once more."""
+    for attempt in range(2):
+        with store._connection() as conn:
+            try:
+                cursor = conn.execute(query, params)
+                return cursor.fetchall() if cursor.description is not None else []
+            except psycopg.OperationalError:
+                if not (conn.broken and attempt == 0):
+                    raise
+    raise AssertionError("unreachable")
 
 
 def _end(conn: psycopg.Connection[Any]) -> None:
@@ -291,8 +305,7 @@ def put_status(store: PostgresStore, daemon: str, kind: str, data: bytes) -> Non
         "INSERT INTO {}.daemons (daemon, kind, data) VALUES (%s, %s, %s) "
         "ON CONFLICT (daemon, kind) DO UPDATE SET data = EXCLUDED.data, updated_at = now()"
     ).format(sql.Identifier(store.schema))
-    with store._connection() as conn:
-        conn.execute(query, (daemon, kind, data))
+    _statement(store, query, (daemon, kind, data))
 
 
 def statuses(store: PostgresStore, kind: str) -> list[tuple[str, bytes]]:
@@ -300,5 +313,4 @@ def statuses(store: PostgresStore, kind: str) -> list[tuple[str, bytes]]:
     query = sql.SQL(
         "SELECT daemon, data FROM {}.daemons WHERE kind = %s ORDER BY updated_at DESC, daemon"
     ).format(sql.Identifier(store.schema))
-    with store._connection() as conn:
-        return [(str(d), bytes(v)) for d, v in conn.execute(query, (kind,)).fetchall()]
+    return [(str(d), bytes(v)) for d, v in _statement(store, query, (kind,))]

@@ -27,7 +27,10 @@ from arcoflow.kernel.events import RunLaunched
 from arcoflow.kernel.store.postgres import PostgresStore
 from arcoflow.kernel.store.postgres_cluster import PostgresClaims
 from arcoflow.kernel.store.work import AllDue, WorkKind, work_claims
+from arcoflow.plugins.memory_launcher import MemoryLauncher
 from arcoflow.sdk import PollContext, PollResult, RunRequest, Runtime, hookimpl
+from arcoflow.sdk.daemon import run_daemon
+from arcoflow.sdk.heartbeat import store_heartbeats
 from arcoflow.sdk.plugins import Plugins
 from arcoflow.sdk.runtime import CycleReport
 
@@ -431,3 +434,58 @@ def test_a_run_request_notifies_the_schemas_channel(schema: str) -> None:
         listener.close()
         other.close()
         store.close()
+
+
+def _terminate(schema: str) -> int:
+    """End every server connection that last ran a statement on ``schema`` (this test's
+    daemon's; never another test's, which use other schemas): how many."""
+    rows = (
+        postgres_support.admin()
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND (query LIKE %s OR query LIKE %s)",
+            (f"%{schema}%", f"%{schema}_wake%"),
+        )
+        .fetchall()
+    )
+    return len(rows)
+
+
+def test_a_daemon_outlives_its_connections_being_terminated(schema: str) -> None:
+    """``pg_terminate_backend`` on every connection of a running daemon (its pool, its claim,
+    its listener): the cycles that meet a dead connection are skipped with a warning, the
+    daemon reconnects and goes on, launching a run requested afterwards."""
+    store, other = postgres_support.open_store(schema), postgres_support.open_store(schema)
+    plugins = Plugins()
+    memory = MemoryLauncher()
+    plugins.register(memory, "memory")
+    stop = threading.Event()
+    codes: list[int] = []
+    daemon = threading.Thread(
+        target=lambda: codes.append(run_daemon(Kernel(store), plugins, None, 0.1, False, stop=stop))
+    )
+    daemon.start()
+    try:
+
+        def cycles() -> int:
+            beats = store_heartbeats(other)
+            return beats[0].cycles if beats else 0
+
+        deadline = time.monotonic() + 30
+        while cycles() < 3:
+            assert time.monotonic() < deadline and daemon.is_alive()
+            time.sleep(0.05)
+        for _ in range(3):
+            assert _terminate(schema) > 0  # the daemon's, and the test's own pooled ones
+            time.sleep(0.3)
+        before = cycles()  # the test's own connections are replaced as the daemon's are
+        Kernel(other).request_run("after", RunTemplate("t", launcher="memory"))
+        while Kernel(other).run_by_key("manual:after").status != "LAUNCHED" or cycles() <= before:
+            assert time.monotonic() < deadline + 30 and daemon.is_alive(), "the daemon stopped"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        daemon.join(timeout=30)
+        store.close()
+        other.close()
+    assert codes == [0]
