@@ -170,19 +170,25 @@ class PostgresClaims:
 
     def _ensure_rows(self, kind: WorkKind, stop: bytes, limit: int) -> bool:
         """A claims row for every due item (rows are never deleted: one per schedule, sensor
-        or run that was ever due); whether anything is due. In a transaction of its own,
-        committed at once: an insert that waited for another daemon's uncommitted insert of
-        the same row would wait for that daemon's whole chunk of work."""
-        query = sql.SQL(
-            "WITH due AS (SELECT convert_from(substring(key from {offset}), 'UTF8') AS id "
-            "FROM {index} WHERE key < %(stop)s ORDER BY key LIMIT %(scan)s), "
-            "made AS (INSERT INTO {claims} (kind, id) SELECT %(kind)s, id FROM due "
-            "ON CONFLICT DO NOTHING) SELECT count(*) FROM due"
+        or run that was ever due); whether anything is due. One read in the steady state (the
+        rows exist); the missing rows are inserted in a statement of their own, committed at
+        once: an insert that waited for another daemon's uncommitted insert of the same row
+        would wait for that daemon's whole chunk of work."""
+        due = sql.SQL(
+            "SELECT d.id, c.id IS NULL FROM (SELECT convert_from(substring(key from {offset}), "
+            "'UTF8') AS id FROM {index} WHERE key < %(stop)s ORDER BY key LIMIT %(scan)s) d "
+            "LEFT JOIN {claims} c ON c.kind = %(kind)s AND c.id = d.id"
         ).format(index=self._index(kind), claims=self._claims, offset=sql.Literal(ID_OFFSET + 1))
         # Past the items other daemons hold right now, there must be ``limit`` left to claim.
         scan = limit * 4 + 64
-        rows = _statement(self.store, query, {"kind": kind.value, "stop": stop, "scan": scan})
-        return bool(rows and rows[0][0])
+        rows = _statement(self.store, due, {"kind": kind.value, "stop": stop, "scan": scan})
+        missing = sorted(str(id_) for id_, absent in rows if absent)
+        if missing:
+            insert = sql.SQL(
+                "INSERT INTO {} (kind, id) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING"
+            ).format(self._claims)
+            _statement(self.store, insert, (kind.value, missing))
+        return bool(rows)
 
 
 def _statement(store: PostgresStore, query: sql.Composed, params: Any) -> list[tuple[Any, ...]]:
