@@ -7,9 +7,12 @@ codes: 0 success, 1 a failed operation (a verify mismatch, a lost race, a store 
 input, an unknown id or usage (the one mapping of :mod:`arcoflow.sdk.errors`, shared with the
 HTTP API). Errors go to stderr as one line, never a traceback.
 
-Commands that only read never create a store: ``arcoflow --store TYPO schedules`` exits 2
-with ``no store at TYPO``. Commands that write (``apply``, ``run``, ``request``...) create
-it on first use.
+``--store`` (or ``ARCOFLOW_STORE``) names an LMDB directory or a PostgreSQL database
+(``postgresql://user@host/db?schema=NAME``), for every command. Commands that only read never
+create a store: ``arcoflow --store TYPO schedules`` exits 2 with ``no store at TYPO``, and a
+database without the schema with ``no arcoflow store at ...``. Commands that write
+(``apply``, ``run``, ``request``...) create it on first use. A server that cannot be reached
+or refuses the login exits 1 (``StoreUnavailable``), a URL that does not parse exits 2.
 """
 
 from __future__ import annotations
