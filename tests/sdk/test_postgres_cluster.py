@@ -22,13 +22,29 @@ from typing import Any
 
 import postgres_support
 import pytest
-from arcoflow.kernel import Kernel, LmdbStore, RunTemplate, SensorDefinition
+from arcoflow.kernel import (
+    Kernel,
+    LmdbStore,
+    RunTemplate,
+    ScheduleDefinition,
+    SensorDefinition,
+)
 from arcoflow.kernel.events import RunLaunched
 from arcoflow.kernel.store.postgres import PostgresStore
 from arcoflow.kernel.store.postgres_cluster import PostgresClaims
 from arcoflow.kernel.store.work import AllDue, WorkKind, work_claims
 from arcoflow.plugins.memory_launcher import MemoryLauncher
-from arcoflow.sdk import PollContext, PollResult, RunRequest, Runtime, hookimpl
+from arcoflow.sdk import (
+    Launch,
+    Launched,
+    PollContext,
+    PollResult,
+    RunRequest,
+    Runtime,
+    TickContext,
+    TickResult,
+    hookimpl,
+)
 from arcoflow.sdk.daemon import run_daemon
 from arcoflow.sdk.heartbeat import store_heartbeats
 from arcoflow.sdk.plugins import Plugins
@@ -60,17 +76,59 @@ def _define_sensors(kernel: Kernel, count: int, connector: str = "slow") -> list
 
 
 class Slow:
-    """A connector that takes a while and notes which runtime polled which sensor."""
+    """A connector, evaluator and launcher that each take a while and note which runtime
+    worked on which item."""
 
-    def __init__(self, name: str, polled: list[tuple[str, str]]) -> None:
+    def __init__(self, name: str, worked: list[tuple[str, str]]) -> None:
         self.name = name
-        self.polled = polled
+        self.worked = worked
+
+    def _work(self, item: str) -> None:
+        self.worked.append((self.name, item))
+        time.sleep(0.02)
 
     @hookimpl
     def arcoflow_poll(self, context: PollContext) -> PollResult:
-        self.polled.append((self.name, context.sensor.id))
-        time.sleep(0.02)
+        self._work(context.sensor.id)
         return PollResult([RunRequest(f"{context.sensor.id}-{context.state_version}")])
+
+    @hookimpl
+    def arcoflow_evaluate_tick(self, context: TickContext) -> TickResult:
+        self._work(context.tick_id)
+        return TickResult([RunRequest()])
+
+    @hookimpl
+    def arcoflow_launch(self, launch: Launch) -> Launched:
+        self._work(launch.run_id)
+        return Launched(launch.run_id)
+
+
+def _define_work(kernel: Kernel, kind: WorkKind) -> list[str]:
+    """``SENSORS`` items of ``kind`` due at ``T0 + 3600``: the names Slow will note."""
+    if kind is WorkKind.SENSOR:
+        return _define_sensors(kernel, SENSORS)
+    if kind is WorkKind.SCHEDULE:
+        for i in range(SENSORS):
+            template = RunTemplate("t", launcher="none")
+            kernel.define_schedule(
+                ScheduleDefinition(f"h{i:02d}", "0 * * * *", template, evaluator="slow"),
+                now=T0,
+            )
+        return [f"h{i:02d}:2030-01-01T01:00:00Z" for i in range(SENSORS)]
+    runs = [
+        kernel.request_run(f"r{i:02d}", RunTemplate("t", launcher="slow"), now=T0)
+        for i in range(SENSORS)
+    ]
+    return sorted(r.run_id for r in runs)
+
+
+def _step(runtime: Runtime, kind: WorkKind, now: int, report: CycleReport) -> None:
+    if kind is WorkKind.SENSOR:
+        runtime.poll_sensors(now, report)
+    elif kind is WorkKind.SCHEDULE:
+        runtime.evaluate_schedules(now, report)
+    else:
+        runtime.dispatch_launches(now, report)
 
 
 def test_claims_skip_what_another_daemon_holds(schema: str) -> None:
@@ -92,36 +150,42 @@ def test_claims_skip_what_another_daemon_holds(schema: str) -> None:
         b.close()
 
 
-def test_two_runtimes_split_the_due_polls_and_none_is_polled_twice(schema: str) -> None:
+@pytest.mark.parametrize("kind", list(WorkKind), ids=lambda k: k.value)
+def test_two_runtimes_split_the_due_work_and_none_is_worked_twice(
+    schema: str, kind: WorkKind
+) -> None:
+    """Two runtimes (two daemons: a store, a pool of connections each) cycle at the same
+    instant over 24 due schedules, poll sensors or launches: each item is worked by exactly
+    one of them, and each of them works on some."""
     stores = [postgres_support.open_store(schema) for _ in range(2)]
-    polled: list[tuple[str, str]] = []
+    worked: list[tuple[str, str]] = []
     try:
-        ids = _define_sensors(Kernel(stores[0]), SENSORS)
+        items = _define_work(Kernel(stores[0]), kind)
         runtimes = []
         for n, store in enumerate(stores):
             plugins = Plugins()
-            plugins.register(Slow(f"r{n}", polled), "slow")
+            plugins.register(Slow(f"r{n}", worked), "slow")
             runtimes.append(Runtime(Kernel(store), plugins))
         assert all(r.work.exclusive for r in runtimes)
         start = threading.Barrier(len(runtimes))
-        reports = [CycleReport(T0 + 60) for _ in runtimes]
+        now = T0 + 3600
+        reports = [CycleReport(now) for _ in runtimes]
 
         def cycle(n: int) -> None:
             start.wait()
-            runtimes[n].poll_sensors(T0 + 60, reports[n])
+            _step(runtimes[n], kind, now, reports[n])
 
         threads = [threading.Thread(target=cycle, args=(n,)) for n in range(len(runtimes))]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=60)
-        by_sensor = Counter(sensor for _, sensor in polled)
-        assert sorted(by_sensor) == ids
-        assert set(by_sensor.values()) == {1}, "a sensor was polled twice"
-        by_runtime = Counter(name for name, _ in polled)
+        by_item = Counter(item for _, item in worked)
+        assert sorted(by_item) == items
+        assert set(by_item.values()) == {1}, "an item was worked twice"
+        by_runtime = Counter(name for name, _ in worked)
         assert by_runtime["r0"] > 0 and by_runtime["r1"] > 0, by_runtime
-        assert not any(r.conflicts for r in reports)
-        assert sum(len(r.evaluations) for r in reports) == SENSORS
+        assert not any(r.conflicts or r.failures for r in reports)
     finally:
         for store in stores:
             store.close()
