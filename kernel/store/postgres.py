@@ -68,7 +68,14 @@ from .base import (
     prefix_end,
     replay_batch,
 )
-from .postgres_cluster import PostgresClaims, PostgresWakeups, migration_3, put_status, statuses
+from .postgres_cluster import (
+    PostgresClaims,
+    PostgresWakeups,
+    migration_3,
+    put_status,
+    statuses,
+    wake_after_commit,
+)
 from .work import AllDue
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresStore", "split_schema"]
@@ -632,6 +639,7 @@ class PostgresStore:
                 _rollback(conn)
                 self._give_back(conn, txn, exc)
                 raise
+        wake_after_commit(self, txn.writes)  # a new launch due: tell the daemons
         return result
 
     def _give_back(self, conn: psycopg.Connection[Any], txn: _Write, exc: BaseException) -> None:

@@ -194,7 +194,6 @@ def test_a_schema_at_the_first_migration_is_upgraded_in_place(schema: str) -> No
     admin.execute(sql.SQL("DROP TABLE {}.history").format(sql.Identifier(schema)))
     s = sql.Identifier(schema)  # and what migration 3 made
     admin.execute(sql.SQL("DROP TABLE {}.claims, {}.daemons").format(s, s))
-    admin.execute(sql.SQL("DROP FUNCTION {}.wake() CASCADE").format(s))
     admin.execute(
         sql.SQL("DELETE FROM {}.migrations WHERE version > 1").format(sql.Identifier(schema))
     )

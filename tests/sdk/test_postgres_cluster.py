@@ -479,8 +479,9 @@ def test_wakeups_wake_for_work_due_now_and_wait_for_work_due_later(schema: str) 
 
 
 def test_a_run_request_notifies_the_schemas_channel(schema: str) -> None:
-    """The outbox trigger: a run with a launcher, requested on any connection, notifies on
-    commit with the instant it is due; a run with no launcher waits for no daemon."""
+    """A run with a launcher, requested on any node, notifies the schema's channel once its
+    append has committed, with the instant it is due; a run with no launcher waits for no
+    daemon, and notifies nobody."""
     store, other = postgres_support.open_store(schema), postgres_support.open_store(schema)
     listener = other.wakeups()  # another node's
     try:
