@@ -1,5 +1,9 @@
 """The runtime: one evaluation cycle drives the kernel with plugins.
 
+Which due schedules, polls and launches a runtime takes is its store's work claims
+(:mod:`arcoflow.kernel.store.work`): on PostgreSQL several daemons split them, each item held
+by one daemon while it works on it; elsewhere every runtime takes everything due.
+
 A cycle (:meth:`Runtime.cycle`) does, in order:
 
 1. **schedules** — every due schedule is evaluated; ticks of schedules that name an
@@ -10,8 +14,9 @@ A cycle (:meth:`Runtime.cycle`) does, in order:
 3. **launches** — the launch outbox: each ``REQUESTED`` run whose attempt is due is first
    *claimed* for this runtime (:attr:`Runtime.runtime_id`, until a lease ends:
    :meth:`~arcoflow.kernel.Kernel.claim_launches`), so several daemons on one store never
-   hand the same attempt over twice; then handed to its launcher with ``run_id`` as the
-   idempotency token, and the outcome recorded with a compare-and-set on the attempt
+   hand the same attempt over twice (on PostgreSQL the run is held by a work claim,
+   ``FOR UPDATE SKIP LOCKED``, instead of a lease); then handed to its launcher with ``run_id``
+   as the idempotency token, and the outcome recorded with a compare-and-set on the attempt
    (retries, backoff and giving up are the kernel's);
 4. **completions** — ``LAUNCHED`` runs are checked with their launcher's
    ``arcoflow_run_state``, and finished ones completed.
