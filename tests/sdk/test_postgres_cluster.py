@@ -555,3 +555,32 @@ def test_a_daemon_outlives_its_connections_being_terminated(schema: str) -> None
         store.close()
         other.close()
     assert codes == [0]
+
+
+def test_wakeups_listen_again_after_their_connection_is_lost(schema: str) -> None:
+    """The listening connection ended by the server: the listener connects again, wakes the
+    daemon once (a notification may have been missed meanwhile), and hears the next one."""
+    store = postgres_support.open_store(schema)
+    waker = store.wakeups()
+    stop = threading.Event()
+    admin = postgres_support.admin()
+    try:
+        assert waker.ready(10)
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND query LIKE %s",
+            (f"LISTEN %{waker.channel}%",),
+        ).fetchall()
+        assert len(ended) == 1
+        started = time.monotonic()
+        assert waker.wait(20, stop) is False  # woken once the listener is back
+        assert time.monotonic() - started < 10
+        notify = "SELECT pg_notify(%s, %s)"
+        now = str(int(time.time()))
+        threading.Timer(0.3, lambda: admin.execute(notify, (waker.channel, now))).start()
+        started = time.monotonic()
+        assert waker.wait(20, stop) is False
+        assert time.monotonic() - started < 10
+    finally:
+        waker.close()
+        store.close()
