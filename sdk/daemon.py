@@ -39,7 +39,7 @@ from arcoflow.kernel import (
     StoreUnavailable,
     load_definitions,
 )
-from arcoflow.kernel.store.work import TimedWakeups, Wakeups, wakeups
+from arcoflow.kernel.store.work import TimedWakeups, Wakeups, daemon_status, wakeups
 
 from .heartbeat import beat, write_heartbeat
 from .plugins import Plugins
@@ -110,7 +110,7 @@ def run_daemon(
     cycles = 0
     code = 0
     waker: Wakeups = TimedWakeups() if once else wakeups(kernel.store)
-    keeps_status = callable(getattr(kernel.store, "put_status", None))
+    keeps_status = daemon_status(kernel.store) is not None
     with (
         _stop_on_signals(stop),
         contextlib.closing(waker),

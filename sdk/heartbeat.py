@@ -20,6 +20,8 @@ import os
 import socket
 from typing import Any, Final, NamedTuple
 
+from arcoflow.kernel.store.work import daemon_status
+
 __all__ = [
     "HEARTBEAT_FILE",
     "Heartbeat",
@@ -70,13 +72,14 @@ _KIND: Final = "heartbeat"
 
 
 def beat(store: Any, daemon: str, cycles: int, interval: float, finished_at: float) -> None:
-    """Record a completed cycle of ``daemon`` for the store: in its schema (PostgreSQL: a
-    ``put_status`` method) or in its directory (LMDB: a ``path``); a store with neither (in
-    memory) keeps none. Raises :class:`OSError` or the store's error: the caller decides."""
-    put = getattr(store, "put_status", None)
-    if callable(put):
+    """Record a completed cycle of ``daemon`` for the store: in the store itself (PostgreSQL:
+    :func:`~arcoflow.kernel.store.work.daemon_status`) or in its directory (LMDB: a ``path``);
+    a store with neither (in memory) keeps none. Raises :class:`OSError` or the store's
+    error: the caller decides."""
+    board = daemon_status(store)
+    if board is not None:
         record = Heartbeat(finished_at, socket.gethostname(), os.getpid(), cycles, interval)
-        put(daemon, _KIND, json.dumps(record._asdict()).encode())
+        board.put_status(daemon, _KIND, json.dumps(record._asdict()).encode())
         return
     path = getattr(store, "path", None)
     if isinstance(path, str):
@@ -85,9 +88,9 @@ def beat(store: Any, daemon: str, cycles: int, interval: float, finished_at: flo
 
 def store_heartbeats(store: Any) -> list[Heartbeat]:
     """Every daemon's last heartbeat on ``store``, newest first (a directory keeps one)."""
-    read = getattr(store, "statuses", None)
-    if callable(read):
-        beats = [_decode(data.decode("utf-8", "replace")) for _, data in read(_KIND)]
+    board = daemon_status(store)
+    if board is not None:
+        beats = [_decode(data.decode("utf-8", "replace")) for _, data in board.statuses(_KIND)]
         return sorted((b for b in beats if b is not None), key=lambda b: -b.finished_at)
     path = getattr(store, "path", None)
     one = read_heartbeat(path) if isinstance(path, str) else None

@@ -48,6 +48,7 @@ from arcoflow.kernel import (
     SourceDefinition,
 )
 from arcoflow.kernel.decide import iso
+from arcoflow.kernel.store.work import daemon_status
 
 from .types import Register
 
@@ -284,10 +285,10 @@ def store_status(store: Any) -> list[SourceState]:
     """The sources' state for ``store``: every daemon's, from a PostgreSQL store's schema
     (the daemons of a cluster share no directory), or the file in an LMDB store's directory;
     empty if no daemon ran sources on it."""
-    read = getattr(store, "statuses", None)
-    if callable(read):
+    board = daemon_status(store)
+    if board is not None:
         states: list[SourceState] = []
-        for daemon, data in read(_STATUS_KIND):
+        for daemon, data in board.statuses(_STATUS_KIND):
             try:
                 states += _decoder.decode(data)
             except msgspec.DecodeError as exc:
@@ -461,13 +462,14 @@ def running_sources(
 
     store_path = getattr(kernel.store, "path", None)
     status_file = status_path(store_path) if isinstance(store_path, str) else None
-    put = getattr(kernel.store, "put_status", None)
+    board = daemon_status(kernel.store)
     publish = None
-    if callable(put):
+    if board is not None:
         name = daemon or f"{socket.gethostname()}:{os.getpid()}"
+        keeper = board
 
         def publish(states: Sequence[SourceState]) -> None:
-            put(name, _STATUS_KIND, _encoder.encode(states))
+            keeper.put_status(name, _STATUS_KIND, _encoder.encode(states))
 
     runner = SourceRunner(kernel, made, mapper=mapper, status_file=status_file, publish=publish)
     runner.start()

@@ -11,7 +11,8 @@ This module is the generic side, for every store: :class:`WorkClaims` (what a ru
 :class:`AllDue` (the answer of a store without claims: everything that is due) and
 :class:`Wakeups` (the idle wait between cycles: a plain timeout, or one that a run requested
 on another node cuts short). :func:`work_claims` and :func:`wakeups` pick the store's own, if
-it has one (a ``work_claims()`` or ``wakeups()`` method), else the generic one.
+it has one (a ``work_claims()`` or ``wakeups()`` method), else the generic one;
+:func:`daemon_status` says whether the store keeps its daemons' status itself.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from .base import Store
 __all__ = [
     "INDEX_OF",
     "AllDue",
+    "DaemonStatus",
     "TimedWakeups",
     "Wakeups",
     "WorkClaims",
     "WorkKind",
+    "daemon_status",
     "wakeups",
     "work_claims",
 ]
@@ -112,6 +115,25 @@ class TimedWakeups:
 
     def close(self) -> None:
         pass
+
+
+class DaemonStatus(Protocol):
+    """A store that keeps its daemons' status (heartbeats, sources' state) itself, one row
+    per daemon and kind, outside the log (PostgreSQL: the daemons of a cluster share no
+    directory to keep files in)."""
+
+    def put_status(self, daemon: str, kind: str, data: bytes) -> None: ...
+
+    def statuses(self, kind: str) -> list[tuple[str, bytes]]: ...
+
+
+def daemon_status(store: Store) -> DaemonStatus | None:
+    """``store`` if it keeps its daemons' status itself, else ``None`` (an LMDB store's
+    daemons write files in its directory; an in-memory store keeps none)."""
+    if callable(getattr(store, "put_status", None)) and callable(getattr(store, "statuses", None)):
+        board: DaemonStatus = store  # type: ignore[assignment]
+        return board
+    return None
 
 
 def work_claims(store: Store) -> WorkClaims:
