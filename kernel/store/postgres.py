@@ -69,12 +69,12 @@ from .base import (
     replay_batch,
 )
 from .postgres_cluster import (
+    Notifier,
     PostgresClaims,
     PostgresWakeups,
     migration_3,
     put_status,
     statuses,
-    wake_after_commit,
 )
 from .work import AllDue
 
@@ -545,6 +545,7 @@ class PostgresStore:
         self.retries = 0  # appends run again after a lost race, since open
         self._retries_lock = threading.Lock()
         self._sql = _Statements(schema)
+        self._notifier = Notifier(self)
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         _preflight(dsn, self.where, schema, create, connect_timeout)
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
@@ -639,7 +640,7 @@ class PostgresStore:
                 _rollback(conn)
                 self._give_back(conn, txn, exc)
                 raise
-        wake_after_commit(self, txn.writes)  # a new launch due: tell the daemons
+        self._notifier.after_commit(txn.writes)  # a new launch due: tell the daemons
         return result
 
     def _give_back(self, conn: psycopg.Connection[Any], txn: _Write, exc: BaseException) -> None:
@@ -673,6 +674,7 @@ class PostgresStore:
 
     def close(self) -> None:
         """Close the connection pool; the data stays in the database."""
+        self._notifier.close()  # what it has to send goes first, through the pool
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()

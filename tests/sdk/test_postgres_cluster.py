@@ -30,6 +30,7 @@ from arcoflow.kernel import (
     SensorDefinition,
 )
 from arcoflow.kernel.events import RunLaunched
+from arcoflow.kernel.rows import Table, u64
 from arcoflow.kernel.store.postgres import PostgresStore
 from arcoflow.kernel.store.postgres_cluster import PostgresClaims
 from arcoflow.kernel.store.work import AllDue, WorkKind, work_claims
@@ -583,4 +584,36 @@ def test_wakeups_listen_again_after_their_connection_is_lost(schema: str) -> Non
         assert time.monotonic() - started < 10
     finally:
         waker.close()
+        store.close()
+
+
+def test_appends_that_commit_while_a_notification_is_on_its_way_fold_into_the_next(
+    schema: str,
+) -> None:
+    """The notifications go from a thread of their own, so an append never waits for one;
+    outbox entries noted while one is on its way fold into the next (with the earliest
+    instant); an append that puts nothing in the outbox sends none."""
+    store, other = postgres_support.open_store(schema), postgres_support.open_store(schema)
+    listener = other.wakeups()
+    try:
+        assert listener.ready(10)
+        heard: list[str] = []
+        listener._heard = heard.append  # type: ignore[method-assign]
+        notifier = store._notifier
+        Kernel(store).request_run("nobody", RunTemplate("t"), now=T0)
+        assert notifier.sent == 0  # no launcher: no daemon to wake
+        burst = 40
+        for i in range(burst):  # what 40 appends committing at once would note
+            entry = u64(T0 + burst - i) + b"\x00" + f"run-{i}".encode()
+            notifier.after_commit({(Table.OUTBOX, entry): b"run"})
+        store.close()  # sends what is pending
+        assert 1 <= notifier.sent <= 5
+        deadline = time.monotonic() + 10
+        while len(heard) < notifier.sent:
+            assert time.monotonic() < deadline, (heard, notifier.sent)
+            time.sleep(0.05)
+        assert min(int(h) for h in heard) == T0 + 1  # the earliest instant is never lost
+    finally:
+        listener.close()
+        other.close()
         store.close()
