@@ -43,6 +43,7 @@ from .errors import (
     StoreError,
     StoreFull,
     StoreNotFound,
+    StoreUnavailable,
     UnknownTimezone,
     UnstorableValue,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreNotFound",
+    "StoreUnavailable",
     "TickContext",
     "TickDetail",
     "TickResult",

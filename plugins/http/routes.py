@@ -34,9 +34,9 @@ from arcoflow.sdk import (
     validate_run_id,
     views,
 )
-from arcoflow.sdk.heartbeat import read_heartbeat
+from arcoflow.sdk.heartbeat import store_heartbeat
 from arcoflow.sdk.metrics import CONTENT_TYPE, exposition
-from arcoflow.sdk.sources import read_status, status_row
+from arcoflow.sdk.sources import status_row, store_status
 
 from .shapes import (
     BackfillBody,
@@ -410,8 +410,7 @@ def _healthz(req: Request) -> Reply:
     except Exception as exc:
         log.warning("health check: the store cannot be read: %s", exc)
         raise RequestError(503, "StoreUnavailable", "the store cannot be read") from None
-    path = getattr(req.kernel.store, "path", None)
-    beat = read_heartbeat(path) if isinstance(path, str) else None
+    beat = store_heartbeat(req.kernel.store)  # the newest of every daemon's, on PostgreSQL
     daemon = None
     if beat is not None:
         daemon = Daemon(
@@ -438,10 +437,8 @@ def _metrics(req: Request) -> Reply:
 
 
 def _sources(req: Request) -> Reply:
-    """The sources' state the daemon last wrote beside the store (see ``arcoflow sources``)."""
-    path = getattr(req.kernel.store, "path", None)
-    states = read_status(path) if isinstance(path, str) else []
-    return Reply(200, Sources([status_row(s) for s in states]))
+    """The sources' state the daemons last recorded (see ``arcoflow sources``)."""
+    return Reply(200, Sources([status_row(s) for s in store_status(req.kernel.store)]))
 
 
 def _message(body: Any, headers: Mapping[str, str]) -> tuple[str, Any]:

@@ -178,7 +178,8 @@ def test_opening_creates_the_schema_once_and_reopening_changes_nothing(schema: s
     with postgres_support.open_store(schema) as store:
         Kernel(store).request_run("r", RunTemplate("t"), now=1)
     assert _migrations(schema) == list(range(1, SCHEMA_LATEST + 1))
-    assert _tables(schema) == {t.value for t in Table} | {"migrations"}
+    cluster = {"claims", "daemons"}  # migration 4: work claims and daemon status
+    assert _tables(schema) == {t.value for t in Table} | {"migrations"} | cluster
     with postgres_support.open_store(schema) as store:
         assert _migrations(schema) == list(range(1, SCHEMA_LATEST + 1))
         assert [r.run_key for r in Kernel(store).runs()] == ["manual:r"]
@@ -190,7 +191,7 @@ def test_a_schema_at_the_first_migration_is_upgraded_in_place(schema: str) -> No
     with postgres_support.open_store(schema) as store:
         Kernel(store).request_run("r", RunTemplate("t"), now=1)
     admin = postgres_support.admin()
-    for table in ("history", "snapshot"):  # the tables of the later migrations
+    for table in ("history", "snapshot", "claims", "daemons"):  # the later migrations' tables
         admin.execute(sql.SQL("DROP TABLE {}.{}").format(*map(sql.Identifier, (schema, table))))
     admin.execute(
         sql.SQL("DELETE FROM {}.migrations WHERE version > 1").format(sql.Identifier(schema))
