@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -47,6 +47,7 @@ from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    Reads,
     apply_batch,
     apply_batches,
     check_format,
@@ -157,7 +158,7 @@ class _Txn:
     def delete(self, table: Table, key: bytes) -> None:
         self.txn.delete(key, db=self.dbs[table])
 
-    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
+    def prefetch(self, rows: Callable[[], Reads], count: int) -> None:
         """Reads are local: nothing to batch."""
 
     def next_seq(self, count: int) -> int:

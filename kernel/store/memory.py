@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from ..codec import Codec, Envelope
@@ -16,6 +16,7 @@ from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    Reads,
     apply_batch,
     apply_batches,
     counter_next_seq,
@@ -89,7 +90,7 @@ class _Write(_Read):
     def delete(self, table: Table, key: bytes) -> None:
         self.overlay[(table, key)] = _DELETED
 
-    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
+    def prefetch(self, rows: Callable[[], Reads], count: int) -> None:
         """Reads are local: nothing to batch."""
 
     def next_seq(self, count: int) -> int:

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import random
 import re
 import threading
@@ -60,6 +59,7 @@ from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    Reads,
     apply_batch,
     apply_batches,
     check_format,
@@ -304,20 +304,104 @@ class _Statements:
         return query
 
 
+class _Session:
+    """One pooled connection in pipeline mode, inside one transaction.
+
+    Statements are queued and sent together when a result is needed, so ``BEGIN`` travels with
+    the first read and ``COMMIT`` with the writes: a round trip per dependent read, not per
+    statement. A pooled connection that the server closed meanwhile (a restart,
+    ``pg_terminate_backend``) fails that first round trip, before anything happened in the
+    transaction: it is dropped and the transaction begun again on another one.
+    """
+
+    def __init__(
+        self, pool: ConnectionPool[psycopg.Connection[Any]], begin: str, spare: int
+    ) -> None:
+        self.pool = pool
+        self.begin = begin
+        self.spare = spare  # dead pooled connections to replace, at most
+        self.opened = False  # a round trip came back: the transaction is under way
+        self.committed = False
+        self.conn = self._open()
+
+    def _open(self) -> psycopg.Connection[Any]:
+        while True:
+            conn = self.pool.getconn()
+            try:
+                self.in_pipeline = conn.pipeline()
+                self.pipeline = self.in_pipeline.__enter__()
+                conn.execute(self.begin)
+                return conn
+            except psycopg.OperationalError:
+                # A dead connection can show it already here (the server's goodbye arrived).
+                self._drop(conn)
+                if not conn.broken or self.spare <= 0:
+                    raise
+                self.spare -= 1
+            except BaseException:
+                self._drop(conn)
+                raise
+
+    def _drop(self, conn: psycopg.Connection[Any]) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.in_pipeline.__exit__(None, None, None)
+        _rollback(conn)
+        self.pool.putconn(conn)
+
+    def round_trip(self, send: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """``send(conn)``: queue statements and fetch their results."""
+        while True:
+            try:
+                result = send(self.conn)
+            except psycopg.OperationalError:
+                if self.opened or not self.conn.broken or self.spare <= 0:
+                    raise
+                self.spare -= 1
+                self._drop(self.conn)
+                self.conn = self._open()
+                continue
+            self.opened = True
+            return result
+
+    def commit(self) -> None:
+        """Send what is queued and ``COMMIT``, and wait for all of it (once)."""
+        if not self.committed:
+            self.committed = True
+            self.conn.execute("COMMIT")
+            self.pipeline.sync()
+
+    def leave_pipeline(self) -> None:
+        """Back to one statement at a time (after an error: the pipeline is cleared)."""
+        with contextlib.suppress(psycopg.Error):
+            self.in_pipeline.__exit__(None, None, None)
+
+    def close(self) -> None:
+        """Give the connection back to the pool (which drops it if it is broken); roll back
+        whatever transaction it is still in."""
+        self._drop(self.conn)
+
+
 class _Read:
     """A read-only snapshot (REPEATABLE READ): point reads, and scans paged by key."""
 
     #: Rows fetched per round trip by a scan.
     page = 256
 
-    def __init__(self, conn: psycopg.Connection[Any], statements: _Statements) -> None:
-        self.conn = conn
+    def __init__(self, session: _Session, statements: _Statements) -> None:
+        self.session = session
         self.sql = statements
 
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        return self.session.conn
+
     def _fetch(self, query: sql.Composed, params: Any) -> list[tuple[Any, ...]]:
-        with self.conn.cursor(binary=True) as cur:
-            cur.execute(query, params)
-            return cur.fetchall()
+        def send(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            with conn.cursor(binary=True) as cur:
+                cur.execute(query, params)
+                return cur.fetchall()
+
+        return self.session.round_trip(send)
 
     def get(self, table: Table, key: bytes) -> bytes | None:
         rows = self._fetch(self.sql.get[table], (key,))
@@ -349,11 +433,14 @@ class _Read:
                 lo, low = bytes(page[-1][0]), ">"
 
 
-_ABSENT: Final = object()
-
-
 class _Write(_Read):
     """A write transaction at READ COMMITTED whose point reads lock (``FOR UPDATE``).
+
+    Round trips: the first sends ``BEGIN``, locks the rows :meth:`prefetch` names (one
+    statement per table, in key order) and reserves the batch's sequence numbers after them;
+    the last sends the writes and ``COMMIT``. A read the prefetch missed costs one more, and
+    then the reserved numbers no longer count (a lock was taken after them): they are given
+    back and drawn again.
 
     Writes are kept here and sent together by :meth:`flush`, sorted by table and key (a
     consistent lock order). A row this transaction read as absent is written with a plain
@@ -367,31 +454,72 @@ class _Write(_Read):
     would lock it until the commit, a global write lock by the back door.
     """
 
-    def __init__(self, conn: psycopg.Connection[Any], statements: _Statements) -> None:
-        super().__init__(conn, statements)
+    def __init__(self, session: _Session, statements: _Statements) -> None:
+        super().__init__(session, statements)
         self.seen: dict[tuple[Table, bytes], bytes | None] = {}  # as read (and locked)
         self.writes: dict[tuple[Table, bytes], bytes | None] = {}  # None: delete
-        self.drawn: tuple[int, int] | None = None  # (first, count) of the numbers reserved
+        self.drawn: list[tuple[int, int]] = []  # (first, count) of every draw, in order
+        self.used: list[tuple[int, int]] = []  # the draws that numbered records
+        self.reserved: tuple[int, int] | None = None  # drawn by prefetch, still usable
+
+    def _lock(self) -> None:
+        """A row lock taken now: numbers reserved before it no longer agree with the commit
+        order of appends that conflict on that row."""
+        self.reserved = None
+
+    def unused(self) -> list[tuple[int, int]]:
+        """Draws that numbered nothing, latest first (the order they can be given back)."""
+        return [d for d in reversed(self.drawn) if d not in self.used]
 
     def get(self, table: Table, key: bytes) -> bytes | None:
         slot = (table, key)
         if slot in self.writes:
             return self.writes[slot]
         if slot not in self.seen:
+            self._lock()
             rows = self._fetch(self.sql.lock[table], (key,))
             self.seen[slot] = bytes(rows[0][0]) if rows else None
         return self.seen[slot]
 
-    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
-        """Read and lock ``keys`` of ``table`` in one round trip, in key order."""
-        todo = sorted(
-            {k for k in keys if (table, k) not in self.seen and (table, k) not in self.writes}
-        )
-        if not todo:
-            return
-        found = {bytes(k): bytes(v) for k, v in self._fetch(self.sql.lock_many[table], (todo,))}
-        for k in todo:
-            self.seen[(table, k)] = found.get(k)
+    def prefetch(self, rows: Callable[[], Reads], count: int) -> None:
+        """Lock and read the rows ``rows()`` names, a statement per table (in a fixed table
+        order, keys in key order), then reserve ``count`` numbers: one round trip."""
+        self._lock()
+        todo: list[tuple[Table, list[bytes]]] = []
+        for table, keys in sorted(rows().items(), key=lambda item: _LOCK_ORDER[item[0]]):
+            fresh = sorted(k for k in keys if (table, k) not in self.seen)
+            if fresh:
+                todo.append((table, fresh))
+
+        def send(conn: psycopg.Connection[Any]) -> tuple[list[list[Any]], int]:
+            cursors = []
+            for table, keys in todo:
+                cur = conn.cursor(binary=True)
+                cur.execute(self.sql.lock_many[table], (keys,))
+                cursors.append(cur)
+            reserve = self._queue_draw(conn, count)
+            found = [cur.fetchall() for cur in cursors]
+            return found, self._drawn(reserve, count)
+
+        found, self.reserved = self.session.round_trip(send)
+        for (table, keys), rows_found in zip(todo, found, strict=True):
+            values = {bytes(k): bytes(v) for k, v in rows_found}
+            for k in keys:
+                self.seen[(table, k)] = values.get(k)
+
+    def _queue_draw(self, conn: psycopg.Connection[Any], count: int) -> psycopg.Cursor[Any]:
+        """Queue a draw of ``count`` numbers, after giving back the unused ones (so the new
+        draw takes the same numbers, unless another transaction drew meanwhile)."""
+        for unused in self.unused():
+            conn.execute(self.sql.give_back, unused)
+        return conn.execute(self.sql.reserve, (count,))
+
+    def _drawn(self, reserve: psycopg.Cursor[Any], count: int) -> tuple[int, int]:
+        row = reserve.fetchone()
+        assert row is not None
+        draw = (int(row[0]), count)
+        self.drawn = [*self.used, draw]
+        return draw
 
     def put(self, table: Table, key: bytes, value: bytes) -> None:
         self.writes[(table, key)] = value
@@ -400,14 +528,23 @@ class _Write(_Read):
         self.writes[(table, key)] = None
 
     def next_seq(self, count: int) -> int:
-        row = self.conn.execute(self.sql.reserve, (count,)).fetchone()
-        assert row is not None
-        first = int(row[0])
-        self.drawn = (first, count)
-        return first
+        if self.reserved is not None and self.reserved[1] == count:
+            draw = self.reserved
+        else:
+            draw = self.session.round_trip(
+                lambda conn: self._drawn(self._queue_draw(conn, count), count)
+            )
+        self.reserved = None
+        self.used.append(draw)
+        return draw[0]
 
     def flush(self) -> None:
-        """Send every write in one statement (a data-modifying CTE per table and kind)."""
+        """Queue every write in one statement (a data-modifying CTE per table and kind), and
+        give back the numbers reserved but not used (a duplicate batch, a missed read). They
+        are sent with the ``COMMIT``."""
+        for unused in self.unused():
+            self.conn.execute(self.sql.give_back, unused)
+        self.drawn = list(self.used)
         groups: dict[tuple[str, Table], list[tuple[bytes, bytes | None]]] = {}
         for (table, key), value in sorted(self.writes.items(), key=lambda item: item[0]):
             if value is None:
@@ -425,6 +562,17 @@ class _Write(_Read):
             if kind != "delete":
                 params.append([v for _, v in items])
         self.conn.execute(self.sql.writes(tuple(groups)), params)
+
+
+#: The order in which :meth:`_Write.prefetch` locks tables: idempotency keys first (so two
+#: appends of one key meet there), then the rows, then everything else.
+_FIRST: Final = (Table.IDEM, Table.SCHEDULES, Table.SENSORS, Table.RUNS)
+_LOCK_ORDER: Final = {
+    table: i
+    for i, table in enumerate(
+        [*_FIRST, *sorted((t for t in Table if t not in _FIRST), key=lambda t: t.value)]
+    )
+}
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -477,7 +625,10 @@ class PostgresStore:
             dsn,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True, "application_name": "arcoflow"},
+            # No server-side prepared statements: psycopg prepares a query on its fifth use,
+            # and a pipeline aborted by a lost race can drop the PREPARE while psycopg's
+            # cache keeps it ("prepared statement _pg3_0 does not exist" on the next use).
+            kwargs={"autocommit": True, "application_name": "arcoflow", "prepare_threshold": None},
             configure=_configure,
             open=False,
             name=f"arcoflow-{schema}",
@@ -529,47 +680,53 @@ class PostgresStore:
         raise AssertionError("unreachable")
 
     @contextmanager
-    def _transaction(self, begin: str) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection inside a transaction, committed at the end, rolled back on an
-        error. A pooled connection that the server closed meanwhile (a restart,
-        ``pg_terminate_backend``) fails its ``BEGIN``: it is dropped and another one taken."""
-        for attempt in itertools.count():
-            with self._connection() as conn:
-                try:
-                    conn.execute(begin)
-                except psycopg.OperationalError:
-                    if conn.broken and attempt < self._pool_size:
-                        continue  # the pool discards it and hands out another
-                    raise
-                try:
-                    yield conn
-                except BaseException:
-                    _rollback(conn)
-                    raise
-                conn.execute("COMMIT")
-                return
+    def _transaction(self, begin: str) -> Iterator[_Session]:
+        """A pooled connection inside a transaction (see :class:`_Session`), committed at the
+        end, rolled back on an error; a driver error becomes :class:`StoreError`, except a
+        lost race, which :meth:`_write` retries."""
+        if self._pool is None:
+            raise StoreError(f"store at {self.where} is closed")
+        try:
+            session = _Session(self._pool, begin, self._pool_size)
+            try:
+                yield session
+                session.commit()
+            finally:
+                session.close()
+        except _RETRYABLE:
+            raise
+        except psycopg.Error as exc:
+            raise StoreError(f"store at {self.where}: {exc}") from exc
 
     def _write_once(self, fn: Callable[[_Write], _T]) -> _T:
-        with self._transaction(_BEGIN_WRITE) as conn:
-            txn = _Write(conn, self._sql)
+        with self._transaction(_BEGIN_WRITE) as session:
+            txn = _Write(session, self._sql)
             try:
                 result = fn(txn)
                 txn.flush()
             except BaseException as exc:
-                _rollback(conn)
-                self._give_back(conn, txn, exc)
+                self._give_back(session, txn, exc)
+                raise
+            try:
+                session.commit()
+            except BaseException as exc:
+                self._give_back(session, txn, exc)
                 raise
         return result
 
-    def _give_back(self, conn: psycopg.Connection[Any], txn: _Write, exc: BaseException) -> None:
-        """Return the numbers a rolled-back transaction drew, if nobody drew after them (so a
-        single writer's log has no gaps). Only when the rollback is certain: the connection
-        is intact, and the error did not come from the commit itself."""
+    def _give_back(self, session: _Session, txn: _Write, exc: BaseException) -> None:
+        """Roll back, and return the numbers the transaction drew if nobody drew after them
+        (so a single writer's log has no gaps). Only when the rollback is certain: the
+        connection is intact, and the error did not come from the commit itself."""
+        session.leave_pipeline()
+        conn = session.conn
+        _rollback(conn)
         lost = isinstance(exc, psycopg.OperationalError) and not isinstance(exc, _RETRYABLE)
-        if txn.drawn is None or conn.broken or lost:
+        if conn.broken or lost:
             return
         with contextlib.suppress(psycopg.Error):  # else a gap in the log, which is allowed
-            conn.execute(self._sql.give_back, txn.drawn)
+            for drawn in reversed(txn.drawn):
+                conn.execute(self._sql.give_back, drawn)
 
     def append(self, batch: Sequence[Pending], at: int) -> Appended:
         return self._write(lambda txn: apply_batch(txn, self.codec, batch, at))
@@ -587,8 +744,8 @@ class PostgresStore:
 
     @contextmanager
     def read(self) -> Iterator[_Read]:
-        with self._transaction(_BEGIN_READ) as conn:
-            yield _Read(conn, self._sql)
+        with self._transaction(_BEGIN_READ) as session:
+            yield _Read(session, self._sql)
 
     def close(self) -> None:
         """Close the connection pool; the data stays in the database."""

@@ -369,13 +369,15 @@ def test_appends_on_disjoint_rows_do_not_wait_and_the_same_row_serialises(
 @pytest.fixture
 def paused_first(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
     """Appends run in a thread named ``first`` stop after sending their writes, before the
-    commit (holding every lock they take) until ``release`` is set: (flushed, release)."""
+    commit (holding every lock they take) until ``release`` is set: (flushed, release). (The
+    store sends the writes together with the ``COMMIT``; here they go ahead alone.)"""
     flushed, release = threading.Event(), threading.Event()
     flush = _Write.flush
 
     def paused_flush(txn: _Write) -> None:
         flush(txn)
         if threading.current_thread().name == "first":
+            txn.session.pipeline.sync()
             flushed.set()
             assert release.wait(30)
 
