@@ -491,7 +491,7 @@ class _Write(_Read):
             if fresh:
                 todo.append((table, fresh))
 
-        def send(conn: psycopg.Connection[Any]) -> tuple[list[list[Any]], int]:
+        def send(conn: psycopg.Connection[Any]) -> tuple[list[list[Any]], tuple[int, int]]:
             cursors = []
             for table, keys in todo:
                 cur = conn.cursor(binary=True)
