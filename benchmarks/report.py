@@ -16,20 +16,27 @@ fewer rounds (for a smoke run; the figures in ``RESULTS.md`` are from the full r
 A new target is one row of :data:`TARGETS`: a name, the workload and baseline described for the
 reader, the target ratio and direction, and a ``measure`` function that builds both sides and
 returns a :class:`Pair` of samplers (or ``None`` while it is not measured yet).
+
+The ``pg-*`` targets (issue 11) run on the PostgreSQL server named by ``ARCOFLOW_TEST_POSTGRES``
+(each in a schema of its own, dropped afterwards). Without it they print ``skipped`` with the
+reason and count as not met; a configured server that does not answer is an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import Enum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 from arcoflow.kernel import (
@@ -39,6 +46,7 @@ from arcoflow.kernel import (
     Pending,
     RunTemplate,
     ScheduleDefinition,
+    SensorDefinition,
     Store,
     decide,
 )
@@ -49,7 +57,16 @@ from arcoflow.kernel.events import TickRecorded
 from arcoflow.kernel.rows import Table
 from croniter import croniter
 
-__all__ = ["TARGETS", "Direction", "Pair", "Result", "Target", "main", "measure"]
+__all__ = [
+    "TARGETS",
+    "Direction",
+    "Pair",
+    "Result",
+    "Target",
+    "Unavailable",
+    "main",
+    "measure",
+]
 
 T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
 HOUR = 3600
@@ -83,10 +100,15 @@ class Target(NamedTuple):
     rounds: int = 7  # in a full run; --quick runs 3
 
 
+class Unavailable(Exception):
+    """A target's ``measure`` cannot run here (a service is not configured): the reason."""
+
+
 class Result(NamedTuple):
     target: Target
-    ratio: float | None  # None: not measured yet
+    ratio: float | None  # None: not measured yet, or skipped
     detail: str
+    skipped: str = ""  # why it could not run here
 
     @property
     def met(self) -> bool:
@@ -252,15 +274,22 @@ def _define(store: Store, kernel: Kernel, idle: int, due: int) -> None:
 
 
 def _due(quick: bool, stack: contextlib.ExitStack) -> Pair:
+    def lmdb_store() -> Store:
+        path = stack.enter_context(tempfile.TemporaryDirectory(prefix="arcoflow-report-"))
+        return stack.enter_context(LmdbStore(path, durable=False))
+
+    return _due_on(lmdb_store, quick, "LMDB")
+
+
+def _due_on(open_store: Callable[[], Store], quick: bool, name: str) -> Pair:
     many, few, due = (20_000 if quick else 100_000), 1_000, 100
     samplers: list[Sampler] = []
     for defined in (many, few):
-        path = stack.enter_context(tempfile.TemporaryDirectory(prefix="arcoflow-report-"))
-        store = stack.enter_context(LmdbStore(path, durable=False))
+        store = open_store()
         kernel = Kernel(store)
         _define(store, kernel, defined - due, due)
         samplers.append(_cycle(kernel, due))
-    return Pair(samplers[0], samplers[1], f"{many:,} vs {few:,} defined, LMDB")
+    return Pair(samplers[0], samplers[1], f"{many:,} vs {few:,} defined, {name}")
 
 
 def _cycle(kernel: Kernel, due: int) -> Sampler:
@@ -277,6 +306,110 @@ def _cycle(kernel: Kernel, due: int) -> Sampler:
         return seconds
 
     return sample
+
+
+# -- PostgreSQL (issue 11): appends against a raw INSERT; writers; due work ----------------
+
+
+def _postgres(stack: contextlib.ExitStack) -> tuple[str, Callable[..., Any]]:
+    """The server of ``ARCOFLOW_TEST_POSTGRES`` and a factory of stores, each in a schema of
+    its own that is dropped when ``stack`` closes."""
+    dsn = os.environ.get("ARCOFLOW_TEST_POSTGRES")
+    if not dsn:
+        raise Unavailable("no PostgreSQL: set ARCOFLOW_TEST_POSTGRES to a postgresql:// URL")
+    import psycopg  # noqa: PLC0415 (arcoflow[postgres], only for these targets)
+    from arcoflow.kernel.store.postgres import PostgresStore  # noqa: PLC0415
+    from psycopg import sql  # noqa: PLC0415
+
+    def open_store(**options: Any) -> PostgresStore:
+        schema = f"arcoflow_bench_{uuid.uuid4().hex[:12]}"
+
+        def drop() -> None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+                )
+
+        stack.callback(drop)
+        return stack.enter_context(PostgresStore(dsn, schema=schema, **options))
+
+    return dsn, open_store
+
+
+def _push_appender(store: Store, sensor_id: str) -> Callable[[int], None]:
+    """``append(n)``: ``n`` new messages to push sensor ``sensor_id``, each one durable append
+    of what ``Kernel.ingest`` appends (the evaluation and its run request), one at a time."""
+    kernel = Kernel(store)
+    kernel.define_sensor(SensorDefinition(sensor_id, "push", RunTemplate("etl")), now=T0)
+    row = kernel.sensor(sensor_id)
+    counter = iter(range(1, 1 << 62))
+
+    def append(n: int) -> None:
+        for _ in range(n):
+            i = next(counter)
+            payload = {"file": f"f{i}.csv", "size": i}
+            size = len(msgspec.json.encode(payload))
+            appended = store.append(decide.ingest(row, f"m-{i}", payload, size, None), T0 + i)
+            assert not appended.duplicate
+
+    return append
+
+
+def _pg_append(quick: bool, stack: contextlib.ExitStack) -> Pair:
+    dsn, open_store = _postgres(stack)
+    import psycopg  # noqa: PLC0415 (arcoflow[postgres], only for these targets)
+
+    n = 20 if quick else 100
+    store = open_store(pool_size=1)
+    append = _push_appender(store, "hook")
+    with store.read() as txn:  # the bytes one append logs: each raw row carries as many
+        size = -sum(len(v) for _, v in txn.scan(Table.LOG))
+    append(1)
+    with store.read() as txn:
+        size += sum(len(v) for _, v in txn.scan(Table.LOG))
+    raw = stack.enter_context(psycopg.connect(dsn))  # psycopg's default: a transaction block
+    raw.execute(f"CREATE TABLE {store.schema}.raw (id bigserial PRIMARY KEY, body bytea)")
+    raw.commit()
+    insert = f"INSERT INTO {store.schema}.raw (body) VALUES (%s)"
+    body = os.urandom(size)
+
+    def inserts() -> None:
+        for _ in range(n):
+            raw.execute(insert, (body,))
+            raw.commit()
+
+    return Pair(
+        lambda: _timed(lambda: append(n)),
+        lambda: _timed(inserts),
+        f"{n} appends, one at a time, {size} B logged each",
+    )
+
+
+def _pg_writers(quick: bool, stack: contextlib.ExitStack) -> Pair:
+    _, open_store = _postgres(stack)
+    n, writers = (40 if quick else 200), 4
+    store = open_store(pool_size=writers)
+    appenders = [_push_appender(store, f"hook-{i}") for i in range(writers)]
+
+    def together() -> float:
+        threads = [threading.Thread(target=a, args=(n // writers,)) for a in appenders]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return time.perf_counter() - start
+
+    return Pair(
+        together,
+        lambda: _timed(lambda: appenders[0](n)),
+        f"{n} appends a round; {writers} threads on one store (pool of {writers})",
+    )
+
+
+def _pg_due(quick: bool, stack: contextlib.ExitStack) -> Pair:
+    _, open_store = _postgres(stack)
+    return _due_on(open_store, quick, "PostgreSQL")
 
 
 TARGETS: tuple[Target, ...] = (
@@ -377,6 +510,31 @@ TARGETS: tuple[Target, ...] = (
         1.2,
         Direction.AT_MOST,
     ),
+    Target(
+        "pg-append",
+        "durable append on PostgreSQL of a new push message (evaluation + run request)",
+        "raw single-row INSERT + COMMIT with psycopg, same server",
+        0.5,
+        Direction.AT_LEAST,
+        _pg_append,
+    ),
+    Target(
+        "pg-writers-4",
+        "4 concurrent writers on disjoint push sensors, PostgreSQL",
+        "1 writer doing the same number of appends",
+        1.5,
+        Direction.AT_LEAST,
+        _pg_writers,
+    ),
+    Target(
+        "pg-due-100k",
+        "one cycle on PostgreSQL, 100 schedules due of 100,000 defined",
+        "the same with 1,000 defined",
+        2.0,
+        Direction.AT_MOST,
+        _pg_due,
+        rounds=5,
+    ),
 )
 
 
@@ -385,7 +543,10 @@ def measure(target: Target, quick: bool) -> Result:
     if target.measure is None:
         return Result(target, None, "")
     with contextlib.ExitStack() as stack:
-        pair = target.measure(quick, stack)
+        try:
+            pair = target.measure(quick, stack)
+        except Unavailable as exc:
+            return Result(target, None, "", str(exc))
         ratio, times = interleave(pair, target.direction, 3 if quick else target.rounds)
     return Result(target, ratio, f"{times}; {pair.detail}" if pair.detail else times)
 
@@ -393,6 +554,8 @@ def measure(target: Target, quick: bool) -> Result:
 def _line(result: Result) -> str:
     t = result.target
     goal = f"{t.direction.value} {t.target:g}x"
+    if result.skipped:
+        return f"{t.name:14} {'-':>8}  {goal:8} skipped           {result.skipped}"
     if result.ratio is None:
         return f"{t.name:14} {'-':>8}  {goal:8} not measured yet  {t.workload} / {t.baseline}"
     verdict = "met" if result.met else "NOT MET"

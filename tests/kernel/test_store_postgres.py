@@ -377,7 +377,7 @@ def paused_first(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, thre
     def paused_flush(txn: _Write) -> None:
         flush(txn)
         if threading.current_thread().name == "first":
-            txn.session.pipeline.sync()
+            txn.session.round_trip()  # the writes, without the COMMIT
             flushed.set()
             assert release.wait(30)
 
