@@ -236,15 +236,19 @@ def _migrate(conn: psycopg.Connection[Any], schema: str) -> None:
 # -- transactions --------------------------------------------------------------------------------
 
 
+def _text(query: sql.Composable) -> str:
+    return query.as_string()
+
+
 class _Statements:
-    """The SQL of one schema, composed once."""
+    """The SQL of one schema, composed once, as templates for :func:`_bind`."""
 
     def __init__(self, schema: str) -> None:
         s = sql.Identifier(schema)
         self.table = {t: sql.SQL("{}.{}").format(s, sql.Identifier(t.value)) for t in Table}
 
-        def each(template: str) -> dict[Table, sql.Composed]:
-            return {t: sql.SQL(template).format(self.table[t]) for t in Table}
+        def each(template: str) -> dict[Table, str]:
+            return {t: _text(sql.SQL(template).format(self.table[t])) for t in Table}
 
         self.get = each("SELECT value FROM {} WHERE key = %s")
         self.lock = each("SELECT value FROM {} WHERE key = %s FOR UPDATE")
@@ -255,37 +259,34 @@ class _Statements:
             "INSERT INTO {} (key, value) SELECT * FROM unnest(%s::bytea[], %s::bytea[])"
         )
         self.upsert = {
-            t: sql.SQL(
-                "INSERT INTO {t} (key, value) "
-                "SELECT k, v FROM unnest(%s::bytea[], %s::bytea[]) AS w(k, v) "
-                "WHERE NOT EXISTS (SELECT FROM {t} AS o WHERE o.key = w.k AND o.value = w.v) "
-                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-            ).format(t=self.table[t])
+            t: _text(
+                sql.SQL(
+                    "INSERT INTO {t} (key, value) "
+                    "SELECT k, v FROM unnest(%s::bytea[], %s::bytea[]) AS w(k, v) "
+                    "WHERE NOT EXISTS (SELECT FROM {t} AS o WHERE o.key = w.k AND o.value = w.v) "
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                ).format(t=self.table[t])
+            )
             for t in Table
         }
         self.delete = each("DELETE FROM {} WHERE key = ANY(%s::bytea[])")
-        self._writes: dict[tuple[tuple[str, Table], ...], sql.Composed] = {}
-        self.reserve = sql.SQL("SELECT {}.reserve_seq(%s)").format(s)
-        self.give_back = sql.SQL("SELECT {}.give_back_seq(%s, %s)").format(s)
-        self.advance = sql.SQL("SELECT {}.advance_seq(%s)").format(s)
-        self._scans: dict[tuple[Table, str, str, bool], sql.Composed] = {}
+        self._writes: dict[tuple[tuple[str, Table], ...], str] = {}
+        self.reserve = _text(sql.SQL("SELECT {}.reserve_seq(%s)").format(s))
+        self.give_back = _text(sql.SQL("SELECT {}.give_back_seq(%s, %s)").format(s))
+        self.advance = _text(sql.SQL("SELECT {}.advance_seq(%s)").format(s))
+        self._scans: dict[tuple[Table, str, str, bool], str] = {}
 
-    def writes(self, shape: tuple[tuple[str, Table], ...]) -> sql.Composed:
+    def writes(self, shape: tuple[tuple[str, Table], ...]) -> str:
         """One statement for writes of ``shape`` (kind and table of each group, in order);
         its parameters: keys (and values, but for a delete) of each group."""
         query = self._writes.get(shape)
         if query is None:
             kinds = {"delete": self.delete, "insert": self.insert, "upsert": self.upsert}
-            parts = [
-                sql.SQL("w{} AS ({})").format(sql.SQL(str(i)), kinds[kind][table])
-                for i, (kind, table) in enumerate(shape)
-            ]
-            query = self._writes[shape] = sql.SQL("WITH {} SELECT 1").format(
-                sql.SQL(", ").join(parts)
-            )
+            parts = [f"w{i} AS ({kinds[kind][table]})" for i, (kind, table) in enumerate(shape)]
+            query = self._writes[shape] = f"WITH {', '.join(parts)} SELECT 1"
         return query
 
-    def scan(self, table: Table, low: str, high: str, reverse: bool) -> sql.Composed:
+    def scan(self, table: Table, low: str, high: str, reverse: bool) -> str:
         """One page of ``table`` in key order; ``low``/``high``: how a key compares with the
         ``%(lo)s``/``%(hi)s`` bound (``>=``, ``>``, ``<``; empty: no bound)."""
         slot = (table, low, high, reverse)
@@ -297,15 +298,40 @@ class _Statements:
             if high:
                 where.append(f"key {high} %(hi)s")
             order = "DESC" if reverse else "ASC"
-            query = self._scans[slot] = sql.SQL(
-                f"SELECT key, value FROM {{}} WHERE {' AND '.join(where)} "
-                f"ORDER BY key {order} LIMIT %(page)s"
-            ).format(self.table[table])
+            query = self._scans[slot] = _text(
+                sql.SQL(
+                    f"SELECT key, value FROM {{}} WHERE {' AND '.join(where)} "
+                    f"ORDER BY key {order} LIMIT %(page)s"
+                ).format(self.table[table])
+            )
         return query
 
 
+def _literal(value: object) -> str:
+    """``value`` as an SQL literal. The store's parameters are only bytes (keys, values),
+    lists of them, integers and None: bytes are written in hex, so nothing needs escaping."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return f"E'\\\\x{value.hex()}'::bytea"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, list):
+        return f"ARRAY[{','.join(map(_literal, value))}]::bytea[]" if value else "'{}'"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def _bind(template: str, params: Any) -> str:
+    """``template``'s ``%s`` (or ``%(name)s``) placeholders replaced by ``params``."""
+    if params is None:
+        return template
+    if isinstance(params, dict):
+        return template % {k: _literal(v) for k, v in params.items()}
+    return template % tuple(_literal(v) for v in params)
+
+
 #: A statement with its parameters, as :meth:`_Session.round_trip` takes it.
-_Query = tuple[sql.Composable | str, Any]
+_Query = tuple[str, Any]
 
 
 class _Session:
@@ -333,19 +359,15 @@ class _Session:
         self.conn = pool.getconn()
         self.cursor = psycopg.ClientCursor(self.conn)
 
-    def text(self, query: sql.Composable | str, params: Any = None) -> str:
-        """``query`` with ``params`` bound, as the server will read it."""
-        return self.cursor.mogrify(query, params)  # type: ignore[arg-type]
-
-    def queue(self, query: sql.Composable | str, params: Any = None) -> None:
+    def queue(self, query: str, params: Any = None) -> None:
         """Send ``query`` with the next round trip (its result is not looked at)."""
-        self.queued.append(self.text(query, params))
+        self.queued.append(_bind(query, params))
 
     def round_trip(self, *queries: _Query) -> list[list[tuple[Any, ...]]]:
         """Send the queued statements and ``queries`` in one message; the rows of each of
         ``queries``."""
         skip = len(self.queued)
-        message = "; ".join([*self.queued, *(self.text(q, p) for q, p in queries)])
+        message = "; ".join([*self.queued, *(_bind(q, p) for q, p in queries)])
         while True:
             try:
                 self.cursor.execute(message)
@@ -400,7 +422,7 @@ class _Read:
     def conn(self) -> psycopg.Connection[Any]:
         return self.session.conn
 
-    def _fetch(self, query: sql.Composed, params: Any) -> list[tuple[Any, ...]]:
+    def _fetch(self, query: str, params: Any) -> list[tuple[Any, ...]]:
         return self.session.round_trip((query, params))[0]
 
     def get(self, table: Table, key: bytes) -> bytes | None:
