@@ -311,7 +311,7 @@ def _cycle(kernel: Kernel, due: int) -> Sampler:
 # -- PostgreSQL (issue 11): appends against a raw INSERT; writers; due work ----------------
 
 
-def _postgres(stack: contextlib.ExitStack) -> tuple[str, Callable[..., Any]]:
+def postgres(stack: contextlib.ExitStack) -> tuple[str, Callable[..., Any]]:
     """The server of ``ARCOFLOW_TEST_POSTGRES`` and a factory of stores, each in a schema of
     its own that is dropped when ``stack`` closes."""
     dsn = os.environ.get("ARCOFLOW_TEST_POSTGRES")
@@ -355,11 +355,15 @@ def _push_appender(store: Store, sensor_id: str) -> Callable[[int], None]:
     return append
 
 
+#: Appends per sample of ``pg-append`` (a full run).
+PG_APPENDS = 100
+
+
 def _pg_append(quick: bool, stack: contextlib.ExitStack) -> Pair:
-    dsn, open_store = _postgres(stack)
+    dsn, open_store = postgres(stack)
     import psycopg  # noqa: PLC0415 (arcoflow[postgres], only for these targets)
 
-    n = 20 if quick else 100
+    n = 20 if quick else PG_APPENDS
     store = open_store(pool_size=1)
     append = _push_appender(store, "hook")
     with store.read() as txn:  # the bytes one append logs: each raw row carries as many
@@ -386,7 +390,7 @@ def _pg_append(quick: bool, stack: contextlib.ExitStack) -> Pair:
 
 
 def _pg_writers(quick: bool, stack: contextlib.ExitStack) -> Pair:
-    _, open_store = _postgres(stack)
+    _, open_store = postgres(stack)
     n, writers = (40 if quick else 200), 4
     store = open_store(pool_size=writers)
     appenders = [_push_appender(store, f"hook-{i}") for i in range(writers)]
@@ -408,7 +412,7 @@ def _pg_writers(quick: bool, stack: contextlib.ExitStack) -> Pair:
 
 
 def _pg_due(quick: bool, stack: contextlib.ExitStack) -> Pair:
-    _, open_store = _postgres(stack)
+    _, open_store = postgres(stack)
     return _due_on(open_store, quick, "PostgreSQL")
 
 

@@ -589,6 +589,15 @@ _LOCK_ORDER: Final = {
 # -- the store -----------------------------------------------------------------------------------
 
 
+def _application_name(dsn: str) -> dict[str, str]:
+    """``arcoflow``, unless the DSN names the application (``?application_name=...``, so an
+    operator can tell several deployments' connections apart in ``pg_stat_activity``)."""
+    with contextlib.suppress(psycopg.ProgrammingError):
+        if conninfo_to_dict(dsn).get("application_name"):
+            return {}
+    return {"application_name": "arcoflow"}
+
+
 def _where(dsn: str) -> str:
     """The DSN without its password, for messages."""
     try:
@@ -639,7 +648,7 @@ class PostgresStore:
             # Transactions go as simple-query messages (see _Session), which are never
             # prepared; measured here, preparing the extended-protocol statements did not
             # make appends faster.
-            kwargs={"autocommit": True, "application_name": "arcoflow"},
+            kwargs={"autocommit": True, **_application_name(dsn)},
             configure=_configure,
             open=False,
             name=f"arcoflow-{schema}",
