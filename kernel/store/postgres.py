@@ -420,6 +420,10 @@ class _Read:
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
+        """The connection, for a statement of one's own inside this transaction (what is
+        queued, ``BEGIN`` first, is sent before it is handed out)."""
+        if self.session.queued:
+            self.session.round_trip()
         return self.session.conn
 
     def _fetch(self, query: str, params: Any) -> list[tuple[Any, ...]]:

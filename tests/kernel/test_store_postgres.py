@@ -259,6 +259,17 @@ def test_commits_are_synchronous(postgres_store: PostgresStore) -> None:
     assert row == ("on",)
 
 
+def test_the_connection_handed_out_is_inside_the_transaction(
+    postgres_store: PostgresStore,
+) -> None:
+    """``BEGIN`` waits for the first query; taking the connection sends it, so a statement of
+    one's own runs in the transaction (and sees its snapshot)."""
+    with postgres_store.read() as txn:
+        assert txn.conn.info.transaction_status is psycopg.pq.TransactionStatus.INTRANS
+        row = txn.conn.execute("SHOW transaction_isolation").fetchone()
+    assert row == ("repeatable read",)
+
+
 def test_pooled_connections_the_server_closed_are_replaced(
     postgres_store: PostgresStore,
 ) -> None:
