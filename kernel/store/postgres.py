@@ -15,14 +15,17 @@ It supplies transactions and nothing else; the meaning of an append is
   when written (a plain ``INSERT``): if another transaction got there first, that is a unique
   violation, a lost race. An upsert skips a row that already holds its value, so the format
   version every append writes locks nothing. Locking order: the batch's idempotency keys
-  (together, in key order), then the rows ``check``/``evolve`` read (the rehearsal of
-  :func:`apply_batch`, in the order the events read them), and only then the sequence numbers;
-  rows the real pass writes without ``evolve`` having read them (a tick, a run link, index
-  entries) are each guarded by a row it did read (the schedule, the run). The writes go in one
-  statement, sorted by table and key, then the commit. See ``docs/postgres.md``.
+  (together, in key order), then the rows the probe of :func:`apply_batch` names (a table at a
+  time, keys in key order), then any row the rehearsal reads that the probe missed, and only
+  then the sequence numbers; rows written but never read (a tick, a run link, index entries)
+  are each guarded by a row that was read (the schedule, the run). See ``docs/postgres.md``.
+* **Round trips.** Statements go in whole simple-query messages (:class:`_Session`): an
+  append is two round trips (``BEGIN``, the locks and the draw of its numbers; the writes, in
+  one statement sorted by table and key, and ``COMMIT``), a read transaction two.
 * **Sequence numbers** come from a PostgreSQL sequence, drawn after every row lock is held, so
   the log order agrees with the commit order of conflicting appends and ``verify``'s replay
-  reproduces the state. A batch takes consecutive numbers (reserved under a short advisory lock
+  reproduces the state: numbers reserved in the first round trip are used only if no lock was
+  taken after them. A batch takes consecutive numbers (reserved under a short advisory lock
   inside one function call). The log may have gaps: a transaction that rolls back after
   drawing gives its numbers back only if nobody drew after it. Nothing may assume the log is
   contiguous (:meth:`~arcoflow.kernel.Kernel.log` does not).
