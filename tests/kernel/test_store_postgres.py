@@ -627,6 +627,21 @@ def test_a_serialization_failure_is_retried(postgres_store: PostgresStore) -> No
     assert kernel.verify().ok
 
 
+def test_a_failed_message_starts_the_connections_prepared_statements_afresh(
+    schema: str,
+) -> None:
+    """The first writes of a kind go as ``PREPARE w; EXECUTE w; COMMIT``; the EXECUTE fails,
+    after the PREPARE ran. The retry, on the same connection, must not prepare ``w`` twice."""
+    with postgres_support.open_store(schema, pool_size=1) as store:
+        kernel = Kernel(store)
+        _fail_log_inserts(store, times=1)
+        kernel.request_run("one", RunTemplate("t"), now=1)
+        assert store.retries == 1
+        kernel.request_run("two", RunTemplate("t"), now=2)
+        assert [r.run_key for r in kernel.runs()] == ["manual:two", "manual:one"]
+        assert kernel.verify().ok
+
+
 def test_an_append_that_keeps_losing_fails_after_its_retries_and_writes_nothing(
     schema: str,
 ) -> None:
