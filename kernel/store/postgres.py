@@ -718,10 +718,10 @@ class PostgresStore:
             dsn,
             min_size=1,
             max_size=pool_size,
-            # Transactions go as simple-query messages (see _Session), which are never
-            # prepared; measured here, preparing the extended-protocol statements did not
-            # make appends faster.
-            kwargs={"autocommit": True, **_application_name(dsn)},
+            # The store prepares its statements itself (_Session). psycopg's own preparing
+            # is off: once psycopg has prepared a statement it answers a ROLLBACK with
+            # DEALLOCATE ALL, which would drop the store's statements as well.
+            kwargs={"autocommit": True, "prepare_threshold": None, **_application_name(dsn)},
             configure=_configure,
             open=False,
             name=f"arcoflow-{schema}",

@@ -642,6 +642,27 @@ def test_a_failed_message_starts_the_connections_prepared_statements_afresh(
         assert kernel.verify().ok
 
 
+def test_psycopgs_own_statement_cache_never_deallocates_the_stores_statements(
+    schema: str,
+) -> None:
+    """psycopg prepares a statement on its fifth run and, once it has, answers a ROLLBACK with
+    DEALLOCATE ALL, which would drop the statements the store prepared on that connection
+    ("prepared statement ... does not exist", seen in the stress test): it must not prepare."""
+    with postgres_support.open_store(schema, pool_size=1) as store:
+        kernel = Kernel(store)
+        kernel.request_run("one", RunTemplate("t"), now=1)  # the store prepares its statements
+
+        class Abandoned(Exception):
+            pass
+
+        with pytest.raises(Abandoned), store.read() as txn:
+            for _ in range(6):
+                txn.conn.execute("SELECT 1")
+            raise Abandoned  # the transaction is rolled back
+        kernel.request_run("two", RunTemplate("t"), now=2)
+        assert [r.run_key for r in kernel.runs()] == ["manual:two", "manual:one"]
+
+
 def test_an_append_that_keeps_losing_fails_after_its_retries_and_writes_nothing(
     schema: str,
 ) -> None:
