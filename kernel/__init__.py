@@ -40,6 +40,7 @@ from .errors import (
     StoreError,
     StoreFull,
     StoreNotFound,
+    StoreUnavailable,
     UnknownTimezone,
     UnstorableValue,
 )
@@ -119,6 +120,7 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreNotFound",
+    "StoreUnavailable",
     "TickContext",
     "TickDetail",
     "TickResult",

@@ -111,3 +111,9 @@ class DamagedStore(StoreError):
 
 class StoreNotFound(InputError):
     """A store opened read-only (it must exist) is not there. Nothing was created."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached or refused the connection (PostgreSQL down, a
+    wrong host or port, authentication failed). Nothing was written; try again once the
+    server answers."""

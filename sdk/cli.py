@@ -7,9 +7,12 @@ codes: 0 success, 1 a failed operation (a verify mismatch, a lost race, a store 
 input, an unknown id or usage (the one mapping of :mod:`arcoflow.sdk.errors`, shared with the
 HTTP API). Errors go to stderr as one line, never a traceback.
 
-Commands that only read never create a store: ``arcoflow --store TYPO schedules`` exits 2
-with ``no store at TYPO``. Commands that write (``apply``, ``run``, ``request``...) create
-it on first use.
+``--store`` (or ``ARCOFLOW_STORE``) names an LMDB directory or a PostgreSQL database
+(``postgresql://user@host/db?schema=NAME``), for every command. Commands that only read never
+create a store: ``arcoflow --store TYPO schedules`` exits 2 with ``no store at TYPO``, and a
+database without the schema with ``no arcoflow store at ...``. Commands that write
+(``apply``, ``run``, ``request``...) create it on first use. A server that cannot be reached
+or refuses the login exits 1 (``StoreUnavailable``), a URL that does not parse exits 2.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from arcoflow.kernel import (
 from arcoflow.kernel import views as v
 from arcoflow.kernel.kernel import preview
 from arcoflow.kernel.rows import Table, from_u64
+from arcoflow.kernel.store import is_postgres_url, open_store
 from arcoflow.kernel.store.base import Appended, Pending, ReadTxn
 from arcoflow.kernel.values import check_json, check_time
 
@@ -437,9 +441,10 @@ def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:
         (
             ("--store",),
             {
-                "metavar": "DIR",
+                "metavar": "DIR|URL",
                 "default": default(os.environ.get("ARCOFLOW_STORE", ".arcoflow")),
-                "help": "the LMDB store directory (default: $ARCOFLOW_STORE or ./.arcoflow)",
+                "help": "the LMDB store directory, or a postgresql:// URL (?schema=NAME "
+                "for a schema other than arcoflow) (default: $ARCOFLOW_STORE or ./.arcoflow)",
             },
         ),
         (("--json",), {"action": "store_true", "default": default(False), "help": "print JSON"}),
@@ -597,15 +602,19 @@ def _share_global_options(sub: Any) -> None:
         _global_options(parser, top=False)
 
 
-def _open_store(path: str, create: bool, check_pages: bool = False) -> LmdbStore:
-    """The store at ``path``. ``create=False`` (a command that only reads): the store must
-    already exist, else :class:`~arcoflow.kernel.StoreNotFound`, and nothing is created.
-    ``check_pages``: walk every page before mapping the file (see :class:`LmdbStore`)."""
-    return LmdbStore(path, readonly=not create, check_pages=check_pages)
+def _open_store(spec: str, create: bool, check_pages: bool = False) -> Store:
+    """The store ``spec`` names: an LMDB directory, or a ``postgresql://`` URL
+    (:func:`~arcoflow.kernel.store.open_store`). ``create=False`` (a command that only
+    reads): the store must already exist, else :class:`~arcoflow.kernel.StoreNotFound`, and
+    nothing is created. ``check_pages``: walk every page of an LMDB file before mapping it
+    (see :class:`LmdbStore`; a PostgreSQL server checks its own pages)."""
+    if is_postgres_url(spec):
+        return open_store(spec, create=create)
+    return open_store(spec, create=create, check_pages=check_pages)
 
 
 @contextmanager
-def _store(path: str, create: bool, check_pages: bool = False) -> Iterator[LmdbStore]:
+def _store(path: str, create: bool, check_pages: bool = False) -> Iterator[Store]:
     store = _open_store(path, create, check_pages)
     try:
         yield store

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 import attrs
 from arcoflow.kernel import Change, EvalRow, InputError, RunRow, TickRow, parse_duration
 from arcoflow.kernel import views as v
+from arcoflow.kernel.store import is_postgres_url
 
 from .daemon import run_daemon
 from .metrics import process_metrics
@@ -112,7 +113,10 @@ def cmd_run(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
             duration=duration,
             listener=printer,
             metrics=metrics,
-            heartbeat_dir=store_path if isinstance(store_path, str) else None,
+            # A directory store keeps the heartbeat beside it; PostgreSQL in its schema.
+            heartbeat_dir=store_path
+            if isinstance(store_path, str) and not is_postgres_url(store_path)
+            else None,
         )
     finally:
         if stop_metrics is not None:

@@ -10,12 +10,18 @@ Plugins are checked before anything runs: a definitions file that names a plugin
 installed, or gives one a config its ``arcoflow_check_config`` refuses, is refused whole;
 stored sensors whose connector is missing or refuses its config are logged as warnings (they
 fail at their polls, the others run). After each cycle the daemon counts it in its
-:class:`~arcoflow.sdk.metrics.Metrics` (if given) and writes its heartbeat file next to the
-store (if given a directory), which ``GET /healthz`` reports.
+:class:`~arcoflow.sdk.metrics.Metrics` (if given) and records its heartbeat, which
+``GET /healthz`` reports: a file next to the store (if given a directory), or a row in a
+PostgreSQL store's schema (always: the daemons of a cluster share no directory).
+
+Between cycles the daemon waits ``interval`` seconds; on PostgreSQL a run requested on any
+node (a ``NOTIFY`` from the launch outbox) cuts the wait short, so it is launched at once
+(:func:`~arcoflow.kernel.store.work.wakeups`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -25,9 +31,17 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from arcoflow.kernel import InputError, Kernel, SourceDefinition, StoreError, load_definitions
+from arcoflow.kernel import (
+    InputError,
+    Kernel,
+    SourceDefinition,
+    StoreError,
+    StoreUnavailable,
+    load_definitions,
+)
+from arcoflow.kernel.store.work import TimedWakeups, Wakeups, daemon_status, wakeups
 
-from .heartbeat import write_heartbeat
+from .heartbeat import beat, write_heartbeat
 from .plugins import Plugins
 from .runtime import Listener, Runtime
 from .sources import Source, make_sources, running_sources
@@ -60,7 +74,8 @@ def run_daemon(
     event another thread may set to stop the daemon (signals set it too). ``listener`` sees
     each change applied (``("change", Change)``) and everything the cycles do (see
     :data:`~arcoflow.sdk.runtime.Listener`). ``metrics``: counts each cycle.
-    ``heartbeat_dir``: the store's directory, where each completed cycle is recorded.
+    ``heartbeat_dir``: the store's directory, where each completed cycle is recorded (a
+    PostgreSQL store records them in its schema without being asked).
 
     Returns the exit code: 0 after a clean stop, 1 if the store failed or, with ``once``, if
     the cycle recorded failures. A definitions file that does not load, or that the installed
@@ -94,23 +109,38 @@ def run_daemon(
     deadline = None if duration is None else time.monotonic() + duration
     cycles = 0
     code = 0
-    with _stop_on_signals(stop), running_sources(kernel, plugins, [] if once else sources):
+    waker: Wakeups = TimedWakeups() if once else wakeups(kernel.store)
+    keeps_status = daemon_status(kernel.store) is not None
+    with (
+        _stop_on_signals(stop),
+        contextlib.closing(waker),
+        running_sources(kernel, plugins, [] if once else sources, runtime.runtime_id),
+    ):
         while True:
             started = time.monotonic()
             try:
                 report = runtime.cycle()
+            except StoreUnavailable as exc:
+                # The database is restarting, or a connection was cut: the store is fine, and
+                # the next cycle tries again (what this one recorded is committed or not at all).
+                log.warning("the store is unavailable; trying again next cycle: %s", exc)
+                if once:
+                    return 1
             except StoreError as exc:
                 log.error("the store failed; stopping: %s", exc)
                 return 1
-            cycles += 1
-            if metrics is not None:
-                metrics.observe(report, time.monotonic() - started)
-            if heartbeat_dir is not None:
-                _beat(heartbeat_dir, cycles, interval)
-            log.debug("cycle %d: %s", cycles, report.summary())
-            if once:
-                code = 1 if report.failures else 0
-                break
+            else:
+                cycles += 1
+                if metrics is not None:
+                    metrics.observe(report, time.monotonic() - started)
+                if heartbeat_dir is not None:
+                    _beat(heartbeat_dir, cycles, interval)
+                elif keeps_status:
+                    _beat_in_store(kernel, runtime.runtime_id, cycles, interval)
+                log.debug("cycle %d: %s", cycles, report.summary())
+                if once:
+                    code = 1 if report.failures else 0
+                    break
             if stop.is_set():
                 break
             wait = interval
@@ -118,7 +148,7 @@ def run_daemon(
                 wait = min(wait, deadline - time.monotonic())
                 if wait <= 0:
                     break
-            if stop.wait(wait):
+            if waker.wait(wait, stop):
                 break
     log.info("stopped cleanly after %d cycle(s)", cycles)
     return code
@@ -141,6 +171,13 @@ def _beat(store_dir: str, cycles: int, interval: float) -> None:
         write_heartbeat(store_dir, cycles, interval, time.time())
     except OSError as exc:  # health reporting must never stop the daemon
         log.warning("could not write the heartbeat file in %s: %s", store_dir, exc)
+
+
+def _beat_in_store(kernel: Kernel, daemon: str, cycles: int, interval: float) -> None:
+    try:
+        beat(kernel.store, daemon, cycles, interval, time.time())
+    except StoreError as exc:  # the next cycle will tell whether the store is really gone
+        log.warning("could not record the heartbeat in the store: %s", exc)
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from arcoflow.kernel import Kernel
 
-from .heartbeat import read_heartbeat
+from .heartbeat import store_heartbeat
 from .runtime import CycleReport
 
 if TYPE_CHECKING:
@@ -192,8 +192,7 @@ class StoreCollector:
         polls = [s.next_eval_at for s in running if s.next_eval_at is not None]
         lag.add_metric(["sensor"], max([now - t for t in polls if t < now], default=0))
         yield lag
-        path = getattr(self.kernel.store, "path", None)
-        beat = read_heartbeat(path) if isinstance(path, str) else None
+        beat = store_heartbeat(self.kernel.store)
         if beat is not None:
             yield prom.GaugeMetricFamily(
                 "arcoflow_daemon_last_cycle_timestamp_seconds",

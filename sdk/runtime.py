@@ -1,5 +1,9 @@
 """The runtime: one evaluation cycle drives the kernel with plugins.
 
+Which due schedules, polls and launches a runtime takes is its store's work claims
+(:mod:`arcoflow.kernel.store.work`): on PostgreSQL several daemons split them, each item held
+by one daemon while it works on it; elsewhere every runtime takes everything due.
+
 A cycle (:meth:`Runtime.cycle`) does, in order:
 
 1. **schedules** — every due schedule is evaluated; ticks of schedules that name an
@@ -10,8 +14,9 @@ A cycle (:meth:`Runtime.cycle`) does, in order:
 3. **launches** — the launch outbox: each ``REQUESTED`` run whose attempt is due is first
    *claimed* for this runtime (:attr:`Runtime.runtime_id`, until a lease ends:
    :meth:`~arcoflow.kernel.Kernel.claim_launches`), so several daemons on one store never
-   hand the same attempt over twice; then handed to its launcher with ``run_id`` as the
-   idempotency token, and the outcome recorded with a compare-and-set on the attempt
+   hand the same attempt over twice (on PostgreSQL the run is held by a work claim,
+   ``FOR UPDATE SKIP LOCKED``, instead of a lease); then handed to its launcher with ``run_id``
+   as the idempotency token, and the outcome recorded with a compare-and-set on the attempt
    (retries, backoff and giving up are the kernel's);
 4. **completions** — ``LAUNCHED`` runs are checked with their launcher's
    ``arcoflow_run_state``, and finished ones completed.
@@ -33,7 +38,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, Literal
 
 import attrs
@@ -50,7 +55,8 @@ from arcoflow.kernel import (
     parse_duration,
 )
 from arcoflow.kernel import views as v
-from arcoflow.kernel.decide import iso
+from arcoflow.kernel.decide import is_due, iso
+from arcoflow.kernel.store.work import WorkClaims, WorkKind, work_claims
 
 from .plugins import Plugins
 from .types import Launch, Launched, RunState
@@ -150,6 +156,13 @@ class Runtime:
     dies after claiming leaves the run to another once the lease ends: that is the only case
     in which a launcher is handed the same attempt twice.
 
+    ``work`` says which due items this runtime takes (default: the store's own,
+    :func:`~arcoflow.kernel.store.work.work_claims`). On PostgreSQL, runtimes claim due
+    schedules, polls and launches with ``FOR UPDATE SKIP LOCKED`` and hold each item while
+    they work on it, so several daemons split the work; a launch is then recorded without a
+    lease (the lock is the claim, freed at once if the daemon dies). Elsewhere every runtime
+    takes everything due, and launches are leased.
+
     >>> from arcoflow.kernel import Kernel, MemoryStore
     >>> Runtime(Kernel(MemoryStore()), Plugins()).cycle(now=0).idle
     True
@@ -167,8 +180,10 @@ class Runtime:
         listener: Listener | None = None,
         runtime_id: str | None = None,
         launch_lease: int | None = None,
+        work: WorkClaims | None = None,
     ) -> None:
         self.kernel = kernel
+        self.work = work if work is not None else work_claims(kernel.store)
         self.plugins = plugins
         self.launchers_config: dict[str, dict[str, Any]] = {
             name: dict(table) for name, table in (launchers_config or {}).items()
@@ -241,7 +256,8 @@ class Runtime:
         """Evaluate every due schedule (at most :attr:`batch`); the ticks recorded."""
         evaluate = self.plugins.evaluator(self.evaluator_timeout)
         recorded: list[TickRow] = []
-        for schedule_id in self.kernel.due_schedules(self._at(now), limit=self.batch):
+        claimed = self.work.claim(WorkKind.SCHEDULE, self._at(now), self.batch)
+        for schedule_id in _held(claimed):
             try:
                 ticks = self.kernel.evaluate_schedule(schedule_id, self._at(now), evaluate)
             except StoreError:
@@ -265,7 +281,8 @@ class Runtime:
     def poll_sensors(self, now: int | None, report: CycleReport) -> list[EvalRow]:
         """Poll every due poll sensor (at most :attr:`batch`); the evaluations recorded."""
         recorded: list[EvalRow] = []
-        for sensor_id in self.kernel.due_sensors(self._at(now), limit=self.batch):
+        claimed = self.work.claim(WorkKind.SENSOR, self._at(now), self.batch)
+        for sensor_id in _held(claimed):
             try:
                 row = self._poll(sensor_id, now, only_if_due=True)
             except StoreError:
@@ -329,6 +346,8 @@ class Runtime:
     def dispatch_launches(self, now: int | None, report: CycleReport) -> list[RunRow]:
         """Claim due runs of the launch outbox one at a time (at most :attr:`batch`) and hand
         each to its launcher. A run another runtime claimed is not due: it is never seen."""
+        if self.work.exclusive:
+            return self._dispatch_claimed(now, report)
         launched: list[RunRow] = []
         for _ in range(self.batch):
             try:
@@ -348,14 +367,38 @@ class Runtime:
             except Exception as exc:
                 self._error(report, "run", run.run_id, exc)
                 continue
-            if row is None:
-                continue
-            if row.last_error is not None and row.status != "LAUNCHED":
-                report.failures.append(Failure("launch", row.run_id, row.last_error))
-            self._emit("launch", row)
-            launched.append(row)
+            self._launched(row, report, launched)
         report.launches += launched
         return launched
+
+    def _dispatch_claimed(self, now: int | None, report: CycleReport) -> list[RunRow]:
+        """Launches on a store whose claims are exclusive (PostgreSQL): each due run is held
+        by this runtime's claim while it is handed over, and recorded with a compare-and-set
+        on its attempt (no lease: the claim ends with the daemon)."""
+        launched: list[RunRow] = []
+        at = self._at(now)
+        for run_id in _held(self.work.claim(WorkKind.LAUNCH, at, self.batch)):
+            try:
+                run = self.kernel.run(run_id)
+                if not is_due(run, at):
+                    continue  # handed over by another runtime since the index was read
+                row = self._hand_over(run, now, claimer=None)
+            except StoreError:
+                raise
+            except Exception as exc:
+                self._error(report, "run", run_id, exc)
+                continue
+            self._launched(row, report, launched)
+        report.launches += launched
+        return launched
+
+    def _launched(self, row: RunRow | None, report: CycleReport, launched: list[RunRow]) -> None:
+        if row is None:
+            return
+        if row.last_error is not None and row.status != "LAUNCHED":
+            report.failures.append(Failure("launch", row.run_id, row.last_error))
+        self._emit("launch", row)
+        launched.append(row)
 
     def launch_run(self, run: RunRow, now: int | None = None) -> RunRow | None:
         """Hand the next attempt of ``run``, as claimed by this runtime
@@ -363,6 +406,11 @@ class Runtime:
         outcome; the run after recording it, or ``None`` if the run moved on since it was
         claimed (this runtime's lease ended and another runtime recorded the attempt, or an
         operator finished the run): the kernel's compare-and-set refused the outcome."""
+        return self._hand_over(run, now, claimer=self.runtime_id)
+
+    def _hand_over(self, run: RunRow, now: int | None, claimer: str | None) -> RunRow | None:
+        """:meth:`launch_run`, recording the outcome under ``claimer``'s lease (``None``: the
+        run is held by an exclusive work claim instead)."""
         launcher = run.launcher
         if launcher is None:
             raise InputError(f"run {run.run_id} names no launcher; it waits for an external one")
@@ -379,7 +427,7 @@ class Runtime:
                 error=outcome if isinstance(outcome, str) else None,
                 now=self._at(now),
                 max_attempts=max_attempts,
-                claimer=self.runtime_id,
+                claimer=claimer,
                 expected_attempts=run.attempts,
             )
         except Conflict as exc:
@@ -461,6 +509,17 @@ class Runtime:
 
 def _wall_clock() -> int:
     return int(time.time())
+
+
+def _held(claimed: Iterator[str]) -> Iterator[str]:
+    """The ids of a work claim, closed when the loop over them ends however it ends (an
+    exclusive claim then frees the items it still holds)."""
+    close = getattr(claimed, "close", None)
+    try:
+        yield from claimed
+    finally:
+        if callable(close):
+            close()
 
 
 def _runtime_id() -> str:

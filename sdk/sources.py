@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 from arcoflow.kernel import (
+    ArcoflowError,
     Ingested,
     InputError,
     Kernel,
@@ -46,6 +48,7 @@ from arcoflow.kernel import (
     SourceDefinition,
 )
 from arcoflow.kernel.decide import iso
+from arcoflow.kernel.store.work import daemon_status
 
 from .types import Register
 
@@ -69,6 +72,7 @@ __all__ = [
     "running_sources",
     "status_path",
     "status_row",
+    "store_status",
     "write_status",
 ]
 
@@ -273,6 +277,27 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(list[SourceState])
 
 
+#: The kind of the sources' state among a PostgreSQL store's daemon status rows.
+_STATUS_KIND: Final = "sources"
+
+
+def store_status(store: Any) -> list[SourceState]:
+    """The sources' state for ``store``: every daemon's, from a PostgreSQL store's schema
+    (the daemons of a cluster share no directory), or the file in an LMDB store's directory;
+    empty if no daemon ran sources on it."""
+    board = daemon_status(store)
+    if board is not None:
+        states: list[SourceState] = []
+        for daemon, data in board.statuses(_STATUS_KIND):
+            try:
+                states += _decoder.decode(data)
+            except msgspec.DecodeError as exc:
+                log.warning("cannot read the sources' state of daemon %s: %s", daemon, exc)
+        return states
+    path = getattr(store, "path", None)
+    return read_status(path) if isinstance(path, str) else []
+
+
 def read_status(store_path: str) -> list[SourceState]:
     """The sources' state the daemon last wrote (empty if no daemon ran sources here)."""
     try:
@@ -296,10 +321,12 @@ class SourceRunner:
         mapper: Callable[[str], Any] | None = None,
         status_file: str | None = None,
         status_interval: float = 1.0,
+        publish: Callable[[Sequence[SourceState]], None] | None = None,
     ) -> None:
         self.kernel = kernel
         self.sources = list(sources)
         self.status_file = status_file
+        self.publish = publish
         self.status_interval = status_interval
         self._mapper = mapper
         self._states = {d.id: SourceState(d.id, d.plugin, d.sensor) for d, _ in self.sources}
@@ -385,6 +412,11 @@ class SourceRunner:
     def _write_status(self) -> None:
         if self.status_file is not None:
             write_status(self.status_file, self.states())
+        if self.publish is not None:
+            try:
+                self.publish(self.states())
+            except ArcoflowError as exc:  # status reporting never stops the sources
+                log.warning("cannot record the sources' state in the store: %s", exc)
 
 
 def write_status(path: str, states: Sequence[SourceState]) -> None:
@@ -409,10 +441,15 @@ def make_sources(
 
 @contextlib.contextmanager
 def running_sources(
-    kernel: Kernel, plugins: Plugins, made: Sequence[tuple[SourceDefinition, Source]]
+    kernel: Kernel,
+    plugins: Plugins,
+    made: Sequence[tuple[SourceDefinition, Source]],
+    daemon: str | None = None,
 ) -> Iterator[SourceRunner | None]:
     """Run the sources :func:`make_sources` made for the ``with`` block; stop them cleanly when
-    it ends. Nothing runs (``None``) when there are none."""
+    it ends. Nothing runs (``None``) when there are none. Their state is written where
+    :func:`store_status` reads it: a file in an LMDB store's directory, or ``daemon``'s row in
+    a PostgreSQL store's schema (default name: host and process id)."""
     if not made:
         yield None
         return
@@ -425,7 +462,16 @@ def running_sources(
 
     store_path = getattr(kernel.store, "path", None)
     status_file = status_path(store_path) if isinstance(store_path, str) else None
-    runner = SourceRunner(kernel, made, mapper=mapper, status_file=status_file)
+    board = daemon_status(kernel.store)
+    publish = None
+    if board is not None:
+        name = daemon or f"{socket.gethostname()}:{os.getpid()}"
+        keeper = board
+
+        def publish(states: Sequence[SourceState]) -> None:
+            keeper.put_status(name, _STATUS_KIND, _encoder.encode(states))
+
+    runner = SourceRunner(kernel, made, mapper=mapper, status_file=status_file, publish=publish)
     runner.start()
     try:
         yield runner
@@ -491,8 +537,9 @@ def add_source_commands(
 
 
 def cmd_sources(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    """``arcoflow sources``: the state the daemon last wrote beside the store."""
-    rows = [status_row(s, bool(ctx.get("json"))) for s in read_status(str(ctx["store_path"]))]
+    """``arcoflow sources``: the state the daemons last recorded (:func:`store_status`)."""
+    states = store_status(ctx["kernel"].store)
+    rows = [status_row(s, bool(ctx.get("json"))) for s in states]
     ctx["out"](rows, "source")
     return 0
 

@@ -37,13 +37,16 @@ def is_postgres_url(spec: str) -> bool:
     return spec.lower().startswith(_POSTGRES_SCHEMES)
 
 
-def open_store(spec: str, **options: Any) -> Store:
+def open_store(spec: str, *, create: bool = True, **options: Any) -> Store:
     """The store ``spec`` names: a :class:`PostgresStore` for a ``postgresql://`` or
-    ``postgres://`` URL, else an :class:`LmdbStore` in the directory ``spec``. ``options`` go
-    to the store's constructor (e.g. ``schema=`` for PostgreSQL, ``durable=`` for LMDB)."""
+    ``postgres://`` URL (its ``schema=NAME`` query parameter names the schema), else an
+    :class:`LmdbStore` in the directory ``spec``. ``create=False``: the store must exist
+    (:class:`~arcoflow.kernel.errors.StoreNotFound` otherwise; nothing is created, and an
+    LMDB store is opened read-only). ``options`` go to the store's constructor (e.g.
+    ``schema=`` for PostgreSQL, ``durable=`` or ``check_pages=`` for LMDB)."""
     if is_postgres_url(spec):
-        return _postgres_store()(spec, **options)
-    return LmdbStore(spec, **options)
+        return _postgres_store()(spec, create=create, **options)
+    return LmdbStore(spec, readonly=not create, **options)
 
 
 def _postgres_store() -> type[PostgresStore]:

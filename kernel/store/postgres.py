@@ -51,6 +51,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import errors, pq, sql
@@ -58,7 +59,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
 from ..codec import Codec, Envelope
-from ..errors import InputError, StoreError
+from ..errors import InputError, StoreError, StoreNotFound, StoreUnavailable
 from ..rows import Table
 from .base import (
     Appended,
@@ -71,8 +72,17 @@ from .base import (
     prefix_end,
     replay_batch,
 )
+from .postgres_cluster import (
+    Notifier,
+    PostgresClaims,
+    PostgresWakeups,
+    migration_3,
+    put_status,
+    statuses,
+)
+from .work import AllDue
 
-__all__ = ["DEFAULT_SCHEMA", "PostgresStore"]
+__all__ = ["DEFAULT_SCHEMA", "PostgresStore", "split_schema"]
 
 DEFAULT_SCHEMA: Final = "arcoflow"
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -201,6 +211,8 @@ _MIGRATIONS: Final[tuple[tuple[int, Callable[[str], list[sql.Composed | sql.SQL]
     (1, _migration_1),
     # 2: the definition history (``arcoflow history``), one row per change of a definition.
     (2, lambda schema: _create_tables(schema, ("history",))),
+    # 3: a cluster of daemons: work claims, daemon status, the outbox's wake-up trigger.
+    (3, migration_3),
 )
 SCHEMA_LATEST: Final = _MIGRATIONS[-1][0]
 
@@ -659,6 +671,57 @@ _LOCK_ORDER: Final = {
 }
 
 
+# -- opening: the URL, the first connection ------------------------------------------------------
+
+
+def split_schema(dsn: str) -> tuple[str, str | None]:
+    """``dsn`` without its ``schema=NAME`` query parameter (an arcoflow option, unknown to
+    libpq), and that name (``None``: not given). ``ARCOFLOW_STORE`` and ``--store`` can then
+    name the schema: ``postgresql://app@db/prod?schema=arcoflow_eu``."""
+    base, mark, query = dsn.partition("?")
+    if not mark or "://" not in base:
+        return dsn, None
+    kept, schema = [], None
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "schema":
+            schema = unquote(value)
+        elif part:
+            kept.append(part)
+    return base + ("?" + "&".join(kept) if kept else ""), schema
+
+
+def _one_line(exc: BaseException) -> str:
+    """A driver message on one line (libpq's span several: the address tried, a hint)."""
+    return " ".join(str(exc).split())
+
+
+def _preflight(dsn: str, where: str, schema: str, create: bool, timeout: float) -> None:
+    """One direct connection before the pool opens, so that a bad DSN, an unreachable server
+    or a refused login fails at once with the driver's reason (the pool would only retry in
+    the background until its timeout), and a read-only open of a database without this
+    store's schema is :class:`StoreNotFound`, creating nothing."""
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise InputError(f"not a PostgreSQL URL or DSN: {_one_line(exc)}") from None
+    try:
+        conn = psycopg.connect(dsn, connect_timeout=max(1, round(timeout)), autocommit=True)
+    except psycopg.ProgrammingError as exc:  # an option libpq does not know
+        raise InputError(f"not a usable PostgreSQL URL: {_one_line(exc)}") from None
+    except psycopg.Error as exc:
+        reason = _one_line(exc)
+        raise StoreUnavailable(f"cannot connect to PostgreSQL at {where}: {reason}") from None
+    with conn:
+        if create:
+            return
+        row = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".migrations',)
+        ).fetchone()
+        if not (row and row[0]):
+            raise StoreNotFound(f"no arcoflow store at {where} (the schema does not exist)")
+
+
 # -- the store -----------------------------------------------------------------------------------
 
 
@@ -683,22 +746,31 @@ def _where(dsn: str) -> str:
 
 class PostgresStore:
     """A store in the PostgreSQL schema ``schema`` of the database at ``dsn`` (a
-    ``postgresql://`` URL or a libpq connection string). The schema is created or migrated on
-    open. ``pool_size``: connections kept (one per concurrent command). ``max_retries``: how
-    often an append that lost a race (deadlock, serialization failure, unique violation) is
-    run again before it fails with :class:`~arcoflow.kernel.errors.StoreError`.
+    ``postgresql://`` URL or a libpq connection string; a ``schema=NAME`` query parameter of
+    the URL names the schema when ``schema`` is not given). The schema is created or migrated
+    on open; with ``create=False`` (a command that only reads) it must exist already, else
+    :class:`~arcoflow.kernel.errors.StoreNotFound` and nothing is created. A server that
+    cannot be reached or refuses the login is
+    :class:`~arcoflow.kernel.errors.StoreUnavailable`, a DSN that does not parse an
+    :class:`~arcoflow.kernel.errors.InputError`. ``pool_size``: connections kept (one per
+    concurrent command). ``max_retries``: how often an append that lost a race (deadlock,
+    serialization failure, unique violation) is run
+    again before it fails with :class:`~arcoflow.kernel.errors.StoreError`.
     """
 
     def __init__(
         self,
         dsn: str,
         *,
-        schema: str = DEFAULT_SCHEMA,
+        schema: str | None = None,
         pool_size: int = 4,
         max_retries: int = 10,
         connect_timeout: float = 10.0,
         codec: Codec | None = None,
+        create: bool = True,
     ) -> None:
+        dsn, named = split_schema(dsn)
+        schema = schema if schema is not None else named or DEFAULT_SCHEMA
         if not _SCHEMA_NAME.fullmatch(schema):
             raise InputError(
                 f"PostgreSQL schema name {schema!r} must match [a-z_][a-z0-9_]{{0,62}}"
@@ -706,6 +778,7 @@ class PostgresStore:
         if pool_size < 1 or max_retries < 0:
             raise InputError("pool_size must be at least 1 and max_retries at least 0")
         self.schema = schema
+        self.dsn = dsn  # without the schema parameter: what libpq accepts
         self.where = f"{_where(dsn)} schema {schema}"
         self.codec = codec or Codec()
         self.max_retries = max_retries
@@ -713,7 +786,9 @@ class PostgresStore:
         self.retries = 0  # appends run again after a lost race, since open
         self._retries_lock = threading.Lock()
         self._sql = _Statements(schema)
+        self._notifier = Notifier(self)
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        _preflight(dsn, self.where, schema, create, connect_timeout)
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             dsn,
             min_size=1,
@@ -730,7 +805,9 @@ class PostgresStore:
             pool.open(wait=True, timeout=connect_timeout)
         except Exception as exc:
             pool.close()
-            raise StoreError(f"cannot connect to PostgreSQL at {self.where}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self.where}: {_one_line(exc)}"
+            ) from exc
         self._pool = pool
         try:
             with self._connection() as conn:
@@ -744,7 +821,9 @@ class PostgresStore:
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; a driver error becomes :class:`StoreError`, except a lost
-        race, which :meth:`_write` retries."""
+        race, which :meth:`_write` retries. A lost connection, a server that is restarting or
+        shutting down, a timeout (an ``OperationalError``) is :class:`StoreUnavailable`: the
+        store itself is fine, and a daemon tries again at its next cycle."""
         if self._pool is None:
             raise StoreError(f"store at {self.where} is closed")
         try:
@@ -752,6 +831,8 @@ class PostgresStore:
                 yield conn
         except _RETRYABLE:
             raise
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"store at {self.where}: {_one_line(exc)}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"store at {self.where}: {exc}") from exc
 
@@ -788,6 +869,8 @@ class PostgresStore:
                 session.close()
         except _RETRYABLE:
             raise
+        except psycopg.OperationalError as exc:  # the store is fine; try again later
+            raise StoreUnavailable(f"store at {self.where}: {_one_line(exc)}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"store at {self.where}: {exc}") from exc
 
@@ -801,6 +884,7 @@ class PostgresStore:
             except BaseException as exc:
                 self._give_back(session, txn, exc)
                 raise
+        self._notifier.after_commit(txn.writes)  # a new launch due: tell the daemons
         return result
 
     def _give_back(self, session: _Session, txn: _Write, exc: BaseException) -> None:
@@ -837,9 +921,32 @@ class PostgresStore:
 
     def close(self) -> None:
         """Close the connection pool; the data stays in the database."""
+        self._notifier.close()  # what it has to send goes first, through the pool
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+    # -- a cluster of daemons (kernel/store/postgres_cluster.py) ------------------------------
+
+    def work_claims(self) -> PostgresClaims | AllDue:
+        """Due work claimed with ``FOR UPDATE SKIP LOCKED``, so daemons split it
+        (:func:`arcoflow.kernel.store.work.work_claims` picks this up). A claim holds a
+        pooled connection while the work takes another: with a pool of one, every runtime
+        takes everything due instead (still correct, by compare-and-set and leases)."""
+        return PostgresClaims(self) if self._pool_size >= 2 else AllDue(self)
+
+    def wakeups(self) -> PostgresWakeups:
+        """A ``LISTEN`` on this schema's wake-up channel, on a connection of its own (close it
+        when done): a run requested on any node cuts the daemon's idle wait short."""
+        return PostgresWakeups(self.dsn, self.schema)
+
+    def put_status(self, daemon: str, kind: str, data: bytes) -> None:
+        """Record ``daemon``'s latest ``kind`` of status (a heartbeat, its sources' state)."""
+        put_status(self, daemon, kind, data)
+
+    def statuses(self, kind: str) -> list[tuple[str, bytes]]:
+        """Every daemon's latest ``kind`` of status, ``(daemon, data)``, newest first."""
+        return statuses(self, kind)
 
     def __enter__(self) -> PostgresStore:
         return self

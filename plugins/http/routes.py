@@ -35,9 +35,9 @@ from arcoflow.sdk import (
     validate_run_id,
     views,
 )
-from arcoflow.sdk.heartbeat import read_heartbeat
+from arcoflow.sdk.heartbeat import store_heartbeat
 from arcoflow.sdk.metrics import CONTENT_TYPE, exposition
-from arcoflow.sdk.sources import read_status, status_row
+from arcoflow.sdk.sources import status_row, store_status
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -335,8 +335,7 @@ def _healthz(req: Request) -> Reply:
     except Exception as exc:
         log.warning("health check: the store cannot be read: %s", exc)
         raise RequestError(503, "StoreUnavailable", "the store cannot be read") from None
-    path = getattr(req.kernel.store, "path", None)
-    beat = read_heartbeat(path) if isinstance(path, str) else None
+    beat = store_heartbeat(req.kernel.store)  # the newest of every daemon's, on PostgreSQL
     daemon = None
     if beat is not None:
         daemon = {
@@ -371,9 +370,8 @@ def openapi_document() -> JSON:
 
 
 def _sources(req: Request) -> Reply:
-    """The sources' state the daemon last wrote beside the store (see ``arcoflow sources``)."""
-    path = getattr(req.kernel.store, "path", None)
-    states = read_status(path) if isinstance(path, str) else []
+    """The sources' state the daemons last recorded (see ``arcoflow sources``)."""
+    states = store_status(req.kernel.store)
     return 200, {"sources": [status_row(s) for s in states]}
 
 

@@ -186,7 +186,8 @@ def test_opening_creates_the_schema_once_and_reopening_changes_nothing(schema: s
     with postgres_support.open_store(schema) as store:
         Kernel(store).request_run("r", RunTemplate("t"), now=1)
     assert _migrations(schema) == list(range(1, SCHEMA_LATEST + 1))
-    assert _tables(schema) == {t.value for t in Table} | {"migrations"}
+    cluster = {"claims", "daemons"}  # migration 3: work claims and daemon status
+    assert _tables(schema) == {t.value for t in Table} | {"migrations"} | cluster
     with postgres_support.open_store(schema) as store:
         assert _migrations(schema) == list(range(1, SCHEMA_LATEST + 1))
         assert [r.run_key for r in Kernel(store).runs()] == ["manual:r"]
@@ -199,6 +200,8 @@ def test_a_schema_at_the_first_migration_is_upgraded_in_place(schema: str) -> No
         Kernel(store).request_run("r", RunTemplate("t"), now=1)
     admin = postgres_support.admin()
     admin.execute(sql.SQL("DROP TABLE {}.history").format(sql.Identifier(schema)))
+    s = sql.Identifier(schema)  # and what migration 3 made
+    admin.execute(sql.SQL("DROP TABLE {}.claims, {}.daemons").format(s, s))
     admin.execute(
         sql.SQL("DELETE FROM {}.migrations WHERE version > 1").format(sql.Identifier(schema))
     )
