@@ -223,6 +223,7 @@ def _restart_postgres() -> None:
     while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode:
         assert time.monotonic() < deadline, "PostgreSQL did not come back within 60 s"
         time.sleep(0.2)
+    postgres_support.admin().close()  # the restart ended it: the next use connects again
 
 
 def _stress(tmp_path: Path, restart: bool) -> None:
