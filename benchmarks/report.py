@@ -58,6 +58,7 @@ from arcoflow.kernel.rows import Table
 from croniter import croniter
 
 __all__ = [
+    "PG_APPENDS",
     "TARGETS",
     "Direction",
     "Pair",
@@ -66,6 +67,7 @@ __all__ = [
     "Unavailable",
     "main",
     "measure",
+    "postgres",
 ]
 
 T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
