@@ -7,11 +7,15 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["Pair", "Sampler", "timed"]
+__all__ = ["Pair", "Sampler", "Unavailable", "timed"]
 
 #: A sampler returns the seconds one sample took (its own untimed setup excluded), or another
 #: figure of one sample when its :class:`Pair` says how to show it (memory, for ``rss``).
 Sampler = Callable[[], float]
+
+
+class Unavailable(Exception):
+    """A target's ``measure`` cannot run here (a service is not configured): the reason."""
 
 
 class Pair(NamedTuple):

@@ -16,6 +16,10 @@ fewer rounds (for a smoke run; the figures in ``RESULTS.md`` are from the full r
 A new target is one row of :data:`TARGETS`: a name, the workload and baseline described for the
 reader, the target ratio and direction, and a ``measure`` function that builds both sides and
 returns a :class:`Pair` of samplers (or ``None`` while it is not measured yet).
+
+The ``pg-*`` targets (issue 11) run on the PostgreSQL server named by ``ARCOFLOW_TEST_POSTGRES``
+(each in a schema of its own, dropped afterwards). Without it they print ``skipped`` with the
+reason and count as not met; a configured server that does not answer is an error.
 """
 
 from __future__ import annotations
@@ -52,10 +56,24 @@ from arcoflow.kernel.events import TickRecorded
 from arcoflow.kernel.rows import Table
 from croniter import croniter
 
-from benchmarks import append_targets, http_targets
-from benchmarks.pairs import Pair, Sampler, timed
+from benchmarks import append_targets, http_targets, postgres_targets
+from benchmarks.pairs import Pair, Sampler, Unavailable, timed
 
-__all__ = ["TARGETS", "Direction", "Pair", "Result", "Target", "main", "measure"]
+__all__ = [
+    "PG_APPENDS",
+    "TARGETS",
+    "Direction",
+    "Pair",
+    "Result",
+    "Target",
+    "Unavailable",
+    "main",
+    "measure",
+    "postgres",
+]
+
+PG_APPENDS = postgres_targets.PG_APPENDS
+postgres = postgres_targets.postgres
 
 T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
 HOUR = 3600
@@ -81,8 +99,9 @@ class Target(NamedTuple):
 
 class Result(NamedTuple):
     target: Target
-    ratio: float | None  # None: not measured yet
+    ratio: float | None  # None: not measured yet, or skipped
     detail: str
+    skipped: str = ""  # why it could not run here
 
     @property
     def met(self) -> bool:
@@ -275,15 +294,27 @@ def _define(store: Store, kernel: Kernel, idle: int, due: int) -> None:
 
 
 def _due(quick: bool, stack: contextlib.ExitStack) -> Pair:
+    def lmdb_store() -> Store:
+        path = stack.enter_context(tempfile.TemporaryDirectory(prefix="arcoflow-report-"))
+        return stack.enter_context(LmdbStore(path, durable=False))
+
+    return _due_on(lmdb_store, quick, "LMDB")
+
+
+def _pg_due(quick: bool, stack: contextlib.ExitStack) -> Pair:
+    _, open_store = postgres_targets.postgres(stack)
+    return _due_on(open_store, quick, "PostgreSQL")
+
+
+def _due_on(open_store: Callable[[], Store], quick: bool, name: str) -> Pair:
     many, few, due = (20_000 if quick else 100_000), 1_000, 100
     samplers: list[Sampler] = []
     for defined in (many, few):
-        path = stack.enter_context(tempfile.TemporaryDirectory(prefix="arcoflow-report-"))
-        store = stack.enter_context(LmdbStore(path, durable=False))
+        store = open_store()
         kernel = Kernel(store)
         _define(store, kernel, defined - due, due)
         samplers.append(_cycle(kernel, due))
-    return Pair(samplers[0], samplers[1], f"{many:,} vs {few:,} defined, LMDB")
+    return Pair(samplers[0], samplers[1], f"{many:,} vs {few:,} defined, {name}")
 
 
 def _cycle(kernel: Kernel, due: int) -> Sampler:
@@ -409,6 +440,31 @@ TARGETS: tuple[Target, ...] = (
         _rss,
         rounds=1,  # each side records its ticks in a fresh process; a million take minutes
     ),
+    Target(
+        "pg-append",
+        "durable append on PostgreSQL of a new push message (evaluation + run request)",
+        "raw single-row INSERT + COMMIT with psycopg, same server",
+        0.5,
+        Direction.AT_LEAST,
+        postgres_targets.pg_append,
+    ),
+    Target(
+        "pg-writers-4",
+        "4 concurrent writers on disjoint push sensors, PostgreSQL",
+        "1 writer doing the same number of appends",
+        1.5,
+        Direction.AT_LEAST,
+        postgres_targets.pg_writers,
+    ),
+    Target(
+        "pg-due-100k",
+        "one cycle on PostgreSQL, 100 schedules due of 100,000 defined",
+        "the same with 1,000 defined",
+        2.0,
+        Direction.AT_MOST,
+        _pg_due,
+        rounds=5,
+    ),
 )
 
 
@@ -417,7 +473,10 @@ def measure(target: Target, quick: bool) -> Result:
     if target.measure is None:
         return Result(target, None, "")
     with contextlib.ExitStack() as stack:
-        pair = target.measure(quick, stack)
+        try:
+            pair = target.measure(quick, stack)
+        except Unavailable as exc:
+            return Result(target, None, "", str(exc))
         rounds = min(3, target.rounds) if quick else target.rounds
         ratio, times = interleave(pair, target.direction, rounds)
     detail = pair.describe()
@@ -427,6 +486,8 @@ def measure(target: Target, quick: bool) -> Result:
 def _line(result: Result) -> str:
     t = result.target
     goal = f"{t.direction.value} {t.target:g}x"
+    if result.skipped:
+        return f"{t.name:14} {'-':>8}  {goal:8} skipped           {result.skipped}"
     if result.ratio is None:
         return f"{t.name:14} {'-':>8}  {goal:8} not measured yet  {t.workload} / {t.baseline}"
     verdict = "met" if result.met else "NOT MET"

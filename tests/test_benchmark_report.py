@@ -3,6 +3,7 @@ target is met; a target not measured yet counts as not met; an unknown name is a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _report(*args: str) -> subprocess.CompletedProcess[str]:
+def _report(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "benchmarks.report", "--quick", *args],
         check=False,
@@ -18,6 +19,7 @@ def _report(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
 
 
@@ -53,3 +55,11 @@ def test_an_unknown_target_is_a_usage_error() -> None:
     assert done.returncode == 2
     assert "unknown target(s) nope" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_postgres_target_without_a_server_is_skipped_with_the_reason_and_not_met() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ARCOFLOW_TEST_POSTGRES"}
+    done = _report("--only", "pg-append", env=env)
+    assert done.returncode == 1
+    assert "skipped" in done.stdout and "set ARCOFLOW_TEST_POSTGRES" in done.stdout
+    assert "0 of 1 targets met" in done.stdout

@@ -8,9 +8,10 @@ backend's single write transaction. That is why the LMDB and in-memory stores ca
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
@@ -26,6 +27,7 @@ __all__ = [
     "Appended",
     "Pending",
     "ReadTxn",
+    "Reads",
     "Store",
     "WritableStore",
     "WriteTxn",
@@ -37,6 +39,8 @@ __all__ = [
 ]
 
 _V = TypeVar("_V")
+#: Rows by table, as :meth:`WriteTxn.prefetch` names them.
+Reads = Mapping[Table, Collection[bytes]]
 
 
 class Pending(NamedTuple):
@@ -82,9 +86,12 @@ class WriteTxn(ReadTxn, Protocol):
 
     def delete(self, table: Table, key: bytes) -> None: ...
 
-    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
-        """A hint: the rows ``keys`` of ``table`` are read next. A backend that pays a round
-        trip per read (PostgreSQL) reads, and locks, them together; LMDB and memory ignore it."""
+    def prefetch(self, rows: Callable[[], Reads], count: int) -> None:
+        """A hint at the start of an append: ``rows()`` names the rows it reads next (by table,
+        the idempotency keys first) and ``count`` how many sequence numbers it then most likely
+        reserves. A backend that pays a round trip per read (PostgreSQL) reads and locks them
+        together, and may reserve the numbers in the same round trip (see
+        :meth:`next_seq`); LMDB and memory ignore it, and never pay for ``rows()``."""
         ...
 
     def next_seq(self, count: int) -> int:
@@ -159,8 +166,9 @@ class _View:
         data = readable(
             self.codec.encode_row, lambda b: self.codec.check_row(b, type(row), where), row, where
         )
-        old = self.get(table, key)
-        for index, key_of in INDEXES.get(table, ()):
+        indexes = INDEXES.get(table, ())
+        old = self.old(table, key) if indexes else None
+        for index, key_of in indexes:
             before = key_of(old) if old is not None else None
             try:
                 after = key_of(row)
@@ -173,6 +181,10 @@ class _View:
                     self.txn.put(index, after, key)
         self.txn.put(table, key, data)
         self.rows[(table, key)] = row
+
+    def old(self, table: Table, key: bytes) -> Any:
+        """The row ``put`` replaces, for the upkeep of its table's indexes."""
+        return self.get(table, key)
 
 
 #: Table names, looked up once: an enum's ``.value`` is slow for a path taken per row.
@@ -207,8 +219,9 @@ def readable(
 
 class _Rehearsal(_View):
     """``check`` and ``evolve`` over the stored rows, writing nothing: it learns every row a
-    batch reads (and, on a backend whose reads lock, locks it) before the batch is numbered.
-    ``fetched`` holds the rows as stored, for the real pass."""
+    batch reads (and, on a backend whose reads lock, locks it) before the batch is numbered,
+    including the old rows its writes replace in indexed tables. ``fetched`` holds the rows as
+    stored, for the real pass; ``touched`` every key it read or wrote."""
 
     def __init__(self, txn: WriteTxn, codec: Codec) -> None:
         super().__init__(txn, codec)
@@ -221,7 +234,71 @@ class _Rehearsal(_View):
         return self.rows[slot]
 
     def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
+        if table in INDEXES:
+            self.get(table, key)
         self.rows[(table, key)] = row
+
+    @property
+    def touched(self) -> set[tuple[Table, bytes]]:
+        return set(self.rows)
+
+
+class _Applied(_View):
+    """The real pass after a rehearsal. Rehearsal and real pass run the same events over the
+    same rows; only the sequence numbers differ (provisional, then drawn). So a row the real
+    pass replaces that the rehearsal never touched has a key made from this batch's own new
+    numbers, which no committed record has used: it is absent, and is not read (on
+    PostgreSQL that read would be a round trip after the numbers were drawn)."""
+
+    def __init__(self, txn: WriteTxn, codec: Codec, rehearsal: _Rehearsal) -> None:
+        super().__init__(txn, codec, rehearsal.fetched)
+        self.touched = rehearsal.touched
+
+    def old(self, table: Table, key: bytes) -> Any:
+        if (table, key) in self.rows or (table, key) in self.touched:
+            return self.get(table, key)
+        return None
+
+
+class _Probe:
+    """``check`` and ``evolve`` before anything is read: every read answers "absent" and is
+    recorded. One pass over a batch names the rows its events name (a schedule, a sensor, the
+    runs of its run keys), so a backend that pays a round trip per read can read them all at
+    once (:meth:`WriteTxn.prefetch`). Only a hint: the rehearsal reads whatever it missed."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.rows: dict[tuple[Table, bytes], Any] = {}
+        self.wanted: dict[Table, set[bytes]] = {}
+
+    def get(self, table: Table, key: bytes) -> Any:
+        slot = (table, key)
+        if slot not in self.rows:
+            self.wanted.setdefault(table, set()).add(key)
+            self.rows[slot] = None
+        return self.rows[slot]
+
+    def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
+        if table in INDEXES:
+            self.get(table, key)
+        self.rows[(table, key)] = row
+
+
+def probe_reads(codec: Codec, batch: Sequence[Pending], at: int) -> dict[Table, set[bytes]]:
+    """The rows ``batch`` reads, as far as they follow from its events (see :class:`_Probe`);
+    its idempotency keys first."""
+    probe = _Probe(codec)
+    probe.wanted[Table.IDEM] = {idem_key(p.key) for p in batch}
+    for n, pending in enumerate(batch, 1):
+        envelope = Envelope(codec.version, n, pending.key, at, 1, pending.event)
+        # The probe's rows are invented absences, so check and evolve may refuse them or trip
+        # over them: whatever they raise is the real rehearsal's to raise, on real rows.
+        with contextlib.suppress(Exception):
+            check(probe, envelope.event)
+        with contextlib.suppress(Exception):
+            for table, key, row in evolve(probe, envelope):
+                probe.put(table, key, row)
+    return probe.wanted
 
 
 def idem_key(key: str) -> bytes:
@@ -283,6 +360,19 @@ def original_batch(txn: ReadTxn, codec: Codec, seq: int) -> tuple[Envelope, ...]
     return tuple(records)
 
 
+def _rehearse(txn: WriteTxn, codec: Codec, todo: Sequence[Pending], at: int) -> _Rehearsal:
+    """Run ``todo`` with provisional numbers (evolve reads rows by id, never by seq): every row
+    the batch reads is read (and locked), and a stale compare-and-set raises, before a number
+    is drawn."""
+    rehearsal = _Rehearsal(txn, codec)
+    for n, pending in enumerate(todo, 1):
+        envelope = Envelope(codec.version, n, pending.key, at, 1, pending.event)
+        check(rehearsal, envelope.event)
+        for table, key, row in evolve(rehearsal, envelope):
+            rehearsal.put(table, key, row)
+    return rehearsal
+
+
 def apply_batch(
     txn: WriteTxn,
     codec: Codec,
@@ -307,7 +397,7 @@ def apply_batch(
     """
     if not batch:
         return Appended((), False)
-    txn.prefetch(Table.IDEM, [idem_key(p.key) for p in batch])
+    txn.prefetch(lambda: probe_reads(codec, batch, at), len(batch))
     original = txn.get(Table.IDEM, idem_key(batch[0].key))
     if original is not None:
         data = txn.get(Table.LOG, original)
@@ -325,26 +415,20 @@ def apply_batch(
         keys.add(pending.key)
         todo.append(pending)
     serialised = getattr(txn, "serialised", False) is True
-    fetched: dict[tuple[Table, bytes], Any] = {}
-    if not serialised:
-        # Rehearse with provisional numbers (evolve reads rows by id, never by seq): every row
-        # the batch reads is read (and locked), and a stale compare-and-set raises, before a
-        # number is drawn. A backend that runs one writer at a time (LMDB, memory) needs no
-        # rehearsal: a Conflict in the real pass rolls the numbers back with everything else.
-        rehearsal = _Rehearsal(txn, codec)
-        for n, pending in enumerate(todo, 1):
-            envelope = Envelope(codec.version, n, pending.key, at, 1, pending.event)
-            check(rehearsal, envelope.event)
-            for table, key, row in evolve(rehearsal, envelope):
-                rehearsal.put(table, key, row)
-        fetched = rehearsal.fetched
+    # A backend that runs one writer at a time (LMDB, memory) needs no rehearsal: a Conflict in
+    # the real pass rolls the numbers back with everything else.
+    rehearsal = None if serialised else _rehearse(txn, codec, todo, at)
     first = txn.next_seq(len(todo))
     envelopes = tuple(
         Envelope(codec.version, first + i, p.key, at, first, p.event) for i, p in enumerate(todo)
     )
-    view = _View(txn, codec, fetched)
-    if serialised and rows is not None:
-        view.rows = rows  # the transaction's cache, this append's writes included
+    view: _View
+    if rehearsal is not None:
+        view = _Applied(txn, codec, rehearsal)
+    else:
+        view = _View(txn, codec)
+        if rows is not None:
+            view.rows = rows  # the transaction's cache, this append's writes included
     for envelope in envelopes:
         apply_envelope(txn, view, envelope)
     txn.put(Table.META, b"schema_version", u64(codec.version))

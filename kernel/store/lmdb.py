@@ -49,6 +49,7 @@ from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    Reads,
     WriteTxn,
     apply_batch,
     apply_batches,
@@ -180,7 +181,7 @@ class _Txn:
     def delete(self, table: Table, key: bytes) -> None:
         self.txn.delete(key, db=self.dbs[table])
 
-    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
+    def prefetch(self, rows: Callable[[], Reads], count: int) -> None:
         """Reads are local: nothing to batch."""
 
     def next_seq(self, count: int) -> int:

@@ -17,6 +17,7 @@ from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    Reads,
     WriteTxn,
     apply_batch,
     apply_batches,
@@ -95,7 +96,7 @@ class _Write(_Read):
     def delete(self, table: Table, key: bytes) -> None:
         self.overlay[(table, key)] = _DELETED
 
-    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
+    def prefetch(self, rows: Callable[[], Reads], count: int) -> None:
         """Reads are local: nothing to batch."""
 
     def next_seq(self, count: int) -> int:

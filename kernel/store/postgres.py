@@ -15,14 +15,17 @@ It supplies transactions and nothing else; the meaning of an append is
   when written (a plain ``INSERT``): if another transaction got there first, that is a unique
   violation, a lost race. An upsert skips a row that already holds its value, so the format
   version every append writes locks nothing. Locking order: the batch's idempotency keys
-  (together, in key order), then the rows ``check``/``evolve`` read (the rehearsal of
-  :func:`apply_batch`, in the order the events read them), and only then the sequence numbers;
-  rows the real pass writes without ``evolve`` having read them (a tick, a run link, index
-  entries) are each guarded by a row it did read (the schedule, the run). The writes go in one
-  statement, sorted by table and key, then the commit. See ``docs/postgres.md``.
+  (together, in key order), then the rows the probe of :func:`apply_batch` names (a table at a
+  time, keys in key order), then any row the rehearsal reads that the probe missed, and only
+  then the sequence numbers; rows written but never read (a tick, a run link, index entries)
+  are each guarded by a row that was read (the schedule, the run). See ``docs/postgres.md``.
+* **Round trips.** Statements go in whole simple-query messages (:class:`_Session`): an
+  append is two round trips (``BEGIN``, the locks and the draw of its numbers; the writes, in
+  one statement sorted by table and key, and ``COMMIT``), a read transaction two.
 * **Sequence numbers** come from a PostgreSQL sequence, drawn after every row lock is held, so
   the log order agrees with the commit order of conflicting appends and ``verify``'s replay
-  reproduces the state. A batch takes consecutive numbers (reserved under a short advisory lock
+  reproduces the state: numbers reserved in the first round trip are used only if no lock was
+  taken after them. A batch takes consecutive numbers (reserved under a short advisory lock
   inside one function call). The log may have gaps: a transaction that rolls back after
   drawing gives its numbers back only if nobody drew after it. Nothing may assume the log is
   contiguous (:meth:`~arcoflow.kernel.Kernel.log` does not).
@@ -40,11 +43,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
@@ -61,6 +64,7 @@ from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    Reads,
     WriteTxn,
     apply_batch,
     apply_batches,
@@ -251,56 +255,71 @@ def _migrate(conn: psycopg.Connection[Any], schema: str) -> None:
 # -- transactions --------------------------------------------------------------------------------
 
 
+def _text(query: sql.Composable) -> str:
+    return query.as_string()
+
+
 class _Statements:
-    """The SQL of one schema, composed once."""
+    """The SQL of one schema, composed once, as templates for :func:`_bind`."""
 
     def __init__(self, schema: str) -> None:
         s = sql.Identifier(schema)
         self.table = {t: sql.SQL("{}.{}").format(s, sql.Identifier(t.value)) for t in Table}
 
-        def each(template: str) -> dict[Table, sql.Composed]:
-            return {t: sql.SQL(template).format(self.table[t]) for t in Table}
+        def each(template: str) -> dict[Table, str]:
+            return {t: _text(sql.SQL(template).format(self.table[t])) for t in Table}
 
         self.get = each("SELECT value FROM {} WHERE key = %s")
         self.lock = each("SELECT value FROM {} WHERE key = %s FOR UPDATE")
         self.lock_many = each(
             "SELECT key, value FROM {} WHERE key = ANY(%s::bytea[]) ORDER BY key FOR UPDATE"
         )
+        self._locks: dict[tuple[Table, ...], str] = {}
         self.insert = each(
             "INSERT INTO {} (key, value) SELECT * FROM unnest(%s::bytea[], %s::bytea[])"
         )
         self.upsert = {
-            t: sql.SQL(
-                "INSERT INTO {t} (key, value) "
-                "SELECT k, v FROM unnest(%s::bytea[], %s::bytea[]) AS w(k, v) "
-                "WHERE NOT EXISTS (SELECT FROM {t} AS o WHERE o.key = w.k AND o.value = w.v) "
-                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-            ).format(t=self.table[t])
+            t: _text(
+                sql.SQL(
+                    "INSERT INTO {t} (key, value) "
+                    "SELECT k, v FROM unnest(%s::bytea[], %s::bytea[]) AS w(k, v) "
+                    "WHERE NOT EXISTS (SELECT FROM {t} AS o WHERE o.key = w.k AND o.value = w.v) "
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                ).format(t=self.table[t])
+            )
             for t in Table
         }
         self.delete = each("DELETE FROM {} WHERE key = ANY(%s::bytea[])")
-        self._writes: dict[tuple[tuple[str, Table], ...], sql.Composed] = {}
-        self.reserve = sql.SQL("SELECT {}.reserve_seq(%s)").format(s)
-        self.give_back = sql.SQL("SELECT {}.give_back_seq(%s, %s)").format(s)
-        self.advance = sql.SQL("SELECT {}.advance_seq(%s)").format(s)
-        self._scans: dict[tuple[Table, str, str, bool], sql.Composed] = {}
+        self._writes: dict[tuple[tuple[str, Table], ...], str] = {}
+        self.reserve = _text(sql.SQL("SELECT {}.reserve_seq(%s)").format(s))
+        self.give_back = _text(sql.SQL("SELECT {}.give_back_seq(%s, %s)").format(s))
+        self.advance = _text(sql.SQL("SELECT {}.advance_seq(%s)").format(s))
+        self._scans: dict[tuple[Table, str, str, bool], str] = {}
 
-    def writes(self, shape: tuple[tuple[str, Table], ...]) -> sql.Composed:
+    def writes(self, shape: tuple[tuple[str, Table], ...]) -> str:
         """One statement for writes of ``shape`` (kind and table of each group, in order);
         its parameters: keys (and values, but for a delete) of each group."""
         query = self._writes.get(shape)
         if query is None:
             kinds = {"delete": self.delete, "insert": self.insert, "upsert": self.upsert}
-            parts = [
-                sql.SQL("w{} AS ({})").format(sql.SQL(str(i)), kinds[kind][table])
-                for i, (kind, table) in enumerate(shape)
-            ]
-            query = self._writes[shape] = sql.SQL("WITH {} SELECT 1").format(
-                sql.SQL(", ").join(parts)
-            )
+            parts = [f"w{i} AS ({kinds[kind][table]})" for i, (kind, table) in enumerate(shape)]
+            query = self._writes[shape] = f"WITH {', '.join(parts)} SELECT 1"
         return query
 
-    def scan(self, table: Table, low: str, high: str, reverse: bool) -> sql.Composed:
+    def locks(self, tables: tuple[Table, ...]) -> str:
+        """One statement that locks and reads rows of ``tables``, a table after the other (an
+        ``Append`` runs its branches in order), each in key order; its parameters: the keys of
+        each table. Rows come back as (table's position, key, value)."""
+        query = self._locks.get(tables)
+        if query is None:
+            parts = [
+                f"SELECT {i} AS t, key, value FROM ({self.lock_many[table]}) AS l{i}"
+                for i, table in enumerate(tables)
+            ]
+            query = self._locks[tables] = " UNION ALL ".join(parts)
+        return query
+
+    def scan(self, table: Table, low: str, high: str, reverse: bool) -> str:
         """One page of ``table`` in key order; ``low``/``high``: how a key compares with the
         ``%(lo)s``/``%(hi)s`` bound (``>=``, ``>``, ``<``; empty: no bound)."""
         slot = (table, low, high, reverse)
@@ -312,11 +331,163 @@ class _Statements:
             if high:
                 where.append(f"key {high} %(hi)s")
             order = "DESC" if reverse else "ASC"
-            query = self._scans[slot] = sql.SQL(
-                f"SELECT key, value FROM {{}} WHERE {' AND '.join(where)} "
-                f"ORDER BY key {order} LIMIT %(page)s"
-            ).format(self.table[table])
+            query = self._scans[slot] = _text(
+                sql.SQL(
+                    f"SELECT key, value FROM {{}} WHERE {' AND '.join(where)} "
+                    f"ORDER BY key {order} LIMIT %(page)s"
+                ).format(self.table[table])
+            )
         return query
+
+
+def _literal(value: object) -> str:
+    """``value`` as an SQL literal. The store's parameters are only bytes (keys, values),
+    lists of them, integers and None: bytes are written in hex, so nothing needs escaping."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return f"E'\\\\x{value.hex()}'::bytea"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, list):
+        return f"ARRAY[{','.join(map(_literal, value))}]::bytea[]" if value else "'{}'"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def _bind(template: str, params: Any) -> str:
+    """``template``'s ``%s`` (or ``%(name)s``) placeholders replaced by ``params``."""
+    if params is None:
+        return template
+    if isinstance(params, dict):
+        return template % {k: _literal(v) for k, v in params.items()}
+    return template % tuple(_literal(v) for v in params)
+
+
+#: A statement with its parameters, as :meth:`_Session.round_trip` takes it.
+_Query = tuple[str, Any]
+
+_PLACEHOLDER: Final = re.compile(r"%s")
+
+
+def _prepared_form(template: str) -> tuple[str, str]:
+    """A name for ``template`` and its body with ``$1, $2, ...`` for its ``%s``."""
+    numbers = iter(range(1, 1 << 16))
+    body = _PLACEHOLDER.sub(lambda _: f"${next(numbers)}", template)
+    return "arcoflow_" + hashlib.sha1(template.encode()).hexdigest()[:20], body
+
+
+#: Each connection's prepared statements, by name (psycopg does not prepare simple queries).
+_PREPARED: Final[weakref.WeakKeyDictionary[psycopg.Connection[Any], set[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class _Session:
+    """One pooled connection inside one transaction, talking in whole round trips.
+
+    Statements whose results are not needed now (``BEGIN``, writes, numbers given back) are
+    queued, and go with the next statement whose results are, in one simple-query message
+    (parameters bound client-side): ``BEGIN`` travels with the first read, the writes with
+    ``COMMIT``. One message per round trip, however many statements (psycopg's pipeline mode
+    sends each statement on its own, measured 2x slower here for BEGIN, a read and COMMIT).
+
+    A pooled connection that the server closed meanwhile (a restart, ``pg_terminate_backend``)
+    fails the first round trip, before anything happened in the transaction: it is dropped
+    and the round trip sent again on another one.
+    """
+
+    def __init__(
+        self, pool: ConnectionPool[psycopg.Connection[Any]], begin: str, spare: int
+    ) -> None:
+        self.pool = pool
+        self.spare = spare  # dead pooled connections to replace, at most
+        self.opened = False  # a round trip came back: the transaction is under way
+        self.committed = False
+        self.queued: list[_Query] = [(begin, None)]
+        self.conn = pool.getconn()
+        self.cursor = psycopg.ClientCursor(self.conn)
+        self.preparing: set[str] = set()  # PREPAREs in the message being sent
+        self.spoiled = False  # a statement failed: which PREPAREs ran is unknown
+
+    def _statements(self, query: str, params: Any) -> list[str]:
+        """What to send for ``query``: a statement with positional parameters runs as a
+        prepared statement of the connection, prepared the first time (planning the store's
+        statements cost more than running them: 0.4-0.5 ms each, measured); the others are
+        bound in place."""
+        if params is None or isinstance(params, dict):
+            return [_bind(query, params)]
+        name, body = _prepared_form(query)
+        run = f"EXECUTE {name}({', '.join(_literal(v) for v in params)})"
+        if name in _PREPARED.get(self.conn, ()) or name in self.preparing:
+            return [run]
+        self.preparing.add(name)
+        return [f"PREPARE {name} AS {body}", run]
+
+    def queue(self, query: str, params: Any = None) -> None:
+        """Send ``query`` with the next round trip (its result is not looked at)."""
+        self.queued.append((query, params))
+
+    def round_trip(self, *queries: _Query) -> list[list[tuple[Any, ...]]]:
+        """Send the queued statements and ``queries`` in one message; the rows of each of
+        ``queries``."""
+        while True:
+            self.preparing = set()
+            statements: list[str] = []
+            for query, params in self.queued:
+                statements += self._statements(query, params)
+            wanted: list[int] = []
+            for query, params in queries:
+                statements += self._statements(query, params)
+                wanted.append(len(statements) - 1)
+            try:
+                self.cursor.execute("; ".join(statements))
+                rows: list[list[tuple[Any, ...]]] = []
+                for i in range(len(statements)):
+                    if i:
+                        self.cursor.nextset()
+                    if i in wanted:
+                        rows.append(self.cursor.fetchall())
+            except psycopg.OperationalError:
+                self.spoiled = True
+                if self.opened or not self.conn.broken or self.spare <= 0:
+                    raise
+                self.spare -= 1
+                self.pool.putconn(self.conn)  # dropped: it is broken
+                self.conn = self.pool.getconn()
+                self.cursor = psycopg.ClientCursor(self.conn)
+                self.spoiled = False
+                continue
+            except psycopg.Error:
+                self.spoiled = True
+                raise
+            self.opened = True
+            self.queued = []
+            _PREPARED.setdefault(self.conn, set()).update(self.preparing)
+            return rows
+
+    def commit(self) -> None:
+        """Send what is queued and ``COMMIT`` (once)."""
+        if not self.committed:
+            self.committed = True
+            self.queued.append(("COMMIT", None))
+            self.round_trip()
+
+    def rollback(self) -> None:
+        """Forget what is queued, and roll back whatever was sent."""
+        self.queued = []
+        self.committed = True
+        _rollback(self.conn)
+
+    def close(self) -> None:
+        """Give the connection back to the pool (which drops it if it is broken)."""
+        _rollback(self.conn)
+        if self.spoiled and not self.conn.broken:
+            # A failed message stops at the failing statement: the PREPAREs after it never
+            # ran. Start this connection's prepared statements afresh.
+            _PREPARED.pop(self.conn, None)
+            with contextlib.suppress(psycopg.Error):
+                self.conn.execute("DEALLOCATE ALL")
+        self.pool.putconn(self.conn)
 
 
 class _Read:
@@ -325,14 +496,20 @@ class _Read:
     #: Rows fetched per round trip by a scan.
     page = 256
 
-    def __init__(self, conn: psycopg.Connection[Any], statements: _Statements) -> None:
-        self.conn = conn
+    def __init__(self, session: _Session, statements: _Statements) -> None:
+        self.session = session
         self.sql = statements
 
-    def _fetch(self, query: sql.Composed, params: Any) -> list[tuple[Any, ...]]:
-        with self.conn.cursor(binary=True) as cur:
-            cur.execute(query, params)
-            return cur.fetchall()
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        """The connection, for a statement of one's own inside this transaction (what is
+        queued, ``BEGIN`` first, is sent before it is handed out)."""
+        if self.session.queued:
+            self.session.round_trip()
+        return self.session.conn
+
+    def _fetch(self, query: str, params: Any) -> list[tuple[Any, ...]]:
+        return self.session.round_trip((query, params))[0]
 
     def get(self, table: Table, key: bytes) -> bytes | None:
         rows = self._fetch(self.sql.get[table], (key,))
@@ -364,11 +541,14 @@ class _Read:
                 lo, low = bytes(page[-1][0]), ">"
 
 
-_ABSENT: Final = object()
-
-
 class _Write(_Read):
     """A write transaction at READ COMMITTED whose point reads lock (``FOR UPDATE``).
+
+    Round trips: the first sends ``BEGIN``, locks the rows :meth:`prefetch` names (one
+    statement per table, in key order) and reserves the batch's sequence numbers after them;
+    the last sends the writes and ``COMMIT``. A read the prefetch missed costs one more, and
+    then the reserved numbers no longer count (a lock was taken after them): they are given
+    back and drawn again.
 
     Writes are kept here and sent together by :meth:`flush`, sorted by table and key (a
     consistent lock order). A row this transaction read as absent is written with a plain
@@ -382,31 +562,65 @@ class _Write(_Read):
     would lock it until the commit, a global write lock by the back door.
     """
 
-    def __init__(self, conn: psycopg.Connection[Any], statements: _Statements) -> None:
-        super().__init__(conn, statements)
+    def __init__(self, session: _Session, statements: _Statements) -> None:
+        super().__init__(session, statements)
         self.seen: dict[tuple[Table, bytes], bytes | None] = {}  # as read (and locked)
         self.writes: dict[tuple[Table, bytes], bytes | None] = {}  # None: delete
-        self.drawn: tuple[int, int] | None = None  # (first, count) of the numbers reserved
+        self.drawn: list[tuple[int, int]] = []  # (first, count) of every draw, in order
+        self.used: list[tuple[int, int]] = []  # the draws that numbered records
+        self.reserved: tuple[int, int] | None = None  # drawn by prefetch, still usable
+
+    def _lock(self) -> None:
+        """A row lock taken now: numbers reserved before it no longer agree with the commit
+        order of appends that conflict on that row."""
+        self.reserved = None
+
+    def unused(self) -> list[tuple[int, int]]:
+        """Draws that numbered nothing, latest first (the order they can be given back)."""
+        return [d for d in reversed(self.drawn) if d not in self.used]
 
     def get(self, table: Table, key: bytes) -> bytes | None:
         slot = (table, key)
         if slot in self.writes:
             return self.writes[slot]
         if slot not in self.seen:
+            self._lock()
             rows = self._fetch(self.sql.lock[table], (key,))
             self.seen[slot] = bytes(rows[0][0]) if rows else None
         return self.seen[slot]
 
-    def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
-        """Read and lock ``keys`` of ``table`` in one round trip, in key order."""
-        todo = sorted(
-            {k for k in keys if (table, k) not in self.seen and (table, k) not in self.writes}
+    def prefetch(self, rows: Callable[[], Reads], count: int) -> None:
+        """Lock and read the rows ``rows()`` names, in one statement (a table after the other
+        in a fixed order, keys in key order), then reserve ``count`` numbers: one round
+        trip."""
+        self._lock()
+        todo: list[tuple[Table, list[bytes]]] = []
+        for table, keys in sorted(rows().items(), key=lambda item: _LOCK_ORDER[item[0]]):
+            fresh = sorted(k for k in keys if (table, k) not in self.seen)
+            if fresh:
+                todo.append((table, fresh))
+        locks = self.sql.locks(tuple(table for table, _ in todo))
+        found, drawn = self.session.round_trip(
+            (locks, [keys for _, keys in todo]) if todo else ("SELECT 1 WHERE false", None),
+            *self._draw(count),
         )
-        if not todo:
-            return
-        found = {bytes(k): bytes(v) for k, v in self._fetch(self.sql.lock_many[table], (todo,))}
-        for k in todo:
-            self.seen[(table, k)] = found.get(k)
+        values = {(todo[t][0], bytes(k)): bytes(v) for t, k, v in found}
+        for table, keys in todo:
+            for k in keys:
+                self.seen[(table, k)] = values.get((table, k))
+        self.reserved = self._drawn(drawn, count)
+
+    def _draw(self, count: int) -> list[_Query]:
+        """A draw of ``count`` numbers, after giving back the unused ones (so the new draw
+        takes the same numbers, unless another transaction drew meanwhile)."""
+        for unused in self.unused():
+            self.session.queue(self.sql.give_back, unused)
+        return [(self.sql.reserve, (count,))]
+
+    def _drawn(self, rows: list[tuple[Any, ...]], count: int) -> tuple[int, int]:
+        draw = (int(rows[0][0]), count)
+        self.drawn = [*self.used, draw]
+        return draw
 
     def put(self, table: Table, key: bytes, value: bytes) -> None:
         self.writes[(table, key)] = value
@@ -415,14 +629,21 @@ class _Write(_Read):
         self.writes[(table, key)] = None
 
     def next_seq(self, count: int) -> int:
-        row = self.conn.execute(self.sql.reserve, (count,)).fetchone()
-        assert row is not None
-        first = int(row[0])
-        self.drawn = (first, count)
-        return first
+        if self.reserved is not None and self.reserved[1] == count:
+            draw = self.reserved
+        else:
+            draw = self._drawn(self.session.round_trip(*self._draw(count))[0], count)
+        self.reserved = None
+        self.used.append(draw)
+        return draw[0]
 
     def flush(self) -> None:
-        """Send every write in one statement (a data-modifying CTE per table and kind)."""
+        """Queue every write in one statement (a data-modifying CTE per table and kind), and
+        give back the numbers reserved but not used (a duplicate batch, a missed read). They
+        are sent with the ``COMMIT``."""
+        for unused in self.unused():
+            self.session.queue(self.sql.give_back, unused)
+        self.drawn = list(self.used)
         groups: dict[tuple[str, Table], list[tuple[bytes, bytes | None]]] = {}
         for (table, key), value in sorted(self.writes.items(), key=lambda item: item[0]):
             if value is None:
@@ -439,7 +660,18 @@ class _Write(_Read):
             params.append([k for k, _ in items])
             if kind != "delete":
                 params.append([v for _, v in items])
-        self.conn.execute(self.sql.writes(tuple(groups)), params)
+        self.session.queue(self.sql.writes(tuple(groups)), params)
+
+
+#: The order in which :meth:`_Write.prefetch` locks tables: idempotency keys first (so two
+#: appends of one key meet there), then the rows, then everything else.
+_FIRST: Final = (Table.IDEM, Table.SCHEDULES, Table.SENSORS, Table.RUNS)
+_LOCK_ORDER: Final = {
+    table: i
+    for i, table in enumerate(
+        [*_FIRST, *sorted((t for t in Table if t not in _FIRST), key=lambda t: t.value)]
+    )
+}
 
 
 # -- opening: the URL, the first connection ------------------------------------------------------
@@ -494,6 +726,15 @@ def _preflight(dsn: str, where: str, schema: str, create: bool, timeout: float) 
 
 
 # -- the store -----------------------------------------------------------------------------------
+
+
+def _application_name(dsn: str) -> dict[str, str]:
+    """``arcoflow``, unless the DSN names the application (``?application_name=...``, so an
+    operator can tell several deployments' connections apart in ``pg_stat_activity``)."""
+    with contextlib.suppress(psycopg.ProgrammingError):
+        if conninfo_to_dict(dsn).get("application_name"):
+            return {}
+    return {"application_name": "arcoflow"}
 
 
 def _where(dsn: str) -> str:
@@ -555,7 +796,10 @@ class PostgresStore:
             dsn,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True, "application_name": "arcoflow"},
+            # The store prepares its statements itself (_Session). psycopg's own preparing
+            # is off: once psycopg has prepared a statement it answers a ROLLBACK with
+            # DEALLOCATE ALL, which would drop the store's statements as well.
+            kwargs={"autocommit": True, "prepare_threshold": None, **_application_name(dsn)},
             configure=_configure,
             open=False,
             name=f"arcoflow-{schema}",
@@ -613,48 +857,51 @@ class PostgresStore:
         raise AssertionError("unreachable")
 
     @contextmanager
-    def _transaction(self, begin: str) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection inside a transaction, committed at the end, rolled back on an
-        error. A pooled connection that the server closed meanwhile (a restart,
-        ``pg_terminate_backend``) fails its ``BEGIN``: it is dropped and another one taken."""
-        for attempt in itertools.count():
-            with self._connection() as conn:
-                try:
-                    conn.execute(begin)
-                except psycopg.OperationalError:
-                    if conn.broken and attempt < self._pool_size:
-                        continue  # the pool discards it and hands out another
-                    raise
-                try:
-                    yield conn
-                except BaseException:
-                    _rollback(conn)
-                    raise
-                conn.execute("COMMIT")
-                return
+    def _transaction(self, begin: str) -> Iterator[_Session]:
+        """A pooled connection inside a transaction (see :class:`_Session`), committed at the
+        end, rolled back on an error; a driver error becomes :class:`StoreError`, except a
+        lost race, which :meth:`_write` retries."""
+        if self._pool is None:
+            raise StoreError(f"store at {self.where} is closed")
+        try:
+            session = _Session(self._pool, begin, self._pool_size)
+            try:
+                yield session
+                session.commit()
+            finally:
+                session.close()
+        except _RETRYABLE:
+            raise
+        except psycopg.OperationalError as exc:  # the store is fine; try again later
+            raise StoreUnavailable(f"store at {self.where}: {_one_line(exc)}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"store at {self.where}: {exc}") from exc
 
     def _write_once(self, fn: Callable[[_Write], _T]) -> _T:
-        with self._transaction(_BEGIN_WRITE) as conn:
-            txn = _Write(conn, self._sql)
+        with self._transaction(_BEGIN_WRITE) as session:
+            txn = _Write(session, self._sql)
             try:
                 result = fn(txn)
                 txn.flush()
+                session.commit()
             except BaseException as exc:
-                _rollback(conn)
-                self._give_back(conn, txn, exc)
+                self._give_back(session, txn, exc)
                 raise
         self._notifier.after_commit(txn.writes)  # a new launch due: tell the daemons
         return result
 
-    def _give_back(self, conn: psycopg.Connection[Any], txn: _Write, exc: BaseException) -> None:
-        """Return the numbers a rolled-back transaction drew, if nobody drew after them (so a
-        single writer's log has no gaps). Only when the rollback is certain: the connection
-        is intact, and the error did not come from the commit itself."""
+    def _give_back(self, session: _Session, txn: _Write, exc: BaseException) -> None:
+        """Roll back, and return the numbers the transaction drew if nobody drew after them
+        (so a single writer's log has no gaps). Only when the rollback is certain: the
+        connection is intact, and the error did not come from the commit itself."""
+        session.rollback()
+        conn = session.conn
         lost = isinstance(exc, psycopg.OperationalError) and not isinstance(exc, _RETRYABLE)
-        if txn.drawn is None or conn.broken or lost:
+        if conn.broken or lost:
             return
         with contextlib.suppress(psycopg.Error):  # else a gap in the log, which is allowed
-            conn.execute(self._sql.give_back, txn.drawn)
+            for drawn in reversed(txn.drawn):
+                conn.execute(self._sql.give_back, drawn)
 
     def append(self, batch: Sequence[Pending], at: int) -> Appended:
         return self._write(lambda txn: apply_batch(txn, self.codec, batch, at))
@@ -672,14 +919,14 @@ class PostgresStore:
         def run(txn: _Write) -> None:
             replay_batch(txn, self.codec, envelopes)
             if envelopes:  # later appends must number after the replayed log
-                txn.conn.execute(self._sql.advance, (envelopes[-1].seq,))
+                txn.session.queue(self._sql.advance, (envelopes[-1].seq,))
 
         self._write(run)
 
     @contextmanager
     def read(self) -> Iterator[_Read]:
-        with self._transaction(_BEGIN_READ) as conn:
-            yield _Read(conn, self._sql)
+        with self._transaction(_BEGIN_READ) as session:
+            yield _Read(session, self._sql)
 
     def close(self) -> None:
         """Close the connection pool; the data stays in the database."""
@@ -726,5 +973,8 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    """Every pooled connection: an acknowledged commit is flushed by the server."""
+    """Every pooled connection: an acknowledged commit is flushed by the server; prepared
+    statements keep one generic plan (the default would plan each of their first five runs
+    again, and the store's statements do not gain from plans fitted to their arguments)."""
     conn.execute("SET synchronous_commit = on")
+    conn.execute("SET plan_cache_mode = force_generic_plan")

@@ -22,17 +22,25 @@ from arcoflow.kernel import (
     LmdbStore,
     Pending,
     RunTemplate,
+    SensorDefinition,
     StoreError,
     decide,
 )
 from arcoflow.kernel import events as ev
 from arcoflow.kernel.rows import Table
 from arcoflow.kernel.runs import fingerprint, run_id
-from arcoflow.kernel.store import is_postgres_url, open_store
-from arcoflow.kernel.store.postgres import SCHEMA_LATEST, PostgresStore, _Read, _Write
+from arcoflow.kernel.store import base, is_postgres_url, open_store
+from arcoflow.kernel.store.postgres import (
+    SCHEMA_LATEST,
+    PostgresStore,
+    _Read,
+    _Session,
+    _Write,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from .helpers import schedule
 
@@ -253,6 +261,17 @@ def test_commits_are_synchronous(postgres_store: PostgresStore) -> None:
     assert row == ("on",)
 
 
+def test_the_connection_handed_out_is_inside_the_transaction(
+    postgres_store: PostgresStore,
+) -> None:
+    """``BEGIN`` waits for the first query; taking the connection sends it, so a statement of
+    one's own runs in the transaction (and sees its snapshot)."""
+    with postgres_store.read() as txn:
+        assert txn.conn.info.transaction_status is psycopg.pq.TransactionStatus.INTRANS
+        row = txn.conn.execute("SHOW transaction_isolation").fetchone()
+    assert row == ("repeatable read",)
+
+
 def test_pooled_connections_the_server_closed_are_replaced(
     postgres_store: PostgresStore,
 ) -> None:
@@ -272,6 +291,97 @@ def test_pooled_connections_the_server_closed_are_replaced(
         time.sleep(0.01)
     kernel.request_run("after", RunTemplate("t"), now=2)
     assert [r.run_key for r in kernel.runs()] == ["manual:after", "manual:before"]
+    assert kernel.verify().ok
+
+
+def test_the_connections_carry_the_dsns_application_name(schema: str) -> None:
+    """``arcoflow`` unless the DSN names one, so operators (and the stress test's faults) can
+    pick one deployment's connections out of ``pg_stat_activity``."""
+    dsn = make_conninfo(postgres_support.require_server(), application_name="billing")
+    for url, name in ((postgres_support.dsn(), "arcoflow"), (dsn, "billing")):
+        with PostgresStore(url, schema=schema, pool_size=1) as store, store.read() as txn:
+            assert txn.conn.execute("SHOW application_name").fetchone() == (name,)
+
+
+# -- round trips -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many statements each message to the server carried, in order."""
+    sent: list[int] = []
+    send = _Session.round_trip
+
+    def counted(session: _Session, *queries: Any) -> Any:
+        sent.append(len(session.queued) + len(queries))
+        return send(session, *queries)
+
+    monkeypatch.setattr(_Session, "round_trip", counted)
+    return sent
+
+
+def _push_sensor(store: PostgresStore) -> Kernel:
+    kernel = Kernel(store)
+    kernel.define_sensor(SensorDefinition("hook", "push", RunTemplate("t")), now=0)
+    return kernel
+
+
+def test_an_append_is_two_round_trips(
+    postgres_store: PostgresStore, round_trips: list[int]
+) -> None:
+    """A push message (its evaluation and run request, 11 rows and index entries): BEGIN, the
+    locks of every row it reads and the draw of its numbers; then the writes and COMMIT."""
+    row = _push_sensor(postgres_store).sensor("hook")
+    round_trips.clear()
+    batch = decide.ingest(row, "m-1", {"a": 1}, 7, None)
+    appended = postgres_store.append(batch, 10)
+    assert [e.seq for e in appended.records] == [2, 3]
+    assert len(round_trips) == 2, round_trips
+    assert round_trips[0] == 3  # BEGIN, the locks of every table in one statement, the draw
+    round_trips.clear()
+    with postgres_store.read() as txn:
+        assert txn.get(Table.SENSORS, b"hook") is not None
+    assert round_trips == [2, 1]  # BEGIN with the read; COMMIT
+
+
+@pytest.fixture
+def no_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe names only the idempotency keys: every row is read (and locked) after the
+    first round trip, which reserved the batch's numbers."""
+    monkeypatch.setattr(
+        base,
+        "probe_reads",
+        lambda codec, batch, at: {Table.IDEM: [base.idem_key(p.key) for p in batch]},
+    )
+
+
+def test_a_read_the_probe_missed_costs_a_round_trip_and_the_numbers_are_drawn_again(
+    postgres_store: PostgresStore, round_trips: list[int], no_probe: None
+) -> None:
+    kernel = _two_schedules(postgres_store)
+    round_trips.clear()
+    kernel.set_schedule_enabled("a", False, now=10)
+    appends = [n for n in round_trips if n > 1]
+    assert len(round_trips) - len(appends) >= 1  # the missed read of the schedule
+    assert seqs(postgres_store) == [1, 2, 3]  # the first reservation was given back
+    assert kernel.verify().ok
+
+
+def test_numbers_reserved_before_a_lock_the_append_then_waited_for_are_not_used(
+    postgres_store: PostgresStore, locker: psycopg.Connection[Any], no_probe: None
+) -> None:
+    """The first round trip reserved a number, then the append waited for a's row; b's append
+    committed meanwhile. a must number after b (the reserved number would have put it first:
+    the log order would not be the commit order)."""
+    kernel = _two_schedules(postgres_store)
+    lock_row(locker, postgres_store.schema, Table.SCHEDULES, b"a")
+    waiting = Background(lambda: kernel.set_schedule_enabled("a", False, now=10))
+    wait_blocked_by(locker)
+    kernel.set_schedule_enabled("b", False, now=10)
+    locker.rollback()
+    waiting.result()
+    toggles = [e.event.schedule_id for e in kernel.log() if isinstance(e.event, ev.ScheduleToggled)]
+    assert toggles == ["b", "a"]
     assert kernel.verify().ok
 
 
@@ -371,13 +481,15 @@ def test_appends_on_disjoint_rows_do_not_wait_and_the_same_row_serialises(
 @pytest.fixture
 def paused_first(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
     """Appends run in a thread named ``first`` stop after sending their writes, before the
-    commit (holding every lock they take) until ``release`` is set: (flushed, release)."""
+    commit (holding every lock they take) until ``release`` is set: (flushed, release). (The
+    store sends the writes together with the ``COMMIT``; here they go ahead alone.)"""
     flushed, release = threading.Event(), threading.Event()
     flush = _Write.flush
 
     def paused_flush(txn: _Write) -> None:
         flush(txn)
         if threading.current_thread().name == "first":
+            txn.session.round_trip()  # the writes, without the COMMIT
             flushed.set()
             assert release.wait(30)
 
@@ -467,9 +579,10 @@ def test_a_row_claimed_by_a_concurrent_append_is_a_lost_race_retried(
     first.start()
     assert first_flushed.wait(30)
     admin = postgres_support.admin()
-    pid = admin.execute(
+    pid = admin.execute(  # its last message prepared the writes, which name the schema
         "SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' "
-        "AND application_name = 'arcoflow' AND query LIKE 'WITH w0%%'"
+        "AND application_name = 'arcoflow' AND query LIKE %s",
+        (f"%{postgres_store.schema}%",),
     ).fetchall()
     assert len(pid) == 1
     second = Background(lambda: postgres_store.append([Pending("k2", event)], 2))
@@ -514,6 +627,42 @@ def test_a_serialization_failure_is_retried(postgres_store: PostgresStore) -> No
     assert postgres_store.retries == 2
     assert seqs(postgres_store) == [1, 2]
     assert kernel.verify().ok
+
+
+def test_a_failed_message_starts_the_connections_prepared_statements_afresh(
+    schema: str,
+) -> None:
+    """The first writes of a kind go as ``PREPARE w; EXECUTE w; COMMIT``; the EXECUTE fails,
+    after the PREPARE ran. The retry, on the same connection, must not prepare ``w`` twice."""
+    with postgres_support.open_store(schema, pool_size=1) as store:
+        kernel = Kernel(store)
+        _fail_log_inserts(store, times=1)
+        kernel.request_run("one", RunTemplate("t"), now=1)
+        assert store.retries == 1
+        kernel.request_run("two", RunTemplate("t"), now=2)
+        assert [r.run_key for r in kernel.runs()] == ["manual:two", "manual:one"]
+        assert kernel.verify().ok
+
+
+def test_psycopgs_own_statement_cache_never_deallocates_the_stores_statements(
+    schema: str,
+) -> None:
+    """psycopg prepares a statement on its fifth run and, once it has, answers a ROLLBACK with
+    DEALLOCATE ALL, which would drop the statements the store prepared on that connection
+    ("prepared statement ... does not exist", seen in the stress test): it must not prepare."""
+    with postgres_support.open_store(schema, pool_size=1) as store:
+        kernel = Kernel(store)
+        kernel.request_run("one", RunTemplate("t"), now=1)  # the store prepares its statements
+
+        class Abandoned(Exception):
+            pass
+
+        with pytest.raises(Abandoned), store.read() as txn:
+            for _ in range(6):
+                txn.conn.execute("SELECT 1")
+            raise Abandoned  # the transaction is rolled back
+        kernel.request_run("two", RunTemplate("t"), now=2)
+        assert [r.run_key for r in kernel.runs()] == ["manual:two", "manual:one"]
 
 
 def test_an_append_that_keeps_losing_fails_after_its_retries_and_writes_nothing(
