@@ -37,6 +37,7 @@ from .errors import (
     InvalidId,
     NotFound,
     PayloadTooLarge,
+    Pruned,
     StoreError,
     StoreFull,
     StoreNotFound,
@@ -49,6 +50,7 @@ from .kernel import (
     Ingested,
     Kernel,
     PreviewTick,
+    Pruning,
     PushItem,
     Refused,
     Requested,
@@ -65,6 +67,7 @@ from .rows import (
     SensorRow,
     TickRow,
 )
+from .retention import RetentionPolicy
 from .runs import validate_run_id
 from .store.base import Pending, Store
 from .store.lmdb import LmdbStore
@@ -103,10 +106,13 @@ __all__ = [
     "PollContext",
     "PollResult",
     "PreviewTick",
+    "Pruned",
+    "Pruning",
     "PushItem",
     "PushMessage",
     "Refused",
     "Requested",
+    "RetentionPolicy",
     "RunRequest",
     "RunRow",
     "RunTemplate",

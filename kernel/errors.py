@@ -111,3 +111,9 @@ class DamagedStore(StoreError):
 
 class StoreNotFound(InputError):
     """A store opened read-only (it must exist) is not there. Nothing was created."""
+
+
+class Pruned(NotFound):
+    """The item existed, but retention pruned it: its owner's history before an instant is
+    gone (``arcoflow prune``, or the daemon's pruning). Not a silent gap: the message names
+    the instant."""

@@ -34,15 +34,20 @@ from .definitions import (
     revalidate,
     validate_id,
 )
-from .errors import Conflict, CorruptRecord, InputError, NotFound, StoreError
-from .events import Cursor, RunClaimed, RunRequested, TickRecorded
+from .errors import Conflict, CorruptRecord, InputError, NotFound, Pruned, StoreError
+from .events import Cursor, RetentionSet, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
+from .pruning import plan_prune, store_policy
+from .retention import RetentionPolicy
 from .rows import (
     ROW_TYPES,
     ConflictRow,
     EvalRow,
     HistoryRow,
     MissedRow,
+    PrunedMark,
+    PrunedRunRow,
+    RetentionRow,
     RunRow,
     RunStatus,
     ScheduleRow,
@@ -54,7 +59,16 @@ from .rows import (
     u64,
 )
 from .runs import derived_id, request_run, run_id
-from .store.base import Appended, Pending, ReadTxn, Store
+from .store.base import (
+    Appended,
+    Pending,
+    ReadTxn,
+    Store,
+    idem_key,
+    idem_live,
+    idem_seq,
+    original_batch,
+)
 from .store.memory import MemoryStore
 from .values import (
     MAX_TIME,
@@ -73,6 +87,7 @@ __all__ = [
     "Ingested",
     "Kernel",
     "PreviewTick",
+    "Pruning",
     "PushItem",
     "Refused",
     "Requested",
@@ -158,6 +173,15 @@ class PreviewTick(NamedTuple):
     tick_id: str
     dst: str | None
     action: Literal["run", "skip"]
+
+
+class Pruning(NamedTuple):
+    """What one prune pass dropped: history ``rows`` (a run with its links counts once) and
+    expired idempotency ``keys``, in ``events`` small transactions."""
+
+    events: int
+    rows: int
+    keys: int
 
 
 class Verification(NamedTuple):
@@ -459,11 +483,22 @@ class Kernel:
         with self.store.read() as txn:
             row: TickRow | None = self._row(txn, Table.TICKS, key(sid, at))
             if row is None:
+                self._raise_pruned(txn, "schedule", sid, at, f"tick {tick_id!r}")
                 raise NotFound(f"no tick {tick_id!r}")
             runs = tuple(
-                self._indexed(txn, Table.TICKS, Table.RUNS, key(run_id(k))) for k in row.run_keys
+                self._indexed(txn, Table.TICKS, Table.RUNS, key(run_id(k)))
+                for k in row.run_keys
+                if txn.get(Table.RUN_KEYS, key(run_id(k))) is None  # a pruned run is not shown
             )
         return TickDetail(row, runs)
+
+    def _raise_pruned(self, txn: ReadTxn, kind: str, owner: str, at: int, what: str) -> None:
+        mark: PrunedMark | None = self._row(txn, Table.PRUNED, key(kind, owner))
+        if mark is not None and at < mark.before:
+            raise Pruned(
+                f"{what} was pruned: the history of {kind} {owner!r} before "
+                f"{decide.iso(mark.before)} is gone (retention)"
+            )
 
     def missed(self, schedule_id: str, limit: int = 50) -> list[MissedRow]:
         """Summaries of ticks that evaluations dropped (window or budget), newest first."""
@@ -557,10 +592,18 @@ class Kernel:
         """The events that record one push message, or its original evaluation if it was
         delivered before (the connector is not asked twice about one message)."""
         sensor_id = row.sensor_id
-        eval_id = derived_id(f"push/{sensor_id}/{check_text(message_id, 'message id')}")
-        earlier = self._evaluation_or_none(eval_id)
-        if earlier is not None:
-            return Ingested(earlier, True)
+        idem = f"push/{sensor_id}/{check_text(message_id, 'message id')}"
+        with self.store.read() as txn:
+            entry = txn.get(Table.IDEM, idem_key(idem))
+            # Within the dedupe horizon: the original evaluation, from the log (its history
+            # row may be pruned already). After it the message is new.
+            original = (
+                original_batch(txn, self.store.codec, idem_seq(entry))
+                if entry is not None and idem_live(entry, at)
+                else ()
+            )
+        if original:
+            return Ingested(self._logged_eval(original[0]), True)
         size = len(msgspec.json.encode(check_json(payload, "payload")))
         if size > row.definition.max_payload_bytes:
             decide.ingest(row, message_id, payload, size, [])  # raises PayloadTooLarge
@@ -608,8 +651,8 @@ class Kernel:
         row = eval_row(envelope)
         if not row.evaluation.run_keys:
             return row
-        stored: EvalRow = self._get(Table.EVALS, key(row.evaluation.sensor_id, row.seq))
-        return stored
+        stored: EvalRow | None = self._get(Table.EVALS, key(row.evaluation.sensor_id, row.seq))
+        return stored or row  # pruned: the row as logged
 
     def poll_context(
         self, sensor_id: str, now: When = None
@@ -727,6 +770,12 @@ class Kernel:
     def run(self, run_id_: str) -> RunRow:
         row: RunRow | None = self._get(Table.RUNS, key(_lookup(run_id_, "run id")))
         if row is None:
+            gone: PrunedRunRow | None = self._get(Table.RUN_KEYS, key(run_id_))
+            if gone is not None:
+                raise Pruned(
+                    f"run {run_id_!r} ({gone.status}) was pruned at {decide.iso(gone.pruned_at)} "
+                    "(retention); its run key stays taken, so it is never run again"
+                )
             raise NotFound(f"no run {run_id_!r}")
         return row
 
@@ -1010,9 +1059,62 @@ class Kernel:
         revalidate(definitions)  # all of them before the first is applied
         for sensor in definitions.sensors:  # and the one rule that depends on the store
             decide.define_sensor(self._sensor_or_none(sensor.id), sensor, at)
+        if definitions.retention is not None:
+            self.set_retention(definitions.retention, at)
         return [self.define_schedule(s, at) for s in definitions.schedules] + [
             self.define_sensor(s, at) for s in definitions.sensors
         ]
+
+    # -- retention -----------------------------------------------------------------------------
+
+    def retention(self) -> RetentionPolicy:
+        """The store-wide retention policy (``RetentionPolicy()``: keep everything)."""
+        with self.store.read() as txn:
+            return store_policy(txn, self.store.codec)
+
+    def set_retention(self, policy: RetentionPolicy, now: When = None) -> RetentionPolicy:
+        """Set the store-wide retention policy (``[retention]``); schedules and sensors may
+        override it with their own ``retention``. Setting the same policy writes nothing.
+
+        >>> from arcoflow.kernel import Kernel, MemoryStore, RetentionPolicy
+        >>> Kernel(MemoryStore()).set_retention(RetentionPolicy(history="30d"), now=0).history
+        2592000
+        """
+        at = epoch(now)
+        _checked(policy, RetentionPolicy, "policy")
+
+        def attempt() -> RetentionPolicy:
+            with self.store.read() as txn:
+                row: RetentionRow | None = self._row(txn, Table.SETTINGS, b"retention")
+            if (row.policy if row else RetentionPolicy()) != policy:
+                event = RetentionSet(policy, row.version if row else 0)
+                self._append([Pending(f"retention/{event.expected_version}", event)], at)
+            return self.retention()
+
+        return self._retry(attempt)
+
+    def prune(self, now: When = None, limit: int = 10_000, chunk: int = 200) -> Pruning:
+        """Drop what retention says is old at ``now``: at most about ``limit`` items, in small
+        transactions of at most ``chunk``, each logged as a ``history.pruned`` event (a replay
+        drops the same). Runs that are not finished are never pruned. Call again while it
+        returns rows or keys to catch up; the daemon prunes a bounded amount every cycle."""
+        at = epoch(now)
+        check_int(limit, "limit", 1, 1_000_000)
+        check_int(chunk, "chunk", 1, 10_000)
+        with self.store.read() as txn:
+            plan = plan_prune(txn, self.store.codec, at, limit, chunk)
+        for batch in plan.batches:
+            self._append(batch, at)
+        return Pruning(len(plan.batches), plan.rows, plan.keys)
+
+    def pruned_before(self, kind: str, item_id: str) -> int | None:
+        """The instant before which the history of ``kind`` (``schedule``, ``sensor`` or
+        ``store``: ids ``runs``, ``conflicts``) ``item_id`` may have been pruned, or None: no
+        gap. History queries stop there; this says so instead of a silent gap."""
+        check_choice(kind, "kind", ("schedule", "sensor", "store"))
+        check_text(item_id, "id", 256)
+        mark: PrunedMark | None = self._get(Table.PRUNED, key(kind, item_id))
+        return mark.before if mark is not None else None
 
     # -- log and verification ------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import msgspec
 
 from .definitions import ScheduleDefinition, SensorDefinition
 from .events import Cursor, EvalStatus, MissedRange, Retry, SensorEvaluated, TickStatus
+from .retention import RetentionPolicy
 from .runs import dedupe_reason
 
 __all__ = [
@@ -25,6 +26,9 @@ __all__ = [
     "HistoryChange",
     "HistoryRow",
     "MissedRow",
+    "PrunedMark",
+    "PrunedRunRow",
+    "RetentionRow",
     "RunLinkRow",
     "RunRow",
     "RunStatus",
@@ -185,6 +189,34 @@ class ConflictRow(_Row, frozen=True):
     seq: int
 
 
+class RetentionRow(_Row, frozen=True):
+    """The store-wide retention policy (``[retention]``); ``version`` is its CAS token."""
+
+    policy: RetentionPolicy
+    version: int
+    at: int
+
+
+class PrunedMark(_Row, frozen=True):
+    """History of ``kind``/``id`` older than ``before`` may have been pruned (at ``at``): what
+    history queries report instead of a silent gap. ``kind`` ``store`` holds the store-wide
+    history: ``runs`` (manual and backfill runs) and ``conflicts``."""
+
+    kind: Literal["schedule", "sensor", "store"]
+    id: str
+    before: int
+    at: int
+
+
+class PrunedRunRow(_Row, frozen=True):
+    """What is left of a pruned run: its key stays taken forever (a compact key-to-run index),
+    so a late request for the same key makes no second run."""
+
+    fingerprint: str
+    status: RunStatus
+    pruned_at: int
+
+
 _U64 = struct.Struct(">Q")
 
 
@@ -224,6 +256,12 @@ class Table(StrEnum):
     RUN_ORDER = "run_order"
     OUTBOX = "outbox"
     LAUNCHED = "launched"  # launcher, run_id -> run_id of LAUNCHED runs (completion checks)
+    # Retention (PostgreSQL migration 3 creates these).
+    SETTINGS = "settings"  # b"retention" -> RetentionRow
+    PRUNED = "pruned"  # kind, id -> PrunedMark
+    RUN_KEYS = "run_keys"  # run_id -> PrunedRunRow (runs pruned; their keys stay taken)
+    FINISHED = "finished"  # index: origin, u64(updated_at), run_id -> run_id of finished runs
+    IDEM_EXPIRY = "idem_expiry"  # u64(until), u64(seq) -> idempotency key (kept by the store)
 
 
 ROW_TYPES: Final[dict[Table, type[_Row]]] = {
@@ -236,6 +274,9 @@ ROW_TYPES: Final[dict[Table, type[_Row]]] = {
     Table.LINKS: RunLinkRow,
     Table.CONFLICTS: ConflictRow,
     Table.HISTORY: HistoryRow,
+    Table.SETTINGS: RetentionRow,
+    Table.PRUNED: PrunedMark,
+    Table.RUN_KEYS: PrunedRunRow,
 }
 
 
@@ -271,6 +312,12 @@ def _launched(row: Any) -> bytes | None:
     return key(r.launcher, r.run_id) if live else None  # type: ignore[arg-type]
 
 
+def _finished(row: Any) -> bytes | None:
+    r: RunRow = row
+    done = r.status in ("SUCCEEDED", "FAILED")  # arcoflow.kernel.pruning.FINISHED
+    return key(r.origin, r.updated_at, r.run_id) if done else None
+
+
 #: For each table, its indexes: (index table, row -> index key or None).
 INDEXES: Final[dict[Table, tuple[tuple[Table, Callable[[Any], bytes | None]], ...]]] = {
     Table.SCHEDULES: ((Table.DUE_SCHEDULES, _due_schedule),),
@@ -280,5 +327,6 @@ INDEXES: Final[dict[Table, tuple[tuple[Table, Callable[[Any], bytes | None]], ..
         (Table.RUN_ORDER, _run_order),
         (Table.OUTBOX, _outbox),
         (Table.LAUNCHED, _launched),
+        (Table.FINISHED, _finished),
     ),
 }

@@ -18,9 +18,10 @@ import msgspec
 
 from ..codec import SCHEMA_VERSION, Codec, Envelope
 from ..errors import FutureSchemaVersion, StoreError, UnstorableValue
-from ..events import Event
+from ..events import Event, HistoryPruned, SensorEvaluated
 from ..evolve import check, evolve
-from ..rows import INDEXES, ROW_TYPES, Table, from_u64, u64
+from ..retention import effective, retention_of
+from ..rows import INDEXES, ROW_TYPES, RetentionRow, SensorRow, Table, from_u64, key, u64
 
 __all__ = [
     "Appended",
@@ -32,6 +33,8 @@ __all__ = [
     "apply_batches",
     "apply_envelope",
     "counter_next_seq",
+    "idem_live",
+    "idem_seq",
     "readable",
 ]
 
@@ -136,7 +139,10 @@ class _View:
             )
         return self.rows[slot]
 
-    def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
+    def put(self, table: Table, key: bytes, row: msgspec.Struct | None) -> None:
+        if row is None:
+            self._delete(table, key)
+            return
         where = f"{table.value} row {key!r}"
         data = readable(
             self.codec.encode_row, lambda b: self.codec.check_row(b, type(row), where), row, where
@@ -155,6 +161,19 @@ class _View:
                     self.txn.put(index, after, key)
         self.txn.put(table, key, data)
         self.rows[(table, key)] = row
+
+    def _delete(self, table: Table, key: bytes) -> None:
+        """Drop a row and its index entries. An index entry another row has taken since (a
+        message redelivered after its horizon reuses its evaluation id) stays."""
+        old = self.get(table, key)
+        if old is None:
+            return
+        for index, key_of in INDEXES.get(table, ()):
+            entry = key_of(old)
+            if entry is not None and self.txn.get(index, entry) == key:
+                self.txn.delete(index, entry)
+        self.txn.delete(table, key)
+        self.rows[(table, key)] = None
 
 
 def readable(
@@ -194,7 +213,7 @@ class _Rehearsal(_View):
             self.fetched[slot] = super().get(table, key)
         return self.rows[slot]
 
-    def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
+    def put(self, table: Table, key: bytes, row: msgspec.Struct | None) -> None:
         self.rows[(table, key)] = row
 
 
@@ -202,6 +221,34 @@ def idem_key(key: str) -> bytes:
     """LMDB keys are at most 511 bytes: long idempotency keys are stored by their hash."""
     raw = key.encode()
     return raw if len(raw) <= 256 else b"#sha256:" + hashlib.sha256(raw).hexdigest().encode()
+
+
+def idem_seq(value: bytes) -> int:
+    """The log sequence number an idempotency entry points at."""
+    return from_u64(value[:8])
+
+
+def idem_live(value: bytes | None, at: int) -> bool:
+    """Whether an idempotency entry still makes a repeat at ``at`` a duplicate. An entry is
+    ``u64(seq)``, remembered forever, or ``u64(seq) + u64(until)``: its dedupe horizon ends at
+    ``until`` (exclusive), whether or not a prune has dropped it yet."""
+    if value is None:
+        return False
+    return len(value) < 16 or at < from_u64(value[8:16])
+
+
+def dedupe_until(view: _View, event: Event, at: int) -> int | None:
+    """When the idempotency keys of an append headed by ``event`` expire: ``at`` plus the dedupe
+    horizon in force (a sensor evaluation: its sensor's; anything else: the store's), or None
+    (forever). Computed when the append is applied, so a replay computes the same."""
+    stored: RetentionRow | None = view.get(Table.SETTINGS, b"retention")
+    policy = stored.policy if stored is not None else None
+    if isinstance(event, SensorEvaluated):
+        sensor: SensorRow | None = view.get(Table.SENSORS, key(event.sensor_id))
+        if sensor is not None:
+            policy = effective(retention_of(sensor.definition), policy)
+    horizon = policy.dedupe_horizon if policy is not None else None
+    return None if horizon is None else at + horizon
 
 
 def prefix_end(prefix: bytes) -> bytes | None:
@@ -234,16 +281,40 @@ def check_format(txn: ReadTxn) -> None:
         raise FutureSchemaVersion("store meta", from_u64(data), SCHEMA_VERSION)
 
 
-def apply_envelope(txn: WriteTxn, view: _View, envelope: Envelope) -> None:
-    """Check, log, evolve and index one sequenced envelope."""
+def apply_envelope(
+    txn: WriteTxn, view: _View, envelope: Envelope, until: int | None = None
+) -> None:
+    """Check, log, evolve and index one sequenced envelope; its idempotency key is remembered
+    until ``until`` (None: forever)."""
     check(view, envelope.event)
     where = f"seq {envelope.seq}"
     codec = view.codec
     data = readable(codec.encode, lambda b: codec.decode(b, where), envelope, where)
     txn.put(Table.LOG, u64(envelope.seq), data)
-    for table, key, row in evolve(view, envelope):
-        view.put(table, key, row)
-    txn.put(Table.IDEM, idem_key(envelope.key), u64(envelope.seq))
+    for table, row_key, row in evolve(view, envelope):
+        view.put(table, row_key, row)
+    if isinstance(envelope.event, HistoryPruned):
+        _forget(txn, envelope.event)
+    ikey = idem_key(envelope.key)
+    if until is None:
+        txn.put(Table.IDEM, ikey, u64(envelope.seq))
+    else:
+        txn.put(Table.IDEM, ikey, u64(envelope.seq) + u64(until))
+        try:
+            expiry = u64(until) + b"\x00" + u64(envelope.seq)
+        except struct.error as exc:
+            raise UnstorableValue(f"{where}: dedupe horizon ends out of range: {exc}") from None
+        txn.put(Table.IDEM_EXPIRY, expiry, ikey)
+
+
+def _forget(txn: WriteTxn, event: HistoryPruned) -> None:
+    """Drop the idempotency keys a prune names (the store keeps them, not ``evolve``); a key a
+    later append re-took after the horizon stays."""
+    for expired in event.keys:
+        txn.delete(Table.IDEM_EXPIRY, u64(expired.until) + b"\x00" + u64(expired.seq))
+        current = txn.get(Table.IDEM, expired.key)
+        if current is not None and idem_seq(current) == expired.seq:
+            txn.delete(Table.IDEM, expired.key)
 
 
 def original_batch(txn: ReadTxn, codec: Codec, seq: int) -> tuple[Envelope, ...]:
@@ -272,21 +343,23 @@ def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) 
         return Appended((), False)
     txn.prefetch(Table.IDEM, [idem_key(p.key) for p in batch])
     original = txn.get(Table.IDEM, idem_key(batch[0].key))
-    if original is not None:
-        envelope = codec.decode(txn.get(Table.LOG, original) or b"", f"seq {from_u64(original)}")
+    if original is not None and idem_live(original, at):
+        logged = txn.get(Table.LOG, original[:8]) or b""
+        envelope = codec.decode(logged, f"seq {idem_seq(original)}")
         return Appended(original_batch(txn, codec, envelope.batch), True)
     todo: list[Pending] = []
     keys: set[str] = set()
     for pending in batch:
         # A key already applied, or repeated earlier in this very batch, is a no-op: logging
         # it would make the live state differ from a replay, which skips it.
-        if pending.key in keys or (todo and txn.get(Table.IDEM, idem_key(pending.key)) is not None):
+        if pending.key in keys or (todo and idem_live(txn.get(Table.IDEM, idem_key(pending.key)), at)):
             continue
         keys.add(pending.key)
         todo.append(pending)
     # Rehearse with provisional numbers (evolve reads rows by id, never by seq): every row the
     # batch reads is read, and a stale compare-and-set raises, before a number is drawn.
     rehearsal = _Rehearsal(txn, codec)
+    until = dedupe_until(rehearsal, todo[0].event, at)  # before the batch changes any row
     for n, pending in enumerate(todo, 1):
         envelope = Envelope(codec.version, n, pending.key, at, 1, pending.event)
         check(rehearsal, envelope.event)
@@ -298,7 +371,7 @@ def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) 
     )
     view = _View(txn, codec, rehearsal.fetched)
     for envelope in envelopes:
-        apply_envelope(txn, view, envelope)
+        apply_envelope(txn, view, envelope, until)
     txn.put(Table.META, b"schema_version", u64(codec.version))
     return Appended(envelopes, False)
 
@@ -330,10 +403,13 @@ def apply_batches(
 def replay_batch(txn: WriteTxn, codec: Codec, envelopes: Sequence[Envelope]) -> None:
     """Apply sequenced envelopes as they were logged (for rebuilds and verification)."""
     view = _View(txn, codec)
+    until: dict[int, int | None] = {}  # batch -> its keys' expiry, from its first record
     for envelope in envelopes:
-        if txn.get(Table.IDEM, idem_key(envelope.key)) is not None:
+        if idem_live(txn.get(Table.IDEM, idem_key(envelope.key)), envelope.at):
             continue
-        apply_envelope(txn, view, envelope)
+        if envelope.batch not in until:
+            until[envelope.batch] = dedupe_until(view, envelope.event, envelope.at)
+        apply_envelope(txn, view, envelope, until[envelope.batch])
     if envelopes:
         txn.put(Table.META, b"seq", u64(envelopes[-1].seq))
         txn.put(Table.META, b"schema_version", u64(codec.version))
