@@ -57,6 +57,7 @@ from .kernel import (
     TickDetail,
     Verification,
 )
+from .retention import RetentionPolicy
 from .rows import (
     ConflictRow,
     EvalRow,
@@ -67,7 +68,6 @@ from .rows import (
     SensorRow,
     TickRow,
 )
-from .retention import RetentionPolicy
 from .runs import validate_run_id
 from .store.base import Pending, Store
 from .store.lmdb import LmdbStore

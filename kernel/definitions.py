@@ -10,7 +10,6 @@ there is no second, parallel schema to keep in step.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -31,6 +30,7 @@ from .values import (
     check_int,
     check_text,
     json_problem,
+    parse_duration_upto,
     policy,
 )
 
@@ -56,8 +56,6 @@ __all__ = [
     "validate_id",
 ]
 
-_DURATION = re.compile(r"\s*(\d{1,12})\s*(s|m|h|d|w)?\s*")
-_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_DURATION = 366 * 86400
 #: Largest run config, tags, cursor or push payload accepted, in encoded bytes.
 MAX_BLOB = 1024 * 1024
@@ -81,21 +79,6 @@ def parse_duration(value: int | str) -> int:
     900
     """
     return parse_duration_upto(value, _MAX_DURATION)
-
-
-def parse_duration_upto(value: int | str, limit: int) -> int:
-    """:func:`parse_duration` with another upper bound (retention spans years)."""
-    if isinstance(value, bool):
-        raise InputError(f"duration {value!r} is not a number of seconds or a string like '15m'")
-    if isinstance(value, int):
-        seconds = value
-    elif isinstance(value, str) and (m := _DURATION.fullmatch(value.lower())):
-        seconds = int(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise InputError(f"duration {value!r} is not a number of seconds or a string like '15m'")
-    if not 0 <= seconds <= limit:
-        raise InputError(f"duration {value!r} is out of range (0 to {limit // 86400} days)")
-    return seconds
 
 
 _Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]

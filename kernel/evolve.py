@@ -44,13 +44,13 @@ from .events import (
 from .expiry import prunable
 from .rows import (
     ConflictRow,
-    PrunedMark,
-    PrunedRunRow,
-    RetentionRow,
     EvalRow,
     HistoryChange,
     HistoryRow,
     MissedRow,
+    PrunedMark,
+    PrunedRunRow,
+    RetentionRow,
     RunLinkRow,
     RunRow,
     ScheduleRow,

@@ -13,6 +13,7 @@ __all__ = ["FINISHED", "instant_of", "prunable"]
 #: an operator may still retry it.
 FINISHED: Final = frozenset({"SUCCEEDED", "FAILED"})
 
+
 def prunable(row: Any, before: int) -> bool:
     """Whether a history row may go under a cutoff of ``before``: older than it and, for a
     tick, final; for a run, finished."""

@@ -58,7 +58,7 @@ from .rows import (
     key,
     u64,
 )
-from .runs import derived_id, request_run, run_id
+from .runs import request_run, run_id
 from .store.base import (
     Appended,
     Pending,

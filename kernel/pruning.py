@@ -11,21 +11,22 @@ that stops at the owner's cutoff, so a pass costs O(owners + pruned), never O(hi
 * finished runs: the ``finished`` index, keyed (origin, finish instant, run id);
 * idempotency keys: the ``idem_expiry`` index, keyed (end of horizon, seq).
 
-:func:`~arcoflow.kernel.expiry.prunable` is the one rule both this planner and ``evolve`` apply: ``evolve`` re-checks
-each row when the event is applied, so a row that changed since it was found is kept.
+:func:`~arcoflow.kernel.expiry.prunable` is the one rule this planner and ``evolve`` share:
+``evolve`` re-checks each row when the event is applied, so a row that changed since it was
+found is kept.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, NamedTuple
 
 import msgspec
 
 from .codec import Codec
+from .events import ExpiredKey, HistoryPruned, PrunedRef, PruneMarkRef
 from .expiry import instant_of, prunable
-from .events import ExpiredKey, HistoryPruned, PruneMarkRef, PrunedRef
 from .retention import RetentionPolicy, effective, retention_of
 from .rows import (
     ROW_TYPES,
@@ -172,7 +173,7 @@ def _batches(found: list[_Found], expired: list[ExpiredKey], chunk: int) -> Prun
     return PrunePlan(tuple(batches), rows, len(expired))
 
 
-def _event(found: list[_Found], expired: list[ExpiredKey] | tuple[()]) -> tuple[Pending, ...]:
+def _event(found: Sequence[_Found], expired: Sequence[ExpiredKey]) -> tuple[Pending, ...]:
     latest: dict[Owner, int] = {}
     for f in found:
         if f.ref.table != Table.LINKS.value:
@@ -188,4 +189,3 @@ def key_is_current(idem_value: bytes | None, seq: int) -> bool:
     """Whether the idempotency entry still belongs to the append at ``seq`` (a redelivery after
     the horizon re-took the key: that newer entry stays)."""
     return idem_value is not None and idem_seq(idem_value) == seq
-

@@ -19,6 +19,7 @@ from typing import Any, Final
 import attrs
 
 from .errors import InputError, InvalidDefinition
+from .values import parse_duration_upto
 
 __all__ = [
     "FINISHED",
@@ -35,9 +36,6 @@ _MAX_RETENTION = 100 * 366 * 86400  # a century: far beyond any store's lifetime
 
 
 def _seconds(value: Any, field: str) -> int | None:
-    # Imported here: definitions imports this module for its field type.
-    from .definitions import parse_duration_upto
-
     if value is None:
         return None
     try:

@@ -21,7 +21,8 @@ from ..errors import FutureSchemaVersion, StoreError, UnstorableValue
 from ..events import Event, HistoryPruned, SensorEvaluated
 from ..evolve import check, evolve
 from ..retention import effective, retention_of
-from ..rows import INDEXES, ROW_TYPES, RetentionRow, SensorRow, Table, from_u64, key, u64
+from ..rows import INDEXES, ROW_TYPES, RetentionRow, SensorRow, Table, from_u64, u64
+from ..rows import key as row_key
 
 __all__ = [
     "Appended",
@@ -244,7 +245,7 @@ def dedupe_until(view: _View, event: Event, at: int) -> int | None:
     stored: RetentionRow | None = view.get(Table.SETTINGS, b"retention")
     policy = stored.policy if stored is not None else None
     if isinstance(event, SensorEvaluated):
-        sensor: SensorRow | None = view.get(Table.SENSORS, key(event.sensor_id))
+        sensor: SensorRow | None = view.get(Table.SENSORS, row_key(event.sensor_id))
         if sensor is not None:
             policy = effective(retention_of(sensor.definition), policy)
     horizon = policy.dedupe_horizon if policy is not None else None
@@ -291,8 +292,8 @@ def apply_envelope(
     codec = view.codec
     data = readable(codec.encode, lambda b: codec.decode(b, where), envelope, where)
     txn.put(Table.LOG, u64(envelope.seq), data)
-    for table, row_key, row in evolve(view, envelope):
-        view.put(table, row_key, row)
+    for table, where_key, row in evolve(view, envelope):
+        view.put(table, where_key, row)
     if isinstance(envelope.event, HistoryPruned):
         _forget(txn, envelope.event)
     ikey = idem_key(envelope.key)
@@ -352,7 +353,9 @@ def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) 
     for pending in batch:
         # A key already applied, or repeated earlier in this very batch, is a no-op: logging
         # it would make the live state differ from a replay, which skips it.
-        if pending.key in keys or (todo and idem_live(txn.get(Table.IDEM, idem_key(pending.key)), at)):
+        if pending.key in keys or (
+            todo and idem_live(txn.get(Table.IDEM, idem_key(pending.key)), at)
+        ):
             continue
         keys.add(pending.key)
         todo.append(pending)

@@ -197,6 +197,14 @@ _MIGRATIONS: Final[tuple[tuple[int, Callable[[str], list[sql.Composed | sql.SQL]
     (1, _migration_1),
     # 2: the definition history (``arcoflow history``), one row per change of a definition.
     (2, lambda schema: _create_tables(schema, ("history",))),
+    # 3: retention: the store-wide policy, pruned-history marks, the keys of pruned runs, the
+    # finished-runs index and the idempotency keys' expiry index (issue 16).
+    (
+        3,
+        lambda schema: _create_tables(
+            schema, ("settings", "pruned", "run_keys", "finished", "idem_expiry")
+        ),
+    ),
 )
 SCHEMA_LATEST: Final = _MIGRATIONS[-1][0]
 

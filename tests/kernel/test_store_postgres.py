@@ -26,6 +26,7 @@ from arcoflow.kernel import (
     decide,
 )
 from arcoflow.kernel import events as ev
+from arcoflow.kernel.retention import RetentionPolicy
 from arcoflow.kernel.rows import Table
 from arcoflow.kernel.runs import fingerprint, run_id
 from arcoflow.kernel.store import is_postgres_url, open_store
@@ -184,20 +185,36 @@ def test_opening_creates_the_schema_once_and_reopening_changes_nothing(schema: s
         assert [r.run_key for r in Kernel(store).runs()] == ["manual:r"]
 
 
-def test_a_schema_at_the_first_migration_is_upgraded_in_place(schema: str) -> None:
-    """A store created before the definition history existed (migration 1) gains its table on
-    the next open, keeping what it holds."""
+#: The tables each migration after the first creates.
+_LATER_TABLES = {
+    2: ("history",),
+    3: ("settings", "pruned", "run_keys", "finished", "idem_expiry"),
+}
+
+
+@pytest.mark.parametrize("at", [1, 2])
+def test_a_schema_at_an_older_migration_is_upgraded_in_place(schema: str, at: int) -> None:
+    """A store created before the definition history (migration 1) or retention (migration 2)
+    existed gains their tables on the next open, keeping what it holds."""
     with postgres_support.open_store(schema) as store:
         Kernel(store).request_run("r", RunTemplate("t"), now=1)
     admin = postgres_support.admin()
-    admin.execute(sql.SQL("DROP TABLE {}.history").format(sql.Identifier(schema)))
+    for version, names in _LATER_TABLES.items():
+        if version > at:
+            for name in names:
+                admin.execute(
+                    sql.SQL("DROP TABLE {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+                )
     admin.execute(
-        sql.SQL("DELETE FROM {}.migrations WHERE version > 1").format(sql.Identifier(schema))
+        sql.SQL("DELETE FROM {}.migrations WHERE version > %s").format(sql.Identifier(schema)),
+        (at,),
     )
     with postgres_support.open_store(schema) as store:
         assert _migrations(schema) == list(range(1, SCHEMA_LATEST + 1))
-        assert "history" in _tables(schema)
-        assert [r.run_key for r in Kernel(store).runs()] == ["manual:r"]
+        assert {"history", "settings", "idem_expiry"} <= _tables(schema)
+        kernel = Kernel(store)
+        assert [r.run_key for r in kernel.runs()] == ["manual:r"]
+        assert kernel.set_retention(RetentionPolicy(history="1d"), now=2).history == 86400
 
 
 def test_processes_that_start_together_migrate_once(schema: str) -> None:
