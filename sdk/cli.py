@@ -196,6 +196,8 @@ def apply_with_progress(kernel: Kernel, definitions: Definitions, progress: Prog
     after each chunk: the same changes, visible while a large file is applied."""
     items = [*definitions.schedules, *definitions.sensors]
     now = int(datetime.now(UTC).timestamp())
+    if definitions.retention is not None:
+        kernel.set_retention(definitions.retention, now)
     changes: list[Any] = []
     for start in range(0, len(items), _APPLY_CHUNK):
         chunk = items[start : start + _APPLY_CHUNK]
@@ -305,7 +307,8 @@ def cmd_push(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     kernel = _kernel(ctx)
     payload = _json_arg(args.payload, "--payload")
     mapper = ctx["plugins"].push_mapper(kernel.sensor(args.sensor_id).definition)
-    result = kernel.ingest(args.sensor_id, args.message_id, payload, connector=mapper)
+    now = parse_time(args.now, "--now") if args.now else None
+    result = kernel.ingest(args.sensor_id, args.message_id, payload, now, connector=mapper)
     ctx["out"](
         {"duplicate": result.duplicate, "evaluation": v.eval_json(result.evaluation)}, "push"
     )
@@ -559,6 +562,7 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p.add_argument("sensor_id")
     p.add_argument("--message-id", required=True)
     p.add_argument("--payload", metavar="JSON")
+    p.add_argument("--now", metavar="ISO-8601", help="record it at this instant (default: now)")
     p = add("runs", cmd_runs, "runs, newest first (or one run by id)", "read")
     p.add_argument("run_id", nargs="?")
     p.add_argument("--status", choices=("REQUESTED", "LAUNCHED", "SUCCEEDED", "FAILED", "GAVE_UP"))
