@@ -538,7 +538,9 @@ def parse_definitions(data: Mapping[str, Any], source: str = "definitions") -> D
         problems.append(f"{source}: [launchers.NAME] entries must be tables")
         launchers = {}
     retention = None
-    if "retention" in data:
+    if "retention" in data and not isinstance(data["retention"], Mapping):
+        problems.append(f"{source}: [retention] must be a table")
+    elif "retention" in data:
         try:
             retention = _converter.structure(data["retention"], RetentionPolicy)
         except (cattrs.BaseValidationError, InputError, ValueError, TypeError) as exc:

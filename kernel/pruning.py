@@ -134,7 +134,7 @@ def plan_prune(txn: ReadTxn, codec: Codec, now: int, limit: int, chunk: int) -> 
     for _, data in txn.scan(Table.SCHEDULES):
         srow: ScheduleRow = codec.decode_row(data, ScheduleRow, "schedules")
         history = effective(retention_of(srow.definition), default).history
-        if history is not None and planner.budget > 0:
+        if history is not None and planner.budget > 0 and now - history > 0:
             before = now - history
             sid = srow.schedule_id
             planner.ticks(sid, before)
@@ -143,12 +143,12 @@ def plan_prune(txn: ReadTxn, codec: Codec, now: int, limit: int, chunk: int) -> 
     for _, data in txn.scan(Table.SENSORS):
         nrow: SensorRow = codec.decode_row(data, SensorRow, "sensors")
         history = effective(retention_of(nrow.definition), default).history
-        if history is not None and planner.budget > 0:
+        if history is not None and planner.budget > 0 and now - history > 0:
             before = now - history
             nid = nrow.sensor_id
             planner.in_order(("sensor", nid), Table.EVALS, key(nid) + b"\x00", before)
             planner.runs(("sensor", nid), f"sensor:{nid}", before)
-    if default.history is not None:
+    if default.history is not None and now - default.history > 0:
         before = now - default.history
         planner.in_order(("store", "conflicts"), Table.CONFLICTS, b"", before)
         for origin in ("manual", "backfill"):
