@@ -40,6 +40,7 @@ from arcoflow.kernel import (
     validate_run_id,
 )
 from arcoflow.kernel import views as v
+from arcoflow.kernel.decide import iso
 from arcoflow.kernel.kernel import preview
 from arcoflow.kernel.rows import Table, from_u64
 from arcoflow.kernel.store.base import Appended, Pending, ReadTxn
@@ -241,7 +242,20 @@ def cmd_ticks(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         args.schedule_id, status=args.status, limit=args.limit, before=args.before
     )
     ctx["out"]([v.tick_json(r) for r in rows], "tick")
+    _pruned_note(_kernel(ctx), "schedule", args.schedule_id)
     return 0
+
+
+def _pruned_note(kernel: Kernel, kind: str, item_id: str) -> None:
+    """Say on stderr where retention cut a history off: a list that stops there is not
+    everything that happened (stdout stays one JSON document)."""
+    before = kernel.pruned_before(kind, item_id)
+    if before is not None:
+        print(
+            f"arcoflow: note: the history of {kind} {item_id!r} before {iso(before)} was "
+            "pruned (retention)",
+            file=sys.stderr,
+        )
 
 
 def cmd_tick(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -253,6 +267,7 @@ def cmd_missed(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     _kernel(ctx).schedule(args.schedule_id)
     rows = _kernel(ctx).missed(args.schedule_id, limit=args.limit)
     ctx["out"]([v.missed_json(r) for r in rows], "missed")
+    _pruned_note(_kernel(ctx), "schedule", args.schedule_id)
     return 0
 
 
@@ -300,6 +315,7 @@ def cmd_evals(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     _kernel(ctx).sensor(args.sensor_id)
     rows = _kernel(ctx).evaluations(args.sensor_id, limit=args.limit, before=args.before)
     ctx["out"]([v.eval_json(r) for r in rows], "evaluation")
+    _pruned_note(_kernel(ctx), "sensor", args.sensor_id)
     return 0
 
 
@@ -322,6 +338,7 @@ def cmd_runs(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         return 0
     rows = kernel.runs(limit=args.limit, before=args.before, status=args.status)
     ctx["out"]([v.run_json(r) for r in rows], "run")
+    _pruned_note(kernel, "store", "runs")
     return 0
 
 
@@ -348,6 +365,7 @@ def cmd_complete(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 def cmd_conflicts(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     rows = _kernel(ctx).conflicts(limit=args.limit)
     ctx["out"]([v.conflict_json(r) for r in rows], "conflict")
+    _pruned_note(_kernel(ctx), "store", "conflicts")
     return 0
 
 
