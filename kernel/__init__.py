@@ -55,7 +55,6 @@ from .kernel import (
     Refused,
     Requested,
     TickDetail,
-    Verification,
 )
 from .retention import RetentionPolicy
 from .rows import (
@@ -72,6 +71,7 @@ from .runs import validate_run_id
 from .store.base import Pending, Store
 from .store.lmdb import LmdbStore
 from .store.memory import MemoryStore
+from .verify import Verification
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -70,6 +70,7 @@ class Codec:
             raise ValueError(f"no upcaster from schema version(s) {missing}")
         self._encoder = msgspec.msgpack.Encoder()
         self._head = msgspec.msgpack.Decoder(_Stored)
+        self._whole = msgspec.msgpack.Decoder(Envelope)
         self._event = msgspec.msgpack.Decoder(Event)
         self._any = msgspec.msgpack.Decoder()
         self._rows: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
@@ -99,6 +100,16 @@ class Codec:
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
             raise CorruptRecord(where, str(exc)) from None
         return Envelope(self.version, head.seq, head.key, head.at, head.batch, event)
+
+    def decode_current(self, data: bytes) -> Envelope | None:
+        """A log record of the current schema version, decoded in one step; None for anything
+        else (an older or newer version, bytes that do not decode, a value only a lenient read
+        accepts): :meth:`decode` then reads it or names the error. For reading a whole log."""
+        try:
+            envelope = self._whole.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            return None
+        return envelope if envelope.schema_version == self.version else None
 
     def _upcast(self, version: int, data: Any) -> Event:
         if version < 1 or not isinstance(data, dict):

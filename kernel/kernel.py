@@ -18,6 +18,7 @@ import attrs
 import msgspec
 
 from . import decide
+from . import verify as verification
 from .codec import Envelope
 from .cron import Tick, parse_cron, upcoming, zone
 from .definitions import (
@@ -34,7 +35,7 @@ from .definitions import (
     revalidate,
     validate_id,
 )
-from .errors import Conflict, CorruptRecord, InputError, NotFound, Pruned, StoreError
+from .errors import Conflict, CorruptRecord, InputError, NotFound, Pruned
 from .events import Cursor, RetentionSet, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
 from .pruning import plan_prune, store_policy
@@ -69,7 +70,6 @@ from .store.base import (
     idem_seq,
     original_batch,
 )
-from .store.memory import MemoryStore
 from .values import (
     MAX_TIME,
     check_bool,
@@ -80,6 +80,7 @@ from .values import (
     check_text,
     check_time,
 )
+from .verify import Verification
 
 __all__ = [
     "BackfillTick",
@@ -92,7 +93,6 @@ __all__ = [
     "Refused",
     "Requested",
     "TickDetail",
-    "Verification",
     "preview",
 ]
 
@@ -182,14 +182,6 @@ class Pruning(NamedTuple):
     events: int
     rows: int
     keys: int
-
-
-class Verification(NamedTuple):
-    """The result of replaying the log and comparing with the materialised state."""
-
-    ok: bool
-    events: int
-    differences: tuple[str, ...]
 
 
 def preview(
@@ -1134,31 +1126,19 @@ class Kernel:
                 return
             after = batch[-1].seq
 
-    def verify(self, scratch: Store | None = None) -> Verification:
-        """Replay the whole log into ``scratch`` (default: a new in-memory store) and compare
-        every table with the materialised state, byte for byte."""
+    def verify(
+        self, scratch: Store | None = None, progress: verification.Progress | None = None
+    ) -> Verification:
+        """Replay the whole log and compare the rebuilt state with the materialised state,
+        every table and index, byte for byte (see :mod:`~arcoflow.kernel.verify`).
+
+        ``scratch``: an empty store to replay into (default: plain dicts in memory, the fast
+        way); ``progress(done, total)``: called as the replay advances."""
         if scratch is not None and not callable(getattr(scratch, "replay", None)):
             raise InputError(f"scratch: expected a Store, got {type(scratch).__name__}")
-        target = scratch or MemoryStore(self.store.codec)
-        events = 0
-        batch: list[Envelope] = []
-        try:
-            for envelope in self.log():
-                batch.append(envelope)
-                events += 1
-                if len(batch) >= 1000:
-                    target.replay(batch)
-                    batch = []
-            target.replay(batch)
-        except StoreError as exc:
-            return Verification(False, events, (str(exc),))
-        except Conflict as exc:
-            return Verification(False, events, (f"log replay broke a CAS rule: {exc}",))
-        differences: list[str] = []
-        for table in Table:
-            if table is not Table.LOG:
-                differences += _compare(table, self.store, target, 20 - len(differences))
-        return Verification(not differences, events, tuple(differences))
+        if progress is not None and not callable(progress):
+            raise InputError(f"progress: expected a callable, got {type(progress).__name__}")
+        return verification.verify(self.store, scratch=scratch, progress=progress)
 
     # -- batched push ------------------------------------------------------------------------
 
@@ -1247,70 +1227,6 @@ class Kernel:
             else:
                 outcomes.append(Ingested(self._logged_eval(one.records[0]), one.duplicate))
         return outcomes
-
-
-def _compare(table: Table, live: Store, replayed: Store, budget: int) -> list[str]:
-    out: list[str] = []
-    name = table.value
-    with live.read() as a, replayed.read() as b:
-        left, right = _derived(a, table), _derived(b, table)
-        x, y = next(left, None), next(right, None)
-        while (x is not None or y is not None) and len(out) < budget:
-            if x is not None and (y is None or x[0] < y[0]):
-                out.append(f"{name} {_show(table, x[0])}: materialised but not produced by replay")
-                x = next(left, None)
-            elif y is not None and (x is None or y[0] < x[0]):
-                out.append(f"{name} {_show(table, y[0])}: produced by replay but missing")
-                y = next(right, None)
-            else:
-                assert x is not None and y is not None
-                if x[1] != y[1]:
-                    diff = _row_diff(table, live, x[1], y[1])
-                    out.append(f"{name} {_show(table, x[0])}: {diff}")
-                x, y = next(left, None), next(right, None)
-    return out
-
-
-#: Not state a replay derives: the log's counter is the backend's own (a META row in LMDB and
-#: memory; a sequence in PostgreSQL, whose log may have gaps).
-_COUNTER: Final = (Table.META, b"seq")
-
-
-def _derived(txn: ReadTxn, table: Table) -> Iterator[tuple[bytes, bytes]]:
-    return (item for item in txn.scan(table) if (table, item[0]) != _COUNTER)
-
-
-_LEADING_NUMBER = {Table.DUE_SCHEDULES, Table.DUE_SENSORS, Table.OUTBOX}
-_TRAILING_NUMBER = {Table.TICKS, Table.MISSED, Table.EVALS, Table.HISTORY}
-
-
-def _show(table: Table, row_key: bytes) -> str:
-    """A key as people read it: ids as text, big-endian numbers as integers."""
-    if len(row_key) == 8:
-        return str(from_u64(row_key))
-    if table in _LEADING_NUMBER and len(row_key) > 9:
-        return f"{from_u64(row_key[:8])}/{row_key[9:].decode(errors='replace')}"
-    if table in _TRAILING_NUMBER and len(row_key) > 9:
-        return f"{row_key[:-9].decode(errors='replace')}/{from_u64(row_key[-8:])}"
-    return row_key.decode(errors="replace").replace("\x00", "/")
-
-
-def _row_diff(table: Table, store: Store, stored: bytes, replayed: bytes) -> str:
-    """Which fields of a row differ between the materialised state and the replay."""
-    row_type = ROW_TYPES.get(table)
-    if row_type is None:
-        return f"stored {stored!r}, replay gives {replayed!r}"
-    try:
-        a = store.codec.decode_row(stored, row_type, table.value)
-        b = store.codec.decode_row(replayed, row_type, table.value)
-    except StoreError as exc:
-        return f"stored row does not decode ({exc})"
-    fields = [
-        f"{name}: stored {getattr(a, name)!r}, replay gives {getattr(b, name)!r}"
-        for name in row_type.__struct_fields__
-        if getattr(a, name) != getattr(b, name)
-    ]
-    return "; ".join(fields) or "same fields, different bytes"
 
 
 def _take(it: Iterator[_T], n: int) -> Iterator[_T]:

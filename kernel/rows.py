@@ -231,7 +231,10 @@ def from_u64(data: bytes) -> int:
 
 def key(*parts: str | int) -> bytes:
     """A composite key: strings joined by NUL (ids never contain one), ints as big-endian u64."""
-    return b"\x00".join(u64(p) if isinstance(p, int) else p.encode() for p in parts)
+    if len(parts) == 1:  # the common case, once or twice per replayed event
+        only = parts[0]
+        return _U64.pack(only) if isinstance(only, int) else only.encode()
+    return b"\x00".join([_U64.pack(p) if isinstance(p, int) else p.encode() for p in parts])
 
 
 class Table(StrEnum):

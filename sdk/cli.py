@@ -19,15 +19,13 @@ import importlib.metadata
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final, NoReturn, TextIO
 
 from arcoflow.kernel import (
     Definitions,
-    Envelope,
     InputError,
     Kernel,
     LmdbStore,
@@ -35,15 +33,12 @@ from arcoflow.kernel import (
     RunTemplate,
     ScheduleDefinition,
     SensorDefinition,
-    Store,
     load_definitions,
     validate_run_id,
 )
 from arcoflow.kernel import views as v
 from arcoflow.kernel.decide import iso
 from arcoflow.kernel.kernel import preview
-from arcoflow.kernel.rows import Table, from_u64
-from arcoflow.kernel.store.base import Appended, Pending, ReadTxn
 from arcoflow.kernel.values import check_json, check_time
 
 from .commands import add_runtime_commands
@@ -370,16 +365,15 @@ def cmd_conflicts(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    kernel = _kernel(ctx)
     progress = Progress("verify", "events replayed")
-    with tempfile.TemporaryDirectory(prefix="arcoflow-verify-") as scratch:
-        replay = LmdbStore(scratch, durable=False)
-        try:
-            counted = _CountedReplay(replay, _log_length(kernel.store), progress)
-            result = kernel.verify(counted)
-        finally:
-            replay.close()
-    progress.finish(result.events, counted.total)
+    seen = [0]  # the log's length, as the replay last reported it
+
+    def report_progress(done: int, total: int) -> None:
+        seen[0] = total
+        progress(done, total)
+
+    result = _kernel(ctx).verify(progress=report_progress)
+    progress.finish(result.events, seen[0])
     report = {"ok": result.ok, "events": result.events, "differences": list(result.differences)}
     if ctx["json"]:
         ctx["out"](report, "verify")
@@ -390,42 +384,6 @@ def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         for difference in result.differences:
             ctx["out"].line(f"  {difference}")
     return 0 if result.ok else 1
-
-
-def _log_length(store: Store) -> int:
-    """The sequence number of the last logged event (the log's length): one key read."""
-    with store.read() as txn:
-        last = next(txn.scan(Table.LOG, reverse=True), None)
-    return 0 if last is None else from_u64(last[0])
-
-
-class _CountedReplay:
-    """A scratch store that reports each replayed batch to ``progress``: ``verify`` shows
-    how far its replay has got, without the kernel knowing about terminals."""
-
-    def __init__(self, store: Store, total: int, progress: Callable[[int, int], None]) -> None:
-        self.store = store
-        self.codec = store.codec
-        self.total = total
-        self.progress = progress
-        self.done = 0
-
-    def append(self, batch: Sequence[Pending], at: int) -> Appended:
-        return self.store.append(batch, at)
-
-    def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
-        return self.store.append_many(batches, at)
-
-    def replay(self, envelopes: Sequence[Envelope]) -> None:
-        self.store.replay(envelopes)
-        self.done += len(envelopes)
-        self.progress(self.done, self.total)
-
-    def read(self) -> AbstractContextManager[ReadTxn]:
-        return self.store.read()
-
-    def close(self) -> None:
-        self.store.close()
 
 
 # -- parser ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import msgspec
 from ..codec import SCHEMA_VERSION, Codec, Envelope
 from ..errors import FutureSchemaVersion, StoreError, UnstorableValue
 from ..events import Event, HistoryPruned, SensorEvaluated
-from ..evolve import check, evolve
+from ..evolve import View, check, evolve
 from ..retention import effective, retention_of
 from ..rows import INDEXES, ROW_TYPES, RetentionRow, SensorRow, Table, from_u64, u64
 from ..rows import key as row_key
@@ -34,9 +34,12 @@ __all__ = [
     "apply_batches",
     "apply_envelope",
     "counter_next_seq",
+    "dedupe_until",
+    "expiry_key",
     "idem_live",
     "idem_seq",
     "readable",
+    "remember_key",
 ]
 
 _V = TypeVar("_V")
@@ -238,7 +241,7 @@ def idem_live(value: bytes | None, at: int) -> bool:
     return len(value) < 16 or at < from_u64(value[8:16])
 
 
-def dedupe_until(view: _View, event: Event, at: int) -> int | None:
+def dedupe_until(view: View, event: Event, at: int) -> int | None:
     """When the idempotency keys of an append headed by ``event`` expire: ``at`` plus the dedupe
     horizon in force (a sensor evaluation: its sensor's; anything else: the store's), or None
     (forever). Computed when the append is applied, so a replay computes the same."""
@@ -294,28 +297,46 @@ def apply_envelope(
     txn.put(Table.LOG, u64(envelope.seq), data)
     for table, where_key, row in evolve(view, envelope):
         view.put(table, where_key, row)
+    remember_key(txn, envelope, until)
+
+
+class RawTables(Protocol):
+    """Byte-level access to the store-kept tables (``idem``, ``idem_expiry``): a write
+    transaction, or verify's rebuilt state."""
+
+    def get(self, table: Table, key: bytes) -> bytes | None: ...
+
+    def put(self, table: Table, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, table: Table, key: bytes) -> None: ...
+
+
+def remember_key(raw: RawTables, envelope: Envelope, until: int | None) -> None:
+    """Record ``envelope``'s idempotency key (after its events were applied): forever, or until
+    ``until``, indexed by that instant so a prune finds expired keys in time order. A prune's
+    own event first drops the keys it names (the store keeps them, not ``evolve``)."""
     if isinstance(envelope.event, HistoryPruned):
-        _forget(txn, envelope.event)
+        for expired in envelope.event.keys:
+            raw.delete(Table.IDEM_EXPIRY, expiry_key(expired.until, expired.seq))
+            current = raw.get(Table.IDEM, expired.key)
+            if current is not None and idem_seq(current) == expired.seq:
+                raw.delete(Table.IDEM, expired.key)  # a key re-taken since stays
     ikey = idem_key(envelope.key)
     if until is None:
-        txn.put(Table.IDEM, ikey, u64(envelope.seq))
-    else:
-        txn.put(Table.IDEM, ikey, u64(envelope.seq) + u64(until))
-        try:
-            expiry = u64(until) + b"\x00" + u64(envelope.seq)
-        except struct.error as exc:
-            raise UnstorableValue(f"{where}: dedupe horizon ends out of range: {exc}") from None
-        txn.put(Table.IDEM_EXPIRY, expiry, ikey)
+        raw.put(Table.IDEM, ikey, u64(envelope.seq))
+        return
+    try:
+        expiry = expiry_key(until, envelope.seq)
+    except struct.error as exc:
+        where = f"seq {envelope.seq}"
+        raise UnstorableValue(f"{where}: its dedupe horizon ends out of range: {exc}") from None
+    raw.put(Table.IDEM, ikey, u64(envelope.seq) + u64(until))
+    raw.put(Table.IDEM_EXPIRY, expiry, ikey)
 
 
-def _forget(txn: WriteTxn, event: HistoryPruned) -> None:
-    """Drop the idempotency keys a prune names (the store keeps them, not ``evolve``); a key a
-    later append re-took after the horizon stays."""
-    for expired in event.keys:
-        txn.delete(Table.IDEM_EXPIRY, u64(expired.until) + b"\x00" + u64(expired.seq))
-        current = txn.get(Table.IDEM, expired.key)
-        if current is not None and idem_seq(current) == expired.seq:
-            txn.delete(Table.IDEM, expired.key)
+def expiry_key(until: int, seq: int) -> bytes:
+    """The ``idem_expiry`` key of the idempotency entry logged at ``seq``."""
+    return u64(until) + b"\x00" + u64(seq)
 
 
 def original_batch(txn: ReadTxn, codec: Codec, seq: int) -> tuple[Envelope, ...]:

@@ -256,6 +256,7 @@ def _good(kernel: Kernel, run: RunRow, method: str) -> dict[str, Any]:
         "detail": None,
         "chunk": 10,
         "scratch": None,
+        "progress": None,
         "include_deleted": False,
         # the operator verbs, launch claims and batched ingest
         "kind": "schedule",
