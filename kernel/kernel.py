@@ -750,6 +750,8 @@ class Kernel:
         check_choice(origin, "origin", ("manual", "backfill"))
         check_text(requested_by, "requested_by", 256)  # part of the idempotency key
         event = request_run(origin, requested_by, template, RunRequest(run_key), run_key)
+        if self._get(Table.RUN_KEYS, key(event.run_id)) is not None:
+            self.run(event.run_id)  # raises Pruned, naming when: the key stays taken
         appended = self._append(decide.by_hand([event], at), at)
         return self._requested(appended, event)
 
@@ -1032,9 +1034,13 @@ class Kernel:
             run_key = "backfill:" + decide.backfill_key(schedule_id, tick.at) if tick.run else None
             run: RunRow | None = None
             existing = False
+            pruned = run_key is not None and self._get(Table.RUN_KEYS, key(run_id(run_key)))
             if run_key is not None and dry_run:  # a preview: which ticks already have a run
                 run = self._get(Table.RUNS, key(run_id(run_key)))
-                existing = run is not None
+                existing = run is not None or bool(pruned)
+            elif pruned:  # its run was pruned: the key stays taken, no run was made
+                next(events)
+                existing = True
             elif run_key is not None:
                 run, existing, _ = self._requested(appended, next(events))
             local = datetime.fromtimestamp(tick.at, tz)
