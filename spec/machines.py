@@ -1194,7 +1194,7 @@ class KernelMachine(RuleBasedStateMachine):
             Op(
                 f"retention history={history}",
                 lambda k: k.set_retention(RetentionPolicy(history=history), now).history,
-                lambda m: (m.set_retention(history), history)[1],
+                lambda m: m.set_retention(history),
             )
         )
 

@@ -1035,9 +1035,10 @@ class Model:
 
     # -- retention -----------------------------------------------------------------------------
 
-    def set_retention(self, history: int | None) -> None:
-        """The store-wide ``history`` (seconds; None: keep everything)."""
+    def set_retention(self, history: int | None) -> int | None:
+        """The store-wide ``history`` (seconds; None: keep everything); returns it."""
         self.history_retention = history
+        return history
 
     def prune(self, now: int) -> int:
         """Drop what is older than ``history`` at ``now``: final ticks scheduled before the
