@@ -58,6 +58,7 @@ from .rows import (
     Table,
     TickRow,
     key,
+    run_slot,
     u64,
 )
 from .runs import dedupe_reason, run_id
@@ -391,7 +392,7 @@ def _sensor_evaluated(view: View, env: Envelope, e: SensorEvaluated) -> list[Put
 def _taken(view: View, run_id_: str) -> RunRow | PrunedRunRow | None:
     """The run of a run id, or what is left of it after a prune: its key stays taken."""
     row: RunRow | PrunedRunRow | None = run_of(view, run_id_) or view.get(
-        Table.RUN_KEYS, key(run_id_)
+        Table.RUN_KEYS, run_slot(run_id_)
     )
     return row
 
@@ -404,8 +405,9 @@ def _run_requested(view: View, env: Envelope, e: RunRequested) -> list[Put]:
         RunLinkRow(e.run_id, e.requested_by, env.at),
     )
     existing = _taken(view, e.run_id)
-    if isinstance(existing, PrunedRunRow) and existing.fingerprint == e.fingerprint:
-        return []  # a pruned run's key: still taken, nothing to link to
+    if isinstance(existing, PrunedRunRow):
+        # A pruned run's key stays taken; only the key is kept, so nothing to link or compare.
+        return []
     if existing is None:
         row = RunRow(
             run_id=e.run_id,
@@ -609,8 +611,7 @@ def _history_pruned(view: View, env: Envelope, e: HistoryPruned) -> list[Put]:
         puts.append((table, ref.key, None))
         if isinstance(row, RunRow):
             gone.add(ref.key)
-            tomb = PrunedRunRow(row.fingerprint, row.status, env.at)
-            puts.append((Table.RUN_KEYS, ref.key, tomb))
+            puts.append((Table.RUN_KEYS, run_slot(row.run_id), PrunedRunRow()))
     for mark in e.marks:
         mkey = key(mark.kind, mark.id)
         old: PrunedMark | None = view.get(Table.PRUNED, mkey)

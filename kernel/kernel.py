@@ -57,6 +57,7 @@ from .rows import (
     TickRow,
     from_u64,
     key,
+    run_slot,
     u64,
 )
 from .runs import request_run, run_id
@@ -480,7 +481,7 @@ class Kernel:
             runs = tuple(
                 self._indexed(txn, Table.TICKS, Table.RUNS, key(run_id(k)))
                 for k in row.run_keys
-                if txn.get(Table.RUN_KEYS, key(run_id(k))) is None  # a pruned run is not shown
+                if txn.get(Table.RUN_KEYS, run_slot(run_id(k))) is None  # pruned: not shown
             )
         return TickDetail(row, runs)
 
@@ -750,7 +751,7 @@ class Kernel:
         check_choice(origin, "origin", ("manual", "backfill"))
         check_text(requested_by, "requested_by", 256)  # part of the idempotency key
         event = request_run(origin, requested_by, template, RunRequest(run_key), run_key)
-        if self._get(Table.RUN_KEYS, key(event.run_id)) is not None:
+        if self._get(Table.RUN_KEYS, run_slot(event.run_id)) is not None:
             self.run(event.run_id)  # raises Pruned, naming when: the key stays taken
         appended = self._append(decide.by_hand([event], at), at)
         return self._requested(appended, event)
@@ -764,11 +765,11 @@ class Kernel:
     def run(self, run_id_: str) -> RunRow:
         row: RunRow | None = self._get(Table.RUNS, key(_lookup(run_id_, "run id")))
         if row is None:
-            gone: PrunedRunRow | None = self._get(Table.RUN_KEYS, key(run_id_))
+            gone: PrunedRunRow | None = self._get(Table.RUN_KEYS, run_slot(run_id_))
             if gone is not None:
                 raise Pruned(
-                    f"run {run_id_!r} ({gone.status}) was pruned at {decide.iso(gone.pruned_at)} "
-                    "(retention); its run key stays taken, so it is never run again"
+                    f"run {run_id_!r} finished and was pruned (retention); its run key stays "
+                    "taken, so it is never run again"
                 )
             raise NotFound(f"no run {run_id_!r}")
         return row
@@ -1034,7 +1035,7 @@ class Kernel:
             run_key = "backfill:" + decide.backfill_key(schedule_id, tick.at) if tick.run else None
             run: RunRow | None = None
             existing = False
-            pruned = run_key is not None and self._get(Table.RUN_KEYS, key(run_id(run_key)))
+            pruned = run_key is not None and self._get(Table.RUN_KEYS, run_slot(run_id(run_key)))
             if run_key is not None and dry_run:  # a preview: which ticks already have a run
                 run = self._get(Table.RUNS, key(run_id(run_key)))
                 existing = run is not None or bool(pruned)

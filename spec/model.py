@@ -419,8 +419,8 @@ class Model:
     #: Every evaluation ever recorded, by id, pruned or not: the log, which answers a
     #: redelivery with the original evaluation.
     logged: dict[str, MEval] = field(default_factory=dict)
-    #: Runs retention pruned: run id -> fingerprint. Their keys stay taken forever.
-    pruned_runs: dict[str, str] = field(default_factory=dict)
+    #: Runs retention pruned. Their keys stay taken forever (the key, not the content).
+    pruned_runs: set[str] = field(default_factory=set)
     #: Where retention cut each history off: (kind, id) -> instant before which it may be gone.
     pruned_before: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -598,7 +598,7 @@ class Model:
         recorded: list[MTick] = []
         requests: list[_Request] = []  # requested after each tick, in order
         retries: list[tuple[int, int]] = []
-        known = set(self.runs) | set(self.pruned_runs)  # run keys taken as each tick is recorded
+        known = set(self.runs) | self.pruned_runs  # run keys taken as each tick is recorded
         for at, runs_by_policy, attempt in due:
             tid = tick_id(schedule_id, at)
             outcome: TickResult | str = TickResult()
@@ -987,8 +987,7 @@ class Model:
             self.manual_requests.add(identity)
             self._request_run(request, now)
         run = self.runs.get(rid)
-        taken = run.fingerprint if run is not None else self.pruned_runs[rid]
-        return run, existing, existing and taken != fp
+        return run, existing, run is not None and existing and run.fingerprint != fp
 
     def _request_run(self, r: _Request, now: int) -> None:
         """A new key creates the run; the same key and content links to it; the same key with
@@ -997,12 +996,6 @@ class Model:
         fp = fingerprint(r.target, r.config, r.tags)
         existing = self.runs.get(rid)
         if existing is None and rid in self.pruned_runs:  # pruned: the key stays taken
-            if self.pruned_runs[rid] != fp:
-                self.conflicts.append(
-                    MRunConflict(
-                        r.run_key, rid, self.pruned_runs[rid], fp, r.requested_by, r.origin, now
-                    )
-                )
             return
         if existing is None:
             self.runs[rid] = MRun(
@@ -1080,7 +1073,7 @@ class Model:
         for rid, r in list(self.runs.items()):
             if r.status in ("SUCCEEDED", "FAILED") and r.updated_at < before:
                 del self.runs[rid]
-                self.pruned_runs[rid] = r.fingerprint
+                self.pruned_runs.add(rid)
                 kind, _, owner = r.origin.partition(":")
                 mark(kind, owner, r.updated_at) if owner else mark("store", "runs", r.updated_at)
                 gone += 1

@@ -18,7 +18,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 from arcoflow.kernel import Kernel
 from arcoflow.kernel.definitions import ScheduleDefinition, SensorDefinition
 from arcoflow.kernel.events import Cursor
-from arcoflow.kernel.rows import Table
+from arcoflow.kernel.rows import Table, run_id_of_slot
 
 from .model import DST_SKIP, MCursor, Model
 
@@ -349,7 +349,7 @@ def _kernel_pruned(
 def _kernel_pruned_runs(kernel: Kernel) -> frozenset[str]:
     # No query lists pruned runs (each answers Pruned on its own): read the key index.
     with kernel.store.read() as txn:
-        return frozenset(k.decode() for k, _ in txn.scan(Table.RUN_KEYS))
+        return frozenset(run_id_of_slot(k) for k, _ in txn.scan(Table.RUN_KEYS))
 
 
 def _kernel_history(

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from arcoflow.kernel import Kernel, LmdbStore, RetentionPolicy, RunTemplate, SensorDefinition
-from arcoflow.kernel.rows import Table
+from arcoflow.kernel.rows import Table, run_id_of_slot
 from arcoflow.kernel.runs import run_id
 
 from ._prune_worker import STEP, T0
@@ -85,7 +85,7 @@ def test_processes_killed_while_pruning_lose_nothing_within_retention(tmp_path: 
         assert kernel.evaluations("orders", limit=1000) == []
         assert kernel.runs(limit=1000) == []
         with store.read() as txn:  # every pruned run's key stays taken
-            taken = {k.decode() for k, _ in txn.scan(Table.RUN_KEYS)}
+            taken = {run_id_of_slot(k) for k, _ in txn.scan(Table.RUN_KEYS)}
         assert {run_id(f"sensor:orders:m-{i}") for i in acked} <= taken
 
 
