@@ -6,9 +6,17 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import tomllib
 from pathlib import Path
 
-from arcoflow.kernel import Kernel, MemoryStore, RetentionPolicy, RunTemplate, SensorDefinition
+from arcoflow.kernel import (
+    Kernel,
+    MemoryStore,
+    RetentionPolicy,
+    RunTemplate,
+    SensorDefinition,
+    parse_definitions,
+)
 from arcoflow.sdk import Plugins
 from arcoflow.sdk.cli import main
 from arcoflow.sdk.runtime import Runtime
@@ -90,3 +98,12 @@ def test_the_runtime_prunes_on_its_own_bounded_and_at_most_once_per_interval() -
     assert len(kernel.evaluations("orders", limit=100)) == 10
     assert first.to_json()["pruned"] == 10
     assert kernel.verify().ok
+
+
+def test_the_guides_definitions_block_is_valid() -> None:
+    """docs/retention.md's example file parses, with the values it explains."""
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "retention.md").read_text()
+    block = guide.split("```toml\n", 1)[1].split("```", 1)[0]
+    definitions = parse_definitions(tomllib.loads(block))
+    assert definitions.retention == RetentionPolicy(history=30 * 86400, dedupe_horizon=30 * 86400)
+    assert definitions.sensors[0].retention == RetentionPolicy(7 * 86400, 2 * 86400)
