@@ -38,6 +38,7 @@ __all__ = [
     "expiry_key",
     "idem_live",
     "idem_seq",
+    "index_finished_runs",
     "readable",
     "remember_key",
 ]
@@ -422,6 +423,24 @@ def apply_batches(
             applied.update((envelope.key, appended) for envelope in appended.records)
         results.append(appended)
     return results
+
+
+def index_finished_runs(txn: WriteTxn, codec: Codec) -> int:
+    """Give runs that finished before the ``finished`` index existed (a store an older arcoflow
+    wrote) their index entries, so retention can find them and ``verify`` agrees with a replay.
+    Nothing to do once the index holds an entry; returns the entries written."""
+    if next(txn.scan(Table.FINISHED), None) is not None:
+        return 0
+    written = 0
+    for index, key_of in INDEXES[Table.RUNS]:
+        if index is not Table.FINISHED:
+            continue
+        for run_key, data in txn.scan(Table.RUNS):
+            entry = key_of(codec.decode_row(data, ROW_TYPES[Table.RUNS], f"runs {run_key!r}"))
+            if entry is not None:
+                txn.put(Table.FINISHED, entry, run_key)
+                written += 1
+    return written
 
 
 def replay_batch(txn: WriteTxn, codec: Codec, envelopes: Sequence[Envelope]) -> None:

@@ -63,6 +63,7 @@ from .base import (
     apply_batch,
     apply_batches,
     check_format,
+    index_finished_runs,
     min_stop,
     prefix_end,
     replay_batch,
@@ -501,6 +502,12 @@ class PostgresStore:
                 _migrate(conn, schema)
             with self.read() as txn:
                 check_format(txn)
+                # Runs finished before retention's index existed (migration 3): index them.
+                unindexed = next(txn.scan(Table.FINISHED), None) is None and any(
+                    True for _ in txn.scan(Table.RUNS)
+                )
+            if unindexed:
+                self._write(lambda txn: index_finished_runs(txn, self.codec))
         except BaseException:
             self.close()
             raise

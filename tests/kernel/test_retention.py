@@ -3,12 +3,15 @@ queries say about pruned items. Every test runs on memory, LMDB and PostgreSQL."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from arcoflow.kernel import (
     Definitions,
     InputError,
     InvalidDefinition,
     Kernel,
+    LmdbStore,
     NotFound,
     Pruned,
     RetentionPolicy,
@@ -284,3 +287,23 @@ def test_conflicts_and_missed_summaries_are_pruned_with_the_store_history(
     assert kernel.conflicts() == [] and kernel.missed("m") == []
     assert kernel.pruned_before("store", "conflicts") == 2
     assert kernel.verify().ok
+
+
+def test_runs_finished_before_the_index_existed_are_indexed_on_open(tmp_path: Path) -> None:
+    """A store an older arcoflow wrote has finished runs but no ``finished`` entries: opening
+    it builds them once, so ``verify`` agrees with a replay and retention can prune them."""
+    path = str(tmp_path / "store")
+    with LmdbStore(path) as store:
+        kernel = Kernel(store)
+        run = kernel.request_run("k", RunTemplate("t"), now=0)
+        kernel.complete_run(run.run_id, True, now=1)
+        env = store._env
+        with env.env.begin(write=True) as txn:  # as an older arcoflow left it
+            txn.drop(env.dbs[Table.FINISHED], delete=False)
+            txn.delete(b"upgraded:finished-index", db=env.identity)
+        assert not kernel.verify().ok
+    with LmdbStore(path) as store:
+        kernel = Kernel(store)
+        assert kernel.verify().ok
+        kernel.set_retention(RetentionPolicy(history="1h"), now=DAY)
+        assert kernel.prune(now=DAY).rows == 1
