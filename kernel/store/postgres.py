@@ -257,6 +257,11 @@ class _Statements:
 
         self.get = each("SELECT value FROM {} WHERE key = %s")
         self.lock = each("SELECT value FROM {} WHERE key = %s FOR UPDATE")
+        # Every append reads the retention policy (its dedupe horizon): a shared lock, or the
+        # policy row would serialise every writer. Setting the policy still waits for them.
+        self.lock[Table.SETTINGS] = sql.SQL("SELECT value FROM {} WHERE key = %s FOR SHARE").format(
+            self.table[Table.SETTINGS]
+        )
         self.lock_many = each(
             "SELECT key, value FROM {} WHERE key = ANY(%s::bytea[]) ORDER BY key FOR UPDATE"
         )
