@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import NamedTuple
 
 import msgspec
@@ -57,7 +60,8 @@ __all__ = ["TARGETS", "Direction", "Pair", "Result", "Target", "main", "measure"
 T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
 HOUR = 3600
 DAY = 86400
-#: A sampler returns the seconds one sample took (its own untimed setup excluded).
+#: A sampler returns the seconds one sample took (its own untimed setup excluded), or another
+#: figure of one sample when its :class:`Pair` says how to show it (memory, for ``rss``).
 Sampler = Callable[[], float]
 
 
@@ -72,7 +76,7 @@ class Pair(NamedTuple):
     workload: Sampler
     baseline: Sampler
     detail: str = ""  # what was checked or built, for the report line
-    unit: str = "s"  # what the samplers return: seconds, or "bytes" (a size target)
+    show: Callable[[float], str] | None = None  # how a sample reads (default: a duration)
 
 
 class Target(NamedTuple):
@@ -120,7 +124,7 @@ def interleave(pair: Pair, direction: Direction, rounds: int) -> tuple[float, st
         work.append(w)
         base.append(b)
         ratios.append(b / w if direction is Direction.AT_LEAST else w / b)
-    show = _show if pair.unit == "s" else _show_bytes
+    show = pair.show or _show
     times = f"{show(statistics.median(work))} vs {show(statistics.median(base))}"
     return statistics.median(ratios), times
 
@@ -241,6 +245,38 @@ def _replay(quick: bool, stack: contextlib.ExitStack) -> Pair:
     return Pair(verify, raw, f"{events:,} events (LMDB, one write per 1,000)")
 
 
+# -- rss: a daemon's own memory after many ticks against after few -------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rss(quick: bool, _: contextlib.ExitStack) -> Pair:
+    """Each sample is a fresh process recording ticks through the Kernel
+    (:mod:`benchmarks._record_ticks`); the figure is its peak anonymous resident memory,
+    i.e. the daemon's own heap, not the pages of the LMDB file it has mapped."""
+    many, few = (100_000 if quick else 1_000_000), 10_000
+
+    def sample(ticks: int) -> Sampler:
+        def run() -> float:
+            command = [sys.executable, "-m", "benchmarks._record_ticks", str(ticks)]
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise AssertionError(f"recording {ticks:,} ticks failed: {done.stderr}")
+            figures = json.loads(done.stdout)
+            if figures["ticks"] < ticks:
+                raise AssertionError(f"recorded {figures['ticks']:,} of {ticks:,} ticks")
+            return float(figures["PeakAnon"])
+
+        return run
+
+    detail = f"{many:,} vs {few:,} ticks, peak anonymous RSS (LMDB, 100 ticks an evaluation)"
+    return Pair(sample(many), sample(few), detail, _kib)
+
+
+def _kib(kib: float) -> str:
+    return f"{kib / 1024:.1f} MiB"
+
+
 # -- due work: 100 due of many defined ------------------------------------------------------
 
 
@@ -300,7 +336,7 @@ def _retention_size(quick: bool, stack: contextlib.ExitStack) -> Pair:
         f"{sizes.end / 2**20:.2f} vs {sizes.week / 2**20:.2f} MiB; after 14 days "
         f"{sizes.fortnight_state / 2**20:.2f} MiB (steady state)"
     )
-    return Pair(lambda: sizes.end_state, lambda: sizes.week_state, detail, unit="bytes")
+    return Pair(lambda: sizes.end_state, lambda: sizes.week_state, detail, _show_bytes)
 
 
 def _prune_pass(quick: bool, stack: contextlib.ExitStack) -> Pair:
@@ -443,6 +479,8 @@ TARGETS: tuple[Target, ...] = (
         "after 10,000 ticks",
         1.2,
         Direction.AT_MOST,
+        _rss,
+        rounds=1,  # each side records its ticks in a fresh process; a million take minutes
     ),
 )
 
@@ -453,7 +491,8 @@ def measure(target: Target, quick: bool) -> Result:
         return Result(target, None, "")
     with contextlib.ExitStack() as stack:
         pair = target.measure(quick, stack)
-        ratio, times = interleave(pair, target.direction, 3 if quick else target.rounds)
+        rounds = min(3, target.rounds) if quick else target.rounds
+        ratio, times = interleave(pair, target.direction, rounds)
     return Result(target, ratio, f"{times}; {pair.detail}" if pair.detail else times)
 
 

@@ -7,6 +7,7 @@
 
 from . import values, views
 from .codec import SCHEMA_VERSION, Codec, Envelope
+from .compact import Compaction
 from .cron import DstFold, DstGap
 from .definitions import (
     Backoff,
@@ -27,6 +28,7 @@ from .definitions import (
 )
 from .errors import (
     ArcoflowError,
+    Compacted,
     Conflict,
     CorruptRecord,
     DamagedStore,
@@ -38,6 +40,7 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     Pruned,
+    StoreBusy,
     StoreError,
     StoreFull,
     StoreNotFound,
@@ -80,6 +83,8 @@ __all__ = [
     "Backoff",
     "Change",
     "Codec",
+    "Compacted",
+    "Compaction",
     "Conflict",
     "ConflictRow",
     "CorruptRecord",
@@ -122,6 +127,7 @@ __all__ = [
     "SensorRow",
     "SourceDefinition",
     "Store",
+    "StoreBusy",
     "StoreError",
     "StoreFull",
     "StoreNotFound",

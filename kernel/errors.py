@@ -100,6 +100,26 @@ class StoreFull(StoreError):
     """The store reached its configured maximum size."""
 
 
+class Compacted(StoreError):
+    """A repeat of an append whose log records were dropped by log compaction: it was applied
+    (its idempotency key is remembered, so nothing is written again), but the records that
+    answered "what did the original do" are gone. Compact with a ``keep`` window longer than
+    any redelivery you expect (see ``docs/operating.md``)."""
+
+    def __init__(self, key: str, seq: int) -> None:
+        super().__init__(
+            f"{key!r} was applied at seq {seq}, a log record that compaction has dropped; "
+            "nothing was written again"
+        )
+        self.key = key
+        self.seq = seq
+
+
+class StoreBusy(StoreError):
+    """An operation that needs the store to itself (compacting the LMDB file) found another
+    process holding it open. Nothing was changed: stop the other process and run it again."""
+
+
 # -- store files: damaged, replaced or missing ------------------------------------------------
 
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, NamedTuple, TypeVar, get_args
+from typing import Any, Final, Literal, NamedTuple, TypeVar, cast, get_args
 
 import attrs
 import msgspec
 
+from . import compact as compaction
 from . import decide
 from . import verify as verification
 from .codec import Envelope
+from .compact import Compaction
 from .cron import Tick, parse_cron, upcoming, zone
 from .definitions import (
     Definitions,
@@ -60,12 +62,13 @@ from .rows import (
     run_slot,
     u64,
 )
-from .runs import request_run, run_id
+from .runs import derived_id, request_run, run_id
 from .store.base import (
     Appended,
     Pending,
     ReadTxn,
     Store,
+    WritableStore,
     idem_key,
     idem_live,
     idem_seq,
@@ -589,14 +592,24 @@ class Kernel:
         with self.store.read() as txn:
             entry = txn.get(Table.IDEM, idem_key(idem))
             # Within the dedupe horizon: the original evaluation, from the log (its history
-            # row may be pruned already). After it the message is new.
+            # row may be pruned) or, once compaction dropped that log, from its row. After the
+            # horizon the message is new.
+            live = entry is not None and idem_live(entry, at)
             original = (
                 original_batch(txn, self.store.codec, idem_seq(entry))
-                if entry is not None and idem_live(entry, at)
+                if entry is not None and live
                 else ()
+            )
+            primary = txn.get(Table.EVAL_IDS, key(derived_id(idem))) if live else None
+            kept: EvalRow | None = (
+                self._indexed(txn, Table.EVAL_IDS, Table.EVALS, primary)
+                if primary is not None and not original
+                else None
             )
         if original:
             return Ingested(self._logged_eval(original[0]), True)
+        if kept is not None:
+            return Ingested(kept, True)
         size = len(msgspec.json.encode(check_json(payload, "payload")))
         if size > row.definition.max_payload_bytes:
             decide.ingest(row, message_id, payload, size, [])  # raises PayloadTooLarge
@@ -1146,6 +1159,18 @@ class Kernel:
         if progress is not None and not callable(progress):
             raise InputError(f"progress: expected a callable, got {type(progress).__name__}")
         return verification.verify(self.store, scratch=scratch, progress=progress)
+
+    def compact(self, before: When = None) -> Compaction:
+        """Log compaction: snapshot the state after the last event logged before ``before``
+        (default: now) and drop the log up to it, once a replay has proved the state (see
+        :mod:`~arcoflow.kernel.compact`). A repeat of a dropped append is then
+        :class:`~arcoflow.kernel.errors.Compacted`: keep the recent log for redeliveries.
+        Refused (nothing written, ``verification.ok`` false) on a store that does not verify.
+        """
+        at = epoch(before, "before")
+        if not callable(getattr(self.store, "write", None)):
+            raise InputError(f"a {type(self.store).__name__} cannot be compacted (no write())")
+        return compaction.compact(cast(WritableStore, self.store), at)
 
     # -- batched push ------------------------------------------------------------------------
 

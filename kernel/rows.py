@@ -273,7 +273,9 @@ class Table(StrEnum):
     RUN_ORDER = "run_order"
     OUTBOX = "outbox"
     LAUNCHED = "launched"  # launcher, run_id -> run_id of LAUNCHED runs (completion checks)
-    # Retention (PostgreSQL migration 3 creates these).
+    # Log compaction: u64(seq), table, NUL, row key -> the row as it was at seq (snapshot.py).
+    SNAPSHOT = "snapshot"
+    # Retention (PostgreSQL migration 4 creates these).
     SETTINGS = "settings"  # b"retention" -> RetentionRow
     PRUNED = "pruned"  # kind, id -> PrunedMark
     RUN_KEYS = "run_keys"  # run_slot(run_id) -> PrunedRunRow (pruned runs' keys stay taken)

@@ -20,17 +20,18 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice, starmap, zip_longest
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 
 import msgspec
 
 from .codec import Codec, Envelope
 from .errors import Conflict, StoreError
-from .evolve import check, evolve
-from .rows import INDEXES, ROW_TYPES, Table, from_u64, u64
-from .store.base import ReadTxn, Store, dedupe_until, idem_key, idem_live, remember_key
+from .rebuild import NOT_STATE, Rebuilt
+from .rows import ROW_TYPES, Table, from_u64, u64
+from .snapshot import MARKER, load, snapshot_seq
+from .store.base import ReadTxn, Store, WriteTxn
 
-__all__ = ["Progress", "Rebuilt", "Verification", "log_length", "verify"]
+__all__ = ["Progress", "Verification", "compare", "log_length", "show_key", "verify"]
 
 #: ``progress(done, total)``: events replayed so far, and the last sequence number of the log
 #: (the log's length; on PostgreSQL, whose log may have gaps, an upper bound).
@@ -48,116 +49,7 @@ class Verification(NamedTuple):
     ok: bool
     events: int
     differences: tuple[str, ...]
-
-
-class Rebuilt:
-    """The state rebuilt from a log, held in plain dicts: rows decoded (and encoded once, when
-    compared), idempotency keys, index entries and meta rows as bytes.
-
-    :meth:`apply` has the meaning of :func:`~arcoflow.kernel.store.base.replay_batch` for one
-    envelope; :meth:`items` gives each table in key order as a store would hold it.
-    """
-
-    def __init__(self, codec: Codec) -> None:
-        self.codec = codec
-        self.rows: dict[Table, dict[bytes, msgspec.Struct]] = {t: {} for t in ROW_TYPES}
-        self.raw: dict[Table, dict[bytes, bytes]] = {
-            t: {} for t in Table if t not in ROW_TYPES and t is not Table.LOG
-        }
-        self._idem = self.raw[Table.IDEM]
-        self._bytes = _RawDicts(self.raw)
-        self._until: dict[int, int | None] = {}  # the current batch -> its keys' expiry
-        self.events = 0  # records replayed (or skipped as already applied)
-
-    # -- the view evolve reads and writes ------------------------------------------------------
-
-    def get(self, table: Table, row_key: bytes) -> Any:
-        return self.rows[table].get(row_key)
-
-    def put(self, table: Table, row_key: bytes, row: msgspec.Struct | None) -> None:
-        rows = self.rows[table]
-        indexes = INDEXES.get(table)
-        if row is None:  # a prune: drop the row, and each index entry still pointing at it
-            old = rows.pop(row_key, None)
-            for index, key_of in indexes or ():
-                entry = key_of(old) if old is not None else None
-                if entry is not None and self.raw[index].get(entry) == row_key:
-                    del self.raw[index][entry]
-            return
-        if indexes:
-            old = rows.get(row_key)
-            for index, key_of in indexes:
-                before = key_of(old) if old is not None else None
-                after = key_of(row)
-                if before != after:
-                    entries = self.raw[index]
-                    if before is not None:
-                        entries.pop(before, None)
-                    if after is not None:
-                        entries[after] = row_key
-        rows[row_key] = row
-
-    # -- replay ----------------------------------------------------------------------------------
-
-    def replay(self, log: Iterable[tuple[bytes, bytes]]) -> None:
-        """Replay log records (``(key, stored bytes)`` pairs, as a scan of the log gives them)
-        in order, counting them in :attr:`events`. Raises :class:`Conflict` on a stale
-        compare-and-set and :class:`StoreError` on a record that does not decode.
-
-        One loop with everything bound to locals: it runs once per logged event."""
-        quick, decode = self.codec.decode_current, self.codec.decode
-        idem, put, raw = self._idem, self.put, self._bytes
-        events = self.events
-        until = self._until
-        try:
-            for seq_key, record in log:
-                envelope = quick(record) or decode(record, f"seq {from_u64(seq_key)}")
-                events += 1
-                slot = idem_key(envelope.key)
-                # Already applied (and within its dedupe horizon): a no-op, as in the store.
-                if slot in idem and idem_live(idem[slot], envelope.at):
-                    continue
-                if envelope.batch not in until:  # the batch's first record: its keys' expiry
-                    until.clear()
-                    until[envelope.batch] = dedupe_until(self, envelope.event, envelope.at)
-                check(self, envelope.event)
-                for table, row_key, row in evolve(self, envelope):
-                    put(table, row_key, row)
-                remember_key(raw, envelope, until[envelope.batch])
-        finally:
-            self.events = events
-
-    def finish(self, events: int) -> None:
-        """The meta row a replay of a non-empty log ends with (not the log's counter
-        ``seq``, which is the backend's own and not compared)."""
-        if events:
-            self.raw[Table.META][b"schema_version"] = u64(self.codec.version)
-
-    def items(self, table: Table) -> Iterator[tuple[bytes, bytes]]:
-        """``table`` in key order, as bytes."""
-        rows = self.rows.get(table)
-        if rows is None:
-            raw = self.raw[table]
-            return ((k, raw[k]) for k in sorted(raw))
-        keys = sorted(rows)
-        # map/zip keep the per-row work in C: this runs once per row of the rebuilt state.
-        return zip(keys, map(self.codec.encode_row, map(rows.__getitem__, keys)), strict=True)
-
-
-class _RawDicts:
-    """The store-kept tables of a :class:`Rebuilt` as :class:`RawTables`."""
-
-    def __init__(self, raw: dict[Table, dict[bytes, bytes]]) -> None:
-        self.raw = raw
-
-    def get(self, table: Table, key: bytes) -> bytes | None:
-        return self.raw[table].get(key)
-
-    def put(self, table: Table, key: bytes, value: bytes) -> None:
-        self.raw[table][key] = value
-
-    def delete(self, table: Table, key: bytes) -> None:
-        self.raw[table].pop(key, None)
+    snapshot: int = 0  # the replay started from log compaction's snapshot at this seq (0: none)
 
 
 def log_length(txn: ReadTxn) -> int:
@@ -178,10 +70,14 @@ def verify(
     codec = store.codec
     with store.read() as live:
         total = log_length(live)
-        records = live.scan(Table.LOG)
-        rebuilt = Rebuilt(codec) if scratch is None else None
-        events = 0
+        start, events, rebuilt = snapshot_seq(live), 0, None
         try:
+            start, image = load(live, codec)
+            records = live.scan(Table.LOG, start=u64(start + 1))
+            if scratch is None:
+                rebuilt = image
+            elif start:
+                _restore(scratch, image, start)
             while True:
                 chunk = islice(records, CHUNK)
                 if rebuilt is not None:
@@ -198,18 +94,36 @@ def verify(
                 if progress is not None:
                     progress(events, total)
         except StoreError as exc:
-            return Verification(False, _count(rebuilt, events), (str(exc),))
+            return Verification(False, _count(rebuilt, events), (str(exc),), start)
         except Conflict as exc:
             message = f"log replay broke a CAS rule: {exc}"
-            return Verification(False, _count(rebuilt, events), (message,))
+            return Verification(False, _count(rebuilt, events), (message,), start)
         if rebuilt is not None:
             rebuilt.finish(events)
-            differences = _differences(codec, live, rebuilt.items)
+            differences = compare(codec, live, rebuilt.items)
         else:
             assert scratch is not None
             with scratch.read() as replayed:
-                differences = _differences(codec, live, lambda t: _derived(replayed, t))
-    return Verification(not differences, events, tuple(differences))
+                differences = compare(codec, live, lambda t: _derived(replayed, t))
+    return Verification(not differences, events, tuple(differences), start)
+
+
+def _restore(scratch: Store, image: Rebuilt, seq: int) -> None:
+    """Write the snapshot's rows into the scratch store, as the state a replay starts from."""
+    write = getattr(scratch, "write", None)
+    if write is None:
+        raise StoreError(
+            "the log is compacted: a scratch store must support write() to hold the snapshot"
+        )
+
+    def put(txn: WriteTxn) -> None:
+        for table in Table:
+            if table not in NOT_STATE:
+                for k, value in image.items(table):
+                    txn.put(table, k, value)
+        txn.put(Table.META, b"seq", u64(seq))
+
+    write(put)
 
 
 def _decoded(codec: Codec, seq_key: bytes, data: bytes) -> Envelope:
@@ -223,24 +137,27 @@ def _count(rebuilt: Rebuilt | None, events: int) -> int:
 
 # -- comparison -------------------------------------------------------------------------------
 
-#: Not state a replay derives: the log's counter is the backend's own (a META row in LMDB and
-#: memory; a sequence in PostgreSQL, whose log may have gaps).
-_COUNTER: Final = (Table.META, b"seq")
+#: META rows that are not state a replay derives: the log's counter is the backend's own (a
+#: META row in LMDB and memory; a sequence in PostgreSQL, whose log may have gaps), and the
+#: seq of the snapshot (kernel/snapshot.py) is where the replay started.
+_BOOKKEEPING: Final = (b"seq", MARKER)
 
 
 def _derived(txn: ReadTxn, table: Table) -> Iterator[tuple[bytes, bytes]]:
     items = txn.scan(table)
     if table is Table.META:
-        return (item for item in items if item[0] != _COUNTER[1])
+        return (item for item in items if item[0] not in _BOOKKEEPING)
     return items
 
 
-def _differences(
+def compare(
     codec: Codec, live: ReadTxn, replayed: Callable[[Table], Iterable[tuple[bytes, bytes]]]
 ) -> list[str]:
+    """Every table of the state in ``live`` against ``replayed(table)`` (key order), in words:
+    at most :data:`BUDGET` differences; none when they are byte for byte the same."""
     out: list[str] = []
     for table in Table:
-        if table is Table.LOG or len(out) >= BUDGET:
+        if table in NOT_STATE or len(out) >= BUDGET:
             continue
         try:
             pairs = zip_longest(_derived(live, table), replayed(table))

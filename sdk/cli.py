@@ -19,6 +19,7 @@ import importlib.metadata
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,11 +35,13 @@ from arcoflow.kernel import (
     ScheduleDefinition,
     SensorDefinition,
     load_definitions,
+    parse_duration,
     validate_run_id,
 )
 from arcoflow.kernel import views as v
 from arcoflow.kernel.decide import iso
 from arcoflow.kernel.kernel import preview
+from arcoflow.kernel.store.reclaim import reclaim
 from arcoflow.kernel.values import check_json, check_time
 
 from .commands import add_runtime_commands
@@ -364,6 +367,44 @@ def cmd_conflicts(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    """Log compaction (a snapshot of the state, the log before ``now - keep`` dropped), then,
+    on LMDB, the data file replaced by a compacting copy (file space given back)."""
+    now = parse_time(args.now, "--now") if args.now else int(time.time())
+    keep = parse_duration(args.keep)
+    kernel = _kernel(ctx)
+    result = kernel.compact(before=max(now - keep, 0))
+    verification = result.verification
+    report: dict[str, Any] = {
+        "ok": verification.ok,
+        "snapshot_seq": result.seq,
+        "dropped": result.dropped,
+        "snapshot_rows": result.rows,
+        "differences": list(verification.differences),
+    }
+    if verification.ok and isinstance(kernel.store, LmdbStore) and not args.no_reclaim:
+        kernel.store.close()  # the swap needs the store to itself, this process included
+        sizes = reclaim(kernel.store.path)
+        report["file_bytes_before"], report["file_bytes_after"] = sizes
+    if ctx["json"]:
+        ctx["out"](report, "compact")
+    elif not verification.ok:
+        ctx["out"].line("NOT COMPACTED: the store does not verify, nothing was changed:")
+        for difference in verification.differences:
+            ctx["out"].line(f"  {difference}")
+    else:
+        ctx["out"].line(
+            f"ok: snapshot at seq {result.seq}, {result.dropped} log records dropped"
+            + (
+                f"; data file {report['file_bytes_before']:,} -> {report['file_bytes_after']:,}"
+                " bytes"
+                if "file_bytes_after" in report
+                else ""
+            )
+        )
+    return 0 if verification.ok else 1
+
+
 def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     progress = Progress("verify", "events replayed")
     seen = [0]  # the log's length, as the replay last reported it
@@ -374,11 +415,17 @@ def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
     result = _kernel(ctx).verify(progress=report_progress)
     progress.finish(result.events, seen[0])
-    report = {"ok": result.ok, "events": result.events, "differences": list(result.differences)}
+    report = {
+        "ok": result.ok,
+        "events": result.events,
+        "snapshot_seq": result.snapshot,
+        "differences": list(result.differences),
+    }
     if ctx["json"]:
         ctx["out"](report, "verify")
     elif result.ok:
-        ctx["out"].line(f"ok: replaying {result.events} events reproduces the state exactly")
+        since = f" after the snapshot at seq {result.snapshot}" if result.snapshot else ""
+        ctx["out"].line(f"ok: replaying {result.events} events{since} reproduces the state exactly")
     else:
         ctx["out"].line(f"MISMATCH after replaying {result.events} events:")
         for difference in result.differences:
@@ -557,6 +604,19 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p = add("conflicts", cmd_conflicts, "run-key conflicts: same key, different request", "read")
     p.add_argument("--limit", type=int, default=50)
     add("verify", cmd_verify, "replay the log and compare with the stored state", "read")
+    p = add(
+        "compact", cmd_compact, "snapshot the state, drop the old log, shrink the file", "write"
+    )
+    p.add_argument(
+        "--keep",
+        default="1d",
+        metavar="DURATION",
+        help="keep the log of this last period, for redeliveries (default 1d)",
+    )
+    p.add_argument("--now", metavar="ISO-8601", help="the present instant (default: now)")
+    p.add_argument(
+        "--no-reclaim", action="store_true", help="LMDB: leave the data file's size as it is"
+    )
     return parser, sub, commands
 
 

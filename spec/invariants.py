@@ -23,7 +23,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Final
 
-from arcoflow.kernel import Kernel
+from arcoflow.kernel import Kernel, Store
+from arcoflow.kernel.rebuild import NOT_STATE, Rebuilt
+from arcoflow.kernel.rows import Table, from_u64
+from arcoflow.kernel.snapshot import load
 
 from .model import iso, run_id, tick_id
 from .observe import EvalObs, HistoryObs, Observation, TickObs, diff
@@ -32,6 +35,7 @@ __all__ = [
     "STATE_INVARIANTS",
     "STEP_INVARIANTS",
     "InvariantViolation",
+    "check_compaction",
     "check_reopen",
     "check_replay",
     "check_state",
@@ -507,6 +511,31 @@ def check_replay(kernel: Kernel) -> None:
     result = kernel.verify()
     if not result.ok:
         _fail("replay reproduces the state", "; ".join(result.differences[:5]))
+
+
+def check_compaction(kernel: Kernel, whole: Store, before: int) -> None:
+    """Log compaction of ``kernel``'s store at ``before`` keeps the meaning of the log: the
+    compaction verifies, ``verify`` passes from the snapshot, the log left is the tail of the
+    log of ``whole`` (a store that was never compacted and holds the same log), and the
+    snapshot plus that tail rebuild exactly the state a replay of the whole log rebuilds."""
+    result = kernel.compact(before=before)
+    if not result.verification.ok:
+        _fail("compaction verifies first", "; ".join(result.verification.differences[:5]))
+    check_replay(kernel)
+    with kernel.store.read() as txn, whole.read() as full:
+        seq, rebuilt = load(txn, kernel.store.codec)
+        tail = list(txn.scan(Table.LOG))
+        whole_log = list(full.scan(Table.LOG))
+        replayed = Rebuilt(whole.codec)
+        replayed.replay(whole_log)
+    if tail != [item for item in whole_log if from_u64(item[0]) > seq]:
+        _fail("compaction drops only the log up to its snapshot", f"snapshot at seq {seq}")
+    rebuilt.replay(tail)
+    rebuilt.finish(rebuilt.events or seq)
+    replayed.finish(replayed.events)
+    for table in Table:
+        if table not in NOT_STATE and list(rebuilt.items(table)) != list(replayed.items(table)):
+            _fail("snapshot + remaining log = the whole log", f"table {table.value} differs")
 
 
 def check_reopen(before: Observation, after: Observation) -> None:

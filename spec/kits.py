@@ -54,7 +54,13 @@ from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from .invariants import check_reopen, check_replay, check_state, check_step
+from .invariants import (
+    check_compaction,
+    check_reopen,
+    check_replay,
+    check_state,
+    check_step,
+)
 from .machines import DST_STARTS, KernelMachine, kernel_outcome, model_outcome
 from .model import Model, MTicket
 from .observe import Observation, diff, observe_kernel, observe_model
@@ -83,6 +89,21 @@ class StoreKit(KernelMachine):
             return None
         store.close()
         return type(self).store_factory(self._path)
+
+    def teardown(self) -> None:
+        """Log compaction, once the example's steps are done: compacted at the middle of the
+        log's time and then whole, the store must still verify and rebuild exactly what the
+        twin's never-compacted log rebuilds (:func:`~arcoflow.spec.invariants.check_compaction`)."""
+        try:
+            store, twin = self.store.inner, self.twin_store
+            if twin is not None and callable(getattr(store, "write", None)):
+                kernel = Kernel(store)
+                times = [envelope.at for envelope in kernel.log()]
+                if times:
+                    check_compaction(kernel, twin.inner, times[len(times) // 2])
+                check_compaction(kernel, twin.inner, self.now + 1)
+        finally:
+            super().teardown()
 
 
 # -- the plugin kit ------------------------------------------------------------------------------

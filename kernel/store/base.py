@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import msgspec
 
 from ..codec import SCHEMA_VERSION, Codec, Envelope
-from ..errors import FutureSchemaVersion, StoreError, UnstorableValue
+from ..errors import Compacted, FutureSchemaVersion, StoreError, UnstorableValue
 from ..events import Event, HistoryPruned, SensorEvaluated
 from ..evolve import View, check, evolve
 from ..retention import effective, retention_of
@@ -29,6 +29,7 @@ __all__ = [
     "Pending",
     "ReadTxn",
     "Store",
+    "WritableStore",
     "WriteTxn",
     "apply_batch",
     "apply_batches",
@@ -121,6 +122,17 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class WritableStore(Store, Protocol):
+    """A store that also runs maintenance transactions: what log compaction needs. LMDB,
+    memory and PostgreSQL are; a store that is not cannot be compacted, nothing else."""
+
+    def write(self, work: Callable[[WriteTxn], _V]) -> _V:
+        """Run ``work(txn)`` in one write transaction, committed when it returns, rolled back
+        if it raises. For maintenance that is not an append (log compaction): it bypasses
+        the apply step, so it must keep the store's meaning itself."""
+        ...
 
 
 class _View:
@@ -367,8 +379,10 @@ def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) 
     txn.prefetch(Table.IDEM, [idem_key(p.key) for p in batch])
     original = txn.get(Table.IDEM, idem_key(batch[0].key))
     if original is not None and idem_live(original, at):
-        logged = txn.get(Table.LOG, original[:8]) or b""
-        envelope = codec.decode(logged, f"seq {idem_seq(original)}")
+        data = txn.get(Table.LOG, original[:8])
+        if data is None:  # the log before a snapshot was dropped (kernel/snapshot.py)
+            raise Compacted(batch[0].key, idem_seq(original))
+        envelope = codec.decode(data, f"seq {idem_seq(original)}")
         return Appended(original_batch(txn, codec, envelope.batch), True)
     todo: list[Pending] = []
     keys: set[str] = set()

@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import lmdb
 
@@ -47,6 +47,7 @@ from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    WriteTxn,
     apply_batch,
     apply_batches,
     check_format,
@@ -75,6 +76,8 @@ _DAMAGE: Final = (
     lmdb.VersionMismatchError,
     lmdb.PanicError,
 )
+
+_V = TypeVar("_V")
 
 
 def _size(n: int) -> str:
@@ -290,7 +293,11 @@ class LmdbStore:
 
         with self.read() as txn:
             done = txn.txn.get(_FINISHED_INDEX, db=shared.identity) is not None
-        if not done:
+            # Nothing to index (no run, or the index already holds entries): no write at all.
+            idle = next(txn.scan(Table.FINISHED), None) is not None or (
+                next(txn.scan(Table.RUNS), None) is None
+            )
+        if not done and not idle:
             self._write(build)
 
     @staticmethod
@@ -301,6 +308,9 @@ class LmdbStore:
             return StoreId.decode(stored, f"{DATA_FILE} identity")
         stamp = StoreId.new()
         txn.put(_ID_KEY, stamp.encode(), db=shared.identity)
+        with txn.cursor(db=shared.dbs[Table.RUNS]) as runs:
+            if not runs.first():  # a new store: nothing for an upgrade to index, ever
+                txn.put(_FINISHED_INDEX, b"1", db=shared.identity)
         return stamp
 
     @property
@@ -358,6 +368,11 @@ class LmdbStore:
 
     def replay(self, envelopes: Sequence[Envelope]) -> None:
         self._write(lambda txn: replay_batch(txn, self.codec, envelopes))
+
+    def write(self, work: Callable[[WriteTxn], _V]) -> _V:
+        """Run ``work(txn)`` in one write transaction (maintenance: log compaction)."""
+        result: _V = self._write(work)
+        return result
 
     @contextmanager
     def read(self) -> Iterator[_Txn]:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 from ..codec import Codec, Envelope
 from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    WriteTxn,
     apply_batch,
     apply_batches,
     counter_next_seq,
@@ -27,6 +29,8 @@ from .base import (
 __all__ = ["MemoryStore"]
 
 _DELETED = object()
+
+_V = TypeVar("_V")
 
 
 class _Table:
@@ -130,6 +134,14 @@ class MemoryStore:
             txn = _Write(self._tables)
             replay_batch(txn, self.codec, envelopes)
             txn.commit()
+
+    def write(self, work: Callable[[WriteTxn], _V]) -> _V:
+        """Run ``work(txn)`` in one write transaction (maintenance: log compaction)."""
+        with self._lock:
+            txn = _Write(self._tables)
+            result = work(txn)
+            txn.commit()
+            return result
 
     @contextmanager
     def read(self) -> Iterator[_Read]:

@@ -60,6 +60,7 @@ from ..rows import Table
 from .base import (
     Appended,
     Pending,
+    WriteTxn,
     apply_batch,
     apply_batches,
     check_format,
@@ -198,10 +199,12 @@ _MIGRATIONS: Final[tuple[tuple[int, Callable[[str], list[sql.Composed | sql.SQL]
     (1, _migration_1),
     # 2: the definition history (``arcoflow history``), one row per change of a definition.
     (2, lambda schema: _create_tables(schema, ("history",))),
-    # 3: retention: the store-wide policy, pruned-history marks, the keys of pruned runs, the
+    # 3: log compaction's snapshot of the state at a sequence number (kernel/snapshot.py).
+    (3, lambda schema: _create_tables(schema, ("snapshot",))),
+    # 4: retention: the store-wide policy, pruned-history marks, the keys of pruned runs, the
     # finished-runs index and the idempotency keys' expiry index (issue 16).
     (
-        3,
+        4,
         lambda schema: _create_tables(
             schema, ("settings", "pruned", "run_keys", "finished", "idem_expiry")
         ),
@@ -507,7 +510,7 @@ class PostgresStore:
                 _migrate(conn, schema)
             with self.read() as txn:
                 check_format(txn)
-                # Runs finished before retention's index existed (migration 3): index them.
+                # Runs finished before retention's index existed (migration 4): index them.
                 unindexed = next(txn.scan(Table.FINISHED), None) is None and any(
                     True for _ in txn.scan(Table.RUNS)
                 )
@@ -596,6 +599,12 @@ class PostgresStore:
 
     def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
         return self._write(lambda txn: apply_batches(txn, self.codec, batches, at))
+
+    # -- log compaction (kernel/snapshot.py) --------------------------------------------------
+
+    def write(self, work: Callable[[WriteTxn], _T]) -> _T:
+        """Run ``work(txn)`` in one write transaction (maintenance: log compaction)."""
+        return self._write(work)
 
     def replay(self, envelopes: Sequence[Envelope]) -> None:
         def run(txn: _Write) -> None:

@@ -188,14 +188,16 @@ def test_opening_creates_the_schema_once_and_reopening_changes_nothing(schema: s
 #: The tables each migration after the first creates.
 _LATER_TABLES = {
     2: ("history",),
-    3: ("settings", "pruned", "run_keys", "finished", "idem_expiry"),
+    3: ("snapshot",),
+    4: ("settings", "pruned", "run_keys", "finished", "idem_expiry"),
 }
 
 
-@pytest.mark.parametrize("at", [1, 2])
+@pytest.mark.parametrize("at", [1, 2, 3])
 def test_a_schema_at_an_older_migration_is_upgraded_in_place(schema: str, at: int) -> None:
-    """A store created before the definition history (migration 1) or retention (migration 2)
-    existed gains their tables on the next open, keeping what it holds."""
+    """A store created before the definition history (migration 1), log compaction
+    (migration 2) or retention (migration 3) existed gains their tables on the next open,
+    keeping what it holds."""
     with postgres_support.open_store(schema) as store:
         Kernel(store).request_run("r", RunTemplate("t"), now=1)
     admin = postgres_support.admin()
@@ -211,7 +213,7 @@ def test_a_schema_at_an_older_migration_is_upgraded_in_place(schema: str, at: in
     )
     with postgres_support.open_store(schema) as store:
         assert _migrations(schema) == list(range(1, SCHEMA_LATEST + 1))
-        assert {"history", "settings", "idem_expiry"} <= _tables(schema)
+        assert {"history", "snapshot", "settings", "idem_expiry"} <= _tables(schema)
         kernel = Kernel(store)
         assert [r.run_key for r in kernel.runs()] == ["manual:r"]
         assert kernel.set_retention(RetentionPolicy(history="1d"), now=2).history == 86400
