@@ -366,8 +366,9 @@ def original_batch(txn: ReadTxn, codec: Codec, seq: int) -> tuple[Envelope, ...]
 def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) -> Appended:
     """The whole meaning of an append, inside the caller's single write transaction.
 
-    1. If the first key was applied before, the batch is a duplicate: return the original
-       records, write nothing.
+    1. If the first key was applied before (and its dedupe horizon, if any, has not ended:
+       :func:`idem_live`), the batch is a duplicate: return the original records, write
+       nothing.
     2. Otherwise skip each event whose own key was applied (a no-op by definition), and
        rehearse the rest: check their compare-and-set versions (:class:`Conflict` aborts the
        whole transaction) and read every row they touch, writing nothing.
