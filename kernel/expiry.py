@@ -3,15 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
-from .rows import ConflictRow, EvalRow, MissedRow, RunRow, TickRow
+from .rows import FINISHED, ConflictRow, EvalRow, MissedRow, RunRow, TickRow
 
-__all__ = ["FINISHED", "instant_of", "prunable"]
-
-#: Run states that are final: only these runs are ever pruned. ``GAVE_UP`` is not among them:
-#: an operator may still retry it.
-FINISHED: Final = frozenset({"SUCCEEDED", "FAILED"})
+__all__ = ["instant_of", "prunable"]
 
 
 def prunable(row: Any, before: int) -> bool:
@@ -31,6 +27,7 @@ def prunable(row: Any, before: int) -> bool:
 
 
 def instant_of(row: Any) -> int:
+    """The instant a history row is aged by (what its owner's pruned-before mark follows)."""
     match row:
         case TickRow():
             return row.scheduled_for

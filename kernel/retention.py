@@ -9,28 +9,20 @@ A :class:`RetentionPolicy` is declared store-wide (``[retention]`` in a definiti
 * ``dedupe_horizon``: how long an idempotency key (a push message id above all) is remembered.
   A redelivery within the horizon is a duplicate; after it, a new message.
 
-Which rows a prune may drop is :mod:`arcoflow.kernel.pruning`'s.
+Which rows a prune may drop is :mod:`arcoflow.kernel.expiry`'s; how a pass finds them,
+:mod:`arcoflow.kernel.pruning`'s.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import attrs
 
 from .errors import InputError, InvalidDefinition
 from .values import parse_duration_upto
 
-__all__ = [
-    "FINISHED",
-    "RetentionPolicy",
-    "effective",
-    "retention_of",
-]
-
-#: Run states that are final: only these runs are ever pruned. ``GAVE_UP`` is not among them:
-#: an operator may still retry it.
-FINISHED: Final = frozenset({"SUCCEEDED", "FAILED"})
+__all__ = ["RetentionPolicy", "effective", "retention_of"]
 
 _MAX_RETENTION = 100 * 366 * 86400  # a century: far beyond any store's lifetime
 

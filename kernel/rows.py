@@ -22,6 +22,7 @@ from .retention import RetentionPolicy
 from .runs import dedupe_reason
 
 __all__ = [
+    "FINISHED",
     "ConflictRow",
     "EvalRow",
     "HistoryChange",
@@ -331,10 +332,14 @@ def _launched(row: Any) -> bytes | None:
     return key(r.launcher, r.run_id) if live else None  # type: ignore[arg-type]
 
 
+#: Run states that are final: only runs in these are ever pruned. ``GAVE_UP`` is not among them:
+#: an operator may still retry it.
+FINISHED: Final = frozenset({"SUCCEEDED", "FAILED"})
+
+
 def _finished(row: Any) -> bytes | None:
     r: RunRow = row
-    done = r.status in ("SUCCEEDED", "FAILED")  # arcoflow.kernel.pruning.FINISHED
-    return key(r.origin, r.updated_at, r.run_id) if done else None
+    return key(r.origin, r.updated_at, r.run_id) if r.status in FINISHED else None
 
 
 #: For each table, its indexes: (index table, row -> index key or None).
