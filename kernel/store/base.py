@@ -18,7 +18,7 @@ import msgspec
 
 from ..codec import SCHEMA_VERSION, Codec, Envelope
 from ..errors import Compacted, FutureSchemaVersion, StoreError, UnstorableValue
-from ..events import Event, HistoryPruned, SensorEvaluated
+from ..events import Event, HistoryPruned, RetentionSet, SensorEvaluated
 from ..evolve import View, check, evolve
 from ..retention import effective, retention_of
 from ..rows import INDEXES, ROW_TYPES, RetentionRow, SensorRow, Table, from_u64, u64
@@ -88,6 +88,14 @@ class WriteTxn(ReadTxn, Protocol):
     def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
         """A hint: the rows ``keys`` of ``table`` are read next. A backend that pays a round
         trip per read (PostgreSQL) reads, and locks, them together; LMDB and memory ignore it."""
+        ...
+
+    def exclusive(self, table: Table) -> None:
+        """Hold ``table`` against every other append until this transaction ends. Called
+        before an append that changes a row every append reads (the retention policy): a
+        backend whose writers run in parallel (PostgreSQL) locks the table, so no append can
+        read the old policy and be numbered after the new one; LMDB and memory have one
+        writer at a time and ignore it."""
         ...
 
     def next_seq(self, count: int) -> int:
@@ -396,6 +404,8 @@ def apply_batch(txn: WriteTxn, codec: Codec, batch: Sequence[Pending], at: int) 
             continue
         keys.add(pending.key)
         todo.append(pending)
+    if any(isinstance(p.event, RetentionSet) for p in todo):
+        txn.exclusive(Table.SETTINGS)  # every append reads the policy (its dedupe horizon)
     # Rehearse with provisional numbers (evolve reads rows by id, never by seq): every row the
     # batch reads is read, and a stale compare-and-set raises, before a number is drawn.
     rehearsal = _Rehearsal(txn, codec)

@@ -165,6 +165,9 @@ class _Txn:
     def prefetch(self, table: Table, keys: Sequence[bytes]) -> None:
         """Reads are local: nothing to batch."""
 
+    def exclusive(self, table: Table) -> None:
+        """LMDB has one writer at a time: nothing to hold."""
+
     def next_seq(self, count: int) -> int:
         return counter_next_seq(self, count)
 

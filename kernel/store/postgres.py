@@ -416,6 +416,12 @@ class _Write(_Read):
     def delete(self, table: Table, key: bytes) -> None:
         self.writes[(table, key)] = None
 
+    def exclusive(self, table: Table) -> None:
+        """EXCLUSIVE conflicts with the ROW SHARE lock every append's ``FOR SHARE`` read of
+        the table takes, even of a row that does not exist yet: this waits for the appends
+        that read it and holds back new ones until the commit (plain reads still go on)."""
+        self.conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self.sql.table[table]))
+
     def next_seq(self, count: int) -> int:
         row = self.conn.execute(self.sql.reserve, (count,)).fetchone()
         assert row is not None

@@ -22,6 +22,7 @@ from arcoflow.kernel import (
     LmdbStore,
     Pending,
     RunTemplate,
+    SensorDefinition,
     StoreError,
     decide,
 )
@@ -627,3 +628,31 @@ def test_verify_sees_a_row_changed_behind_the_stores_back(postgres_store: Postgr
     result = kernel.verify()
     assert not result.ok
     assert any("due_schedules" in d for d in result.differences)
+
+
+def test_setting_the_retention_policy_waits_for_appends_that_read_the_old_one(
+    postgres_store: PostgresStore, paused_first: tuple[threading.Event, threading.Event]
+) -> None:
+    """Every append reads the retention policy (its dedupe horizon) with a shared lock, even
+    while no policy row exists yet. Setting the policy waits for such an append to commit, so
+    the append is numbered first and a replay computes the same horizon (verify passes);
+    without the table lock the new policy could be numbered between its read and its
+    number."""
+    flushed, release = paused_first
+    kernel = Kernel(postgres_store)
+    kernel.define_sensor(SensorDefinition("orders", "push", RunTemplate("t")), now=0)
+    first = threading.Thread(target=kernel.ingest, args=("orders", "m", None, 1), name="first")
+    first.start()
+    try:
+        assert flushed.wait(30)
+        policy = RetentionPolicy(history="1d", dedupe_horizon="1h")
+        setting = Background(lambda: kernel.set_retention(policy, now=2))
+        time.sleep(0.5)
+        assert not setting.done(), "the policy was set while an append that read it was open"
+    finally:
+        release.set()
+        first.join(30)
+    assert setting.result(timeout=30) == policy
+    seqs_by_type = {type(e.event).__name__: e.seq for e in kernel.log()}
+    assert seqs_by_type["SensorEvaluated"] < seqs_by_type["RetentionSet"]
+    assert kernel.verify().ok
