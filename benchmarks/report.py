@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,7 +57,7 @@ from arcoflow.kernel.events import TickRecorded
 from arcoflow.kernel.rows import Table
 from croniter import croniter
 
-from benchmarks import append_targets, http_targets, postgres_targets
+from benchmarks import _retention, append_targets, http_targets, postgres_targets
 from benchmarks.pairs import Pair, Sampler, Unavailable, timed
 
 __all__ = [
@@ -128,6 +129,10 @@ def interleave(pair: Pair, direction: Direction, rounds: int) -> tuple[float, st
     show = pair.show or _show
     times = f"{show(statistics.median(work))} vs {show(statistics.median(base))}"
     return statistics.median(ratios), times
+
+
+def _show_bytes(size: float) -> str:
+    return f"{size / 2**20:.2f} MiB"
 
 
 def _show(seconds: float) -> str:
@@ -333,6 +338,46 @@ def _cycle(kernel: Kernel, due: int) -> Sampler:
     return sample
 
 
+# -- retention: a bounded store, and a prune pass that costs what it prunes ---------------------
+
+
+def _retention_size(quick: bool, stack: contextlib.ExitStack) -> Pair:
+    """One 60-day run (sizes are exact: sampled once, every round reads them)."""
+    path = stack.enter_context(tempfile.TemporaryDirectory(prefix="arcoflow-report-"))
+    sizes = _retention.fed_sensor(path + "/s", days=60, per_hour=10 if quick else 60)
+    detail = (
+        f"state (every table but the log: log compaction is item 4); with the log "
+        f"{sizes.end / 2**20:.2f} vs {sizes.week / 2**20:.2f} MiB; after 14 days "
+        f"{sizes.fortnight_state / 2**20:.2f} MiB (steady state)"
+    )
+    return Pair(lambda: sizes.end_state, lambda: sizes.week_state, detail, _show_bytes)
+
+
+def _prune_pass(quick: bool, stack: contextlib.ExitStack) -> Pair:
+    pruned = 500 if quick else 2_000
+    root = stack.enter_context(tempfile.TemporaryDirectory(prefix="arcoflow-report-"))
+    templates = {}
+    now = 0
+    for kept in (pruned, 10 * pruned):
+        templates[kept] = f"{root}/t{kept}"
+        store, _, now = _retention.filled_store(templates[kept], pruned, kept)
+        store.close()
+    copies = iter(range(10_000))
+
+    def sampler(kept: int) -> Sampler:
+        def sample() -> float:
+            target = f"{root}/r{next(copies)}"
+            shutil.copytree(templates[kept], target)
+            with LmdbStore(target, durable=False, map_size=4 << 30) as store:
+                kernel = Kernel(store)
+                return timed(lambda: _retention.prune_pass(kernel, now, 2 * pruned))
+
+        return sample
+
+    detail = f"{pruned:,} messages pruned; {10 * pruned:,} vs {pruned:,} kept, LMDB"
+    return Pair(sampler(10 * pruned), sampler(pruned), detail)
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "ingest",
@@ -430,6 +475,24 @@ TARGETS: tuple[Target, ...] = (
         3.0,
         Direction.AT_MOST,
         _catchup,
+    ),
+    Target(
+        "retention-size",
+        "used store pages after a push sensor fed 60 days under history = 7d",
+        "the same store after 7 days",
+        1.3,
+        Direction.AT_MOST,
+        _retention_size,
+        rounds=1,
+    ),
+    Target(
+        "prune-pass",
+        "one prune pass of N messages' history, 10 N others kept",
+        "the same pass with N others kept",
+        2.0,
+        Direction.AT_MOST,
+        _prune_pass,
+        rounds=5,
     ),
     Target(
         "rss",

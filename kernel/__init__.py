@@ -39,6 +39,7 @@ from .errors import (
     InvalidId,
     NotFound,
     PayloadTooLarge,
+    Pruned,
     StoreBusy,
     StoreError,
     StoreFull,
@@ -53,12 +54,14 @@ from .kernel import (
     Ingested,
     Kernel,
     PreviewTick,
+    Pruning,
     PushItem,
     Refused,
     Requested,
     TickDetail,
 )
 from .outcomes import Failed, FailureKind
+from .retention import RetentionPolicy
 from .rows import (
     ConflictRow,
     EvalRow,
@@ -112,10 +115,13 @@ __all__ = [
     "PollContext",
     "PollResult",
     "PreviewTick",
+    "Pruned",
+    "Pruning",
     "PushItem",
     "PushMessage",
     "Refused",
     "Requested",
+    "RetentionPolicy",
     "RunRequest",
     "RunRow",
     "RunTemplate",

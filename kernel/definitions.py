@@ -10,7 +10,6 @@ there is no second, parallel schema to keep in step.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -22,6 +21,7 @@ import msgspec
 
 from .cron import DstFold, DstGap, parse_cron, zone
 from .errors import InputError, InvalidDefinition
+from .retention import RetentionPolicy
 from .values import (
     check_bool,
     check_choice,
@@ -30,6 +30,7 @@ from .values import (
     check_int,
     check_text,
     json_problem,
+    parse_duration_upto,
     policy,
 )
 
@@ -49,13 +50,12 @@ __all__ = [
     "load_definitions",
     "parse_definitions",
     "parse_duration",
+    "parse_duration_upto",
     "refused",
     "revalidate",
     "validate_id",
 ]
 
-_DURATION = re.compile(r"\s*(\d{1,12})\s*(s|m|h|d|w)?\s*")
-_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_DURATION = 366 * 86400
 #: Largest run config, tags, cursor or push payload accepted, in encoded bytes.
 MAX_BLOB = 1024 * 1024
@@ -78,17 +78,7 @@ def parse_duration(value: int | str) -> int:
     >>> parse_duration("15m")
     900
     """
-    if isinstance(value, bool):
-        raise InputError(f"duration {value!r} is not a number of seconds or a string like '15m'")
-    if isinstance(value, int):
-        seconds = value
-    elif isinstance(value, str) and (m := _DURATION.fullmatch(value.lower())):
-        seconds = int(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise InputError(f"duration {value!r} is not a number of seconds or a string like '15m'")
-    if not 0 <= seconds <= _MAX_DURATION:
-        raise InputError(f"duration {value!r} is out of range (0 to 366 days)")
-    return seconds
+    return parse_duration_upto(value, _MAX_DURATION)
 
 
 _Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
@@ -315,10 +305,13 @@ class ScheduleDefinition:
     max_tick_retries: int = attrs.field(default=0, validator=_rule(_budget, 0, MAX_TICK_RETRIES))
     evaluator: str | None = attrs.field(default=None, validator=_optional(check_text))
     enabled: bool = attrs.field(default=True, validator=_rule(check_bool))
+    retention: RetentionPolicy | None = attrs.field(
+        default=None, validator=_optional(_instance, RetentionPolicy)
+    )
 
     def content(self) -> bytes:
         """Canonical bytes of what the schedule does (``enabled`` is state, not content)."""
-        return msgspec.msgpack.encode(attrs.evolve(self, enabled=True), order="sorted")
+        return _content(attrs.evolve(self, enabled=True))
 
 
 @attrs.frozen
@@ -337,6 +330,9 @@ class SensorDefinition:
     backoff: Backoff = attrs.field(factory=Backoff, validator=_rule(_instance, Backoff))
     max_payload_bytes: int = attrs.field(default=64 * 1024, validator=_rule(check_int, 1, MAX_BLOB))
     enabled: bool = attrs.field(default=True, validator=_rule(check_bool))
+    retention: RetentionPolicy | None = attrs.field(
+        default=None, validator=_optional(_instance, RetentionPolicy)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.type == "poll" and self.connector is None:
@@ -344,7 +340,16 @@ class SensorDefinition:
 
     def content(self) -> bytes:
         """Canonical bytes of what the sensor does (``enabled`` is state, not content)."""
-        return msgspec.msgpack.encode(attrs.evolve(self, enabled=True), order="sorted")
+        return _content(attrs.evolve(self, enabled=True))
+
+
+def _content(definition: Any) -> bytes:
+    """Sorted msgpack of a definition. Without a retention override it leaves the field out,
+    so a definition stored before retention existed keeps its content (and its version)."""
+    fields = msgspec.to_builtins(definition, order="sorted")
+    if fields.get("retention") is None:
+        fields.pop("retention", None)
+    return msgspec.msgpack.encode(fields, order="sorted")
 
 
 @attrs.frozen
@@ -448,6 +453,7 @@ class Definitions:
     )
     launchers: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     sources: list[SourceDefinition] = attrs.field(factory=list)
+    retention: RetentionPolicy | None = None  # [retention]: the store-wide policy
 
 
 # Durations and jitter go through the attrs converters (prefer_attrib_converters), so "6h"
@@ -491,7 +497,7 @@ def parse_definitions(data: Mapping[str, Any], source: str = "definitions") -> D
     """
     if not isinstance(data, Mapping):
         raise InvalidDefinition(f"{source}: expected a table, got {type(data).__name__}")
-    unknown = set(data) - {"schedule", "sensor", "launchers", "source"}
+    unknown = set(data) - {"schedule", "sensor", "launchers", "source", "retention"}
     problems = [f"{source}: unknown table(s) {', '.join(sorted(unknown))}"] if unknown else []
     schedules: list[ScheduleDefinition] = []
     sensors: list[SensorDefinition] = []
@@ -531,9 +537,18 @@ def parse_definitions(data: Mapping[str, Any], source: str = "definitions") -> D
     if not isinstance(launchers, dict) or not all(isinstance(v, dict) for v in launchers.values()):
         problems.append(f"{source}: [launchers.NAME] entries must be tables")
         launchers = {}
+    retention = None
+    if "retention" in data and not isinstance(data["retention"], Mapping):
+        problems.append(f"{source}: [retention] must be a table")
+    elif "retention" in data:
+        try:
+            retention = _converter.structure(data["retention"], RetentionPolicy)
+        except (cattrs.BaseValidationError, InputError, ValueError, TypeError) as exc:
+            details = _messages(exc) if isinstance(exc, cattrs.BaseValidationError) else [str(exc)]
+            problems += [f"{source}: [retention]: {_tidy(d)}" for d in details]
     if problems:
         raise InvalidDefinition("; ".join(problems))
-    return Definitions(schedules, sensors, launchers, sources)
+    return Definitions(schedules, sensors, launchers, sources, retention)
 
 
 def _tidy(detail: str) -> str:

@@ -137,3 +137,9 @@ class StoreUnavailable(StoreError):
     """The store's server cannot be reached or refused the connection (PostgreSQL down, a
     wrong host or port, authentication failed). Nothing was written; try again once the
     server answers."""
+
+
+class Pruned(NotFound):
+    """The item existed, but retention pruned it: its owner's history before an instant is
+    gone (``arcoflow prune``, or the daemon's pruning). Not a silent gap: the message names
+    the instant."""

@@ -16,11 +16,17 @@ from typing import Any, Literal
 import msgspec
 
 from .definitions import ScheduleDefinition, SensorDefinition
+from .retention import RetentionPolicy
 
 __all__ = [
     "Cursor",
     "Event",
+    "ExpiredKey",
+    "HistoryPruned",
     "MissedRange",
+    "PruneMarkRef",
+    "PrunedRef",
+    "RetentionSet",
     "Retry",
     "RunClaimed",
     "RunCompleted",
@@ -296,6 +302,50 @@ class RunRetried(_Event, frozen=True, tag="run.retried"):
     requested_by: str = "api"
 
 
+# -- retention -------------------------------------------------------------------------------
+
+
+class RetentionSet(_Event, frozen=True, tag="retention.set"):
+    """The store-wide retention policy changed (CAS on its version)."""
+
+    policy: RetentionPolicy
+    expected_version: int
+
+
+class PrunedRef(msgspec.Struct, frozen=True):
+    """A history row a prune found older than ``before`` (its owner's cutoff)."""
+
+    table: Literal["ticks", "evals", "missed", "conflicts", "runs", "links"]
+    key: bytes
+    before: int
+
+
+class ExpiredKey(msgspec.Struct, frozen=True):
+    """An idempotency key whose dedupe horizon ended at ``until`` (logged at ``seq``)."""
+
+    until: int
+    seq: int
+    key: bytes
+
+
+class PruneMarkRef(msgspec.Struct, frozen=True):
+    """History of ``kind``/``id`` before ``before`` may be gone after this prune."""
+
+    kind: Literal["schedule", "sensor", "store"]
+    id: str
+    before: int
+
+
+class HistoryPruned(_Event, frozen=True, tag="history.pruned"):
+    """One small prune transaction: the rows and idempotency keys it drops, found through
+    time-ordered indexes. ``evolve`` re-checks every row (a row that became young or
+    unfinished since is kept), so a replay of the log drops exactly what the live store did."""
+
+    rows: tuple[PrunedRef, ...] = ()
+    keys: tuple[ExpiredKey, ...] = ()
+    marks: tuple[PruneMarkRef, ...] = ()
+
+
 Event = (
     ScheduleDefined
     | ScheduleToggled
@@ -315,4 +365,6 @@ Event = (
     | SensorCursorSet
     | RunRetried
     | ScheduleBackfilled
+    | RetentionSet
+    | HistoryPruned
 )

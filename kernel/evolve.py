@@ -20,6 +20,8 @@ from .codec import Envelope
 from .errors import Conflict
 from .events import (
     Event,
+    HistoryPruned,
+    RetentionSet,
     RunClaimed,
     RunCompleted,
     RunLaunched,
@@ -39,12 +41,16 @@ from .events import (
     TickRecorded,
     TicksMissed,
 )
+from .expiry import prunable
 from .rows import (
     ConflictRow,
     EvalRow,
     HistoryChange,
     HistoryRow,
     MissedRow,
+    PrunedMark,
+    PrunedRunRow,
+    RetentionRow,
     RunLinkRow,
     RunRow,
     ScheduleRow,
@@ -52,13 +58,14 @@ from .rows import (
     Table,
     TickRow,
     key,
+    run_slot,
     u64,
 )
 from .runs import dedupe_reason, run_id
 
 __all__ = ["Put", "View", "check", "evolve"]
 
-Put = tuple[Table, bytes, msgspec.Struct]
+Put = tuple[Table, bytes, msgspec.Struct | None]  # None: delete the row (a prune)
 
 
 class View(Protocol):
@@ -132,6 +139,11 @@ def _check_retry(view: View, e: RunRetried) -> None:
         )
 
 
+def _check_retention(view: View, e: RetentionSet) -> None:
+    current: RetentionRow | None = view.get(Table.SETTINGS, _RETENTION)
+    _expect("retention policy", e.expected_version, current.version if current else 0)
+
+
 #: The events that carry a compare-and-set version, and how each is checked.
 _CHECKS: Final[dict[type[Any], Callable[[View, Any], None]]] = {
     ScheduleDefined: _check_schedule,
@@ -145,6 +157,7 @@ _CHECKS: Final[dict[type[Any], Callable[[View, Any], None]]] = {
     RunLaunched: _check_attempt,
     RunLaunchFailed: _check_attempt,
     RunRetried: _check_retry,
+    RetentionSet: _check_retention,
 }
 
 
@@ -376,6 +389,14 @@ def _sensor_evaluated(view: View, env: Envelope, e: SensorEvaluated) -> list[Put
 # -- runs --------------------------------------------------------------------------------------
 
 
+def _taken(view: View, run_id_: str) -> RunRow | PrunedRunRow | None:
+    """The run of a run id, or what is left of it after a prune: its key stays taken."""
+    row: RunRow | PrunedRunRow | None = run_of(view, run_id_) or view.get(
+        Table.RUN_KEYS, run_slot(run_id_)
+    )
+    return row
+
+
 @_on(RunRequested)
 def _run_requested(view: View, env: Envelope, e: RunRequested) -> list[Put]:
     link = (
@@ -383,7 +404,10 @@ def _run_requested(view: View, env: Envelope, e: RunRequested) -> list[Put]:
         key(e.run_id, e.requested_by),
         RunLinkRow(e.run_id, e.requested_by, env.at),
     )
-    existing = run_of(view, e.run_id)
+    existing = _taken(view, e.run_id)
+    if isinstance(existing, PrunedRunRow):
+        # A pruned run's key stays taken; only the key is kept, so nothing to link or compare.
+        return []
     if existing is None:
         row = RunRow(
             run_id=e.run_id,
@@ -465,7 +489,7 @@ def _deduped(view: View, run_keys: tuple[str, ...]) -> tuple[str, ...]:
     """The run keys that already have a run when a tick or evaluation asks for them: it makes
     no new run for those (its requests link or conflict), and its history row says so. Seen
     before the requester's own requests are applied (they follow it in the batch)."""
-    return tuple(k for k in run_keys if run_of(view, run_id(k)) is not None)
+    return tuple(k for k in run_keys if _taken(view, run_id(k)) is not None)
 
 
 def _history(
@@ -554,3 +578,43 @@ def _run_retried(view: View, env: Envelope, e: RunRetried) -> list[Put]:
         retries=old.retries + 1,
         attempt_base=old.attempts,
     )
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+_RETENTION = b"retention"
+
+
+@_on(RetentionSet)
+def _retention_set(view: View, env: Envelope, e: RetentionSet) -> list[Put]:
+    old: RetentionRow | None = view.get(Table.SETTINGS, _RETENTION)
+    row = RetentionRow(e.policy, (old.version if old else 0) + 1, env.at)
+    return [(Table.SETTINGS, _RETENTION, row)]
+
+
+@_on(HistoryPruned)
+def _history_pruned(view: View, env: Envelope, e: HistoryPruned) -> list[Put]:
+    """Drop each named row that is still prunable as of its cutoff (a run retried meanwhile
+    stays); a pruned run leaves its key taken; its links go with it. The idempotency keys the
+    event names are the store's to drop (:func:`~arcoflow.kernel.store.base.apply_envelope`)."""
+    puts: list[Put] = []
+    gone: set[bytes] = set()  # run ids pruned by this event
+    for ref in e.rows:
+        table = Table(ref.table)
+        if table is Table.LINKS:
+            if ref.key.split(b"\x00", 1)[0] in gone:
+                puts.append((table, ref.key, None))
+            continue
+        row = view.get(table, ref.key)
+        if row is None or not prunable(row, ref.before):
+            continue
+        puts.append((table, ref.key, None))
+        if isinstance(row, RunRow):
+            gone.add(ref.key)
+            puts.append((Table.RUN_KEYS, run_slot(row.run_id), PrunedRunRow()))
+    for mark in e.marks:
+        mkey = key(mark.kind, mark.id)
+        old: PrunedMark | None = view.get(Table.PRUNED, mkey)
+        if old is None or mark.before > old.before:
+            puts.append((Table.PRUNED, mkey, PrunedMark(mark.kind, mark.id, mark.before, env.at)))
+    return puts

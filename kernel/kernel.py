@@ -9,6 +9,7 @@ cursor that moved on, reports the :class:`~arcoflow.kernel.errors.Conflict` to i
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -37,16 +38,21 @@ from .definitions import (
     revalidate,
     validate_id,
 )
-from .errors import Conflict, CorruptRecord, InputError, NotFound
-from .events import Cursor, RunClaimed, RunRequested, TickRecorded
+from .errors import Conflict, CorruptRecord, InputError, NotFound, Pruned
+from .events import Cursor, RetentionSet, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
 from .outcomes import Failed, failed_from, guarded, run_requests
+from .pruning import plan_prune, store_policy
+from .retention import RetentionPolicy
 from .rows import (
     ROW_TYPES,
     ConflictRow,
     EvalRow,
     HistoryRow,
     MissedRow,
+    PrunedMark,
+    PrunedRunRow,
+    RetentionRow,
     RunRow,
     RunStatus,
     ScheduleRow,
@@ -55,10 +61,21 @@ from .rows import (
     TickRow,
     from_u64,
     key,
+    run_slot,
     u64,
 )
 from .runs import derived_id, request_run, run_id
-from .store.base import Appended, Pending, ReadTxn, Store, WritableStore
+from .store.base import (
+    Appended,
+    Pending,
+    ReadTxn,
+    Store,
+    WritableStore,
+    idem_key,
+    idem_live,
+    idem_seq,
+    original_batch,
+)
 from .values import (
     MAX_TIME,
     check_bool,
@@ -77,6 +94,7 @@ __all__ = [
     "Ingested",
     "Kernel",
     "PreviewTick",
+    "Pruning",
     "PushItem",
     "Refused",
     "Requested",
@@ -168,6 +186,15 @@ class PreviewTick(NamedTuple):
     tick_id: str
     dst: str | None
     action: Literal["run", "skip"]
+
+
+class Pruning(NamedTuple):
+    """What one prune pass dropped: history ``rows`` (a run with its links counts once) and
+    expired idempotency ``keys``, in ``events`` small transactions."""
+
+    events: int
+    rows: int
+    keys: int
 
 
 def preview(
@@ -451,11 +478,22 @@ class Kernel:
         with self.store.read() as txn:
             row: TickRow | None = self._row(txn, Table.TICKS, key(sid, at))
             if row is None:
+                self._raise_pruned(txn, "schedule", sid, at, f"tick {tick_id!r}")
                 raise NotFound(f"no tick {tick_id!r}")
             runs = tuple(
-                self._indexed(txn, Table.TICKS, Table.RUNS, key(run_id(k))) for k in row.run_keys
+                self._indexed(txn, Table.TICKS, Table.RUNS, key(run_id(k)))
+                for k in row.run_keys
+                if txn.get(Table.RUN_KEYS, run_slot(run_id(k))) is None  # pruned: not shown
             )
         return TickDetail(row, runs)
+
+    def _raise_pruned(self, txn: ReadTxn, kind: str, owner: str, at: int, what: str) -> None:
+        mark: PrunedMark | None = self._row(txn, Table.PRUNED, key(kind, owner))
+        if mark is not None and at < mark.before:
+            raise Pruned(
+                f"{what} was pruned: the history of {kind} {owner!r} before "
+                f"{decide.iso(mark.before)} is gone (retention)"
+            )
 
     def missed(self, schedule_id: str, limit: int = 50) -> list[MissedRow]:
         """Summaries of ticks that evaluations dropped (window or budget), newest first."""
@@ -546,19 +584,18 @@ class Kernel:
         at: int,
         connector: MapMessage | None,
         problem: str | None = None,
-        seen: Mapping[str, EvalRow | None] | None = None,
+        seen: Mapping[bytes, bytes | None] | None = None,
     ) -> Ingested | list[Pending]:
         """The events that record one push message, or its original evaluation if it was
         delivered before (the connector is not asked twice about one message). ``problem``:
         why its source could not read it; refused (InputError) unless it is a re-delivery.
-        ``seen``: evaluations already looked up, by eval id."""
-        eval_id = _push_eval_id(row.sensor_id, message_id)
-        if seen is not None and eval_id in seen:
-            earlier = seen[eval_id]
-        else:
-            earlier = self._evaluation_or_none(eval_id)
-        if earlier is not None:
-            return Ingested(earlier, True)
+        ``seen``: idempotency entries already read for a batch, by idempotency key (None: never
+        delivered, so nothing more to read)."""
+        idem = _push_idem(row.sensor_id, message_id)
+        if seen is None or seen.get(idem_key(idem), b"") is not None:
+            earlier = self._delivered(idem, at)
+            if earlier is not None:
+                return Ingested(earlier, True)
         if problem is not None:
             raise InputError(problem)
         size = len(msgspec.json.encode(check_json(payload, "payload")))
@@ -603,6 +640,25 @@ class Kernel:
             raise Conflict(f"sensor {ticket.sensor_id!r}", ticket.expected_state_version, actual)
         return self._logged_eval(appended.records[0])
 
+    def _delivered(self, idem: str, at: int) -> EvalRow | None:
+        """The evaluation that took the push message of idempotency key ``idem``, if it was
+        delivered within its dedupe horizon: from the log (its history row may be pruned) or,
+        once compaction dropped that log, from its row. After the horizon the message is new."""
+        with self.store.read() as txn:
+            entry = txn.get(Table.IDEM, idem_key(idem))
+            if entry is None or not idem_live(entry, at):
+                return None
+            original = original_batch(txn, self.store.codec, idem_seq(entry))
+            if not original:
+                primary = txn.get(Table.EVAL_IDS, key(derived_id(idem)))
+                kept: EvalRow | None = (
+                    None
+                    if primary is None
+                    else self._indexed(txn, Table.EVAL_IDS, Table.EVALS, primary)
+                )
+                return kept
+        return self._logged_eval(original[0])
+
     def _logged_eval(self, envelope: Envelope) -> EvalRow:
         """The evaluation row of a logged ``SensorEvaluated``; read back only if it requested
         runs (the store found which keys already had one)."""
@@ -615,7 +671,8 @@ class Kernel:
             return rows
         with self.store.read() as txn:
             return [
-                self._row(txn, Table.EVALS, key(row.evaluation.sensor_id, row.seq))
+                # pruned since: the row as logged
+                self._row(txn, Table.EVALS, key(row.evaluation.sensor_id, row.seq)) or row
                 if row.evaluation.run_keys
                 else row
                 for row in rows
@@ -658,6 +715,17 @@ class Kernel:
 
     def _evaluation_or_none(self, eval_id: str) -> EvalRow | None:
         return self._evaluations_or_none([eval_id])[eval_id]
+
+    def _idem_entries(self, sensor_id: str, items: Sequence[PushItem]) -> dict[bytes, bytes | None]:
+        """The idempotency entries of the push messages among ``items`` whose ids are text,
+        read in one snapshot (the others are refused before any read)."""
+        keys = []
+        for item in items:
+            with contextlib.suppress(InputError):
+                if isinstance(item.message_id, str):
+                    keys.append(idem_key(_push_idem(sensor_id, item.message_id)))
+        with self.store.read() as txn:
+            return {k: txn.get(Table.IDEM, k) for k in keys}
 
     def _evaluations_or_none(self, eval_ids: Iterable[str]) -> dict[str, EvalRow | None]:
         """Each evaluation (None: not recorded), read in one snapshot."""
@@ -722,6 +790,8 @@ class Kernel:
         check_choice(origin, "origin", ("manual", "backfill"))
         check_text(requested_by, "requested_by", 256)  # part of the idempotency key
         event = request_run(origin, requested_by, template, RunRequest(run_key), run_key)
+        if self._get(Table.RUN_KEYS, run_slot(event.run_id)) is not None:
+            self.run(event.run_id)  # raises Pruned, naming when: the key stays taken
         appended = self._append(decide.by_hand([event], at), at)
         return self._requested(appended, event)
 
@@ -734,6 +804,12 @@ class Kernel:
     def run(self, run_id_: str) -> RunRow:
         row: RunRow | None = self._get(Table.RUNS, key(_lookup(run_id_, "run id")))
         if row is None:
+            gone: PrunedRunRow | None = self._get(Table.RUN_KEYS, run_slot(run_id_))
+            if gone is not None:
+                raise Pruned(
+                    f"run {run_id_!r} finished and was pruned (retention); its run key stays "
+                    "taken, so it is never run again"
+                )
             raise NotFound(f"no run {run_id_!r}")
         return row
 
@@ -998,9 +1074,13 @@ class Kernel:
             run_key = "backfill:" + decide.backfill_key(schedule_id, tick.at) if tick.run else None
             run: RunRow | None = None
             existing = False
+            pruned = run_key is not None and self._get(Table.RUN_KEYS, run_slot(run_id(run_key)))
             if run_key is not None and dry_run:  # a preview: which ticks already have a run
                 run = self._get(Table.RUNS, key(run_id(run_key)))
-                existing = run is not None
+                existing = run is not None or bool(pruned)
+            elif pruned:  # its run was pruned: the key stays taken, no run was made
+                next(events)
+                existing = True
             elif run_key is not None:
                 run, existing, _ = self._requested(appended, next(events))
             local = datetime.fromtimestamp(tick.at, tz)
@@ -1017,9 +1097,62 @@ class Kernel:
         revalidate(definitions)  # all of them before the first is applied
         for sensor in definitions.sensors:  # and the one rule that depends on the store
             decide.define_sensor(self._sensor_or_none(sensor.id), sensor, at)
+        if definitions.retention is not None:
+            self.set_retention(definitions.retention, at)
         return [self.define_schedule(s, at) for s in definitions.schedules] + [
             self.define_sensor(s, at) for s in definitions.sensors
         ]
+
+    # -- retention -----------------------------------------------------------------------------
+
+    def retention(self) -> RetentionPolicy:
+        """The store-wide retention policy (``RetentionPolicy()``: keep everything)."""
+        with self.store.read() as txn:
+            return store_policy(txn, self.store.codec)
+
+    def set_retention(self, policy: RetentionPolicy, now: When = None) -> RetentionPolicy:
+        """Set the store-wide retention policy (``[retention]``); schedules and sensors may
+        override it with their own ``retention``. Setting the same policy writes nothing.
+
+        >>> from arcoflow.kernel import Kernel, MemoryStore, RetentionPolicy
+        >>> Kernel(MemoryStore()).set_retention(RetentionPolicy(history="30d"), now=0).history
+        2592000
+        """
+        at = epoch(now)
+        _checked(policy, RetentionPolicy, "policy")
+
+        def attempt() -> RetentionPolicy:
+            with self.store.read() as txn:
+                row: RetentionRow | None = self._row(txn, Table.SETTINGS, b"retention")
+            if (row.policy if row else RetentionPolicy()) != policy:
+                event = RetentionSet(policy, row.version if row else 0)
+                self._append([Pending(f"retention/{event.expected_version}", event)], at)
+            return self.retention()
+
+        return self._retry(attempt)
+
+    def prune(self, now: When = None, limit: int = 10_000, chunk: int = 200) -> Pruning:
+        """Drop what retention says is old at ``now``: at most about ``limit`` items, in small
+        transactions of at most ``chunk``, each logged as a ``history.pruned`` event (a replay
+        drops the same). Runs that are not finished are never pruned. Call again while it
+        returns rows or keys to catch up; the daemon prunes a bounded amount every cycle."""
+        at = epoch(now)
+        check_int(limit, "limit", 1, 1_000_000)
+        check_int(chunk, "chunk", 1, 10_000)
+        with self.store.read() as txn:
+            plan = plan_prune(txn, self.store.codec, at, limit, chunk)
+        for batch in plan.batches:
+            self._append(batch, at)
+        return Pruning(len(plan.batches), plan.rows, plan.keys)
+
+    def pruned_before(self, kind: str, item_id: str) -> int | None:
+        """The instant before which the history of ``kind`` (``schedule``, ``sensor`` or
+        ``store``: ids ``runs``, ``conflicts``) ``item_id`` may have been pruned, or None: no
+        gap. History queries stop there; this says so instead of a silent gap."""
+        check_choice(kind, "kind", ("schedule", "sensor", "store"))
+        check_text(item_id, "id", 256)
+        mark: PrunedMark | None = self._get(Table.PRUNED, key(kind, item_id))
+        return mark.before if mark is not None else None
 
     # -- log and verification ------------------------------------------------------------------
 
@@ -1109,7 +1242,7 @@ class Kernel:
         except (InputError, NotFound) as exc:
             return [Refused(item.message_id, exc) for item in items]
         outcomes: list[Ingested | Refused | None] = [None] * len(items)
-        seen = self._evaluations_or_none(_valid_eval_ids(row.sensor_id, items))
+        seen = self._idem_entries(row.sensor_id, items)
         first: dict[str, int] = {}  # message id -> its first position in this call
         batches: list[list[Pending]] = []
         slots: list[int] = []  # the position each batch answers
@@ -1196,21 +1329,9 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
-def _push_eval_id(sensor_id: str, message_id: str) -> str:
-    """The evaluation id of a push message (its idempotency key's uuid5)."""
-    return derived_id(f"push/{sensor_id}/{check_text(message_id, 'message id')}")
-
-
-def _valid_eval_ids(sensor_id: str, items: Sequence[PushItem]) -> list[str]:
-    """The evaluation ids of the messages whose ids are text (the others are refused)."""
-    ids = []
-    for item in items:
-        try:
-            if isinstance(item.message_id, str):
-                ids.append(_push_eval_id(sensor_id, item.message_id))
-        except InputError:
-            continue
-    return ids
+def _push_idem(sensor_id: str, message_id: str) -> str:
+    """The idempotency key of a push message (its evaluation id is this key's uuid5)."""
+    return f"push/{sensor_id}/{check_text(message_id, 'message id')}"
 
 
 def _push_items(messages: Any) -> list[PushItem]:

@@ -17,7 +17,7 @@ import msgspec
 from .codec import Codec
 from .evolve import check, evolve
 from .rows import INDEXES, ROW_TYPES, Table, from_u64, u64
-from .store.base import idem_key
+from .store.base import dedupe_until, idem_key, idem_live, remember_key
 
 __all__ = ["NOT_STATE", "Rebuilt"]
 
@@ -40,6 +40,8 @@ class Rebuilt:
             t: {} for t in Table if t not in ROW_TYPES and t not in NOT_STATE
         }
         self._idem = self.raw[Table.IDEM]
+        self._bytes = _RawDicts(self.raw)
+        self._until: dict[int, int | None] = {}  # the current batch -> its keys' expiry
         self.events = 0  # records replayed (or skipped as already applied)
 
     # -- the view evolve reads and writes ------------------------------------------------------
@@ -47,9 +49,16 @@ class Rebuilt:
     def get(self, table: Table, row_key: bytes) -> Any:
         return self.rows[table].get(row_key)
 
-    def put(self, table: Table, row_key: bytes, row: msgspec.Struct) -> None:
+    def put(self, table: Table, row_key: bytes, row: msgspec.Struct | None) -> None:
         rows = self.rows[table]
         indexes = INDEXES.get(table)
+        if row is None:  # a prune: drop the row, and each index entry still pointing at it
+            old = rows.pop(row_key, None)
+            for index, key_of in indexes or ():
+                entry = key_of(old) if old is not None else None
+                if entry is not None and self.raw[index].get(entry) == row_key:
+                    del self.raw[index][entry]
+            return
         if indexes:
             old = rows.get(row_key)
             for index, key_of in indexes:
@@ -72,19 +81,24 @@ class Rebuilt:
 
         One loop with everything bound to locals: it runs once per logged event."""
         quick, decode = self.codec.decode_current, self.codec.decode
-        idem, put = self._idem, self.put
+        idem, put, raw = self._idem, self.put, self._bytes
         events = self.events
+        until = self._until
         try:
             for seq_key, record in log:
                 envelope = quick(record) or decode(record, f"seq {from_u64(seq_key)}")
                 events += 1
                 slot = idem_key(envelope.key)
-                if slot in idem:  # already applied: a no-op, as in the store's replay
+                # Already applied (and within its dedupe horizon): a no-op, as in the store.
+                if slot in idem and idem_live(idem[slot], envelope.at):
                     continue
+                if envelope.batch not in until:  # the batch's first record: its keys' expiry
+                    until.clear()
+                    until[envelope.batch] = dedupe_until(self, envelope.event, envelope.at)
                 check(self, envelope.event)
                 for table, row_key, row in evolve(self, envelope):
                     put(table, row_key, row)
-                idem[slot] = u64(envelope.seq)
+                remember_key(raw, envelope, until[envelope.batch])
         finally:
             self.events = events
 
@@ -103,3 +117,19 @@ class Rebuilt:
         keys = sorted(rows)
         # map/zip keep the per-row work in C: this runs once per row of the rebuilt state.
         return zip(keys, map(self.codec.encode_row, map(rows.__getitem__, keys)), strict=True)
+
+
+class _RawDicts:
+    """The store-kept tables of a :class:`Rebuilt` as :class:`RawTables`."""
+
+    def __init__(self, raw: dict[Table, dict[bytes, bytes]]) -> None:
+        self.raw = raw
+
+    def get(self, table: Table, key: bytes) -> bytes | None:
+        return self.raw[table].get(key)
+
+    def put(self, table: Table, key: bytes, value: bytes) -> None:
+        self.raw[table][key] = value
+
+    def delete(self, table: Table, key: bytes) -> None:
+        self.raw[table].pop(key, None)

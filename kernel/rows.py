@@ -9,6 +9,7 @@ launch outbox) is found through those indexes, never by scanning definitions.
 from __future__ import annotations
 
 import struct
+import uuid
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Final, Literal
@@ -17,14 +18,19 @@ import msgspec
 
 from .definitions import ScheduleDefinition, SensorDefinition
 from .events import Cursor, EvalStatus, MissedRange, Retry, SensorEvaluated, TickStatus
+from .retention import RetentionPolicy
 from .runs import dedupe_reason
 
 __all__ = [
+    "FINISHED",
     "ConflictRow",
     "EvalRow",
     "HistoryChange",
     "HistoryRow",
     "MissedRow",
+    "PrunedMark",
+    "PrunedRunRow",
+    "RetentionRow",
     "RunLinkRow",
     "RunRow",
     "RunStatus",
@@ -32,6 +38,8 @@ __all__ = [
     "SensorRow",
     "Table",
     "TickRow",
+    "run_id_of_slot",
+    "run_slot",
 ]
 
 RunStatus = Literal["REQUESTED", "LAUNCHED", "SUCCEEDED", "FAILED", "GAVE_UP"]
@@ -185,6 +193,31 @@ class ConflictRow(_Row, frozen=True):
     seq: int
 
 
+class RetentionRow(_Row, frozen=True):
+    """The store-wide retention policy (``[retention]``); ``version`` is its CAS token."""
+
+    policy: RetentionPolicy
+    version: int
+    at: int
+
+
+class PrunedMark(_Row, frozen=True):
+    """History of ``kind``/``id`` older than ``before`` may have been pruned (at ``at``): what
+    history queries report instead of a silent gap. ``kind`` ``store`` holds the store-wide
+    history: ``runs`` (manual and backfill runs) and ``conflicts``."""
+
+    kind: Literal["schedule", "sensor", "store"]
+    id: str
+    before: int
+    at: int
+
+
+class PrunedRunRow(_Row, frozen=True, array_like=True):
+    """What is left of a pruned run: its key stays taken forever, so a late request for the
+    same key makes no second run. Nothing but the key: about 30 bytes a run, under the 16-byte
+    run id (:func:`run_slot`), against about 2 KB of history."""
+
+
 _U64 = struct.Struct(">Q")
 
 
@@ -195,6 +228,20 @@ def u64(value: int) -> bytes:
 
 def from_u64(data: bytes) -> int:
     return int(_U64.unpack(data)[0])
+
+
+def run_slot(run_id: str) -> bytes:
+    """The ``run_keys`` key of a run id: its 16 UUID bytes (a run id that is not a UUID, which
+    only a hand-made event can carry, as its text)."""
+    try:
+        return uuid.UUID(run_id).bytes
+    except ValueError:
+        return run_id.encode()
+
+
+def run_id_of_slot(slot: bytes) -> str:
+    """The run id a ``run_keys`` key stands for."""
+    return str(uuid.UUID(bytes=slot)) if len(slot) == 16 else slot.decode()
 
 
 def key(*parts: str | int) -> bytes:
@@ -229,6 +276,12 @@ class Table(StrEnum):
     LAUNCHED = "launched"  # launcher, run_id -> run_id of LAUNCHED runs (completion checks)
     # Log compaction: u64(seq), table, NUL, row key -> the row as it was at seq (snapshot.py).
     SNAPSHOT = "snapshot"
+    # Retention (PostgreSQL migration 4 creates these).
+    SETTINGS = "settings"  # b"retention" -> RetentionRow
+    PRUNED = "pruned"  # kind, id -> PrunedMark
+    RUN_KEYS = "run_keys"  # run_slot(run_id) -> PrunedRunRow (pruned runs' keys stay taken)
+    FINISHED = "finished"  # index: origin, u64(updated_at), run_id -> run_id of finished runs
+    IDEM_EXPIRY = "idem_expiry"  # u64(until), u64(seq) -> idempotency key (kept by the store)
 
 
 ROW_TYPES: Final[dict[Table, type[_Row]]] = {
@@ -241,6 +294,9 @@ ROW_TYPES: Final[dict[Table, type[_Row]]] = {
     Table.LINKS: RunLinkRow,
     Table.CONFLICTS: ConflictRow,
     Table.HISTORY: HistoryRow,
+    Table.SETTINGS: RetentionRow,
+    Table.PRUNED: PrunedMark,
+    Table.RUN_KEYS: PrunedRunRow,
 }
 
 
@@ -276,6 +332,16 @@ def _launched(row: Any) -> bytes | None:
     return key(r.launcher, r.run_id) if live else None  # type: ignore[arg-type]
 
 
+#: Run states that are final: only runs in these are ever pruned. ``GAVE_UP`` is not among them:
+#: an operator may still retry it.
+FINISHED: Final = frozenset({"SUCCEEDED", "FAILED"})
+
+
+def _finished(row: Any) -> bytes | None:
+    r: RunRow = row
+    return key(r.origin, r.updated_at, r.run_id) if r.status in FINISHED else None
+
+
 #: For each table, its indexes: (index table, row -> index key or None).
 INDEXES: Final[dict[Table, tuple[tuple[Table, Callable[[Any], bytes | None]], ...]]] = {
     Table.SCHEDULES: ((Table.DUE_SCHEDULES, _due_schedule),),
@@ -285,5 +351,6 @@ INDEXES: Final[dict[Table, tuple[tuple[Table, Callable[[Any], bytes | None]], ..
         (Table.RUN_ORDER, _run_order),
         (Table.OUTBOX, _outbox),
         (Table.LAUNCHED, _launched),
+        (Table.FINISHED, _finished),
     ),
 }

@@ -53,6 +53,7 @@ __all__ = [
     "check_time",
     "json_problem",
     "lenient",
+    "parse_duration_upto",
     "policy",
 ]
 
@@ -222,3 +223,22 @@ def _json_problem(value: object, depth: int) -> str | None:
                 return problem
         return None
     return f"{type(value).__name__} {_show(value)} is not a JSON value"
+
+
+_DURATION = re.compile(r"\s*(\d{1,12})\s*(s|m|h|d|w)?\s*")
+_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration_upto(value: int | str, limit: int) -> int:
+    """:func:`parse_duration` with another upper bound (retention spans years)."""
+    if isinstance(value, bool):
+        raise InputError(f"duration {value!r} is not a number of seconds or a string like '15m'")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str) and (m := _DURATION.fullmatch(value.lower())):
+        seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise InputError(f"duration {value!r} is not a number of seconds or a string like '15m'")
+    if not 0 <= seconds <= limit:
+        raise InputError(f"duration {value!r} is out of range (0 to {limit // 86400} days)")
+    return seconds

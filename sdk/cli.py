@@ -43,6 +43,7 @@ from arcoflow.kernel import (
     validate_run_id,
 )
 from arcoflow.kernel import views as v
+from arcoflow.kernel.decide import iso
 from arcoflow.kernel.kernel import preview
 from arcoflow.kernel.store import is_postgres_url, open_store
 from arcoflow.kernel.store.reclaim import reclaim
@@ -177,6 +178,8 @@ def apply_with_progress(kernel: Kernel, definitions: Definitions, progress: Prog
     after each chunk: the same changes, visible while a large file is applied."""
     items = [*definitions.schedules, *definitions.sensors]
     now = int(datetime.now(UTC).timestamp())
+    if definitions.retention is not None:
+        kernel.set_retention(definitions.retention, now)
     changes: list[Any] = []
     for start in range(0, len(items), _APPLY_CHUNK):
         chunk = items[start : start + _APPLY_CHUNK]
@@ -220,7 +223,20 @@ def cmd_ticks(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         args.schedule_id, status=args.status, limit=args.limit, before=args.before
     )
     ctx["out"]([v.tick_json(r) for r in rows], "tick")
+    _pruned_note(_kernel(ctx), "schedule", args.schedule_id)
     return 0
+
+
+def _pruned_note(kernel: Kernel, kind: str, item_id: str) -> None:
+    """Say on stderr where retention cut a history off: a list that stops there is not
+    everything that happened (stdout stays one JSON document)."""
+    before = kernel.pruned_before(kind, item_id)
+    if before is not None:
+        print(
+            f"arcoflow: note: the history of {kind} {item_id!r} before {iso(before)} was "
+            "pruned (retention)",
+            file=sys.stderr,
+        )
 
 
 def cmd_tick(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -232,6 +248,7 @@ def cmd_missed(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     _kernel(ctx).schedule(args.schedule_id)
     rows = _kernel(ctx).missed(args.schedule_id, limit=args.limit)
     ctx["out"]([v.missed_json(r) for r in rows], "missed")
+    _pruned_note(_kernel(ctx), "schedule", args.schedule_id)
     return 0
 
 
@@ -279,6 +296,7 @@ def cmd_evals(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     _kernel(ctx).sensor(args.sensor_id)
     rows = _kernel(ctx).evaluations(args.sensor_id, limit=args.limit, before=args.before)
     ctx["out"]([v.eval_json(r) for r in rows], "evaluation")
+    _pruned_note(_kernel(ctx), "sensor", args.sensor_id)
     return 0
 
 
@@ -286,7 +304,8 @@ def cmd_push(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     kernel = _kernel(ctx)
     payload = _json_arg(args.payload, "--payload")
     mapper = ctx["plugins"].push_mapper(kernel.sensor(args.sensor_id).definition)
-    result = kernel.ingest(args.sensor_id, args.message_id, payload, connector=mapper)
+    now = parse_time(args.now, "--now") if args.now else None
+    result = kernel.ingest(args.sensor_id, args.message_id, payload, now, connector=mapper)
     ctx["out"](
         {"duplicate": result.duplicate, "evaluation": v.eval_json(result.evaluation)}, "push"
     )
@@ -300,6 +319,7 @@ def cmd_runs(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         return 0
     rows = kernel.runs(limit=args.limit, before=args.before, status=args.status)
     ctx["out"]([v.run_json(r) for r in rows], "run")
+    _pruned_note(kernel, "store", "runs")
     return 0
 
 
@@ -326,6 +346,7 @@ def cmd_complete(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 def cmd_conflicts(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     rows = _kernel(ctx).conflicts(limit=args.limit)
     ctx["out"]([v.conflict_json(r) for r in rows], "conflict")
+    _pruned_note(_kernel(ctx), "store", "conflicts")
     return 0
 
 
@@ -548,6 +569,7 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p.add_argument("sensor_id")
     p.add_argument("--message-id", required=True)
     p.add_argument("--payload", metavar="JSON")
+    p.add_argument("--now", metavar="ISO-8601", help="record it at this instant (default: now)")
     p = add("runs", cmd_runs, "runs, newest first (or one run by id)", "read")
     p.add_argument("run_id", nargs="?")
     p.add_argument("--status", choices=("REQUESTED", "LAUNCHED", "SUCCEEDED", "FAILED", "GAVE_UP"))

@@ -11,6 +11,10 @@
     ``backfill:<schedule>:<instant>``: backfilling twice creates no second run.
 ``retry RUN_ID``
     send a ``GAVE_UP`` run back to the launch outbox with a fresh budget of attempts.
+``prune [--now ISO] [--limit N]``
+    drop what the retention policy (``[retention]``, per-definition ``retention``) says is old:
+    ticks, evaluations, finished runs, conflicts, missed summaries past ``history``, message ids
+    past ``dedupe_horizon``; in small logged transactions, so ``verify`` still passes.
 
 Each prints one JSON document with ``--json``, else a table.
 """
@@ -36,7 +40,8 @@ def add_operator_commands(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     register: Register,
 ) -> None:
-    """Add ``history``, ``set-cursor``, ``reset-cursor``, ``backfill`` and ``retry``."""
+    """Add ``history``, ``set-cursor``, ``reset-cursor``, ``backfill``, ``retry`` and
+    ``prune``."""
 
     def add(
         name: str, handler: Handler, text: str, store: StoreUse = "write"
@@ -77,6 +82,16 @@ def add_operator_commands(
     p.add_argument("--dry-run", action="store_true", help="list the ticks; request nothing")
     p = add("retry", cmd_retry, "send a GAVE_UP run back to the launch outbox")
     p.add_argument("run_id")
+    text = "drop history and message ids older than the retention policy keeps"
+    p = add("prune", cmd_prune, text)
+    p.add_argument("--now", metavar="ISO-8601", help="prune as of this instant (default: now)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="drop at most about N items in this pass (default 100000)",
+    )
 
 
 def _expected(p: argparse.ArgumentParser) -> None:
@@ -150,4 +165,20 @@ def cmd_backfill(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 def cmd_retry(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     ctx["out"](v.run_json(_kernel(ctx).retry_run(args.run_id, requested_by="cli")), "run")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
+    from .cli import parse_time  # noqa: PLC0415 (see cmd_backfill)
+
+    now = parse_time(args.now, "--now") if args.now else None
+    done = _kernel(ctx).prune(now, limit=args.limit)
+    report = {"events": done.events, "rows": done.rows, "keys": done.keys}
+    if ctx["json"]:
+        ctx["out"](report, "prune")
+    else:
+        ctx["out"].line(
+            f"pruned {done.rows} history rows and {done.keys} expired message ids "
+            f"in {done.events} transactions"
+        )
     return 0

@@ -82,7 +82,11 @@ DEFAULT_MAX_ATTEMPTS: Final = 5
 LEASE_MARGIN: Final = 60
 
 #: What a cycle failure concerns (not how a plugin call failed: that is FailureKind).
-FailedItem = Literal["tick", "evaluation", "launch", "run_state", "schedule", "sensor", "run"]
+FailedItem = Literal[
+    "tick", "evaluation", "launch", "run_state", "schedule", "sensor", "run", "prune"
+]
+#: Seconds between two prune passes of a runtime (see :meth:`Runtime.prune`).
+DEFAULT_PRUNE_INTERVAL: Final = 60
 
 
 class Unrecorded(enum.Enum):
@@ -113,6 +117,7 @@ class CycleReport:
     completions: list[RunRow] = attrs.field(factory=list)
     conflicts: list[str] = attrs.field(factory=list)
     failures: list[Failure] = attrs.field(factory=list)
+    pruned: int = 0  # history rows and expired message ids dropped (housekeeping, not "idle")
 
     @property
     def idle(self) -> bool:
@@ -136,6 +141,7 @@ class CycleReport:
             "completions": [v.run_json(r) for r in self.completions],
             "conflicts": list(self.conflicts),
             "failures": [attrs.asdict(f) for f in self.failures],
+            "pruned": self.pruned,
         }
 
     def summary(self) -> str:
@@ -191,6 +197,7 @@ class Runtime:
         runtime_id: str | None = None,
         launch_lease: int | None = None,
         work: WorkClaims | None = None,
+        prune_interval: int = DEFAULT_PRUNE_INTERVAL,
     ) -> None:
         self.kernel = kernel
         self.work = work if work is not None else work_claims(kernel.store)
@@ -219,6 +226,12 @@ class Runtime:
         if self.launch_lease < 1:
             raise InputError(f"launch_lease must be positive, got {launch_lease}")
         self._check_after: dict[str, str | None] = {}
+        if isinstance(prune_interval, bool) or not isinstance(prune_interval, int):
+            raise InputError(f"prune_interval must be whole seconds, got {prune_interval!r}")
+        if prune_interval < 1:
+            raise InputError(f"prune_interval must be positive, got {prune_interval}")
+        self.prune_interval = prune_interval
+        self._next_prune: int | None = None
 
     # -- the cycle -----------------------------------------------------------------------------
 
@@ -231,6 +244,7 @@ class Runtime:
         report = self.evaluate(now)
         self.dispatch_launches(now, report)
         self.check_runs(now, report)
+        self.prune(now, report)
         return report
 
     def evaluate(self, now: int | None = None) -> CycleReport:
@@ -500,6 +514,28 @@ class Runtime:
                 completed.append(row)
         report.completions += completed
         return completed
+
+    # -- 5. retention --------------------------------------------------------------------------
+
+    def prune(self, now: int | None, report: CycleReport) -> int:
+        """Drop what retention says is old, at most ``10 * batch`` items, at most once every
+        ``prune_interval`` seconds (a pass reads every definition once: a daemon with many
+        definitions should not pay that every cycle). The rest waits for the next pass."""
+        at = self._at(now)
+        if self._next_prune is not None and self._next_prune > at >= self._next_prune - (
+            self.prune_interval
+        ):
+            return 0
+        self._next_prune = at + self.prune_interval
+        try:
+            done = self.kernel.prune(at, limit=10 * self.batch)
+        except Exception as exc:  # a damaged row: the other steps of the cycle still ran
+            self._error(report, "prune", "retention", exc)
+            return 0
+        report.pruned += done.rows + done.keys
+        if done.rows or done.keys:
+            log.info("pruned %d history rows and %d message ids", done.rows, done.keys)
+        return done.rows + done.keys
 
     def _complete(self, run: RunRow, state: RunState, now: int | None) -> RunRow:
         row = self.kernel.complete_run(

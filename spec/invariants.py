@@ -29,7 +29,7 @@ from arcoflow.kernel.rows import Table, from_u64
 from arcoflow.kernel.snapshot import load
 
 from .model import iso, run_id, tick_id
-from .observe import HistoryObs, Observation, TickObs, diff
+from .observe import EvalObs, HistoryObs, Observation, TickObs, diff
 
 __all__ = [
     "STATE_INVARIANTS",
@@ -105,11 +105,16 @@ def ticks_link_runs_by_status(obs: Observation) -> None:
             if t.status == "TRIGGERED":
                 if not t.run_keys:
                     _fail("triggered tick has a run", f"{t.tick_id} has no run key")
-                missing = [k for k in t.run_keys if k not in runs]
+                missing = [k for k in t.run_keys if k not in runs and not _pruned(obs, k)]
                 if missing:
                     _fail("triggered tick has a run", f"{t.tick_id}: no run for {missing}")
             elif t.run_keys:
                 _fail("skipped/failed ticks have no run", f"{t.tick_id} ({t.status}) has keys")
+
+
+def _pruned(obs: Observation, run_key: str) -> bool:
+    """The run of ``run_key`` was pruned by retention (its key stays taken)."""
+    return run_id(run_key) in obs.pruned_runs
 
 
 def ticks_not_after_last_scheduled_for(obs: Observation) -> None:
@@ -172,6 +177,10 @@ def poll_versions_step_by_one(obs: Observation) -> None:
             _fail("polls accepted in version order", f"{sid}: {versions}")
         sets = [h.expected_state_version for h in _cursor_sets(obs, sid)]
         every = sorted(v for v in versions + sets if v is not None)
+        if ("sensor", sid) in obs.pruned_before:  # older polls pruned: what is left, in order
+            if len(set(every)) != len(every) or (every and s.state_version <= every[-1]):
+                _fail("poll accepted only at the expected version", f"{sid}: {every}")
+            continue
         if every != list(range(len(polls) + len(sets))):
             _fail("poll accepted only at the expected version", f"{sid}: {versions} {sets}")
         if s.state_version != len(every):
@@ -193,8 +202,14 @@ def cursor_only_through_accepted_polls(obs: Observation) -> None:
                 _fail("failed poll keeps the cursor", f"{e.eval_id}")
             steps.append((e.expected_state_version or 0, e))
         steps += [(h.expected_state_version or 0, h) for h in _cursor_sets(obs, sid)]
+        steps.sort(key=lambda x: x[0])
         cursor = None
-        for _, step in sorted(steps, key=lambda x: x[0]):
+        if ("sensor", sid) in obs.pruned_before:
+            # Older polls were pruned: the chain is checked from the oldest poll left.
+            first = next((v for v, step in steps if isinstance(step, EvalObs)), None)
+            steps = [(v, step) for v, step in steps if first is not None and v >= first]
+            cursor = steps[0][1].cursor_before if steps else s.cursor
+        for _, step in steps:
             if step.cursor_before != cursor:
                 _fail("cursor chain", f"{sid}: {step} began at {step.cursor_before!r}")
             if isinstance(step, HistoryObs) or step.cursor_after is not None:
@@ -209,7 +224,7 @@ def evaluation_runs_exist(obs: Observation) -> None:
     for evals in obs.evaluations.values():
         for e in evals:
             if e.status == "REQUESTED":
-                if not e.run_keys or any(k not in runs for k in e.run_keys):
+                if not e.run_keys or any(k not in runs and not _pruned(obs, k) for k in e.run_keys):
                     _fail("evaluation runs exist", f"{e.eval_id}: {e.run_keys}")
             elif e.run_keys:
                 _fail("only REQUESTED evaluations request runs", f"{e.eval_id} ({e.status})")
@@ -222,7 +237,8 @@ def conflicts_keep_one_run(obs: Observation) -> None:
     for c in obs.conflicts:
         r = runs.get(c.run_key)
         if r is None:
-            _fail("conflict keeps one run", f"{c.run_key!r} has no run")
+            if not _pruned(obs, c.run_key):
+                _fail("conflict keeps one run", f"{c.run_key!r} has no run")
             continue
         if r.fingerprint != c.existing_fingerprint or c.conflicting_fingerprint == r.fingerprint:
             _fail("conflict fingerprints", f"{c.run_key!r}: {c} vs run {r.fingerprint}")
@@ -311,30 +327,61 @@ def _new_ticks(before: Observation, after: Observation) -> dict[str, list[TickOb
 
 
 def history_is_append_only(before: Observation, after: Observation) -> None:
-    """Nothing recorded is ever lost: ticks stay (only a FAILED tick awaiting retry is
-    rewritten by its retry), evaluations, runs, conflicts and missed summaries stay."""
+    """Nothing recorded is ever lost, except what retention prunes: ticks stay (only a FAILED
+    tick awaiting retry is rewritten by its retry), evaluations, runs, conflicts and missed
+    summaries stay. A record goes only when its owner's history then says it was cut off
+    after it (``pruned_before``), a tick only when final, a run only when finished (its key
+    then stays taken)."""
+    cut = after.pruned_before
+
+    def gone(kind: str, owner: str, instant: int) -> bool:
+        return instant < cut.get((kind, owner), 0)
+
     for sid, ticks in before.ticks.items():
         now = {t.tick_id: t for t in after.ticks.get(sid, ())}
         for t in ticks:
             later = now.get(t.tick_id)
             if later is None:
-                _fail("ticks stay", f"{t.tick_id} vanished")
+                if not (t.final and gone("schedule", sid, t.scheduled_for)):
+                    _fail("ticks stay", f"{t.tick_id} vanished")
             elif later != t and (t.status != "FAILED" or t.final or later.attempts <= t.attempts):
                 _fail("recorded ticks are final", f"{t} became {later}")
     for sid, evals in before.evaluations.items():
-        if after.evaluations.get(sid, ())[: len(evals)] != evals:
+        kept = _kept(evals, after.evaluations.get(sid, ()))
+        if any(not gone("sensor", sid, e.evaluated_at) for e in evals[: len(evals) - len(kept)]):
             _fail("evaluations stay", f"sensor {sid}")
     for sid, summaries in before.missed.items():
-        if after.missed.get(sid, ())[: len(summaries)] != summaries:
+        kept_missed = _kept(summaries, after.missed.get(sid, ()))
+        dropped = summaries[: len(summaries) - len(kept_missed)]
+        if any(not gone("schedule", sid, m.evaluated_at) for m in dropped):
             _fail("missed summaries stay", f"schedule {sid}")
-    if after.conflicts[: len(before.conflicts)] != before.conflicts:
+    kept_conflicts = _kept(before.conflicts, after.conflicts)
+    dropped_conflicts = before.conflicts[: len(before.conflicts) - len(kept_conflicts)]
+    if any(not gone("store", "conflicts", c.at) for c in dropped_conflicts):
         _fail("conflicts stay", "a conflict record changed or vanished")
+    later_runs = {r.run_id for r in after.runs}
+    for r in before.runs:
+        if r.run_id not in later_runs and not (
+            r.status in ("SUCCEEDED", "FAILED") and r.run_id in after.pruned_runs
+        ):
+            _fail("runs stay", f"run {r.run_id} ({r.status}) vanished")
     keys = [r.run_key for r in after.runs]
-    if keys[: len(before.runs)] != [r.run_key for r in before.runs]:
-        _fail("runs stay", "a run vanished or was reordered")
+    still = [r.run_key for r in before.runs if r.run_id in later_runs]
+    if keys[: len(still)] != still:
+        _fail("runs stay", "a run was reordered")
     for item, changes in before.history.items():
         if after.history.get(item, ())[: len(changes)] != changes:
             _fail("definition history stays", f"{item}")
+
+
+def _kept(before: tuple[Any, ...], after: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The longest suffix of ``before`` that ``after`` starts with: what a prune of the oldest
+    records left (anything else changed is reported by the callers)."""
+    for start in range(len(before) + 1):
+        rest = before[start:]
+        if after[: len(rest)] == rest:
+            return rest
+    return ()
 
 
 _FORWARD: Final = {

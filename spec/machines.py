@@ -53,6 +53,7 @@ from arcoflow.kernel import (
     PollResult,
     PushMessage,
     Requested,
+    RetentionPolicy,
     RunRequest,
     RunTemplate,
     ScheduleDefinition,
@@ -1182,6 +1183,27 @@ class KernelMachine(RuleBasedStateMachine):
             )
 
         self.race(op(first), op(second))
+
+    # -- rules: retention -----------------------------------------------------------------------
+
+    @rule(history=st.sampled_from((None, H, D, 7 * D)))
+    def set_retention(self, history: int | None) -> None:
+        """The store-wide history (SPEC "Retention"); None keeps everything again."""
+        now = self.now
+        self.run(
+            Op(
+                f"retention history={history}",
+                lambda k: k.set_retention(RetentionPolicy(history=history), now).history,
+                lambda m: m.set_retention(history),
+            )
+        )
+
+    @rule()
+    def prune(self) -> None:
+        """One prune pass at the current instant: the same records go on both sides, pruned
+        run keys stay taken, and every later step still agrees with the model."""
+        now = self.now
+        self.run(Op("prune", lambda k: k.prune(now).rows, lambda m: m.prune(now)))
 
     # -- rules: crashes, reopen, replay --------------------------------------------------------
 

@@ -418,6 +418,15 @@ class Model:
     #: Backfills made, by (schedule, range, definition version, requester, instant): repeating
     #: the very same one is one backfill.
     backfills: set[tuple[str, int, int, int, str, int]] = field(default_factory=set)
+    #: Retention (SPEC "Retention"): the store-wide ``history`` in seconds (None: forever).
+    history_retention: int | None = None
+    #: Every evaluation ever recorded, by id, pruned or not: the log, which answers a
+    #: redelivery with the original evaluation.
+    logged: dict[str, MEval] = field(default_factory=dict)
+    #: Runs retention pruned. Their keys stay taken forever (the key, not the content).
+    pruned_runs: set[str] = field(default_factory=set)
+    #: Where retention cut each history off: (kind, id) -> instant before which it may be gone.
+    pruned_before: dict[tuple[str, str], int] = field(default_factory=dict)
 
     # -- schedules: definitions ----------------------------------------------------------------
 
@@ -593,7 +602,7 @@ class Model:
         recorded: list[MTick] = []
         requests: list[_Request] = []  # requested after each tick, in order
         retries: list[tuple[int, int]] = []
-        known = set(self.runs)  # run ids that exist when each tick is recorded
+        known = set(self.runs) | self.pruned_runs  # run keys taken as each tick is recorded
         for at, runs_by_policy, attempt in due:
             tid = tick_id(schedule_id, at)
             outcome: TickResult | str = TickResult()
@@ -754,7 +763,7 @@ class Model:
         if not isinstance(message_id, str) or not _text(message_id):
             raise Rejected("input", "message id must be valid Unicode text")
         key = push_key(sensor_id, message_id)
-        earlier = self.evaluation(derived_id(key))
+        earlier = self.logged.get(derived_id(key))
         if earlier is not None:
             return earlier, True
         if not _json_data(payload):
@@ -807,6 +816,7 @@ class Model:
         )
         e.deduped = self._deduped(e.run_keys)
         self.evaluations.append(e)
+        self.logged[e.eval_id] = e
         self._count(s, e, now)
         for request in requests:
             self._request_run(request, now)
@@ -954,7 +964,7 @@ class Model:
                     reason = "no new data"
         keys = _unique(r.run_key for r in requests)
         requested = _fingerprints(requests)
-        earlier = self.evaluation(eval_id)
+        earlier = self.logged.get(eval_id)
         if earlier is not None:
             outcome = (status, reason, cursor_after, keys, requested)
             same = outcome == (
@@ -987,6 +997,7 @@ class Model:
         )
         e.deduped = self._deduped(e.run_keys)
         self.evaluations.append(e)
+        self.logged[e.eval_id] = e
         s.state_version += 1
         if cursor_after is not None:
             s.cursor = cursor_after  # None never clears it
@@ -1006,7 +1017,11 @@ class Model:
         s.updated_at = now
 
     def _deduped(self, keys: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(k for k in keys if run_id(k) in self.runs)
+        return tuple(k for k in keys if self._taken(run_id(k)))
+
+    def _taken(self, rid: str) -> bool:
+        """A run key is taken while its run exists and forever after it is pruned."""
+        return rid in self.runs or rid in self.pruned_runs
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -1036,20 +1051,25 @@ class Model:
             raise Rejected("input", f"origin {origin!r}")
         if not _text(requested_by):
             raise Rejected("input", "requested_by must be valid Unicode text")
-        return self._by_hand(
-            _request(origin, requested_by, template, RunRequest(run_key), run_key), now
-        )
+        request = _request(origin, requested_by, template, RunRequest(run_key), run_key)
+        if run_id(request.run_key) in self.pruned_runs:
+            raise Rejected("not_found", f"run key {request.run_key!r}: its run was pruned")
+        run, existing, conflict = self._by_hand(request, now)
+        assert run is not None
+        return run, existing, conflict
 
-    def _by_hand(self, request: _Request, now: int) -> tuple[MRun, bool, bool]:
+    def _by_hand(self, request: _Request, now: int) -> tuple[MRun | None, bool, bool]:
+        """A request by hand; the run (None: it was pruned), whether the key had one, and
+        whether the request asked for other content."""
         fp = fingerprint(request.target, request.config, request.tags)
         identity = (request.requested_by, request.run_key, fp, now)
         rid = run_id(request.run_key)
-        existing = identity in self.manual_requests or rid in self.runs
+        existing = identity in self.manual_requests or self._taken(rid)
         if identity not in self.manual_requests:
             self.manual_requests.add(identity)
             self._request_run(request, now)
-        run = self.runs[rid]
-        return run, existing, existing and run.fingerprint != fp
+        run = self.runs.get(rid)
+        return run, existing, run is not None and existing and run.fingerprint != fp
 
     def _request_run(self, r: _Request, now: int) -> None:
         """A new key creates the run; the same key and content links to it; the same key with
@@ -1057,6 +1077,8 @@ class Model:
         rid = run_id(r.run_key)
         fp = fingerprint(r.target, r.config, r.tags)
         existing = self.runs.get(rid)
+        if existing is None and rid in self.pruned_runs:  # pruned: the key stays taken
+            return
         if existing is None:
             self.runs[rid] = MRun(
                 run_id=rid,
@@ -1085,6 +1107,59 @@ class Model:
         if r is None:
             raise Rejected("not_found", f"no run {run_id_!r}")
         return r
+
+    # -- retention -----------------------------------------------------------------------------
+
+    def set_retention(self, history: int | None) -> int | None:
+        """The store-wide ``history`` (seconds; None: keep everything); returns it."""
+        self.history_retention = history
+        return history
+
+    def prune(self, now: int) -> int:
+        """Drop what is older than ``history`` at ``now``: final ticks scheduled before the
+        cutoff; evaluations, missed summaries and conflicts in recording order up to the first
+        that is not old enough; finished runs last updated before it (their keys stay taken).
+        Each owner's history records the instant before which it may now be gone. Returns
+        how many items went."""
+        if self.history_retention is None or now - self.history_retention <= 0:
+            return 0
+        before = now - self.history_retention
+        gone = 0
+
+        def mark(kind: str, owner: str, instant: int) -> None:
+            slot = (kind, owner)
+            self.pruned_before[slot] = max(self.pruned_before.get(slot, 0), instant + 1)
+
+        for sid, by_at in self.ticks.items():
+            for at in [at for at, t in by_at.items() if t.final and at < before]:
+                del by_at[at]
+                mark("schedule", sid, at)
+                gone += 1
+        for sid, summaries in self.missed.items():
+            while summaries and summaries[0].evaluated_at < before:
+                mark("schedule", sid, summaries.pop(0).evaluated_at)
+                gone += 1
+        kept: list[MEval] = []
+        young: set[str] = set()  # sensors whose oldest remaining evaluation is young
+        for e in self.evaluations:
+            if e.sensor_id not in young and e.evaluated_at < before:
+                mark("sensor", e.sensor_id, e.evaluated_at)
+                gone += 1
+            else:
+                young.add(e.sensor_id)
+                kept.append(e)
+        self.evaluations = kept
+        while self.conflicts and self.conflicts[0].at < before:
+            mark("store", "conflicts", self.conflicts.pop(0).at)
+            gone += 1
+        for rid, r in list(self.runs.items()):
+            if r.status in ("SUCCEEDED", "FAILED") and r.updated_at < before:
+                del self.runs[rid]
+                self.pruned_runs.add(rid)
+                kind, _, owner = r.origin.partition(":")
+                mark(kind, owner, r.updated_at) if owner else mark("store", "runs", r.updated_at)
+                gone += 1
+        return gone
 
     def due_launches(self, now: int, limit: int = 100) -> list[MRun]:
         """The launch outbox: REQUESTED runs with a launcher whose next attempt is due."""
@@ -1278,7 +1353,7 @@ class Model:
                 continue
             request = next(made)
             if dry_run:  # a preview: which ticks already have their run
-                existing = run_id(request.run_key) in self.runs
+                existing = self._taken(run_id(request.run_key))
             else:  # the very same backfill repeated: every run exists (made by the first)
                 existing = repeated or self._by_hand(request, now)[1]
             out.append((t.at, request.run_key, existing))

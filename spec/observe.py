@@ -12,12 +12,13 @@ annotation (``TickRow.dst``; the model knows only *that* a tick was skipped by `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from arcoflow.kernel import Kernel
 from arcoflow.kernel.definitions import ScheduleDefinition, SensorDefinition
 from arcoflow.kernel.events import Cursor
+from arcoflow.kernel.rows import Table, run_id_of_slot
 
 from .model import DST_SKIP, MCursor, Model
 
@@ -184,6 +185,10 @@ class Observation:
     due_launches: tuple[str, ...]
     #: Changes by command, per (kind, id), oldest first.
     history: dict[tuple[str, str], tuple[HistoryObs, ...]]
+    #: Retention: where each history was cut off ((kind, id) -> the instant before which it
+    #: may be gone), and the ids of pruned runs (their keys stay taken).
+    pruned_before: dict[tuple[str, str], int] = field(default_factory=dict)
+    pruned_runs: frozenset[str] = frozenset()
 
 
 def _cursor(c: Cursor | MCursor | None) -> CursorObs:
@@ -323,7 +328,28 @@ def observe_kernel(kernel: Kernel, now: int) -> Observation:
         due_sensors=tuple(kernel.due_sensors(now)),
         due_launches=tuple(r.run_id for r in kernel.due_launches(now, limit=1000)),
         history=_kernel_history(kernel, list(schedules), list(sensors)),
+        pruned_before=_kernel_pruned(kernel, list(schedules), list(sensors)),
+        pruned_runs=_kernel_pruned_runs(kernel),
     )
+
+
+def _kernel_pruned(
+    kernel: Kernel, schedules: list[str], sensors: list[str]
+) -> dict[tuple[str, str], int]:
+    owners = [("schedule", i) for i in schedules] + [("sensor", i) for i in sensors]
+    owners += [("store", "runs"), ("store", "conflicts")]
+    out = {}
+    for kind, item in owners:
+        before = kernel.pruned_before(kind, item)
+        if before is not None:
+            out[(kind, item)] = before
+    return out
+
+
+def _kernel_pruned_runs(kernel: Kernel) -> frozenset[str]:
+    # No query lists pruned runs (each answers Pruned on its own): read the key index.
+    with kernel.store.read() as txn:
+        return frozenset(run_id_of_slot(k) for k, _ in txn.scan(Table.RUN_KEYS))
 
 
 def _kernel_history(
@@ -450,6 +476,8 @@ def observe_model(model: Model, now: int) -> Observation:
             for key, rows in sorted(model.history.items())
             if rows
         },
+        pruned_before=dict(model.pruned_before),
+        pruned_runs=frozenset(model.pruned_runs),
     )
 
 

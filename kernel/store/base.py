@@ -18,10 +18,12 @@ from typing import Any, Final, NamedTuple, Protocol, TypeVar
 import msgspec
 
 from ..codec import SCHEMA_VERSION, Codec, Envelope
-from ..errors import Compacted, FutureSchemaVersion, StoreError, UnstorableValue
-from ..events import Event
-from ..evolve import check, evolve
-from ..rows import INDEXES, ROW_TYPES, Table, from_u64, u64
+from ..errors import Compacted, CorruptRecord, FutureSchemaVersion, StoreError, UnstorableValue
+from ..events import Event, HistoryPruned, RetentionSet, SensorEvaluated
+from ..evolve import View, check, evolve
+from ..retention import effective, retention_of
+from ..rows import INDEXES, ROW_TYPES, RetentionRow, SensorRow, Table, from_u64, u64
+from ..rows import key as row_key
 
 __all__ = [
     "Appended",
@@ -35,7 +37,13 @@ __all__ = [
     "apply_batches",
     "apply_envelope",
     "counter_next_seq",
+    "dedupe_until",
+    "expiry_key",
+    "idem_live",
+    "idem_seq",
+    "index_finished_runs",
     "readable",
+    "remember_key",
 ]
 
 _V = TypeVar("_V")
@@ -92,6 +100,14 @@ class WriteTxn(ReadTxn, Protocol):
         reserves. A backend that pays a round trip per read (PostgreSQL) reads and locks them
         together, and may reserve the numbers in the same round trip (see
         :meth:`next_seq`); LMDB and memory ignore it, and never pay for ``rows()``."""
+        ...
+
+    def exclusive(self, table: Table) -> None:
+        """Hold ``table`` against every other append until this transaction ends. Called
+        before an append that changes a row every append reads (the retention policy): a
+        backend whose writers run in parallel (PostgreSQL) locks the table, so no append can
+        read the old policy and be numbered after the new one; LMDB and memory have one
+        writer at a time and ignore it."""
         ...
 
     def next_seq(self, count: int) -> int:
@@ -161,7 +177,10 @@ class _View:
             )
         return self.rows[slot]
 
-    def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
+    def put(self, table: Table, key: bytes, row: msgspec.Struct | None) -> None:
+        if row is None:
+            self._delete(table, key)
+            return
         where = _where(table, key)
         data = readable(
             self.codec.encode_row, lambda b: self.codec.check_row(b, type(row), where), row, where
@@ -185,6 +204,19 @@ class _View:
     def old(self, table: Table, key: bytes) -> Any:
         """The row ``put`` replaces, for the upkeep of its table's indexes."""
         return self.get(table, key)
+
+    def _delete(self, table: Table, key: bytes) -> None:
+        """Drop a row and its index entries. An index entry another row has taken since (a
+        message redelivered after its horizon reuses its evaluation id) stays."""
+        old = self.get(table, key)
+        if old is None:
+            return
+        for index, key_of in INDEXES.get(table, ()):
+            entry = key_of(old)
+            if entry is not None and self.txn.get(index, entry) == key:
+                self.txn.delete(index, entry)
+        self.txn.delete(table, key)
+        self.rows[(table, key)] = None
 
 
 #: Table names, looked up once: an enum's ``.value`` is slow for a path taken per row.
@@ -233,7 +265,7 @@ class _Rehearsal(_View):
             self.fetched[slot] = super().get(table, key)
         return self.rows[slot]
 
-    def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
+    def put(self, table: Table, key: bytes, row: msgspec.Struct | None) -> None:
         if table in INDEXES:
             self.get(table, key)
         self.rows[(table, key)] = row
@@ -278,7 +310,7 @@ class _Probe:
             self.rows[slot] = None
         return self.rows[slot]
 
-    def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
+    def put(self, table: Table, key: bytes, row: msgspec.Struct | None) -> None:
         if table in INDEXES:
             self.get(table, key)
         self.rows[(table, key)] = row
@@ -289,6 +321,9 @@ def probe_reads(codec: Codec, batch: Sequence[Pending], at: int) -> dict[Table, 
     its idempotency keys first."""
     probe = _Probe(codec)
     probe.wanted[Table.IDEM] = {idem_key(p.key) for p in batch}
+    if batch:  # the policy row and the sensor row that set the dedupe horizon
+        with contextlib.suppress(Exception):
+            dedupe_until(probe, batch[0].event, at)
     for n, pending in enumerate(batch, 1):
         envelope = Envelope(codec.version, n, pending.key, at, 1, pending.event)
         # The probe's rows are invented absences, so check and evolve may refuse them or trip
@@ -305,6 +340,41 @@ def idem_key(key: str) -> bytes:
     """LMDB keys are at most 511 bytes: long idempotency keys are stored by their hash."""
     raw = key.encode()
     return raw if len(raw) <= 256 else b"#sha256:" + hashlib.sha256(raw).hexdigest().encode()
+
+
+def idem_seq(value: bytes) -> int:
+    """The log sequence number an idempotency entry points at."""
+    return from_u64(_idem_entry(value)[:8])
+
+
+def _idem_entry(value: bytes) -> bytes:
+    """``value`` if it is an idempotency entry (8 or 16 bytes); a damaged one is refused."""
+    if len(value) not in (8, 16):
+        raise CorruptRecord("idem entry", f"{len(value)} bytes, not 8 or 16")
+    return value
+
+
+def idem_live(value: bytes | None, at: int) -> bool:
+    """Whether an idempotency entry still makes a repeat at ``at`` a duplicate. An entry is
+    ``u64(seq)``, remembered forever, or ``u64(seq) + u64(until)``: its dedupe horizon ends at
+    ``until`` (exclusive), whether or not a prune has dropped it yet."""
+    if value is None:
+        return False
+    return len(_idem_entry(value)) == 8 or at < from_u64(value[8:16])
+
+
+def dedupe_until(view: View, event: Event, at: int) -> int | None:
+    """When the idempotency keys of an append headed by ``event`` expire: ``at`` plus the dedupe
+    horizon in force (a sensor evaluation: its sensor's; anything else: the store's), or None
+    (forever). Computed when the append is applied, so a replay computes the same."""
+    stored: RetentionRow | None = view.get(Table.SETTINGS, b"retention")
+    policy = stored.policy if stored is not None else None
+    if isinstance(event, SensorEvaluated):
+        sensor: SensorRow | None = view.get(Table.SENSORS, row_key(event.sensor_id))
+        if sensor is not None:
+            policy = effective(retention_of(sensor.definition), policy)
+    horizon = policy.dedupe_horizon if policy is not None else None
+    return None if horizon is None else at + horizon
 
 
 def prefix_end(prefix: bytes) -> bytes | None:
@@ -337,16 +407,58 @@ def check_format(txn: ReadTxn) -> None:
         raise FutureSchemaVersion("store meta", from_u64(data), SCHEMA_VERSION)
 
 
-def apply_envelope(txn: WriteTxn, view: _View, envelope: Envelope) -> None:
-    """Check, log, evolve and index one sequenced envelope."""
+def apply_envelope(
+    txn: WriteTxn, view: _View, envelope: Envelope, until: int | None = None
+) -> None:
+    """Check, log, evolve and index one sequenced envelope; its idempotency key is remembered
+    until ``until`` (None: forever)."""
     check(view, envelope.event)
     where = f"seq {envelope.seq}"
     codec = view.codec
     data = readable(codec.encode, lambda b: codec.decode(b, where), envelope, where)
     txn.put(Table.LOG, u64(envelope.seq), data)
-    for table, key, row in evolve(view, envelope):
-        view.put(table, key, row)
-    txn.put(Table.IDEM, idem_key(envelope.key), u64(envelope.seq))
+    for table, where_key, row in evolve(view, envelope):
+        view.put(table, where_key, row)
+    remember_key(txn, envelope, until)
+
+
+class RawTables(Protocol):
+    """Byte-level access to the store-kept tables (``idem``, ``idem_expiry``): a write
+    transaction, or verify's rebuilt state."""
+
+    def get(self, table: Table, key: bytes) -> bytes | None: ...
+
+    def put(self, table: Table, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, table: Table, key: bytes) -> None: ...
+
+
+def remember_key(raw: RawTables, envelope: Envelope, until: int | None) -> None:
+    """Record ``envelope``'s idempotency key (after its events were applied): forever, or until
+    ``until``, indexed by that instant so a prune finds expired keys in time order. A prune's
+    own event first drops the keys it names (the store keeps them, not ``evolve``)."""
+    if isinstance(envelope.event, HistoryPruned):
+        for expired in envelope.event.keys:
+            raw.delete(Table.IDEM_EXPIRY, expiry_key(expired.until, expired.seq))
+            current = raw.get(Table.IDEM, expired.key)
+            if current is not None and idem_seq(current) == expired.seq:
+                raw.delete(Table.IDEM, expired.key)  # a key re-taken since stays
+    ikey = idem_key(envelope.key)
+    if until is None:
+        raw.put(Table.IDEM, ikey, u64(envelope.seq))
+        return
+    try:
+        expiry = expiry_key(until, envelope.seq)
+    except struct.error as exc:
+        where = f"seq {envelope.seq}"
+        raise UnstorableValue(f"{where}: its dedupe horizon ends out of range: {exc}") from None
+    raw.put(Table.IDEM, ikey, u64(envelope.seq) + u64(until))
+    raw.put(Table.IDEM_EXPIRY, expiry, ikey)
+
+
+def expiry_key(until: int, seq: int) -> bytes:
+    """The ``idem_expiry`` key of the idempotency entry logged at ``seq``."""
+    return u64(until) + b"\x00" + u64(seq)
 
 
 def original_batch(txn: ReadTxn, codec: Codec, seq: int) -> tuple[Envelope, ...]:
@@ -360,17 +472,15 @@ def original_batch(txn: ReadTxn, codec: Codec, seq: int) -> tuple[Envelope, ...]
     return tuple(records)
 
 
-def _rehearse(txn: WriteTxn, codec: Codec, todo: Sequence[Pending], at: int) -> _Rehearsal:
+def _rehearse(rehearsal: _Rehearsal, todo: Sequence[Pending], at: int) -> None:
     """Run ``todo`` with provisional numbers (evolve reads rows by id, never by seq): every row
     the batch reads is read (and locked), and a stale compare-and-set raises, before a number
     is drawn."""
-    rehearsal = _Rehearsal(txn, codec)
     for n, pending in enumerate(todo, 1):
-        envelope = Envelope(codec.version, n, pending.key, at, 1, pending.event)
+        envelope = Envelope(rehearsal.codec.version, n, pending.key, at, 1, pending.event)
         check(rehearsal, envelope.event)
         for table, key, row in evolve(rehearsal, envelope):
             rehearsal.put(table, key, row)
-    return rehearsal
 
 
 def apply_batch(
@@ -387,8 +497,9 @@ def apply_batch(
     appends of this same transaction read or wrote (:func:`apply_batches`), shared and updated,
     so a row that every append touches (a push sensor's) is decoded once per transaction.
 
-    1. If the first key was applied before, the batch is a duplicate: return the original
-       records, write nothing.
+    1. If the first key was applied before (and its dedupe horizon, if any, has not ended:
+       :func:`idem_live`), the batch is a duplicate: return the original records, write
+       nothing.
     2. Otherwise skip each event whose own key was applied (a no-op by definition), and
        rehearse the rest: check their compare-and-set versions (:class:`Conflict` aborts the
        whole transaction) and read every row they touch, writing nothing.
@@ -399,38 +510,46 @@ def apply_batch(
         return Appended((), False)
     txn.prefetch(lambda: probe_reads(codec, batch, at), len(batch))
     original = txn.get(Table.IDEM, idem_key(batch[0].key))
-    if original is not None:
-        data = txn.get(Table.LOG, original)
+    if original is not None and idem_live(original, at):
+        data = txn.get(Table.LOG, original[:8])
         if data is None:  # the log before a snapshot was dropped (kernel/snapshot.py)
-            raise Compacted(batch[0].key, from_u64(original))
-        envelope = codec.decode(data, f"seq {from_u64(original)}")
+            raise Compacted(batch[0].key, idem_seq(original))
+        envelope = codec.decode(data, f"seq {idem_seq(original)}")
         return Appended(original_batch(txn, codec, envelope.batch), True)
     todo: list[Pending] = []
     keys: set[str] = set()
     for pending in batch:
         # A key already applied, or repeated earlier in this very batch, is a no-op: logging
         # it would make the live state differ from a replay, which skips it.
-        if pending.key in keys or (todo and txn.get(Table.IDEM, idem_key(pending.key)) is not None):
+        if pending.key in keys or (
+            todo and idem_live(txn.get(Table.IDEM, idem_key(pending.key)), at)
+        ):
             continue
         keys.add(pending.key)
         todo.append(pending)
-    serialised = getattr(txn, "serialised", False) is True
+    if any(isinstance(p.event, RetentionSet) for p in todo):
+        txn.exclusive(Table.SETTINGS)  # every append reads the policy (its dedupe horizon)
     # A backend that runs one writer at a time (LMDB, memory) needs no rehearsal: a Conflict in
     # the real pass rolls the numbers back with everything else.
-    rehearsal = None if serialised else _rehearse(txn, codec, todo, at)
+    view: _View
+    rehearsal: _Rehearsal | None = None
+    if getattr(txn, "serialised", False) is True:
+        view = _View(txn, codec)
+        if rows is not None:
+            view.rows = rows  # the transaction's cache, this append's writes included
+        until = dedupe_until(view, todo[0].event, at)  # before the batch changes any row
+    else:
+        rehearsal = _Rehearsal(txn, codec)
+        until = dedupe_until(rehearsal, todo[0].event, at)
+        _rehearse(rehearsal, todo, at)
     first = txn.next_seq(len(todo))
     envelopes = tuple(
         Envelope(codec.version, first + i, p.key, at, first, p.event) for i, p in enumerate(todo)
     )
-    view: _View
     if rehearsal is not None:
         view = _Applied(txn, codec, rehearsal)
-    else:
-        view = _View(txn, codec)
-        if rows is not None:
-            view.rows = rows  # the transaction's cache, this append's writes included
     for envelope in envelopes:
-        apply_envelope(txn, view, envelope)
+        apply_envelope(txn, view, envelope, until)
     txn.put(Table.META, b"schema_version", u64(codec.version))
     return Appended(envelopes, False)
 
@@ -460,13 +579,34 @@ def apply_batches(
     return results
 
 
+def index_finished_runs(txn: WriteTxn, codec: Codec) -> int:
+    """Give runs that finished before the ``finished`` index existed (a store an older arcoflow
+    wrote) their index entries, so retention can find them and ``verify`` agrees with a replay.
+    Nothing to do once the index holds an entry; returns the entries written."""
+    if next(txn.scan(Table.FINISHED), None) is not None:
+        return 0
+    written = 0
+    for index, key_of in INDEXES[Table.RUNS]:
+        if index is not Table.FINISHED:
+            continue
+        for run_key, data in txn.scan(Table.RUNS):
+            entry = key_of(codec.decode_row(data, ROW_TYPES[Table.RUNS], f"runs {run_key!r}"))
+            if entry is not None:
+                txn.put(Table.FINISHED, entry, run_key)
+                written += 1
+    return written
+
+
 def replay_batch(txn: WriteTxn, codec: Codec, envelopes: Sequence[Envelope]) -> None:
     """Apply sequenced envelopes as they were logged (for rebuilds and verification)."""
     view = _View(txn, codec)
+    until: dict[int, int | None] = {}  # batch -> its keys' expiry, from its first record
     for envelope in envelopes:
-        if txn.get(Table.IDEM, idem_key(envelope.key)) is not None:
+        if idem_live(txn.get(Table.IDEM, idem_key(envelope.key)), envelope.at):
             continue
-        apply_envelope(txn, view, envelope)
+        if envelope.batch not in until:
+            until[envelope.batch] = dedupe_until(view, envelope.event, envelope.at)
+        apply_envelope(txn, view, envelope, until[envelope.batch])
     if envelopes:
         txn.put(Table.META, b"seq", u64(envelopes[-1].seq))
         txn.put(Table.META, b"schema_version", u64(codec.version))

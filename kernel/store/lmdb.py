@@ -55,6 +55,7 @@ from .base import (
     apply_batches,
     check_format,
     counter_next_seq,
+    index_finished_runs,
     min_stop,
     prefix_end,
     replay_batch,
@@ -70,6 +71,7 @@ MIB: Final = 1024 * 1024
 #: Longest wait, in seconds, for this process's readers before resizing the map.
 _RESIZE_WAIT: Final = 30.0
 _ID_DB: Final = b"identity"  # a named database beside the tables, outside the state
+_FINISHED_INDEX: Final = b"upgraded:finished-index"  # marker: runs finished before it indexed
 _ID_KEY: Final = b"store_id"
 #: Driver errors that mean the file's pages are not what LMDB wrote.
 _DAMAGE: Final = (
@@ -184,6 +186,9 @@ class _Txn:
     def prefetch(self, rows: Callable[[], Reads], count: int) -> None:
         """Reads are local: nothing to batch."""
 
+    def exclusive(self, table: Table) -> None:
+        """LMDB has one writer at a time: nothing to hold."""
+
     def next_seq(self, count: int) -> int:
         return counter_next_seq(self, count)
 
@@ -274,6 +279,8 @@ class LmdbStore:
                 check_format(txn)
                 stored = txn.txn.get(_ID_KEY, db=shared.identity)
             self.store_id = self._check_identity(shared, stored)
+            if not readonly:
+                self._upgrade(shared)
         except BaseException:
             self.close()  # a refused store must not keep the shared environment open
             raise
@@ -299,6 +306,24 @@ class LmdbStore:
             write_stamp(self.path, recorded)
         return recorded.store_id
 
+    def _upgrade(self, shared: _Env) -> None:
+        """Derived state a store from an older arcoflow lacks, built once (the marker lives in
+        the identity database, outside the compared state): the finished-runs index."""
+
+        def build(txn: _Txn) -> None:
+            if txn.txn.get(_FINISHED_INDEX, db=shared.identity) is None:
+                index_finished_runs(txn, self.codec)
+                txn.txn.put(_FINISHED_INDEX, b"1", db=shared.identity)
+
+        with self.read() as txn:
+            done = txn.txn.get(_FINISHED_INDEX, db=shared.identity) is not None
+            # Nothing to index (no run, or the index already holds entries): no write at all.
+            idle = next(txn.scan(Table.FINISHED), None) is not None or (
+                next(txn.scan(Table.RUNS), None) is None
+            )
+        if not done and not idle:
+            self._write(build)
+
     @staticmethod
     def _record_identity(txn: Any, shared: _Env) -> StoreId:
         """Record a new identity unless a concurrent opener just did (then adopt that one)."""
@@ -307,6 +332,9 @@ class LmdbStore:
             return StoreId.decode(stored, f"{DATA_FILE} identity")
         stamp = StoreId.new()
         txn.put(_ID_KEY, stamp.encode(), db=shared.identity)
+        with txn.cursor(db=shared.dbs[Table.RUNS]) as runs:
+            if not runs.first():  # a new store: nothing for an upgrade to index, ever
+                txn.put(_FINISHED_INDEX, b"1", db=shared.identity)
         return stamp
 
     @property

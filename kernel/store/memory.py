@@ -99,6 +99,9 @@ class _Write(_Read):
     def prefetch(self, rows: Callable[[], Reads], count: int) -> None:
         """Reads are local: nothing to batch."""
 
+    def exclusive(self, table: Table) -> None:
+        """One writer at a time (the store's lock): nothing to hold."""
+
     def next_seq(self, count: int) -> int:
         return counter_next_seq(self, count)
 

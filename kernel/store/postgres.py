@@ -69,6 +69,7 @@ from .base import (
     apply_batch,
     apply_batches,
     check_format,
+    index_finished_runs,
     min_stop,
     prefix_end,
     replay_batch,
@@ -214,8 +215,16 @@ _MIGRATIONS: Final[tuple[tuple[int, Callable[[str], list[sql.Composed | sql.SQL]
     (2, lambda schema: _create_tables(schema, ("history",))),
     # 3: log compaction's snapshot of the state at a sequence number (kernel/snapshot.py).
     (3, lambda schema: _create_tables(schema, ("snapshot",))),
-    # 4: a cluster of daemons: work claims and daemon status (kernel/store/postgres_cluster.py).
-    (4, cluster_tables),
+    # 4: retention: the store-wide policy, pruned-history marks, the keys of pruned runs, the
+    # finished-runs index and the idempotency keys' expiry index (issue 16).
+    (
+        4,
+        lambda schema: _create_tables(
+            schema, ("settings", "pruned", "run_keys", "finished", "idem_expiry")
+        ),
+    ),
+    # 5: a cluster of daemons: work claims and daemon status (kernel/store/postgres_cluster.py).
+    (5, cluster_tables),
 )
 SCHEMA_LATEST: Final = _MIGRATIONS[-1][0]
 
@@ -271,8 +280,20 @@ class _Statements:
 
         self.get = each("SELECT value FROM {} WHERE key = %s")
         self.lock = each("SELECT value FROM {} WHERE key = %s FOR UPDATE")
+        # Every append reads the retention policy (its dedupe horizon): a shared lock, or the
+        # policy row would serialise every writer. Setting the policy still waits for them.
+        self.lock[Table.SETTINGS] = _text(
+            sql.SQL("SELECT value FROM {} WHERE key = %s FOR SHARE").format(
+                self.table[Table.SETTINGS]
+            )
+        )
         self.lock_many = each(
             "SELECT key, value FROM {} WHERE key = ANY(%s::bytea[]) ORDER BY key FOR UPDATE"
+        )
+        self.lock_many[Table.SETTINGS] = _text(
+            sql.SQL(
+                "SELECT key, value FROM {} WHERE key = ANY(%s::bytea[]) ORDER BY key FOR SHARE"
+            ).format(self.table[Table.SETTINGS])
         )
         self._locks: dict[tuple[Table, ...], str] = {}
         self.insert = each(
@@ -628,6 +649,12 @@ class _Write(_Read):
     def delete(self, table: Table, key: bytes) -> None:
         self.writes[(table, key)] = None
 
+    def exclusive(self, table: Table) -> None:
+        """EXCLUSIVE conflicts with the ROW SHARE lock every append's ``FOR SHARE`` read of
+        the table takes, even of a row that does not exist yet: this waits for the appends
+        that read it and holds back new ones until the commit (plain reads still go on)."""
+        self.conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self.sql.table[table]))
+
     def next_seq(self, count: int) -> int:
         if self.reserved is not None and self.reserved[1] == count:
             draw = self.reserved
@@ -817,6 +844,12 @@ class PostgresStore:
                 _migrate(conn, schema)
             with self.read() as txn:
                 check_format(txn)
+                # Runs finished before retention's index existed (migration 4): index them.
+                unindexed = next(txn.scan(Table.FINISHED), None) is None and any(
+                    True for _ in txn.scan(Table.RUNS)
+                )
+            if unindexed:
+                self._write(lambda txn: index_finished_runs(txn, self.codec))
         except BaseException:
             self.close()
             raise

@@ -2,7 +2,7 @@
 
 Nothing here touches the meaning of an append (that is ``apply_batch``); these are the
 coordination services a :class:`~arcoflow.kernel.store.postgres.PostgresStore` adds for the
-runtimes that share it. Their tables come with migration 4 (:func:`cluster_tables`).
+runtimes that share it. Their tables come with migration 5 (:func:`cluster_tables`).
 
 **Work claims** (:class:`PostgresClaims`). A daemon claims due schedules, due poll sensors and
 due launches in small chunks with ``SELECT ... FOR UPDATE SKIP LOCKED``, and holds the row

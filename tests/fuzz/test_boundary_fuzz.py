@@ -39,6 +39,7 @@ from arcoflow.kernel import (
     MemoryStore,
     NotFound,
     PollResult,
+    RetentionPolicy,
     RunRequest,
     RunTemplate,
     ScheduleDefinition,
@@ -271,6 +272,8 @@ def _good(kernel: Kernel, run: RunRow, method: str) -> dict[str, Any]:
         "lease": 60,
         "expected_attempts": None,
         "messages": [("m2", {"b": 2}), ("m3", None)],
+        # retention
+        "policy": RetentionPolicy(history="1d", dedupe_horizon="2d"),
     }
 
 
@@ -488,6 +491,8 @@ cli_commands = st.one_of(
     st.tuples(st.just("sensor"), st.sampled_from(["start", "stop", "delete"]), ids),
     st.tuples(st.just("runs"), st.just("--limit"), numbers),
     st.tuples(st.just("tick"), texts),
+    st.tuples(st.just("prune"), st.just("--now"), time_texts, st.just("--limit"), numbers),
+    st.tuples(st.just("push"), ids, st.just("--message-id"), texts, st.just("--now"), time_texts),
 )
 
 

@@ -30,6 +30,7 @@ from arcoflow.kernel import (
 )
 from arcoflow.kernel import events as ev
 from arcoflow.kernel.definitions import MAX_CATCHUP_TICKS
+from arcoflow.kernel.retention import RetentionPolicy
 from arcoflow.kernel.rows import Table
 from arcoflow.kernel.store.memory import _Write
 from arcoflow.kernel.store.postgres import PostgresStore
@@ -184,6 +185,12 @@ templates = st.builds(
 CRONS = ("0 * * * *", "*/15 * * * *", "30 1 * * *", "0 */2 * * *", "0 0 * * 1", "@daily")
 ZONES = ("UTC", "America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Kolkata")
 
+retention_policies = st.builds(
+    RetentionPolicy,
+    history=st.none() | st.integers(1, 100 * 366 * 86400),
+    dedupe_horizon=st.none() | st.integers(1, 100 * 366 * 86400),
+)
+
 schedule_definitions = st.builds(
     ScheduleDefinition,
     id=ids,
@@ -198,6 +205,7 @@ schedule_definitions = st.builds(
     max_tick_retries=st.integers(0, 100),
     evaluator=st.none() | ids,
     enabled=st.booleans(),
+    retention=st.none() | retention_policies,
 )
 
 backoffs = st.builds(
@@ -222,6 +230,7 @@ def sensor_definitions(draw: st.DrawFn) -> SensorDefinition:
         backoff=draw(backoffs),
         max_payload_bytes=draw(st.integers(1, 2**20)),
         enabled=draw(st.booleans()),
+        retention=draw(st.none() | retention_policies),
     )
 
 
@@ -316,6 +325,28 @@ EVENT_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     ),
     ev.RunRetried: st.builds(ev.RunRetried, texts, naturals, texts),
     ev.ScheduleBackfilled: st.builds(ev.ScheduleBackfilled, ids, epochs, epochs, naturals, texts),
+    ev.RetentionSet: st.builds(ev.RetentionSet, retention_policies, naturals),
+    ev.HistoryPruned: st.builds(
+        ev.HistoryPruned,
+        st.lists(
+            st.builds(
+                ev.PrunedRef,
+                st.sampled_from(["ticks", "evals", "missed", "conflicts", "runs", "links"]),
+                st.binary(max_size=40),
+                epochs,
+            ),
+            max_size=3,
+        ).map(tuple),
+        st.lists(
+            st.builds(ev.ExpiredKey, epochs, naturals, st.binary(max_size=40)), max_size=3
+        ).map(tuple),
+        st.lists(
+            st.builds(
+                ev.PruneMarkRef, st.sampled_from(["schedule", "sensor", "store"]), ids, epochs
+            ),
+            max_size=3,
+        ).map(tuple),
+    ),
 }
 
 events: st.SearchStrategy[Any] = st.one_of(*EVENT_STRATEGIES.values())

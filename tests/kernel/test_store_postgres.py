@@ -27,6 +27,7 @@ from arcoflow.kernel import (
     decide,
 )
 from arcoflow.kernel import events as ev
+from arcoflow.kernel.retention import RetentionPolicy
 from arcoflow.kernel.rows import Table
 from arcoflow.kernel.runs import fingerprint, run_id
 from arcoflow.kernel.store import base, is_postgres_url, open_store
@@ -186,28 +187,46 @@ def test_opening_creates_the_schema_once_and_reopening_changes_nothing(schema: s
     with postgres_support.open_store(schema) as store:
         Kernel(store).request_run("r", RunTemplate("t"), now=1)
     assert _migrations(schema) == list(range(1, SCHEMA_LATEST + 1))
-    cluster = {"claims", "daemons"}  # migration 4: work claims and daemon status
+    cluster = {"claims", "daemons"}  # migration 5: work claims and daemon status
     assert _tables(schema) == {t.value for t in Table} | {"migrations"} | cluster
     with postgres_support.open_store(schema) as store:
         assert _migrations(schema) == list(range(1, SCHEMA_LATEST + 1))
         assert [r.run_key for r in Kernel(store).runs()] == ["manual:r"]
 
 
-def test_a_schema_at_the_first_migration_is_upgraded_in_place(schema: str) -> None:
-    """A store created before the definition history existed (migration 1) gains its table on
-    the next open, keeping what it holds."""
+#: The tables each migration after the first creates.
+_LATER_TABLES = {
+    2: ("history",),
+    3: ("snapshot",),
+    4: ("settings", "pruned", "run_keys", "finished", "idem_expiry"),
+    5: ("claims", "daemons"),
+}
+
+
+@pytest.mark.parametrize("at", [1, 2, 3, 4])
+def test_a_schema_at_an_older_migration_is_upgraded_in_place(schema: str, at: int) -> None:
+    """A store created before the definition history (migration 1), log compaction
+    (migration 2) or retention (migration 3) existed gains their tables on the next open,
+    keeping what it holds."""
     with postgres_support.open_store(schema) as store:
         Kernel(store).request_run("r", RunTemplate("t"), now=1)
     admin = postgres_support.admin()
-    for table in ("history", "snapshot", "claims", "daemons"):  # the later migrations' tables
-        admin.execute(sql.SQL("DROP TABLE {}.{}").format(*map(sql.Identifier, (schema, table))))
+    for version, names in _LATER_TABLES.items():
+        if version > at:
+            for name in names:
+                admin.execute(
+                    sql.SQL("DROP TABLE {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+                )
     admin.execute(
-        sql.SQL("DELETE FROM {}.migrations WHERE version > 1").format(sql.Identifier(schema))
+        sql.SQL("DELETE FROM {}.migrations WHERE version > %s").format(sql.Identifier(schema)),
+        (at,),
     )
     with postgres_support.open_store(schema) as store:
         assert _migrations(schema) == list(range(1, SCHEMA_LATEST + 1))
-        assert {"history", "snapshot"} <= set(_tables(schema))
-        assert [r.run_key for r in Kernel(store).runs()] == ["manual:r"]
+        assert {"history", "snapshot", "settings", "idem_expiry"} <= _tables(schema)
+        kernel = Kernel(store)
+        assert [r.run_key for r in kernel.runs()] == ["manual:r"]
+        assert kernel.set_retention(RetentionPolicy(history="1d"), now=2).history == 86400
 
 
 def test_processes_that_start_together_migrate_once(schema: str) -> None:
@@ -759,3 +778,31 @@ def test_verify_sees_a_row_changed_behind_the_stores_back(postgres_store: Postgr
     result = kernel.verify()
     assert not result.ok
     assert any("due_schedules" in d for d in result.differences)
+
+
+def test_setting_the_retention_policy_waits_for_appends_that_read_the_old_one(
+    postgres_store: PostgresStore, paused_first: tuple[threading.Event, threading.Event]
+) -> None:
+    """Every append reads the retention policy (its dedupe horizon) with a shared lock, even
+    while no policy row exists yet. Setting the policy waits for such an append to commit, so
+    the append is numbered first and a replay computes the same horizon (verify passes);
+    without the table lock the new policy could be numbered between its read and its
+    number."""
+    flushed, release = paused_first
+    kernel = Kernel(postgres_store)
+    kernel.define_sensor(SensorDefinition("orders", "push", RunTemplate("t")), now=0)
+    first = threading.Thread(target=kernel.ingest, args=("orders", "m", None, 1), name="first")
+    first.start()
+    try:
+        assert flushed.wait(30)
+        policy = RetentionPolicy(history="1d", dedupe_horizon="1h")
+        setting = Background(lambda: kernel.set_retention(policy, now=2))
+        time.sleep(0.5)
+        assert not setting.done(), "the policy was set while an append that read it was open"
+    finally:
+        release.set()
+        first.join(30)
+    assert setting.result(timeout=30) == policy
+    seqs_by_type = {type(e.event).__name__: e.seq for e in kernel.log()}
+    assert seqs_by_type["SensorEvaluated"] < seqs_by_type["RetentionSet"]
+    assert kernel.verify().ok
