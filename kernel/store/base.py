@@ -122,14 +122,26 @@ class Store(Protocol):
 
 class _View:
     """Decoded, write-through rows for one transaction: evolve sees earlier writes of its batch.
-    ``rows``: rows already read in this transaction (by a rehearsal), so not read again."""
+    ``rows``: rows already read in this transaction (by a rehearsal), so not read again.
+
+    ``deferred``: rows are written when :meth:`flush` is called, each once, in its final
+    version (for several appends in one transaction on a backend with one writer at a time,
+    where a row that every append updates, a push sensor's, would otherwise be encoded,
+    checked and written once per append). Reads see the deferred rows all the same."""
 
     def __init__(
-        self, txn: WriteTxn, codec: Codec, rows: dict[tuple[Table, bytes], Any] | None = None
+        self,
+        txn: WriteTxn,
+        codec: Codec,
+        rows: dict[tuple[Table, bytes], Any] | None = None,
+        *,
+        deferred: bool = False,
     ) -> None:
         self.txn = txn
         self.codec = codec
         self.rows: dict[tuple[Table, bytes], Any] = dict(rows or {})
+        self.deferred = deferred
+        self.stored: dict[tuple[Table, bytes], Any] = {}  # deferred: the row as stored before
 
     def get(self, table: Table, key: bytes) -> Any:
         slot = (table, key)
@@ -143,11 +155,26 @@ class _View:
         return self.rows[slot]
 
     def put(self, table: Table, key: bytes, row: msgspec.Struct) -> None:
+        if not self.deferred:
+            self._write(table, key, row, self.get(table, key))
+            return
+        slot = (table, key)
+        if slot not in self.stored:
+            self.stored[slot] = self.get(table, key)
+        self.rows[slot] = row
+
+    def flush(self) -> None:
+        """Write the deferred rows, each in its final version, and their index changes."""
+        for (table, key), old in self.stored.items():
+            self._write(table, key, self.rows[(table, key)], old)
+        self.stored.clear()
+
+    def _write(self, table: Table, key: bytes, row: msgspec.Struct, old: Any) -> None:
+        """Write ``row`` over ``old`` (the row as stored), moving its index entries."""
         where = _where(table, key)
         data = readable(
             self.codec.encode_row, lambda b: self.codec.check_row(b, type(row), where), row, where
         )
-        old = self.get(table, key)
         for index, key_of in INDEXES.get(table, ()):
             before = key_of(old) if old is not None else None
             try:
@@ -277,13 +304,12 @@ def apply_batch(
     batch: Sequence[Pending],
     at: int,
     *,
-    rows: dict[tuple[Table, bytes], Any] | None = None,
+    view: _View | None = None,
 ) -> Appended:
     """The whole meaning of an append, inside the caller's single write transaction.
 
-    ``rows``: on a backend whose writers run one at a time, the decoded rows that earlier
-    appends of this same transaction read or wrote (:func:`apply_batches`), shared and updated,
-    so a row that every append touches (a push sensor's) is decoded once per transaction.
+    ``view``: on a backend whose writers run one at a time, the deferred view shared by the
+    appends of this transaction (:func:`apply_batches` flushes it after the last one).
 
     1. If the first key was applied before, the batch is a duplicate: return the original
        records, write nothing.
@@ -327,9 +353,8 @@ def apply_batch(
     envelopes = tuple(
         Envelope(codec.version, first + i, p.key, at, first, p.event) for i, p in enumerate(todo)
     )
-    view = _View(txn, codec, fetched)
-    if serialised and rows is not None:
-        view.rows = rows  # the transaction's cache, this append's writes included
+    if view is None or not serialised:
+        view = _View(txn, codec, fetched)
     for envelope in envelopes:
         apply_envelope(txn, view, envelope)
     txn.put(Table.META, b"schema_version", u64(codec.version))
@@ -348,16 +373,19 @@ def apply_batches(
     """
     results: list[Appended] = []
     applied: dict[str, Appended] = {}  # key -> the batch of this transaction that logged it
-    rows: dict[tuple[Table, bytes], Any] = {}  # an error aborts them all: a cache may span them
+    # An error aborts them all, so on a backend with one writer at a time their rows may be
+    # written once, at the end, each in its final version.
+    shared = _View(txn, codec, deferred=True)
     for batch in batches:
         earlier = applied.get(batch[0].key) if batch else None
         if earlier is not None:
             results.append(Appended(earlier.records, True))
             continue
-        appended = apply_batch(txn, codec, batch, at, rows=rows)
+        appended = apply_batch(txn, codec, batch, at, view=shared)
         if not appended.duplicate:
             applied.update((envelope.key, appended) for envelope in appended.records)
         results.append(appended)
+    shared.flush()
     return results
 
 
