@@ -62,7 +62,9 @@ class GroupCommit:
     """The queue of one process's writers to one store, and who leads the next commit."""
 
     def __init__(self) -> None:
-        self._turn = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._turn = threading.Condition(lock)  # writers wait here for their commit
+        self._company = threading.Condition(lock)  # a leader waits here for more appends
         self._queue: list[Request[Any]] = []
         self._committing = False
         self._last_size = 0  # requests in the last commit
@@ -82,7 +84,7 @@ class GroupCommit:
         request: Request[_T] = Request(apply)
         with self._turn:
             self._queue.append(request)
-            self._turn.notify_all()  # a leader may be waiting for company
+            self._company.notify()  # a leader may be waiting for company (only it: no herd)
             while self._committing and not request.done:
                 self._turn.wait()
             if request.done:  # an earlier leader committed it
@@ -119,7 +121,7 @@ class GroupCommit:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            self._turn.wait(left)
+            self._company.wait(left)
 
 
 def _interrupted(exc: BaseException) -> StoreError:
