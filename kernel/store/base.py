@@ -157,14 +157,26 @@ class WritableStore(Store, Protocol):
 
 class _View:
     """Decoded, write-through rows for one transaction: evolve sees earlier writes of its batch.
-    ``rows``: rows already read in this transaction (by a rehearsal), so not read again."""
+    ``rows``: rows already read in this transaction (by a rehearsal), so not read again.
+
+    ``deferred``: rows are written when :meth:`flush` is called, each once, in its final
+    version (for several appends in one transaction on a backend with one writer at a time,
+    where a row that every append updates, a push sensor's, would otherwise be encoded,
+    checked and written once per append). Reads see the deferred rows all the same."""
 
     def __init__(
-        self, txn: WriteTxn, codec: Codec, rows: dict[tuple[Table, bytes], Any] | None = None
+        self,
+        txn: WriteTxn,
+        codec: Codec,
+        rows: dict[tuple[Table, bytes], Any] | None = None,
+        *,
+        deferred: bool = False,
     ) -> None:
         self.txn = txn
         self.codec = codec
         self.rows: dict[tuple[Table, bytes], Any] = dict(rows or {})
+        self.deferred = deferred
+        self.stored: dict[tuple[Table, bytes], Any] = {}  # deferred: the row as stored before
 
     def get(self, table: Table, key: bytes) -> Any:
         slot = (table, key)
@@ -178,16 +190,32 @@ class _View:
         return self.rows[slot]
 
     def put(self, table: Table, key: bytes, row: msgspec.Struct | None) -> None:
+        """Write ``row`` (None: delete the row), or defer it to :meth:`flush`."""
+        if not self.deferred:
+            old = self.old(table, key) if row is None or table in INDEXES else None
+            self._write(table, key, row, old)
+            return
+        slot = (table, key)
+        if slot not in self.stored:
+            self.stored[slot] = self.get(table, key)
+        self.rows[slot] = row
+
+    def flush(self) -> None:
+        """Write the deferred rows, each in its final version, and their index changes."""
+        for (table, key), old in self.stored.items():
+            self._write(table, key, self.rows[(table, key)], old)
+        self.stored.clear()
+
+    def _write(self, table: Table, key: bytes, row: msgspec.Struct | None, old: Any) -> None:
+        """Write ``row`` over ``old`` (the row as stored), moving its index entries."""
         if row is None:
-            self._delete(table, key)
+            self._delete(table, key, old)
             return
         where = _where(table, key)
         data = readable(
             self.codec.encode_row, lambda b: self.codec.check_row(b, type(row), where), row, where
         )
-        indexes = INDEXES.get(table, ())
-        old = self.old(table, key) if indexes else None
-        for index, key_of in indexes:
+        for index, key_of in INDEXES.get(table, ()):
             before = key_of(old) if old is not None else None
             try:
                 after = key_of(row)
@@ -205,10 +233,11 @@ class _View:
         """The row ``put`` replaces, for the upkeep of its table's indexes."""
         return self.get(table, key)
 
-    def _delete(self, table: Table, key: bytes) -> None:
-        """Drop a row and its index entries. An index entry another row has taken since (a
-        message redelivered after its horizon reuses its evaluation id) stays."""
-        old = self.get(table, key)
+    def _delete(self, table: Table, key: bytes, old: Any) -> None:
+        """Drop a row (``old``, as stored; None: there is none) and its index entries. An
+        index entry another row has taken since (a message redelivered after its horizon
+        reuses its evaluation id) stays."""
+        self.rows[(table, key)] = None
         if old is None:
             return
         for index, key_of in INDEXES.get(table, ()):
@@ -216,7 +245,6 @@ class _View:
             if entry is not None and self.txn.get(index, entry) == key:
                 self.txn.delete(index, entry)
         self.txn.delete(table, key)
-        self.rows[(table, key)] = None
 
 
 #: Table names, looked up once: an enum's ``.value`` is slow for a path taken per row.
@@ -489,13 +517,12 @@ def apply_batch(
     batch: Sequence[Pending],
     at: int,
     *,
-    rows: dict[tuple[Table, bytes], Any] | None = None,
+    view: _View | None = None,
 ) -> Appended:
     """The whole meaning of an append, inside the caller's single write transaction.
 
-    ``rows``: on a backend whose writers run one at a time, the decoded rows that earlier
-    appends of this same transaction read or wrote (:func:`apply_batches`), shared and updated,
-    so a row that every append touches (a push sensor's) is decoded once per transaction.
+    ``view``: on a backend whose writers run one at a time, the deferred view shared by the
+    appends of this transaction (:func:`apply_batches` flushes it after the last one).
 
     1. If the first key was applied before (and its dedupe horizon, if any, has not ended:
        :func:`idem_live`), the batch is a duplicate: return the original records, write
@@ -531,13 +558,11 @@ def apply_batch(
         txn.exclusive(Table.SETTINGS)  # every append reads the policy (its dedupe horizon)
     # A backend that runs one writer at a time (LMDB, memory) needs no rehearsal: a Conflict in
     # the real pass rolls the numbers back with everything else.
-    view: _View
+    live: _View  # the view the real pass writes through
     rehearsal: _Rehearsal | None = None
     if getattr(txn, "serialised", False) is True:
-        view = _View(txn, codec)
-        if rows is not None:
-            view.rows = rows  # the transaction's cache, this append's writes included
-        until = dedupe_until(view, todo[0].event, at)  # before the batch changes any row
+        live = view if view is not None else _View(txn, codec)
+        until = dedupe_until(live, todo[0].event, at)  # before the batch changes any row
     else:
         rehearsal = _Rehearsal(txn, codec)
         until = dedupe_until(rehearsal, todo[0].event, at)
@@ -547,9 +572,9 @@ def apply_batch(
         Envelope(codec.version, first + i, p.key, at, first, p.event) for i, p in enumerate(todo)
     )
     if rehearsal is not None:
-        view = _Applied(txn, codec, rehearsal)
+        live = _Applied(txn, codec, rehearsal)
     for envelope in envelopes:
-        apply_envelope(txn, view, envelope, until)
+        apply_envelope(txn, live, envelope, until)
     txn.put(Table.META, b"schema_version", u64(codec.version))
     return Appended(envelopes, False)
 
@@ -566,16 +591,19 @@ def apply_batches(
     """
     results: list[Appended] = []
     applied: dict[str, Appended] = {}  # key -> the batch of this transaction that logged it
-    rows: dict[tuple[Table, bytes], Any] = {}  # an error aborts them all: a cache may span them
+    # An error aborts them all, so on a backend with one writer at a time their rows may be
+    # written once, at the end, each in its final version.
+    shared = _View(txn, codec, deferred=True)
     for batch in batches:
         earlier = applied.get(batch[0].key) if batch else None
         if earlier is not None:
             results.append(Appended(earlier.records, True))
             continue
-        appended = apply_batch(txn, codec, batch, at, rows=rows)
+        appended = apply_batch(txn, codec, batch, at, view=shared)
         if not appended.duplicate:
             applied.update((envelope.key, appended) for envelope in appended.records)
         results.append(appended)
+    shared.flush()
     return results
 
 

@@ -10,19 +10,30 @@ each writer returns only after the commit holding its events has completed, i.e.
 in the store's durability mode.
 
 A lone writer pays nothing for it: it finds no commit in progress and commits at once.
+
+Without more, N busy threads settle into alternating groups of N-1 and 1: while a big group
+commits, only the one thread outside it can queue, and it leads the next commit alone while the
+others, released, are still preparing their next append. So a leader that follows a group of
+several waits — at most as long as the last commit took, a bound on what waiting can cost —
+until as many appends have queued as that group held (PostgreSQL's ``commit_delay`` does the
+same when other transactions are active). After a lone commit nobody waits.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from ..errors import StoreError
 
-__all__ = ["Group", "GroupCommit", "Request"]
+__all__ = ["MAX_DELAY", "Group", "GroupCommit", "Request"]
 
 _T = TypeVar("_T")
+
+#: The longest a leader waits for company, in seconds.
+MAX_DELAY: Final = 0.01
 
 
 class Request(Generic[_T]):
@@ -51,9 +62,13 @@ class GroupCommit:
     """The queue of one process's writers to one store, and who leads the next commit."""
 
     def __init__(self) -> None:
-        self._turn = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._turn = threading.Condition(lock)  # writers wait here for their commit
+        self._company = threading.Condition(lock)  # a leader waits here for more appends
         self._queue: list[Request[Any]] = []
         self._committing = False
+        self._last_size = 0  # requests in the last commit
+        self._last_seconds = 0.0  # how long it took
         #: Commits led so far and requests they held (for tests and the benchmark report).
         self.commits = 0
         self.requests = 0
@@ -69,12 +84,15 @@ class GroupCommit:
         request: Request[_T] = Request(apply)
         with self._turn:
             self._queue.append(request)
+            self._company.notify()  # a leader may be waiting for company (only it: no herd)
             while self._committing and not request.done:
                 self._turn.wait()
             if request.done:  # an earlier leader committed it
                 return request.outcome()
             self._committing = True
+            self._gather()
             group, self._queue = self._queue, []
+        start = time.monotonic()
         try:
             commit(group)
         except BaseException as exc:  # nothing of the group committed: each writer hears so
@@ -84,6 +102,7 @@ class GroupCommit:
             raise
         finally:
             with self._turn:
+                self._last_size, self._last_seconds = len(group), time.monotonic() - start
                 self.commits += 1
                 self.requests += len(group)
                 for done in group:
@@ -91,6 +110,18 @@ class GroupCommit:
                 self._committing = False
                 self._turn.notify_all()
         return request.outcome()
+
+    def _gather(self) -> None:
+        """After a commit of several appends, wait (at most as long as it took, and at most
+        :data:`MAX_DELAY`) for as many to queue; called with the lock held."""
+        if self._last_size < 2 or len(self._queue) >= self._last_size:
+            return
+        deadline = time.monotonic() + min(self._last_seconds, MAX_DELAY)
+        while len(self._queue) < self._last_size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._company.wait(left)
 
 
 def _interrupted(exc: BaseException) -> StoreError:

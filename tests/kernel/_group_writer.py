@@ -6,7 +6,8 @@ sensor ``hook`` and prints ``ACK <message id>`` once ``ingest`` has returned (ac
 durable). With HOLD > 0 every commit that holds several appends stops for HOLD seconds after
 applying them and before committing, and prints ``INFLIGHT <appends> <queued>`` first (the
 appends in the commit, the appends queued behind it), so that the test
-can SIGKILL the process while a shared commit is in flight and other threads wait in the queue.
+can SIGKILL the process while a shared commit is in flight and other threads wait in the queue
+(the leader's wait for company is off then, so that some appends stay outside the held commit).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from typing import Any
 
 from arcoflow.kernel import Kernel, LmdbStore
+from arcoflow.kernel.store import group as group_module
 from arcoflow.kernel.store import lmdb as lmdb_store
 
 
@@ -26,6 +28,9 @@ def say(line: str) -> None:
 
 
 def hold_shared_commits(seconds: float) -> None:
+    # A leader that waited for company would gather every thread's append into the commit it
+    # holds; without the wait, the appends of the threads outside it queue behind it.
+    group_module.MAX_DELAY = 0.0  # type: ignore[misc]
     commit = lmdb_store.LmdbStore._commit
 
     def held(self: LmdbStore, shared: Any, group: list[Any]) -> None:

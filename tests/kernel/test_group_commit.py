@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 from arcoflow.kernel import Conflict, Kernel, LmdbStore, Pending, UnstorableValue
+from arcoflow.kernel.store import group as group_module
 from arcoflow.kernel.store.base import Appended
+from arcoflow.kernel.store.group import GroupCommit, Request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -200,3 +202,83 @@ def test_concurrent_ingests_share_commits_and_each_is_recorded_once(tmp_path: Pa
         assert {e.evaluation.message_id: e.evaluation.eval_id for e in evaluations} == seen
         assert len(kernel.runs(limit=1000)) == threads * each // 2
         assert kernel.verify().ok
+
+
+# -- the leader's wait for company (no alternating groups of N-1 and 1) ---------------------
+
+
+class Recorder:
+    """A ``commit`` for :class:`GroupCommit` that records group sizes and takes ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.sizes: list[int] = []
+        self.called: list[float] = []
+
+    def __call__(self, group: list[Request[Any]]) -> None:
+        self.called.append(time.monotonic())
+        self.sizes.append(len(group))
+        for request in group:
+            request.value = request.apply(None)
+        time.sleep(self.seconds)
+
+
+def _together(group: GroupCommit, commit: Recorder, n: int) -> None:
+    """``n`` submissions committed as one group (queued behind a held first one)."""
+    release = threading.Event()
+    holder = threading.Thread(target=group.submit, args=(lambda _: release.wait(30), commit))
+    holder.start()
+    while not commit.sizes:
+        time.sleep(0.001)
+    others = [threading.Thread(target=group.submit, args=(lambda _: 1, commit)) for _ in range(n)]
+    for thread in others:
+        thread.start()
+    while group.queued() < n:
+        time.sleep(0.001)
+    release.set()
+    for thread in [holder, *others]:
+        thread.join(30)
+    assert commit.sizes[-1] == n
+
+
+def test_after_a_shared_commit_the_next_leader_waits_for_company(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(group_module, "MAX_DELAY", 30.0)
+    group, commit = GroupCommit(), Recorder(seconds=2.0)
+    _together(group, commit, 2)  # a group of two that took 2 s
+    commit.seconds = 0.0
+    before = len(commit.sizes)
+    first = threading.Thread(target=group.submit, args=(lambda _: 1, commit))
+    first.start()
+    deadline = time.monotonic() + 10
+    while group.queued() < 1 and len(commit.sizes) == before:  # leading, or committed alone
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert group.submit(lambda _: 2, commit) == 2  # ...which joins its commit
+    first.join(30)
+    assert commit.sizes[-1] == 2
+
+
+def test_a_leader_after_a_lone_commit_commits_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(group_module, "MAX_DELAY", 30.0)
+    group, commit = GroupCommit(), Recorder(seconds=2.0)
+    group.submit(lambda _: 1, commit)  # alone, and slow: 2 s
+    start = time.monotonic()
+    group.submit(lambda _: 2, commit)
+    assert commit.called[-1] - start < 1.0  # no wait for company
+    assert commit.sizes == [1, 1]
+
+
+def test_the_wait_for_company_is_bounded_by_the_last_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(group_module, "MAX_DELAY", 30.0)
+    group, commit = GroupCommit(), Recorder(seconds=0.3)
+    _together(group, commit, 3)  # a group of three that took 0.3 s
+    commit.seconds = 0.0
+    start = time.monotonic()
+    assert group.submit(lambda _: 1, commit) == 1  # nobody comes: alone, after the wait
+    waited = commit.called[-1] - start
+    assert 0.25 < waited < 5.0
+    assert commit.sizes[-1] == 1

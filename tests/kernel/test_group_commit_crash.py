@@ -103,7 +103,7 @@ def test_sigkilled_writers_lose_no_acknowledged_message_and_half_apply_none(
 
     # 1. Killed while a shared commit is in flight and appends are queued behind it.
     for _ in range(2):
-        writers = [Writer(path, tag, hold=0.3) for tag in ("a", "b")]
+        writers = [Writer(path, tag, hold=0.5) for tag in ("a", "b")]
         for writer in writers:
             writer.wait_for(  # the last commit printed is in flight now, held
                 lambda w=writer: (

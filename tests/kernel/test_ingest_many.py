@@ -18,12 +18,22 @@ from arcoflow.kernel import (
     RunRequest,
     Store,
 )
+from arcoflow.kernel.events import SensorDefined, SensorDeleted, SensorToggled
 from arcoflow.kernel.rows import Table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .helpers import STORE_KINDS, dump, examples, log_seqs, open_store, push_sensor, scratch_dir
-from .test_store import batch_of
+from .helpers import (
+    STORE_KINDS,
+    dump,
+    examples,
+    log_seqs,
+    open_store,
+    poll_sensor,
+    push_sensor,
+    scratch_dir,
+)
+from .test_store import batch_of, run_requested
 
 
 def test_a_batch_is_one_evaluation_and_one_run_per_message(kernel: Kernel) -> None:
@@ -173,3 +183,47 @@ def test_ingest_many_gives_the_state_of_one_by_one(
         finally:
             batched.close()
             single.close()
+
+
+# -- several appends in one transaction write each row once, in its final version ---------------
+
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("toggle"), st.booleans(), st.integers(0, 10**6)),
+        st.tuples(st.just("delete"), st.none(), st.none()),
+        st.tuples(st.just("run"), st.sampled_from(["a", "b", "c"]), st.none()),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=examples(0.3), deadline=None)
+@given(steps=_steps)
+def test_append_many_writes_the_rows_and_indexes_of_one_at_a_time(
+    steps: list[tuple[str, Any, Any]],
+) -> None:
+    """Batches that move the same row and its index entries again and again (a poll sensor
+    started, stopped, rescheduled, deleted; runs requested twice) in one ``append_many``: the
+    tables are byte for byte those of appending the batches one at a time, on every store."""
+    batches = [[Pending("def", SensorDefined("p", poll_sensor("p"), 1, 0, 100))]]
+    for n, (kind, a, b) in enumerate(steps):
+        event: Any = (
+            SensorToggled("p", a, b if a else None)
+            if kind == "toggle"
+            else SensorDeleted("p")
+            if kind == "delete"
+            else run_requested(a)
+        )
+        batches.append([Pending(f"step/{n}", event)])
+    for kind in STORE_KINDS[:2]:  # memory and LMDB: the backends with one writer at a time
+        with scratch_dir() as here:
+            together, alone = open_store(kind, f"{here}/a"), open_store(kind, f"{here}/b")
+            try:
+                together.append_many(batches, at=3)
+                for batch in batches:
+                    alone.append(batch, at=3)
+                assert dump(together) == dump(alone)
+                assert Kernel(together).verify().ok
+            finally:
+                together.close()
+                alone.close()
