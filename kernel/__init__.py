@@ -5,7 +5,7 @@
 []
 """
 
-from . import values, views
+from . import decide, events, values, views
 from .codec import SCHEMA_VERSION, Codec, Envelope
 from .cron import DstFold, DstGap
 from .definitions import (
@@ -43,6 +43,7 @@ from .errors import (
     UnknownTimezone,
     UnstorableValue,
 )
+from .events import EVAL_STATUSES, TICK_STATUSES, EvalStatus, TickStatus
 from .kernel import (
     BackfillTick,
     Change,
@@ -54,25 +55,39 @@ from .kernel import (
     Requested,
     TickDetail,
     Verification,
+    preview,
 )
-from .outcomes import Failed, FailureKind
+from .outcomes import Failed, FailureKind, describe, guarded, run_requests
 from .rows import (
+    RUN_STATUSES,
     ConflictRow,
     EvalRow,
     HistoryRow,
     MissedRow,
     RunRow,
+    RunStatus,
     ScheduleRow,
     SensorRow,
+    Table,
     TickRow,
+    from_u64,
 )
-from .runs import validate_run_id
-from .store.base import Pending, Store
+from .runs import derived_id, run_id, validate_run_id
+from .store.base import Appended, Pending, ReadTxn, Store
 from .store.lmdb import LmdbStore
 from .store.memory import MemoryStore
+from .times import iso, parse_iso
+from .values import DEFAULT_PAGE, MAX_PAGE, check_limit
 
 __all__ = [
+    "decide",
+    "DEFAULT_PAGE",
+    "EVAL_STATUSES",
+    "MAX_PAGE",
+    "RUN_STATUSES",
     "SCHEMA_VERSION",
+    "TICK_STATUSES",
+    "Appended",
     "ArcoflowError",
     "BackfillTick",
     "Backoff",
@@ -87,6 +102,7 @@ __all__ = [
     "DstGap",
     "Envelope",
     "EvalRow",
+    "EvalStatus",
     "Failed",
     "FailureKind",
     "FutureSchemaVersion",
@@ -108,10 +124,12 @@ __all__ = [
     "PreviewTick",
     "PushItem",
     "PushMessage",
+    "ReadTxn",
     "Refused",
     "Requested",
     "RunRequest",
     "RunRow",
+    "RunStatus",
     "RunTemplate",
     "ScheduleDefinition",
     "ScheduleRow",
@@ -122,16 +140,29 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreNotFound",
+    "Table",
     "TickContext",
     "TickDetail",
     "TickResult",
     "TickRow",
+    "TickStatus",
     "UnknownTimezone",
     "UnstorableValue",
     "Verification",
+    "check_limit",
+    "derived_id",
+    "describe",
+    "events",
+    "from_u64",
+    "guarded",
+    "iso",
     "load_definitions",
     "parse_definitions",
     "parse_duration",
+    "parse_iso",
+    "preview",
+    "run_id",
+    "run_requests",
     "validate_run_id",
     "values",
     "views",

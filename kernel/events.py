@@ -11,13 +11,15 @@ database or the cron library of the machine that replays it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
 from .definitions import ScheduleDefinition, SensorDefinition
 
 __all__ = [
+    "EVAL_STATUSES",
+    "TICK_STATUSES",
     "Cursor",
     "Event",
     "MissedRange",
@@ -44,6 +46,9 @@ __all__ = [
 
 TickStatus = Literal["TRIGGERED", "SKIPPED", "FAILED"]
 EvalStatus = Literal["REQUESTED", "NO_DATA", "SKIPPED", "FAILED", "REFUSED"]
+#: The statuses as tuples, for argument choices and checks (taken from the types, never copied).
+TICK_STATUSES: Final[tuple[TickStatus, ...]] = get_args(TickStatus)
+EVAL_STATUSES: Final[tuple[EvalStatus, ...]] = get_args(EvalStatus)
 
 
 class _Event(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=False):

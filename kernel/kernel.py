@@ -35,7 +35,7 @@ from .definitions import (
     validate_id,
 )
 from .errors import Conflict, CorruptRecord, InputError, NotFound, StoreError
-from .events import Cursor, RunClaimed, RunRequested, TickRecorded
+from .events import TICK_STATUSES, Cursor, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
 from .outcomes import Failed, failed_from, guarded, run_requests
 from .rows import (
@@ -64,6 +64,7 @@ from .values import (
     check_id,
     check_int,
     check_json,
+    check_limit,
     check_text,
     check_time,
 )
@@ -436,8 +437,8 @@ class Kernel:
             if sid != schedule_id:
                 raise InputError(f"tick {before!r} is not a tick of schedule {schedule_id!r}")
             stop = key(sid, at)
-        if status is not None and status not in ("TRIGGERED", "SKIPPED", "FAILED"):
-            raise InputError(f"status {status!r} is not one of TRIGGERED, SKIPPED, FAILED")
+        if status is not None and status not in TICK_STATUSES:
+            raise InputError(f"status {status!r} is not one of {', '.join(TICK_STATUSES)}")
         _limit(limit)
         rows: list[TickRow] = []
         with self.store.read() as txn:
@@ -1305,7 +1306,7 @@ def _push_items(messages: Any) -> list[PushItem]:
 
 
 def _limit(limit: int) -> int:
-    return check_int(limit, "limit", 1, 1000)
+    return check_limit(limit)
 
 
 def _batch(limit: int) -> int:

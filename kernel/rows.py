@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
@@ -20,6 +20,7 @@ from .events import Cursor, EvalStatus, MissedRange, Retry, SensorEvaluated, Tic
 from .runs import dedupe_reason
 
 __all__ = [
+    "RUN_STATUSES",
     "ConflictRow",
     "EvalRow",
     "HistoryChange",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 RunStatus = Literal["REQUESTED", "LAUNCHED", "SUCCEEDED", "FAILED", "GAVE_UP"]
+#: The run statuses as a tuple, for argument choices and checks.
+RUN_STATUSES: Final[tuple[RunStatus, ...]] = get_args(RunStatus)
 
 
 class _Row(msgspec.Struct, frozen=True):

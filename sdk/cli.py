@@ -26,25 +26,35 @@ from datetime import UTC, datetime
 from typing import Any, Final, NoReturn, TextIO
 
 from arcoflow.kernel import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    RUN_STATUSES,
+    TICK_STATUSES,
+    Appended,
     Definitions,
     Envelope,
     InputError,
     Kernel,
     LmdbStore,
     NotFound,
+    Pending,
+    ReadTxn,
     RunTemplate,
     ScheduleDefinition,
     SensorDefinition,
     Store,
+    Table,
+    from_u64,
     load_definitions,
+    parse_iso,
+    preview,
     validate_run_id,
 )
 from arcoflow.kernel import views as v
-from arcoflow.kernel.kernel import preview
-from arcoflow.kernel.rows import Table, from_u64
-from arcoflow.kernel.store.base import Appended, Pending, ReadTxn
-from arcoflow.kernel.values import check_json, check_time
+from arcoflow.kernel.values import check_json
+from arcoflow.kernel.views import JSON
 
+from .arguments import add_limit
 from .commands import add_runtime_commands
 from .errors import error_kind
 from .logs import LOG_FORMATS, configure_logging
@@ -54,12 +64,10 @@ from .progress import Progress
 from .runtime import Runtime
 from .sources import add_source_commands
 from .stdout import document_stdout
-from .types import StoreUse
+from .types import CommandHandler, StoreUse
 
 __all__ = ["StoreUse", "main"]
 
-Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
-JSON = dict[str, Any]
 #: The LMDB data file whose presence tells an existing store from a typo.
 #: Definitions per ``Kernel.apply`` call of ``arcoflow apply`` (progress shows between them).
 _APPLY_CHUNK: Final = 100
@@ -124,18 +132,6 @@ def _table(rows: list[JSON], columns: Sequence[str] | None) -> str:
         "  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in cells
     ]
     return "\n".join(lines)
-
-
-def parse_time(text: str, what: str = "time") -> int:
-    """Epoch seconds from ISO-8601 (``2026-03-08T07:00:00Z``, offsets allowed; naive = UTC),
-    within the range every time must lie in (:func:`arcoflow.kernel.values.check_time`)."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"{text!r} is not an ISO-8601 time such as 2026-03-08T07:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return check_time(moment, what)
 
 
 def _json_arg(text: str | None, what: str) -> Any:
@@ -234,7 +230,7 @@ def cmd_missed(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     """One evaluation cycle at ``--now``: due schedules, then due poll sensors (no launches)."""
-    now = parse_time(args.now, "--now") if args.now else None
+    now = parse_iso(args.now, "--now") if args.now else None
     report = Runtime(_kernel(ctx), ctx["plugins"]).evaluate(now)
     out: Output = ctx["out"]
     data = report.to_json()
@@ -250,7 +246,7 @@ def cmd_evaluate(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_preview(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    start = parse_time(args.start, "--from") if args.start else None
+    start = parse_iso(args.start, "--from") if args.start else None
     if args.file:
         defs = {s.id: s for s in load_definitions(args.file).schedules}
         if args.schedule_id not in defs:
@@ -389,7 +385,7 @@ class _CountedReplay:
 
 
 def _limit_args(p: argparse.ArgumentParser, before: str) -> None:
-    p.add_argument("--limit", type=int, default=50, help="at most N rows (1-1000, default 50)")
+    add_limit(p)
     p.add_argument("--before", metavar=before, help=f"page: rows older than this {before}")
 
 
@@ -449,13 +445,13 @@ class _Commands:
     """The command table: each command's handler and what it does with the store."""
 
     def __init__(self) -> None:
-        self.handlers: dict[str, Handler] = {}
+        self.handlers: dict[str, CommandHandler] = {}
         self.store_use: dict[str, StoreUse | Callable[[argparse.Namespace], StoreUse]] = {}
 
     def register(
         self,
         name: str,
-        handler: Handler,
+        handler: CommandHandler,
         store: StoreUse | Callable[[argparse.Namespace], StoreUse] = "write",
     ) -> None:
         """Register ``handler`` for the command ``name``; ``store`` says whether it needs no
@@ -486,7 +482,7 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
 
     def add(
         name: str,
-        handler: Handler,
+        handler: CommandHandler,
         help_: str,
         store: StoreUse | Callable[[argparse.Namespace], StoreUse],
     ) -> argparse.ArgumentParser:
@@ -502,13 +498,18 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p.add_argument("id")
     p = add("ticks", cmd_ticks, "a schedule's ticks, newest first", "read")
     p.add_argument("schedule_id")
-    p.add_argument("--status", choices=("TRIGGERED", "SKIPPED", "FAILED"))
+    p.add_argument("--status", choices=TICK_STATUSES)
     _limit_args(p, "TICK_ID")
     p = add("tick", cmd_tick, "one tick with its run key, run id and the run's status", "read")
     p.add_argument("tick_id")
     p = add("missed", cmd_missed, "summaries of ticks dropped by catch-up limits", "read")
     p.add_argument("schedule_id")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_PAGE,
+        help=f"at most N rows (1-{MAX_PAGE}, default {DEFAULT_PAGE})",
+    )
     p = add(
         "evaluate", cmd_evaluate, "one evaluation cycle: due schedules and poll sensors", "write"
     )
@@ -539,7 +540,7 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p.add_argument("--payload", metavar="JSON")
     p = add("runs", cmd_runs, "runs, newest first (or one run by id)", "read")
     p.add_argument("run_id", nargs="?")
-    p.add_argument("--status", choices=("REQUESTED", "LAUNCHED", "SUCCEEDED", "FAILED", "GAVE_UP"))
+    p.add_argument("--status", choices=RUN_STATUSES)
     _limit_args(p, "RUN_ID")
     p = add("request", cmd_request, "request a run by hand (key namespace 'manual:')", "write")
     p.add_argument("run_key")
@@ -553,7 +554,12 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p.add_argument("status", choices=("succeeded", "failed"))
     p.add_argument("--detail")
     p = add("conflicts", cmd_conflicts, "run-key conflicts: same key, different request", "read")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_PAGE,
+        help=f"at most N rows (1-{MAX_PAGE}, default {DEFAULT_PAGE})",
+    )
     add("verify", cmd_verify, "replay the log and compare with the stored state", "read")
     return parser, sub, commands
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import attrs
@@ -32,11 +32,9 @@ from .daemon import run_daemon
 from .metrics import process_metrics
 from .plugins import Plugins
 from .runtime import Failure
-from .types import Register
+from .types import Register, Subparsers
 
 __all__ = ["add_runtime_commands", "cmd_plugins", "cmd_run"]
-
-Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
 
 
 def _port(text: str) -> int:
@@ -46,7 +44,7 @@ def _port(text: str) -> int:
 
 
 def add_runtime_commands(
-    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    subparsers: Subparsers,
     register: Register,
 ) -> None:
     """Add ``run`` and ``plugins`` to the ``arcoflow`` CLI."""

@@ -18,28 +18,26 @@ Each prints one JSON document with ``--json``, else a table.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from arcoflow.kernel import Kernel
+from arcoflow.kernel import DEFAULT_PAGE, MAX_PAGE, Kernel, parse_iso
 from arcoflow.kernel import views as v
+from arcoflow.kernel.views import JSON
 
-from .types import Register, StoreUse
+from .types import CommandHandler, Register, StoreUse, Subparsers
 
 __all__ = ["add_operator_commands"]
 
-Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
-JSON = dict[str, Any]
-
 
 def add_operator_commands(
-    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    subparsers: Subparsers,
     register: Register,
 ) -> None:
     """Add ``history``, ``set-cursor``, ``reset-cursor``, ``backfill`` and ``retry``."""
 
     def add(
-        name: str, handler: Handler, text: str, store: StoreUse = "write"
+        name: str, handler: CommandHandler, text: str, store: StoreUse = "write"
     ) -> argparse.ArgumentParser:
         register(name, handler, store)
         parser: argparse.ArgumentParser = subparsers.add_parser(name, help=text, description=text)
@@ -48,7 +46,12 @@ def add_operator_commands(
     p = add("history", cmd_history, "changes made to a schedule or sensor, newest first", "read")
     p.add_argument("kind", choices=("schedule", "sensor"))
     p.add_argument("id")
-    p.add_argument("--limit", type=int, default=50, help="at most N rows (1-1000, default 50)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_PAGE,
+        help=f"at most N rows (1-{MAX_PAGE}, default {DEFAULT_PAGE})",
+    )
     p.add_argument("--before", type=int, metavar="SEQ", help="page: changes older than this seq")
     text = "set a poll sensor's cursor, at the state_version you read (compare-and-set)"
     p = add("set-cursor", cmd_set_cursor, text)
@@ -126,14 +129,11 @@ def cmd_reset_cursor(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    # The CLI's one time syntax. Imported here: cli imports this module (and may run as
-    # __main__), so a module-level import would be circular.
-    from .cli import parse_time  # noqa: PLC0415
 
     ticks = _kernel(ctx).backfill(
         args.schedule_id,
-        parse_time(args.start),
-        parse_time(args.end),
+        parse_iso(args.start, "--from"),
+        parse_iso(args.end, "--to"),
         dry_run=args.dry_run,
         max_runs=args.max_runs,
         requested_by="cli",

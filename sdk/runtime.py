@@ -49,10 +49,11 @@ from arcoflow.kernel import (
     RunRow,
     StoreError,
     TickRow,
+    describe,
+    iso,
     parse_duration,
 )
 from arcoflow.kernel import views as v
-from arcoflow.kernel.decide import iso
 
 from .plugins import Plugins
 from .types import Launch, Launched, RunState
@@ -237,7 +238,7 @@ class Runtime:
 
     def _error(self, report: CycleReport, kind: FailedItem, subject: str, exc: Exception) -> None:
         """An unexpected error on one item: logged with its traceback, reported, skipped."""
-        failure = Failure(kind, subject, f"{type(exc).__name__}: {exc}")
+        failure = Failure(kind, subject, describe(exc))
         if isinstance(exc, ArcoflowError):
             log.warning("%s %s: %s", kind, subject, failure.reason)
         else:

@@ -48,10 +48,10 @@ from arcoflow.kernel import (
     PushMessage,
     Refused,
     SourceDefinition,
+    iso,
 )
-from arcoflow.kernel.decide import iso
 
-from .types import Register
+from .types import Register, Subparsers
 
 if TYPE_CHECKING:
     from .plugins import Plugins
@@ -484,11 +484,9 @@ def config_value(
 
 # -- the CLI command -----------------------------------------------------------------------------
 
-Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
-
 
 def add_source_commands(
-    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    subparsers: Subparsers,
     register: Register,
 ) -> None:
     """Add ``sources`` to the ``arcoflow`` CLI (it reads the store's status file, so the store
