@@ -80,7 +80,6 @@ from .times import iso, parse_iso
 from .values import DEFAULT_PAGE, MAX_PAGE, check_limit
 
 __all__ = [
-    "decide",
     "DEFAULT_PAGE",
     "EVAL_STATUSES",
     "MAX_PAGE",
@@ -150,6 +149,7 @@ __all__ = [
     "UnstorableValue",
     "Verification",
     "check_limit",
+    "decide",
     "derived_id",
     "describe",
     "events",
