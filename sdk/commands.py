@@ -18,6 +18,7 @@ a cron job running it notices. ``run --metrics-port N`` serves Prometheus metric
 ``http://127.0.0.1:N/metrics`` (``--metrics-host`` to listen elsewhere; needs
 ``arcoflow[metrics]``).
 """
+
 from __future__ import annotations
 
 import argparse
