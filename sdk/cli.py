@@ -26,8 +26,6 @@ from datetime import UTC, datetime
 from typing import Any, Final, NoReturn, TextIO
 
 from arcoflow.kernel import (
-    DEFAULT_PAGE,
-    MAX_PAGE,
     RUN_STATUSES,
     TICK_STATUSES,
     Appended,
@@ -504,12 +502,7 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p.add_argument("tick_id")
     p = add("missed", cmd_missed, "summaries of ticks dropped by catch-up limits", "read")
     p.add_argument("schedule_id")
-    p.add_argument(
-        "--limit",
-        type=int,
-        default=DEFAULT_PAGE,
-        help=f"at most N rows (1-{MAX_PAGE}, default {DEFAULT_PAGE})",
-    )
+    add_limit(p)
     p = add(
         "evaluate", cmd_evaluate, "one evaluation cycle: due schedules and poll sensors", "write"
     )
@@ -554,12 +547,7 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p.add_argument("status", choices=("succeeded", "failed"))
     p.add_argument("--detail")
     p = add("conflicts", cmd_conflicts, "run-key conflicts: same key, different request", "read")
-    p.add_argument(
-        "--limit",
-        type=int,
-        default=DEFAULT_PAGE,
-        help=f"at most N rows (1-{MAX_PAGE}, default {DEFAULT_PAGE})",
-    )
+    add_limit(p)
     add("verify", cmd_verify, "replay the log and compare with the stored state", "read")
     return parser, sub, commands
 

@@ -21,10 +21,11 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from arcoflow.kernel import DEFAULT_PAGE, MAX_PAGE, Kernel, parse_iso
+from arcoflow.kernel import Kernel, parse_iso
 from arcoflow.kernel import views as v
 from arcoflow.kernel.views import JSON
 
+from .arguments import add_limit
 from .types import CommandHandler, Register, StoreUse, Subparsers
 
 __all__ = ["add_operator_commands"]
@@ -46,12 +47,7 @@ def add_operator_commands(
     p = add("history", cmd_history, "changes made to a schedule or sensor, newest first", "read")
     p.add_argument("kind", choices=("schedule", "sensor"))
     p.add_argument("id")
-    p.add_argument(
-        "--limit",
-        type=int,
-        default=DEFAULT_PAGE,
-        help=f"at most N rows (1-{MAX_PAGE}, default {DEFAULT_PAGE})",
-    )
+    add_limit(p)
     p.add_argument("--before", type=int, metavar="SEQ", help="page: changes older than this seq")
     text = "set a poll sensor's cursor, at the state_version you read (compare-and-set)"
     p = add("set-cursor", cmd_set_cursor, text)
