@@ -20,10 +20,10 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import Any, Final, NoReturn, TextIO
+from typing import Any, Final, NoReturn, TextIO, TypeVar
 
 from arcoflow.kernel import (
     RUN_STATUSES,
@@ -65,6 +65,8 @@ from .stdout import document_stdout
 from .types import CommandHandler, StoreUse
 
 __all__ = ["StoreUse", "main"]
+
+_R = TypeVar("_R")
 
 #: The LMDB data file whose presence tells an existing store from a typo.
 #: Definitions per ``Kernel.apply`` call of ``arcoflow apply`` (progress shows between them).
@@ -132,6 +134,14 @@ def _table(rows: list[JSON], columns: Sequence[str] | None) -> str:
     return "\n".join(lines)
 
 
+def _list(
+    ctx: Mapping[str, Any], rows: Iterable[_R], as_json: Callable[[_R], JSON], kind: str
+) -> int:
+    """Print ``rows`` (one JSON list with ``--json``, else a table of the view's columns)."""
+    ctx["out"]([as_json(r) for r in rows], kind)
+    return 0
+
+
 def _json_arg(text: str | None, what: str) -> Any:
     """The JSON value of an argument, held to the kernel's JSON rules (no NaN, 64-bit ints)."""
     if text is None:
@@ -159,8 +169,7 @@ def cmd_apply(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     definitions = load_definitions(args.file)
     ctx["plugins"].require_definitions(definitions, args.file)
     changes = apply_with_progress(_kernel(ctx), definitions, Progress("apply", "definitions"))
-    ctx["out"]([v.change_json(c) for c in changes], "change")
-    return 0
+    return _list(ctx, changes, v.change_json, "change")
 
 
 def apply_with_progress(kernel: Kernel, definitions: Definitions, progress: Progress) -> list[Any]:
@@ -183,8 +192,7 @@ def apply_with_progress(kernel: Kernel, definitions: Definitions, progress: Prog
 
 def cmd_schedules(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     rows = _kernel(ctx).schedules(include_deleted=args.all)
-    ctx["out"]([v.schedule_json(r) for r in rows], "schedule")
-    return 0
+    return _list(ctx, rows, v.schedule_json, "schedule")
 
 
 def _lifecycle(kind: str, on: str, args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -210,8 +218,7 @@ def cmd_ticks(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     rows = _kernel(ctx).ticks(
         args.schedule_id, status=args.status, limit=args.limit, before=args.before
     )
-    ctx["out"]([v.tick_json(r) for r in rows], "tick")
-    return 0
+    return _list(ctx, rows, v.tick_json, "tick")
 
 
 def cmd_tick(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -222,8 +229,7 @@ def cmd_tick(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 def cmd_missed(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     _kernel(ctx).schedule(args.schedule_id)
     rows = _kernel(ctx).missed(args.schedule_id, limit=args.limit)
-    ctx["out"]([v.missed_json(r) for r in rows], "missed")
-    return 0
+    return _list(ctx, rows, v.missed_json, "missed")
 
 
 def cmd_evaluate(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -252,14 +258,12 @@ def cmd_preview(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         ticks = preview(defs[args.schedule_id], count=args.count, start=start)  # no store needed
     else:
         ticks = _kernel(ctx).preview(args.schedule_id, count=args.count, start=start)
-    ctx["out"]([v.preview_json(t) for t in ticks], "preview")
-    return 0
+    return _list(ctx, ticks, v.preview_json, "preview")
 
 
 def cmd_sensors(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     rows = _kernel(ctx).sensors(include_deleted=args.all)
-    ctx["out"]([v.sensor_json(r) for r in rows], "sensor")
-    return 0
+    return _list(ctx, rows, v.sensor_json, "sensor")
 
 
 def cmd_sensor(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -269,8 +273,7 @@ def cmd_sensor(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 def cmd_evals(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     _kernel(ctx).sensor(args.sensor_id)
     rows = _kernel(ctx).evaluations(args.sensor_id, limit=args.limit, before=args.before)
-    ctx["out"]([v.eval_json(r) for r in rows], "evaluation")
-    return 0
+    return _list(ctx, rows, v.eval_json, "evaluation")
 
 
 def cmd_push(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -290,8 +293,7 @@ def cmd_runs(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         ctx["out"](v.run_json(kernel.run(validate_run_id(args.run_id))), "run")
         return 0
     rows = kernel.runs(limit=args.limit, before=args.before, status=args.status)
-    ctx["out"]([v.run_json(r) for r in rows], "run")
-    return 0
+    return _list(ctx, rows, v.run_json, "run")
 
 
 def cmd_request(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -316,8 +318,7 @@ def cmd_complete(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 def cmd_conflicts(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     rows = _kernel(ctx).conflicts(limit=args.limit)
-    ctx["out"]([v.conflict_json(r) for r in rows], "conflict")
-    return 0
+    return _list(ctx, rows, v.conflict_json, "conflict")
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:

@@ -295,20 +295,24 @@ def _sequence(before: str | None) -> int | None:
     return None if before is None else int(before)
 
 
-def _schedules(req: Request) -> Reply:
-    def key(r: Any) -> str:
-        return str(r.schedule_id)
+def _by_id(
+    kind: str,
+    rows: Callable[[Kernel], Sequence[_T]],
+    key: Callable[[_T], str],
+    view: Callable[[_T], _V],
+) -> Handler:
+    """The handler of ``GET /{kind}``: every definition of that kind, paged by id (the kernel
+    returns them all, sorted by id; a page is the ids after the cursor)."""
 
-    rows = req.kernel.schedules()
-    return _page(
-        req,
-        "schedules",
-        "",
-        lambda b, n: _after(rows, key, b, n),
-        key,
-        views.schedule_view,
-        "/schedules",
-    )
+    def handler(req: Request) -> Reply:
+        every = rows(req.kernel)
+        return _page(req, kind, "", lambda b, n: _after(every, key, b, n), key, view, f"/{kind}")
+
+    return handler
+
+
+_schedules = _by_id("schedules", Kernel.schedules, lambda r: r.schedule_id, views.schedule_view)
+_sensors = _by_id("sensors", Kernel.sensors, lambda r: r.sensor_id, views.sensor_view)
 
 
 def _schedule(req: Request) -> Reply:
@@ -332,22 +336,6 @@ def _ticks(req: Request) -> Reply:
 
 def _tick(req: Request) -> Reply:
     return Reply(200, views.tick_detail_view(req.kernel.tick(req.params["tick_id"])))
-
-
-def _sensors(req: Request) -> Reply:
-    def key(r: Any) -> str:
-        return str(r.sensor_id)
-
-    rows = req.kernel.sensors()
-    return _page(
-        req,
-        "sensors",
-        "",
-        lambda b, n: _after(rows, key, b, n),
-        key,
-        views.sensor_view,
-        "/sensors",
-    )
 
 
 def _sensor(req: Request) -> Reply:
