@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -128,15 +127,6 @@ def open_store(kind: str, path: str, **options: Any) -> Store:
     if kind == "memory":
         return MemoryStore()
     return LmdbStore(path, **options)
-
-
-@contextmanager
-def kernel_on(kind: str, path: str, **options: Any) -> Iterator[Kernel]:
-    store = open_store(kind, path, **options)
-    try:
-        yield Kernel(store)
-    finally:
-        store.close()
 
 
 def all_ticks(kernel: Kernel, schedule_id: str) -> list[TickRow]:

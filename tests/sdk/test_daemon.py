@@ -124,7 +124,14 @@ def _assert_nothing_lost(store_dir: str, marker: Path) -> None:
         store.close()
 
 
-def _sigterm_mid_cycle(proc: subprocess.Popen[str], marker: Path) -> tuple[int, str, str]:
+def _sigterm_mid_cycle(
+    command: list[str], env: dict[str, str], marker: Path
+) -> tuple[int, str, str]:
+    """Start ``command``, send SIGTERM once its first launch has begun (``marker`` says
+    ``start 1``), and return its exit code, stdout and stderr."""
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         _wait_for(proc, marker, "start 1")
         proc.send_signal(signal.SIGTERM)
@@ -142,14 +149,11 @@ def test_an_embedded_daemon_stops_cleanly_on_sigterm_mid_cycle(
     marker = tmp_path / "marker"
     site = _plugin_dir(tmp_path, installed=False)  # registered in code by the embedder
     env = os.environ | {"PYTHONPATH": str(site)}
-    proc = subprocess.Popen(
+    code, out, err = _sigterm_mid_cycle(
         [sys.executable, "-c", EMBEDDED_DAEMON, store_dir, str(_definitions(tmp_path, marker))],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        env,
+        marker,
     )
-    code, out, err = _sigterm_mid_cycle(proc, marker)
     assert code == 0, err
     assert "SIGTERM: finishing the cycle in flight" in err
     assert out.split()[:3] == ["change", "evaluation", "launch"]
@@ -163,14 +167,11 @@ def test_the_run_command_stops_cleanly_on_sigterm_mid_cycle(tmp_path: Path, stor
     marker = tmp_path / "marker"
     env = os.environ | {"PYTHONPATH": str(_plugin_dir(tmp_path))}
     config = _definitions(tmp_path, marker)
-    proc = subprocess.Popen(
+    code, out, err = _sigterm_mid_cycle(
         [arcoflow, "--store", store_dir, "run", "--config", str(config), "--interval", "0.2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        env,
+        marker,
     )
-    code, out, err = _sigterm_mid_cycle(proc, marker)
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == "change      sensor slow created (v1)"
