@@ -7,9 +7,9 @@ changes by scanning hour by hour and bisecting to the second, without the kernel
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -86,14 +86,8 @@ def walk(
 ) -> list[Tick]:
     """The kernel's ticks with ``start < at <= end``, by repeated ``next_tick``."""
     c, z = parse_cron(cron), zone(tz)
-    ticks: list[Tick] = []
-    at = start
-    while True:
-        tick = next_tick(c, z, at, DstGap(gap), DstFold(fold))
-        if tick.at > end:
-            return ticks
-        ticks.append(tick)
-        at = tick.at
+    step = partial(next_tick, c, z, gap=DstGap(gap), fold=DstFold(fold))
+    return _repeat(step, start, lambda at: at <= end)
 
 
 def walk_back(
@@ -106,15 +100,17 @@ def walk_back(
 ) -> list[Tick]:
     """The same ticks by repeated ``prev_tick`` from ``end + 1``, returned oldest first."""
     c, z = parse_cron(cron), zone(tz)
+    step = partial(prev_tick, c, z, gap=DstGap(gap), fold=DstFold(fold))
+    return _repeat(step, end + 1, lambda at: at > start)[::-1]
+
+
+def _repeat(step: Callable[[int], Tick], at: int, inside: Callable[[int], bool]) -> list[Tick]:
+    """``step`` applied from ``at`` to each tick it gives, while the ticks stay ``inside``."""
     ticks: list[Tick] = []
-    at = end + 1
-    while True:
-        tick = prev_tick(c, z, at, DstGap(gap), DstFold(fold))
-        if tick.at <= start:
-            ticks.reverse()
-            return ticks
+    while inside((tick := step(at)).at):
         ticks.append(tick)
         at = tick.at
+    return ticks
 
 
 def schedule(

@@ -187,25 +187,7 @@ def test_run_once_applies_the_file_and_reports_one_json_document(
     env = os.environ | {"PYTHONPATH": str(_plugin_dir(tmp_path))}
     config = _definitions(tmp_path, marker)
     config.write_text(config.read_text().replace("sleep = 1.5", "sleep = 0"))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "arcoflow.sdk.cli",
-            "--store",
-            store_dir,
-            "--json",
-            "run",
-            "--config",
-            str(config),
-            "--once",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _cli(env, "--store", store_dir, "--json", "run", "--config", str(config), "--once")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert [c["action"] for c in document["changes"]] == ["created"]
@@ -218,14 +200,7 @@ def test_the_plugins_command_lists_installed_plugins_and_their_hooks(
     tmp_path: Path, store_dir: str
 ) -> None:
     env = os.environ | {"PYTHONPATH": str(_plugin_dir(tmp_path))}
-    done = subprocess.run(
-        [sys.executable, "-m", "arcoflow.sdk.cli", "--store", store_dir, "--json", "plugins"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _cli(env, "--store", store_dir, "--json", "plugins")
     assert done.returncode == 0, done.stderr
     plugins = {p["name"]: p for p in json.loads(done.stdout)}
     assert plugins["slowplug"] == {
@@ -240,15 +215,20 @@ def test_the_plugins_command_lists_installed_plugins_and_their_hooks(
         "arcoflow_run_state",
         "arcoflow_check_config",
     ]
-    table = subprocess.run(
-        [sys.executable, "-m", "arcoflow.sdk.cli", "--store", store_dir, "plugins"],
-        env=env | {"ARCOFLOW_DISABLE_PLUGINS": "http"},
+    table = _cli(env | {"ARCOFLOW_DISABLE_PLUGINS": "http"}, "--store", store_dir, "plugins").stdout
+    assert "slowplug    poll" in table and "http" not in table
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``arcoflow ARGS`` in a child process with ``env``; its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "arcoflow.sdk.cli", *args],
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-    ).stdout
-    assert "slowplug    poll" in table and "http" not in table
+    )
 
 
 def _daemon_kernel_setup(tmp_path: Path) -> tuple[Path, Plugins, MemoryLauncher]:
