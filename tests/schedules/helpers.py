@@ -83,25 +83,15 @@ def walk(
     end: int,
     gap: DstGap | str = DstGap.TRANSITION,
     fold: DstFold | str = DstFold.FIRST,
+    *,
+    back: bool = False,
 ) -> list[Tick]:
-    """The kernel's ticks with ``start < at <= end``, by repeated ``next_tick``."""
-    c, z = parse_cron(cron), zone(tz)
-    step = partial(next_tick, c, z, gap=DstGap(gap), fold=DstFold(fold))
-    return _repeat(step, start, lambda at: at <= end)
-
-
-def walk_back(
-    cron: str,
-    tz: str,
-    start: int,
-    end: int,
-    gap: DstGap | str = DstGap.TRANSITION,
-    fold: DstFold | str = DstFold.FIRST,
-) -> list[Tick]:
-    """The same ticks by repeated ``prev_tick`` from ``end + 1``, returned oldest first."""
-    c, z = parse_cron(cron), zone(tz)
-    step = partial(prev_tick, c, z, gap=DstGap(gap), fold=DstFold(fold))
-    return _repeat(step, end + 1, lambda at: at > start)[::-1]
+    """The kernel's ticks with ``start < at <= end``, oldest first: by repeated ``next_tick``
+    from ``start``, or with ``back`` by repeated ``prev_tick`` from ``end + 1``."""
+    c, z, how = parse_cron(cron), zone(tz), {"gap": DstGap(gap), "fold": DstFold(fold)}
+    if back:
+        return _repeat(partial(prev_tick, c, z, **how), end + 1, lambda at: at > start)[::-1]
+    return _repeat(partial(next_tick, c, z, **how), start, lambda at: at <= end)
 
 
 def _repeat(step: Callable[[int], Tick], at: int, inside: Callable[[int], bool]) -> list[Tick]:
