@@ -490,11 +490,25 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
 
     p = add("apply", cmd_apply, "upsert the schedules and sensors a TOML file declares", "write")
     p.add_argument("file")
-    p = add("schedules", cmd_schedules, "list schedules with their state", "read")
-    p.add_argument("--all", action="store_true", help="include deleted schedules")
-    p = add("schedule", cmd_schedule, "show, enable, disable or delete a schedule", _show_reads)
-    p.add_argument("action", choices=("show", "enable", "disable", "delete"))
-    p.add_argument("id")
+
+    def definitions(
+        kind: str, listing: CommandHandler, text: str, one: CommandHandler, verbs: tuple[str, ...]
+    ) -> None:
+        """``KINDs`` (the list) and ``KIND VERB ID`` (show and the lifecycle verbs)."""
+        p = add(f"{kind}s", listing, text, "read")
+        p.add_argument("--all", action="store_true", help=f"include deleted {kind}s")
+        actions = ("show", *verbs, "delete")
+        p = add(kind, one, f"{', '.join(actions[:-1])} or delete a {kind}", _show_reads)
+        p.add_argument("action", choices=actions)
+        p.add_argument("id")
+
+    definitions(
+        "schedule",
+        cmd_schedules,
+        "list schedules with their state",
+        cmd_schedule,
+        ("enable", "disable"),
+    )
     p = add("ticks", cmd_ticks, "a schedule's ticks, newest first", "read")
     p.add_argument("schedule_id")
     p.add_argument("--status", choices=TICK_STATUSES)
@@ -518,13 +532,8 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--from", dest="start", metavar="ISO-8601", help="start (default: now)")
     p.add_argument("--file", metavar="FILE.toml", help="preview a definition not yet applied")
-    p = add(
-        "sensors", cmd_sensors, "list sensors with cursor, version, failures, next eval", "read"
-    )
-    p.add_argument("--all", action="store_true", help="include deleted sensors")
-    p = add("sensor", cmd_sensor, "show, start, stop or delete a sensor", _show_reads)
-    p.add_argument("action", choices=("show", "start", "stop", "delete"))
-    p.add_argument("id")
+    text = "list sensors with cursor, version, failures, next eval"
+    definitions("sensor", cmd_sensors, text, cmd_sensor, ("start", "stop"))
     p = add("evals", cmd_evals, "a sensor's evaluations, newest first", "read")
     p.add_argument("sensor_id")
     _limit_args(p, "EVAL_ID")
