@@ -44,20 +44,17 @@ from arcoflow.kernel import (
     Kernel,
     LmdbStore,
     MemoryStore,
-    Pending,
     RunTemplate,
     ScheduleDefinition,
     Store,
-    decide,
 )
 from arcoflow.kernel.codec import Envelope
 from arcoflow.kernel.cron import next_tick, parse_cron, zone
-from arcoflow.kernel.decide import tick_id
-from arcoflow.kernel.events import TickRecorded
 from arcoflow.kernel.rows import Table
 from croniter import croniter
 
 from benchmarks import _retention, append_targets, http_targets, postgres_targets
+from benchmarks.fill import T0, define_all, record_minutely_ticks
 from benchmarks.pairs import Pair, Sampler, Unavailable, timed
 
 __all__ = [
@@ -76,7 +73,6 @@ __all__ = [
 PG_APPENDS = postgres_targets.PG_APPENDS
 postgres = postgres_targets.postgres
 
-T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
 HOUR = 3600
 DAY = 86400
 
@@ -204,23 +200,7 @@ def _replay(quick: bool, stack: contextlib.ExitStack) -> Pair:
     store = stack.enter_context(LmdbStore(path, durable=False))
     kernel = Kernel(store)
     kernel.define_schedule(ScheduleDefinition("minutely", "* * * * *", RunTemplate("etl")), T0)
-    for lo in range(0, events - 1, 1000):
-        batch = [
-            Pending(
-                f"report/tick/{i}",
-                TickRecorded(
-                    tick_id("minutely", T0 + 60 * i),
-                    "minutely",
-                    T0 + 60 * i,
-                    "TRIGGERED",
-                    definition_version=1,
-                    attempt=1,
-                    run_keys=(f"schedule:minutely:{i}",),
-                ),
-            )
-            for i in range(lo, min(events - 1, lo + 1000))
-        ]
-        store.append(batch, T0 + 60 * lo)
+    record_minutely_ticks(store, events - 1, prefix="report")
     shared = store._env  # the raw environment: the baseline reads the LOG table directly
     log_db = shared.dbs[Table.LOG]
     decoder = msgspec.msgpack.Decoder(Envelope)
@@ -285,16 +265,16 @@ def _kib(kib: float) -> str:
 def _define(store: Store, kernel: Kernel, idle: int, due: int) -> None:
     """``idle`` daily-at-midnight schedules (defined 1,000 per transaction) and ``due`` hourly
     ones, so that each evaluation between 01:00 and 23:00 has exactly ``due`` ticks."""
-    batch: list[Pending] = []
-    for i in range(idle + due):
-        cron = "0 * * * *" if i < due else "0 0 * * *"
-        definition = ScheduleDefinition(f"s-{i:06d}", cron, RunTemplate("etl"))
-        batch += decide.define_schedule(None, definition, T0 + 1)
-        if len(batch) >= 1000:
-            store.append(batch, T0 + 1)
-            batch = []
-    if batch:
-        store.append(batch, T0 + 1)
+    define_all(
+        store,
+        (
+            ScheduleDefinition(
+                f"s-{i:06d}", "0 * * * *" if i < due else "0 0 * * *", RunTemplate("etl")
+            )
+            for i in range(idle + due)
+        ),
+        T0 + 1,
+    )
     assert kernel.due_schedules(T0 + HOUR + 5)[:1] == ["s-000000"]
 
 

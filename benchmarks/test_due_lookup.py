@@ -10,25 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from _bench import Ratios, best_of, min_seconds
-from arcoflow.kernel import Kernel, LmdbStore, RunTemplate, ScheduleDefinition, decide
-from arcoflow.kernel.store.base import Pending
+from arcoflow.kernel import Kernel, LmdbStore, RunTemplate, ScheduleDefinition
+from fill import T0, define_all
 
-T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
 HOUR = 3600
 
 
 def _store(path: str, idle: int) -> tuple[LmdbStore, Kernel]:
     store = LmdbStore(path, durable=False)
     kernel = Kernel(store)
-    batch: list[Pending] = []
-    for i in range(idle):  # defined in batches of 1,000 per transaction
-        definition = ScheduleDefinition(f"idle-{i:05d}", "0 0 * * *", RunTemplate("etl"))
-        batch += decide.define_schedule(None, definition, T0 + 1)
-        if len(batch) >= 1000:
-            store.append(batch, T0 + 1)
-            batch = []
-    if batch:
-        store.append(batch, T0 + 1)
+    idle_ones = (
+        ScheduleDefinition(f"idle-{i:05d}", "0 0 * * *", RunTemplate("etl")) for i in range(idle)
+    )
+    define_all(store, idle_ones, T0 + 1)
     kernel.define_schedule(ScheduleDefinition("hourly", "0 * * * *", RunTemplate("etl")), T0 + 1)
     return store, kernel
 

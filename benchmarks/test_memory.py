@@ -13,11 +13,8 @@ from typing import Any
 
 from _bench import Ratios, best_of, min_seconds
 from arcoflow.kernel import Kernel, LmdbStore, Pending, RunTemplate, ScheduleDefinition
-from arcoflow.kernel.decide import tick_id
-from arcoflow.kernel.events import ScheduleAdvanced, TickRecorded
-
-T0 = 1_735_689_600  # 2025-01-01T00:00:00Z
-BATCH = 1000
+from arcoflow.kernel.events import ScheduleAdvanced
+from fill import T0, record_minutely_ticks
 
 
 def _history(path: str, ticks: int) -> tuple[LmdbStore, Kernel, int]:
@@ -25,23 +22,7 @@ def _history(path: str, ticks: int) -> tuple[LmdbStore, Kernel, int]:
     store = LmdbStore(path, durable=False)
     kernel = Kernel(store)
     kernel.define_schedule(ScheduleDefinition("minutely", "* * * * *", RunTemplate("etl")), T0)
-    for lo in range(0, ticks, BATCH):
-        batch = [
-            Pending(
-                f"bench/tick/{i}",
-                TickRecorded(
-                    tick_id("minutely", T0 + 60 * i),
-                    "minutely",
-                    T0 + 60 * i,
-                    "TRIGGERED",
-                    definition_version=1,
-                    attempt=1,
-                    run_keys=(f"schedule:minutely:{i}",),
-                ),
-            )
-            for i in range(lo, min(ticks, lo + BATCH))
-        ]
-        store.append(batch, T0 + 60 * lo)
+    record_minutely_ticks(store, ticks)
     last = T0 + 60 * (ticks - 1)
     version = kernel.schedule("minutely").state_version
     advance = ScheduleAdvanced("minutely", version, last, last + 60)

@@ -5,7 +5,7 @@
 []
 """
 
-from . import values, views
+from . import decide, events, rebuild, rows, snapshot, store, values, views
 from .codec import SCHEMA_VERSION, Codec, Envelope
 from .compact import Compaction
 from .cron import DstFold, DstGap
@@ -48,6 +48,7 @@ from .errors import (
     UnknownTimezone,
     UnstorableValue,
 )
+from .events import EVAL_STATUSES, TICK_STATUSES, EvalStatus, TickStatus
 from .kernel import (
     BackfillTick,
     Change,
@@ -59,27 +60,40 @@ from .kernel import (
     Refused,
     Requested,
     TickDetail,
+    preview,
 )
-from .outcomes import Failed, FailureKind
+from .outcomes import Failed, FailureKind, describe, guarded, run_requests
 from .retention import RetentionPolicy
 from .rows import (
+    RUN_STATUSES,
     ConflictRow,
     EvalRow,
     HistoryRow,
     MissedRow,
     RunRow,
+    RunStatus,
     ScheduleRow,
     SensorRow,
+    Table,
     TickRow,
+    from_u64,
 )
-from .runs import validate_run_id
-from .store.base import Pending, Store
+from .runs import derived_id, run_id, validate_run_id
+from .store.base import Appended, Pending, ReadTxn, Store
 from .store.lmdb import LmdbStore
 from .store.memory import MemoryStore
+from .times import iso, parse_iso
+from .values import DEFAULT_PAGE, MAX_PAGE, check_limit
 from .verify import Verification
 
 __all__ = [
+    "DEFAULT_PAGE",
+    "EVAL_STATUSES",
+    "MAX_PAGE",
+    "RUN_STATUSES",
     "SCHEMA_VERSION",
+    "TICK_STATUSES",
+    "Appended",
     "ArcoflowError",
     "BackfillTick",
     "Backoff",
@@ -96,6 +110,7 @@ __all__ = [
     "DstGap",
     "Envelope",
     "EvalRow",
+    "EvalStatus",
     "Failed",
     "FailureKind",
     "FutureSchemaVersion",
@@ -119,11 +134,13 @@ __all__ = [
     "Pruning",
     "PushItem",
     "PushMessage",
+    "ReadTxn",
     "Refused",
     "Requested",
     "RetentionPolicy",
     "RunRequest",
     "RunRow",
+    "RunStatus",
     "RunTemplate",
     "ScheduleDefinition",
     "ScheduleRow",
@@ -136,16 +153,34 @@ __all__ = [
     "StoreFull",
     "StoreNotFound",
     "StoreUnavailable",
+    "Table",
     "TickContext",
     "TickDetail",
     "TickResult",
     "TickRow",
+    "TickStatus",
     "UnknownTimezone",
     "UnstorableValue",
     "Verification",
+    "check_limit",
+    "decide",
+    "derived_id",
+    "describe",
+    "events",
+    "from_u64",
+    "guarded",
+    "iso",
     "load_definitions",
     "parse_definitions",
     "parse_duration",
+    "parse_iso",
+    "preview",
+    "rebuild",
+    "rows",
+    "run_id",
+    "run_requests",
+    "snapshot",
+    "store",
     "validate_run_id",
     "values",
     "views",

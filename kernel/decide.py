@@ -56,6 +56,7 @@ from .outcomes import Failed, FailureKind
 from .rows import RunRow, ScheduleRow, SensorRow
 from .runs import derived_id, request_run
 from .store.base import Pending
+from .times import iso
 
 __all__ = [
     "MAX_BACKFILL",
@@ -73,7 +74,6 @@ __all__ = [
     "delete_sensor",
     "ingest",
     "is_due",
-    "iso",
     "launch_failed",
     "launched",
     "plan_ticks",
@@ -93,11 +93,6 @@ _R = TypeVar("_R", PollResult, TickResult, Sequence[RunRequest])
 
 #: Longest push message id accepted (it is part of an idempotency key).
 MAX_MESSAGE_ID = 256
-
-
-def iso(at: int) -> str:
-    """``2026-11-22T06:30:00Z`` for epoch seconds."""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def tick_id(schedule_id: str, at: int) -> str:

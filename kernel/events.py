@@ -11,7 +11,7 @@ database or the cron library of the machine that replays it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
@@ -19,6 +19,8 @@ from .definitions import ScheduleDefinition, SensorDefinition
 from .retention import RetentionPolicy
 
 __all__ = [
+    "EVAL_STATUSES",
+    "TICK_STATUSES",
     "Cursor",
     "Event",
     "ExpiredKey",
@@ -50,6 +52,9 @@ __all__ = [
 
 TickStatus = Literal["TRIGGERED", "SKIPPED", "FAILED"]
 EvalStatus = Literal["REQUESTED", "NO_DATA", "SKIPPED", "FAILED", "REFUSED"]
+#: The statuses as tuples, for argument choices and checks (taken from the types, never copied).
+TICK_STATUSES: Final[tuple[TickStatus, ...]] = get_args(TickStatus)
+EVAL_STATUSES: Final[tuple[EvalStatus, ...]] = get_args(EvalStatus)
 
 
 class _Event(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=False):

@@ -39,7 +39,7 @@ from .definitions import (
     validate_id,
 )
 from .errors import Conflict, CorruptRecord, InputError, NotFound, Pruned
-from .events import Cursor, RetentionSet, RunClaimed, RunRequested, TickRecorded
+from .events import TICK_STATUSES, Cursor, RetentionSet, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
 from .outcomes import Failed, failed_from, guarded, run_requests
 from .pruning import plan_prune, store_policy
@@ -76,6 +76,7 @@ from .store.base import (
     idem_seq,
     original_batch,
 )
+from .times import iso
 from .values import (
     MAX_TIME,
     check_bool,
@@ -83,6 +84,7 @@ from .values import (
     check_id,
     check_int,
     check_json,
+    check_limit,
     check_text,
     check_time,
 )
@@ -457,8 +459,8 @@ class Kernel:
             if sid != schedule_id:
                 raise InputError(f"tick {before!r} is not a tick of schedule {schedule_id!r}")
             stop = key(sid, at)
-        if status is not None and status not in ("TRIGGERED", "SKIPPED", "FAILED"):
-            raise InputError(f"status {status!r} is not one of TRIGGERED, SKIPPED, FAILED")
+        if status is not None and status not in TICK_STATUSES:
+            raise InputError(f"status {status!r} is not one of {', '.join(TICK_STATUSES)}")
         _limit(limit)
         rows: list[TickRow] = []
         with self.store.read() as txn:
@@ -492,7 +494,7 @@ class Kernel:
         if mark is not None and at < mark.before:
             raise Pruned(
                 f"{what} was pruned: the history of {kind} {owner!r} before "
-                f"{decide.iso(mark.before)} is gone (retention)"
+                f"{iso(mark.before)} is gone (retention)"
             )
 
     def missed(self, schedule_id: str, limit: int = 50) -> list[MissedRow]:
@@ -1356,7 +1358,7 @@ def _push_items(messages: Any) -> list[PushItem]:
 
 
 def _limit(limit: int) -> int:
-    return check_int(limit, "limit", 1, 1000)
+    return check_limit(limit)
 
 
 def _batch(limit: int) -> int:

@@ -12,7 +12,7 @@ import struct
 import uuid
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
@@ -23,6 +23,7 @@ from .runs import dedupe_reason
 
 __all__ = [
     "FINISHED",
+    "RUN_STATUSES",
     "ConflictRow",
     "EvalRow",
     "HistoryChange",
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 RunStatus = Literal["REQUESTED", "LAUNCHED", "SUCCEEDED", "FAILED", "GAVE_UP"]
+#: The run statuses as a tuple, for argument choices and checks.
+RUN_STATUSES: Final[tuple[RunStatus, ...]] = get_args(RunStatus)
 
 
 class _Row(msgspec.Struct, frozen=True):

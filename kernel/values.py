@@ -38,9 +38,11 @@ from typing import Any, Final, TypeVar
 from .errors import InputError, InvalidId
 
 __all__ = [
+    "DEFAULT_PAGE",
     "INT64_MAX",
     "INT64_MIN",
     "MAX_DEPTH",
+    "MAX_PAGE",
     "MAX_TIME",
     "MIN_TIME",
     "check_bool",
@@ -49,6 +51,7 @@ __all__ = [
     "check_id",
     "check_int",
     "check_json",
+    "check_limit",
     "check_text",
     "check_time",
     "json_problem",
@@ -110,6 +113,23 @@ def check_int(value: object, field: str, lo: int = INT64_MIN, hi: int = INT64_MA
     if not (lo <= value <= hi and INT64_MIN <= value <= INT64_MAX):
         raise InputError(f"{field}: {value} is out of range ({lo} to {hi})")
     return value
+
+
+#: The most rows one page of a query holds (the Python API, the CLI and the HTTP API).
+MAX_PAGE: Final = 1000
+#: The rows a page holds when the caller does not say (the CLI and the HTTP API).
+DEFAULT_PAGE: Final = 50
+
+
+def check_limit(value: object, field: str = "limit") -> int:
+    """A page size: an ``int`` in ``1 .. MAX_PAGE``.
+
+    >>> check_limit(1001)
+    Traceback (most recent call last):
+    ...
+    arcoflow.kernel.errors.InputError: limit: 1001 is out of range (1 to 1000)
+    """
+    return check_int(value, field, 1, MAX_PAGE)
 
 
 def check_float(value: object, field: str, lo: float, hi: float) -> float:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 
 import msgspec
 
-from .decide import iso, tick_id
+from .decide import tick_id
 from .events import Cursor, EvalStatus, TickStatus
 from .kernel import BackfillTick, Change, PreviewTick, Requested, TickDetail
 from .rows import (
@@ -34,8 +34,10 @@ from .rows import (
     TickRow,
 )
 from .runs import run_id
+from .times import iso
 
 __all__ = [
+    "JSON",
     "VIEWS",
     "BackfillView",
     "ChangeView",
@@ -48,6 +50,7 @@ __all__ = [
     "RequestedView",
     "RunView",
     "ScheduleView",
+    "SensorStatus",
     "SensorView",
     "TickDetailView",
     "TickView",
@@ -82,7 +85,10 @@ __all__ = [
     "to_json",
 ]
 
+#: A JSON object as the views, the CLI and the HTTP API build it (one alias for all of them).
 JSON = dict[str, Any]
+#: What a sensor is doing, as its view shows it.
+SensorStatus = Literal["RUNNING", "STOPPED", "DELETED"]
 #: An instant: ISO-8601 UTC, ending in ``Z`` (the OpenAPI document says ``date-time``).
 Instant = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 
@@ -194,7 +200,7 @@ class SensorView(View, frozen=True):
     sensor_id: str
     type: Literal["push", "poll"]
     connector: str | None
-    status: Literal["RUNNING", "STOPPED", "DELETED"]
+    status: SensorStatus
     health: Literal["OK", "FAILING"]
     cursor: str | None
     cursor_version: int | None
@@ -477,9 +483,7 @@ def missed_view(row: MissedRow) -> MissedView:
 
 def sensor_view(row: SensorRow) -> SensorView:
     d = row.definition
-    status: Literal["RUNNING", "STOPPED", "DELETED"] = (
-        "DELETED" if row.deleted else "RUNNING" if row.running else "STOPPED"
-    )
+    status: SensorStatus = "DELETED" if row.deleted else "RUNNING" if row.running else "STOPPED"
     return SensorView(
         sensor_id=row.sensor_id,
         type=d.type,

@@ -30,8 +30,16 @@ import contextlib
 import importlib.util
 from typing import TYPE_CHECKING, Any, Final
 
-from arcoflow.sdk import InputError, SourceDefinition, hookimpl
-from arcoflow.sdk.sources import Delivery, Sink, config_value, decode_body, id_from_payload
+from arcoflow.sdk import (
+    Delivery,
+    InputError,
+    Sink,
+    SourceDefinition,
+    config_value,
+    decode_body,
+    hookimpl,
+    id_from_payload,
+)
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractIncomingMessage

@@ -29,8 +29,16 @@ import importlib.util
 import time
 from typing import TYPE_CHECKING, Final
 
-from arcoflow.sdk import InputError, SourceDefinition, hookimpl
-from arcoflow.sdk.sources import Delivery, Sink, config_value, decode_body, id_from_payload
+from arcoflow.sdk import (
+    Delivery,
+    InputError,
+    Sink,
+    SourceDefinition,
+    config_value,
+    decode_body,
+    hookimpl,
+    id_from_payload,
+)
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg

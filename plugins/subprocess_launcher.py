@@ -54,8 +54,15 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import IO, Any, Final, NamedTuple
 
-from arcoflow.sdk import Launch, Launched, LaunchError, RunState, hookimpl
-from arcoflow.sdk.runtime import LAUNCH_TIMEOUT_KEY, MAX_ATTEMPTS_KEY
+from arcoflow.sdk import (
+    LAUNCH_TIMEOUT_KEY,
+    MAX_ATTEMPTS_KEY,
+    Launch,
+    Launched,
+    LaunchError,
+    RunState,
+    hookimpl,
+)
 
 __all__ = ["SETTINGS", "SubprocessLauncher", "launcher", "main"]
 

@@ -14,6 +14,10 @@ kernel with :class:`Runtime`.
 """
 
 from arcoflow.kernel import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    RUN_STATUSES,
+    TICK_STATUSES,
     ArcoflowError,
     Conflict,
     Failed,
@@ -27,19 +31,25 @@ from arcoflow.kernel import (
     PollResult,
     PushMessage,
     RunRequest,
+    RunStatus,
     RunTemplate,
     ScheduleDefinition,
     SensorDefinition,
     SourceDefinition,
     TickContext,
     TickResult,
+    check_limit,
+    iso,
     parse_duration,
+    parse_iso,
     validate_run_id,
     views,
 )
-from arcoflow.kernel.rows import RunStatus
+from arcoflow.kernel.views import JSON
 
+from . import metrics
 from .errors import ERROR_KINDS, ErrorKind, error_kind
+from .heartbeat import read_heartbeat, store_heartbeat
 from .hookspecs import hookimpl
 from .plugins import (
     PluginBusy,
@@ -52,13 +62,43 @@ from .plugins import (
     Plugins,
     PluginTimeout,
 )
-from .runtime import CycleReport, Failure, Runtime
-from .sources import Delivery, Sink, Source, SourceRunner, SourceState
-from .types import ConnectorError, Launch, Launched, LaunchError, RunState
+from .runtime import LAUNCH_TIMEOUT_KEY, MAX_ATTEMPTS_KEY, CycleReport, Failure, Runtime
+from .sources import (
+    Delivery,
+    Sink,
+    Source,
+    SourceRunner,
+    SourceState,
+    config_value,
+    decode_body,
+    id_from_payload,
+    read_status,
+    status_row,
+    store_status,
+)
+from .types import (
+    CommandHandler,
+    ConnectorError,
+    Launch,
+    Launched,
+    LaunchError,
+    Register,
+    RunState,
+    StoreUse,
+    Subparsers,
+)
 
 __all__ = [
+    "DEFAULT_PAGE",
     "ERROR_KINDS",
+    "JSON",
+    "LAUNCH_TIMEOUT_KEY",
+    "MAX_ATTEMPTS_KEY",
+    "MAX_PAGE",
+    "RUN_STATUSES",
+    "TICK_STATUSES",
     "ArcoflowError",
+    "CommandHandler",
     "Conflict",
     "ConnectorError",
     "CycleReport",
@@ -87,6 +127,7 @@ __all__ = [
     "PollContext",
     "PollResult",
     "PushMessage",
+    "Register",
     "RunRequest",
     "RunState",
     "RunStatus",
@@ -99,11 +140,25 @@ __all__ = [
     "SourceDefinition",
     "SourceRunner",
     "SourceState",
+    "StoreUse",
+    "Subparsers",
     "TickContext",
     "TickResult",
+    "check_limit",
+    "config_value",
+    "decode_body",
     "error_kind",
     "hookimpl",
+    "id_from_payload",
+    "iso",
+    "metrics",
     "parse_duration",
+    "parse_iso",
+    "read_heartbeat",
+    "read_status",
+    "status_row",
+    "store_heartbeat",
+    "store_status",
     "validate_run_id",
     "views",
 ]

@@ -23,12 +23,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Final, NoReturn, TextIO
+from typing import Any, Final, NoReturn, TextIO, TypeVar
 
 from arcoflow.kernel import (
+    RUN_STATUSES,
+    TICK_STATUSES,
     Definitions,
     InputError,
     Kernel,
@@ -38,17 +40,19 @@ from arcoflow.kernel import (
     ScheduleDefinition,
     SensorDefinition,
     Store,
+    iso,
     load_definitions,
     parse_duration,
+    parse_iso,
+    preview,
     validate_run_id,
 )
 from arcoflow.kernel import views as v
-from arcoflow.kernel.decide import iso
-from arcoflow.kernel.kernel import preview
-from arcoflow.kernel.store import is_postgres_url, open_store
-from arcoflow.kernel.store.reclaim import reclaim
-from arcoflow.kernel.values import check_json, check_time
+from arcoflow.kernel.store import is_postgres_url, open_store, reclaim
+from arcoflow.kernel.values import check_json
+from arcoflow.kernel.views import JSON
 
+from .arguments import add_limit
 from .commands import add_runtime_commands
 from .errors import error_kind
 from .logs import LOG_FORMATS, configure_logging
@@ -58,12 +62,12 @@ from .progress import Progress
 from .runtime import Runtime
 from .sources import add_source_commands
 from .stdout import document_stdout
-from .types import StoreUse
+from .types import CommandHandler, StoreUse
 
 __all__ = ["StoreUse", "main"]
 
-Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
-JSON = dict[str, Any]
+_R = TypeVar("_R")
+
 #: The LMDB data file whose presence tells an existing store from a typo.
 #: Definitions per ``Kernel.apply`` call of ``arcoflow apply`` (progress shows between them).
 _APPLY_CHUNK: Final = 100
@@ -130,16 +134,19 @@ def _table(rows: list[JSON], columns: Sequence[str] | None) -> str:
     return "\n".join(lines)
 
 
-def parse_time(text: str, what: str = "time") -> int:
-    """Epoch seconds from ISO-8601 (``2026-03-08T07:00:00Z``, offsets allowed; naive = UTC),
-    within the range every time must lie in (:func:`arcoflow.kernel.values.check_time`)."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"{text!r} is not an ISO-8601 time such as 2026-03-08T07:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return check_time(moment, what)
+def _list(
+    ctx: Mapping[str, Any],
+    rows: Iterable[_R],
+    as_json: Callable[[_R], JSON],
+    kind: str,
+    pruned: tuple[Kernel, str, str] | None = None,
+) -> int:
+    """Print ``rows`` (one JSON list with ``--json``, else a table of the view's columns);
+    ``pruned``: the kernel, kind and id whose history retention may have cut (a note says so)."""
+    ctx["out"]([as_json(r) for r in rows], kind)
+    if pruned is not None:
+        _pruned_note(*pruned)
+    return 0
 
 
 def _json_arg(text: str | None, what: str) -> Any:
@@ -169,8 +176,7 @@ def cmd_apply(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     definitions = load_definitions(args.file)
     ctx["plugins"].require_definitions(definitions, args.file)
     changes = apply_with_progress(_kernel(ctx), definitions, Progress("apply", "definitions"))
-    ctx["out"]([v.change_json(c) for c in changes], "change")
-    return 0
+    return _list(ctx, changes, v.change_json, "change")
 
 
 def apply_with_progress(kernel: Kernel, definitions: Definitions, progress: Progress) -> list[Any]:
@@ -195,8 +201,7 @@ def apply_with_progress(kernel: Kernel, definitions: Definitions, progress: Prog
 
 def cmd_schedules(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     rows = _kernel(ctx).schedules(include_deleted=args.all)
-    ctx["out"]([v.schedule_json(r) for r in rows], "schedule")
-    return 0
+    return _list(ctx, rows, v.schedule_json, "schedule")
 
 
 def _lifecycle(kind: str, on: str, args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -222,9 +227,9 @@ def cmd_ticks(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     rows = _kernel(ctx).ticks(
         args.schedule_id, status=args.status, limit=args.limit, before=args.before
     )
-    ctx["out"]([v.tick_json(r) for r in rows], "tick")
-    _pruned_note(_kernel(ctx), "schedule", args.schedule_id)
-    return 0
+    return _list(
+        ctx, rows, v.tick_json, "tick", pruned=(_kernel(ctx), "schedule", args.schedule_id)
+    )
 
 
 def _pruned_note(kernel: Kernel, kind: str, item_id: str) -> None:
@@ -247,14 +252,14 @@ def cmd_tick(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 def cmd_missed(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     _kernel(ctx).schedule(args.schedule_id)
     rows = _kernel(ctx).missed(args.schedule_id, limit=args.limit)
-    ctx["out"]([v.missed_json(r) for r in rows], "missed")
-    _pruned_note(_kernel(ctx), "schedule", args.schedule_id)
-    return 0
+    return _list(
+        ctx, rows, v.missed_json, "missed", pruned=(_kernel(ctx), "schedule", args.schedule_id)
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     """One evaluation cycle at ``--now``: due schedules, then due poll sensors (no launches)."""
-    now = parse_time(args.now, "--now") if args.now else None
+    now = parse_iso(args.now, "--now") if args.now else None
     report = Runtime(_kernel(ctx), ctx["plugins"]).evaluate(now)
     out: Output = ctx["out"]
     data = report.to_json()
@@ -270,7 +275,7 @@ def cmd_evaluate(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_preview(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    start = parse_time(args.start, "--from") if args.start else None
+    start = parse_iso(args.start, "--from") if args.start else None
     if args.file:
         defs = {s.id: s for s in load_definitions(args.file).schedules}
         if args.schedule_id not in defs:
@@ -278,14 +283,12 @@ def cmd_preview(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         ticks = preview(defs[args.schedule_id], count=args.count, start=start)  # no store needed
     else:
         ticks = _kernel(ctx).preview(args.schedule_id, count=args.count, start=start)
-    ctx["out"]([v.preview_json(t) for t in ticks], "preview")
-    return 0
+    return _list(ctx, ticks, v.preview_json, "preview")
 
 
 def cmd_sensors(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     rows = _kernel(ctx).sensors(include_deleted=args.all)
-    ctx["out"]([v.sensor_json(r) for r in rows], "sensor")
-    return 0
+    return _list(ctx, rows, v.sensor_json, "sensor")
 
 
 def cmd_sensor(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -295,16 +298,16 @@ def cmd_sensor(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 def cmd_evals(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     _kernel(ctx).sensor(args.sensor_id)
     rows = _kernel(ctx).evaluations(args.sensor_id, limit=args.limit, before=args.before)
-    ctx["out"]([v.eval_json(r) for r in rows], "evaluation")
-    _pruned_note(_kernel(ctx), "sensor", args.sensor_id)
-    return 0
+    return _list(
+        ctx, rows, v.eval_json, "evaluation", pruned=(_kernel(ctx), "sensor", args.sensor_id)
+    )
 
 
 def cmd_push(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     kernel = _kernel(ctx)
     payload = _json_arg(args.payload, "--payload")
     mapper = ctx["plugins"].push_mapper(kernel.sensor(args.sensor_id).definition)
-    now = parse_time(args.now, "--now") if args.now else None
+    now = parse_iso(args.now, "--now") if args.now else None
     result = kernel.ingest(args.sensor_id, args.message_id, payload, now, connector=mapper)
     ctx["out"](
         {"duplicate": result.duplicate, "evaluation": v.eval_json(result.evaluation)}, "push"
@@ -318,9 +321,7 @@ def cmd_runs(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
         ctx["out"](v.run_json(kernel.run(validate_run_id(args.run_id))), "run")
         return 0
     rows = kernel.runs(limit=args.limit, before=args.before, status=args.status)
-    ctx["out"]([v.run_json(r) for r in rows], "run")
-    _pruned_note(kernel, "store", "runs")
-    return 0
+    return _list(ctx, rows, v.run_json, "run", pruned=(kernel, "store", "runs"))
 
 
 def cmd_request(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
@@ -345,15 +346,15 @@ def cmd_complete(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 def cmd_conflicts(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     rows = _kernel(ctx).conflicts(limit=args.limit)
-    ctx["out"]([v.conflict_json(r) for r in rows], "conflict")
-    _pruned_note(_kernel(ctx), "store", "conflicts")
-    return 0
+    return _list(
+        ctx, rows, v.conflict_json, "conflict", pruned=(_kernel(ctx), "store", "conflicts")
+    )
 
 
 def cmd_compact(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     """Log compaction (a snapshot of the state, the log before ``now - keep`` dropped), then,
     on LMDB, the data file replaced by a compacting copy (file space given back)."""
-    now = parse_time(args.now, "--now") if args.now else int(time.time())
+    now = parse_iso(args.now, "--now") if args.now else int(time.time())
     keep = parse_duration(args.keep)
     kernel = _kernel(ctx)
     result = kernel.compact(before=max(now - keep, 0))
@@ -420,7 +421,7 @@ def cmd_verify(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def _limit_args(p: argparse.ArgumentParser, before: str) -> None:
-    p.add_argument("--limit", type=int, default=50, help="at most N rows (1-1000, default 50)")
+    add_limit(p)
     p.add_argument("--before", metavar=before, help=f"page: rows older than this {before}")
 
 
@@ -481,13 +482,13 @@ class _Commands:
     """The command table: each command's handler and what it does with the store."""
 
     def __init__(self) -> None:
-        self.handlers: dict[str, Handler] = {}
+        self.handlers: dict[str, CommandHandler] = {}
         self.store_use: dict[str, StoreUse | Callable[[argparse.Namespace], StoreUse]] = {}
 
     def register(
         self,
         name: str,
-        handler: Handler,
+        handler: CommandHandler,
         store: StoreUse | Callable[[argparse.Namespace], StoreUse] = "write",
     ) -> None:
         """Register ``handler`` for the command ``name``; ``store`` says whether it needs no
@@ -518,7 +519,7 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
 
     def add(
         name: str,
-        handler: Handler,
+        handler: CommandHandler,
         help_: str,
         store: StoreUse | Callable[[argparse.Namespace], StoreUse],
     ) -> argparse.ArgumentParser:
@@ -527,20 +528,34 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
 
     p = add("apply", cmd_apply, "upsert the schedules and sensors a TOML file declares", "write")
     p.add_argument("file")
-    p = add("schedules", cmd_schedules, "list schedules with their state", "read")
-    p.add_argument("--all", action="store_true", help="include deleted schedules")
-    p = add("schedule", cmd_schedule, "show, enable, disable or delete a schedule", _show_reads)
-    p.add_argument("action", choices=("show", "enable", "disable", "delete"))
-    p.add_argument("id")
+
+    def definitions(
+        kind: str, listing: CommandHandler, text: str, one: CommandHandler, verbs: tuple[str, ...]
+    ) -> None:
+        """``KINDs`` (the list) and ``KIND VERB ID`` (show and the lifecycle verbs)."""
+        p = add(f"{kind}s", listing, text, "read")
+        p.add_argument("--all", action="store_true", help=f"include deleted {kind}s")
+        actions = ("show", *verbs, "delete")
+        p = add(kind, one, f"{', '.join(actions[:-1])} or delete a {kind}", _show_reads)
+        p.add_argument("action", choices=actions)
+        p.add_argument("id")
+
+    definitions(
+        "schedule",
+        cmd_schedules,
+        "list schedules with their state",
+        cmd_schedule,
+        ("enable", "disable"),
+    )
     p = add("ticks", cmd_ticks, "a schedule's ticks, newest first", "read")
     p.add_argument("schedule_id")
-    p.add_argument("--status", choices=("TRIGGERED", "SKIPPED", "FAILED"))
+    p.add_argument("--status", choices=TICK_STATUSES)
     _limit_args(p, "TICK_ID")
     p = add("tick", cmd_tick, "one tick with its run key, run id and the run's status", "read")
     p.add_argument("tick_id")
     p = add("missed", cmd_missed, "summaries of ticks dropped by catch-up limits", "read")
     p.add_argument("schedule_id")
-    p.add_argument("--limit", type=int, default=50)
+    add_limit(p)
     p = add(
         "evaluate", cmd_evaluate, "one evaluation cycle: due schedules and poll sensors", "write"
     )
@@ -555,13 +570,8 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--from", dest="start", metavar="ISO-8601", help="start (default: now)")
     p.add_argument("--file", metavar="FILE.toml", help="preview a definition not yet applied")
-    p = add(
-        "sensors", cmd_sensors, "list sensors with cursor, version, failures, next eval", "read"
-    )
-    p.add_argument("--all", action="store_true", help="include deleted sensors")
-    p = add("sensor", cmd_sensor, "show, start, stop or delete a sensor", _show_reads)
-    p.add_argument("action", choices=("show", "start", "stop", "delete"))
-    p.add_argument("id")
+    text = "list sensors with cursor, version, failures, next eval"
+    definitions("sensor", cmd_sensors, text, cmd_sensor, ("start", "stop"))
     p = add("evals", cmd_evals, "a sensor's evaluations, newest first", "read")
     p.add_argument("sensor_id")
     _limit_args(p, "EVAL_ID")
@@ -572,7 +582,7 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p.add_argument("--now", metavar="ISO-8601", help="record it at this instant (default: now)")
     p = add("runs", cmd_runs, "runs, newest first (or one run by id)", "read")
     p.add_argument("run_id", nargs="?")
-    p.add_argument("--status", choices=("REQUESTED", "LAUNCHED", "SUCCEEDED", "FAILED", "GAVE_UP"))
+    p.add_argument("--status", choices=RUN_STATUSES)
     _limit_args(p, "RUN_ID")
     p = add("request", cmd_request, "request a run by hand (key namespace 'manual:')", "write")
     p.add_argument("run_key")
@@ -586,7 +596,7 @@ def build_parser() -> tuple[_Parser, Any, _Commands]:
     p.add_argument("status", choices=("succeeded", "failed"))
     p.add_argument("--detail")
     p = add("conflicts", cmd_conflicts, "run-key conflicts: same key, different request", "read")
-    p.add_argument("--limit", type=int, default=50)
+    add_limit(p)
     add("verify", cmd_verify, "replay the log and compare with the stored state", "read")
     p = add(
         "compact", cmd_compact, "snapshot the state, drop the old log, shrink the file", "write"

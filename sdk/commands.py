@@ -1,15 +1,18 @@
 """The runtime's CLI commands: ``run`` (the daemon) and ``plugins``.
 
-``arcoflow run`` prints one line per thing that happens, as it happens::
+``arcoflow run`` prints one line per thing that happens, as it happens: its kind, then what::
 
-    applied     schedule heartbeat created (v1)
+    change      schedule heartbeat created (v1)
     tick        heartbeat:2030-01-01T00:01:00Z TRIGGERED -> schedule:heartbeat:2030-01-01T00:01:00Z
     evaluation  incoming-files REQUESTED -> sensor:incoming-files:a.csv@1700000000000000000:42
     launch      6f1c1f0e-... schedule:heartbeat:2030-01-01T00:01:00Z LAUNCHED via subprocess (4242)
     completion  6f1c1f0e-... schedule:heartbeat:2030-01-01T00:01:00Z SUCCEEDED
+    conflict    incoming-files: another daemon recorded this poll first
+    error       KIND SUBJECT: TypeName: message   (an unexpected error; that item is skipped)
 
 With ``--json`` each line is instead one JSON object with an ``event`` field (JSON lines), and
-``run --once --json`` prints a single JSON document: what was applied and the cycle's report.
+``run --once --json`` prints a single JSON document with a list per kind (``changes``,
+``ticks``, ``evaluations``, ``launches``, ``completions``, ``conflicts``, ``failures``).
 ``run --once`` exits 1 when its cycle recorded failures (a failed tick, poll or launch), so
 a cron job running it notices. ``run --metrics-port N`` serves Prometheus metrics on
 ``http://127.0.0.1:N/metrics`` (``--metrics-host`` to listen elsewhere; needs
@@ -21,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import attrs
@@ -33,11 +36,9 @@ from .daemon import run_daemon
 from .metrics import process_metrics
 from .plugins import Plugins
 from .runtime import Failure
-from .types import Register
+from .types import Register, Subparsers
 
 __all__ = ["add_runtime_commands", "cmd_plugins", "cmd_run"]
-
-Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
 
 
 def _port(text: str) -> int:
@@ -47,7 +48,7 @@ def _port(text: str) -> int:
 
 
 def add_runtime_commands(
-    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    subparsers: Subparsers,
     register: Register,
 ) -> None:
     """Add ``run`` and ``plugins`` to the ``arcoflow`` CLI."""

@@ -39,7 +39,7 @@ from arcoflow.kernel import (
     StoreUnavailable,
     load_definitions,
 )
-from arcoflow.kernel.store.work import TimedWakeups, Wakeups, daemon_status, wakeups
+from arcoflow.kernel.store import TimedWakeups, Wakeups, daemon_status, wakeups
 
 from .heartbeat import beat, write_heartbeat
 from .plugins import Plugins

@@ -20,7 +20,7 @@ import os
 import socket
 from typing import Any, Final, NamedTuple
 
-from arcoflow.kernel.store.work import daemon_status
+from arcoflow.kernel.store import daemon_status
 
 __all__ = [
     "HEARTBEAT_FILE",

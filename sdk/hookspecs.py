@@ -12,7 +12,6 @@ arguments; an implementation may accept any subset of them (pluggy's rule).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from arcoflow.kernel import (
     TickResult,
 )
 
-from .types import Launch, Launched, Register, RunState
+from .types import Launch, Launched, Register, RunState, Subparsers
 
 if TYPE_CHECKING:
     from .sources import Source
@@ -128,7 +127,7 @@ def arcoflow_check_config(role: str, config: Mapping[str, Any]) -> Sequence[str]
 
 @hookspec
 def arcoflow_add_commands(
-    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    subparsers: Subparsers,
     register: Register,
 ) -> None:
     """Add subcommands to the ``arcoflow`` CLI.

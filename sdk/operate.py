@@ -22,29 +22,28 @@ Each prints one JSON document with ``--json``, else a table.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from arcoflow.kernel import Kernel
+from arcoflow.kernel import Kernel, parse_iso
 from arcoflow.kernel import views as v
+from arcoflow.kernel.views import JSON
 
-from .types import Register, StoreUse
+from .arguments import add_limit
+from .types import CommandHandler, Register, StoreUse, Subparsers
 
 __all__ = ["add_operator_commands"]
 
-Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
-JSON = dict[str, Any]
-
 
 def add_operator_commands(
-    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    subparsers: Subparsers,
     register: Register,
 ) -> None:
     """Add ``history``, ``set-cursor``, ``reset-cursor``, ``backfill``, ``retry`` and
     ``prune``."""
 
     def add(
-        name: str, handler: Handler, text: str, store: StoreUse = "write"
+        name: str, handler: CommandHandler, text: str, store: StoreUse = "write"
     ) -> argparse.ArgumentParser:
         register(name, handler, store)
         parser: argparse.ArgumentParser = subparsers.add_parser(name, help=text, description=text)
@@ -53,7 +52,7 @@ def add_operator_commands(
     p = add("history", cmd_history, "changes made to a schedule or sensor, newest first", "read")
     p.add_argument("kind", choices=("schedule", "sensor"))
     p.add_argument("id")
-    p.add_argument("--limit", type=int, default=50, help="at most N rows (1-1000, default 50)")
+    add_limit(p)
     p.add_argument("--before", type=int, metavar="SEQ", help="page: changes older than this seq")
     text = "set a poll sensor's cursor, at the state_version you read (compare-and-set)"
     p = add("set-cursor", cmd_set_cursor, text)
@@ -141,14 +140,11 @@ def cmd_reset_cursor(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    # The CLI's one time syntax. Imported here: cli imports this module (and may run as
-    # __main__), so a module-level import would be circular.
-    from .cli import parse_time  # noqa: PLC0415
 
     ticks = _kernel(ctx).backfill(
         args.schedule_id,
-        parse_time(args.start),
-        parse_time(args.end),
+        parse_iso(args.start, "--from"),
+        parse_iso(args.end, "--to"),
         dry_run=args.dry_run,
         max_runs=args.max_runs,
         requested_by="cli",
@@ -169,9 +165,7 @@ def cmd_retry(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 
 
 def cmd_prune(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
-    from .cli import parse_time  # noqa: PLC0415 (see cmd_backfill)
-
-    now = parse_time(args.now, "--now") if args.now else None
+    now = parse_iso(args.now, "--now") if args.now else None
     done = _kernel(ctx).prune(now, limit=args.limit)
     report = {"events": done.events, "rows": done.rows, "keys": done.keys}
     if ctx["json"]:

@@ -26,7 +26,6 @@ item); :attr:`Plugins.abandoned` counts the calls given up on.
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import inspect
 import logging
@@ -51,13 +50,15 @@ from arcoflow.kernel import (
     SourceDefinition,
     TickContext,
     TickResult,
+    describe,
+    guarded,
+    run_requests,
 )
-from arcoflow.kernel.outcomes import describe, guarded, run_requests
 
 from . import hookspecs
 from .sources import Source
 from .stdout import plugin_code, routed_stdout
-from .types import Launch, Launched, Register, RunState
+from .types import Launch, Launched, Register, RunState, Subparsers
 
 __all__ = [
     "CHECK_TIMEOUT",
@@ -593,7 +594,7 @@ class Plugins:
 
     def add_commands(
         self,
-        subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+        subparsers: Subparsers,
         register: Register,
     ) -> list[PluginProblem]:
         """Let every plugin add CLI subcommands. A plugin that raises is skipped (and

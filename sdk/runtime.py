@@ -54,11 +54,13 @@ from arcoflow.kernel import (
     RunRow,
     StoreError,
     TickRow,
+    describe,
+    iso,
     parse_duration,
 )
 from arcoflow.kernel import views as v
-from arcoflow.kernel.decide import is_due, iso
-from arcoflow.kernel.store.work import WorkClaims, WorkKind, work_claims
+from arcoflow.kernel.decide import is_due
+from arcoflow.kernel.store import WorkClaims, WorkKind, work_claims
 
 from .plugins import Plugins
 from .types import Launch, Launched, RunState
@@ -266,7 +268,7 @@ class Runtime:
 
     def _error(self, report: CycleReport, kind: FailedItem, subject: str, exc: Exception) -> None:
         """An unexpected error on one item: logged with its traceback, reported, skipped."""
-        failure = Failure(kind, subject, f"{type(exc).__name__}: {exc}")
+        failure = Failure(kind, subject, describe(exc))
         if isinstance(exc, ArcoflowError):
             log.warning("%s %s: %s", kind, subject, failure.reason)
         else:

@@ -50,11 +50,11 @@ from arcoflow.kernel import (
     PushMessage,
     Refused,
     SourceDefinition,
+    iso,
 )
-from arcoflow.kernel.decide import iso
-from arcoflow.kernel.store.work import daemon_status
+from arcoflow.kernel.store import daemon_status
 
-from .types import Register
+from .types import Register, Subparsers
 
 if TYPE_CHECKING:
     from .plugins import Plugins
@@ -530,11 +530,9 @@ def config_value(
 
 # -- the CLI command -----------------------------------------------------------------------------
 
-Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
-
 
 def add_source_commands(
-    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    subparsers: Subparsers,
     register: Register,
 ) -> None:
     """Add ``sources`` to the ``arcoflow`` CLI (it reads the store's status file, so the store

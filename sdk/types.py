@@ -20,10 +20,22 @@ __all__ = [
     "Register",
     "RunState",
     "StoreUse",
+    "Subparsers",
 ]
 
 #: A CLI command's handler: the parsed arguments and the context, to the exit code.
 CommandHandler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
+
+
+class Subparsers(Protocol):
+    """Where a plugin adds its CLI commands: what ``argparse``'s ``add_subparsers()`` returns,
+    as far as a plugin may use it (its class is private to ``argparse``)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """A new subcommand's parser (``help=``, ``description=``, ... as ``argparse`` takes)."""
+        ...
+
+
 #: What a command does with the store: nothing, only read it (it must exist), or write it
 #: (created on first use); or a function of the parsed arguments that says which.
 StoreUse = Literal["none", "read", "write"]

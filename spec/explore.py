@@ -23,26 +23,29 @@ interleavings checked is reported (``python -m arcoflow.spec.explore`` prints th
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from arcoflow.kernel import (
+    Appended,
     Conflict,
     Kernel,
     MemoryStore,
+    Pending,
     PollContext,
     PollResult,
     RunRequest,
     RunTemplate,
     ScheduleDefinition,
+    ScheduleRow,
     SensorDefinition,
     Store,
     TickResult,
     decide,
 )
-from arcoflow.kernel.events import SensorEvaluated, TickRecorded
+from arcoflow.kernel.events import RunClaimed, SensorEvaluated, TickRecorded
 from arcoflow.kernel.runs import derived_id, run_id
 
 from .invariants import check_replay, check_state
@@ -50,6 +53,8 @@ from .model import MCursor, Model, MTicket, Rejected
 from .observe import diff, observe_kernel, observe_model
 
 __all__ = ["LARGE_SCENARIOS", "SCENARIOS", "Actor", "Report", "Scenario", "explore", "main"]
+
+_R = TypeVar("_R")
 
 T0 = 1_893_456_000  # 2030-01-01T00:00:00Z
 H = 3600
@@ -95,31 +100,58 @@ class Report:
 # -- actors --------------------------------------------------------------------------------------
 
 
+def _read_decide_append(
+    kernel: Kernel,
+    trace: Trace,
+    clock: Callable[[], int],
+    now: int,
+    read: Callable[[], _R],
+    decide_batch: Callable[[_R], Sequence[Pending]],
+    reading: str = "read",
+) -> Generator[str, None, Appended | None]:
+    """The steps of an actor that reads its rows, decides and appends with what it read as the
+    compare-and-set, reading again when it loses (the kernel's own retry loop, one step at a
+    time). An empty decision appends nothing. ``trace.point`` is set at the read and at the
+    append; the generator's value is the append (``None`` when nothing was appended)."""
+    while True:
+        yield reading
+        row = read()
+        trace.point = clock()
+        yield "decide"
+        batch = decide_batch(row)
+        if not batch:
+            return None
+        yield "append"
+        try:
+            appended = kernel.store.append(batch, now)
+        except Conflict:
+            continue  # lost the compare-and-set: read again
+        trace.point = clock()
+        return appended
+
+
 def evaluator(schedule_id: str, now: int, name: str | None = None) -> Actor:
     """Evaluate one schedule at ``now``: read the row, plan and decide, append; retry on a
     lost compare-and-set."""
 
     def steps(kernel: Kernel, trace: Trace, clock: Callable[[], int]) -> Iterator[str]:
-        while True:
-            yield "read"
+        def read() -> ScheduleRow:
             row = kernel.schedule(schedule_id)
-            trace.read, trace.point = row.state_version, clock()
-            yield "decide"
+            trace.read = row.state_version
+            return row
+
+        def record(row: ScheduleRow) -> list[Pending]:
             plan = decide.plan_ticks(row, now)
-            batch = decide.record_ticks(row, plan, [TickResult() for _ in plan.due], now)
             if not plan.due and not plan.missed:
-                trace.outcome = []
-                return
-            yield "append"
-            try:
-                appended = kernel.store.append(batch, now)
-            except Conflict:
-                continue  # lost the compare-and-set: read again
-            trace.point = clock()
+                return []
+            return decide.record_ticks(row, plan, [TickResult() for _ in plan.due], now)
+
+        trace.outcome = []
+        appended = yield from _read_decide_append(kernel, trace, clock, now, read, record)
+        if appended is not None:
             trace.outcome = sorted(
                 e.event.tick_id for e in appended.records if isinstance(e.event, TickRecorded)
             )
-            return
 
     def model(m: Model, trace: Trace) -> Any:
         return sorted(
@@ -133,20 +165,15 @@ def definer(definition: ScheduleDefinition, now: int) -> Actor:
     """Update a schedule's definition: read, decide, append; retry on a lost CAS."""
 
     def steps(kernel: Kernel, trace: Trace, clock: Callable[[], int]) -> Iterator[str]:
-        while True:
-            yield "read"
-            row = kernel.schedule(definition.id)
-            trace.point = clock()
-            yield "decide"
-            batch = decide.define_schedule(row, definition, now)
-            yield "append"
-            try:
-                kernel.store.append(batch, now)
-            except Conflict:
-                continue
-            trace.point = clock()
-            trace.outcome = kernel.schedule(definition.id).definition_version
-            return
+        yield from _read_decide_append(
+            kernel,
+            trace,
+            clock,
+            now,
+            lambda: kernel.schedule(definition.id),
+            lambda row: decide.define_schedule(row, definition, now),
+        )
+        trace.outcome = kernel.schedule(definition.id).definition_version
 
     def model(m: Model, trace: Trace) -> Any:
         m.define_schedule(definition, now)
@@ -159,22 +186,15 @@ def toggler(schedule_id: str, enabled: bool, now: int) -> Actor:
     """Enable or disable a schedule: read, decide, append; retry on a lost CAS."""
 
     def steps(kernel: Kernel, trace: Trace, clock: Callable[[], int]) -> Iterator[str]:
-        while True:
-            yield "read"
-            row = kernel.schedule(schedule_id)
-            trace.point = clock()
-            yield "decide"
-            batch = decide.toggle_schedule(row, enabled, now)
-            trace.outcome = enabled
-            if not batch:
-                return
-            yield "append"
-            try:
-                kernel.store.append(batch, now)
-            except Conflict:
-                continue
-            trace.point = clock()
-            return
+        trace.outcome = enabled
+        yield from _read_decide_append(
+            kernel,
+            trace,
+            clock,
+            now,
+            lambda: kernel.schedule(schedule_id),
+            lambda row: decide.toggle_schedule(row, enabled, now),
+        )
 
     def model(m: Model, trace: Trace) -> Any:
         m.set_schedule_enabled(schedule_id, enabled, now)
@@ -284,23 +304,20 @@ def claimer(name: str, now: int, lease: int = 60) -> Actor:
     as the compare-and-set; re-read on a lost one (another runtime claimed it)."""
 
     def steps(kernel: Kernel, trace: Trace, clock: Callable[[], int]) -> Iterator[str]:
-        while True:
-            yield "read outbox"
-            due = kernel.due_launches(now, limit=1)
-            trace.point = clock()
-            yield "decide"
-            batch = decide.claim_launches(due, name, now, lease)
-            trace.outcome = _claimed([])
-            if not batch:
-                return
-            yield "append"
-            try:
-                kernel.store.append(batch, now)
-            except Conflict:
-                continue
-            trace.point = clock()
-            trace.outcome = _claimed([r.run_id for r in due])
-            return
+        trace.outcome = _claimed([])
+        appended = yield from _read_decide_append(
+            kernel,
+            trace,
+            clock,
+            now,
+            lambda: kernel.due_launches(now, limit=1),
+            lambda due: decide.claim_launches(due, name, now, lease),
+            reading="read outbox",
+        )
+        if appended is not None:
+            trace.outcome = _claimed(
+                [r.event.run_id for r in appended.records if isinstance(r.event, RunClaimed)]
+            )
 
     def model(m: Model, trace: Trace) -> Any:
         return _claimed([r.run_id for r in m.claim_launches(name, now, lease, limit=1)])

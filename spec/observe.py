@@ -12,7 +12,9 @@ annotation (``TickRow.dst``; the model knows only *that* a tick was skipped by `
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from arcoflow.kernel import Kernel
@@ -159,6 +161,7 @@ class HistoryObs(NamedTuple):
 
 
 _Obs = TypeVar("_Obs", bound=tuple[Any, ...])
+_T = TypeVar("_T")
 
 
 def _project(cls: type[_Obs], row: object, **given: Any) -> _Obs:
@@ -209,49 +212,40 @@ def _reason(status: str, reason: str | None) -> str | None:
 _PAGE = 1000
 
 
+def _every_page(fetch: Callable[..., Sequence[_T]], key: Callable[[_T], object]) -> list[_T]:
+    """Every row of a listing the kernel pages newest first: ``fetch(limit=, before=)`` gives
+    one page of rows older than ``before`` (``None``: the newest); ``key`` names a row for the
+    next ``before``."""
+    rows: list[_T] = []
+    before: object = None
+    while True:
+        page = fetch(limit=_PAGE, before=before)
+        rows += page
+        if len(page) < _PAGE:
+            return rows
+        before = key(page[-1])
+
+
 def observe_kernel(kernel: Kernel, now: int) -> Observation:
     """Read ``kernel`` through its query API (paging through every list)."""
     schedules = {
-        r.schedule_id: ScheduleObs(
-            r.schedule_id,
-            r.definition,
-            r.definition_version,
-            r.enabled,
-            r.deleted,
-            r.state_version,
-            r.eligible_from,
-            r.last_scheduled_for,
-            r.next_fire_at,
-            tuple((x.scheduled_for, x.attempts) for x in r.retries),
-            r.updated_at,
+        r.schedule_id: _project(
+            ScheduleObs, r, retries=tuple((x.scheduled_for, x.attempts) for x in r.retries)
         )
         for r in kernel.schedules(include_deleted=True)
     }
     ticks: dict[str, tuple[TickObs, ...]] = {}
     missed: dict[str, tuple[MissedObs, ...]] = {}
     for sid in schedules:
-        rows = []
-        before: str | None = None
-        while True:
-            page = kernel.ticks(sid, limit=_PAGE, before=before)
-            rows += page
-            if len(page) < _PAGE:
-                break
-            before = page[-1].tick_id
+        rows = _every_page(partial(kernel.ticks, sid), lambda t: t.tick_id)
         if rows:
             ticks[sid] = tuple(
-                TickObs(
-                    t.tick_id,
-                    t.schedule_id,
-                    t.scheduled_for,
-                    t.status,
-                    t.definition_version,
-                    t.attempts,
-                    _reason(t.status, t.reason),
-                    tuple(t.run_keys),
-                    t.final,
-                    t.evaluated_at,
-                    tuple(t.deduped),
+                _project(
+                    TickObs,
+                    t,
+                    reason=_reason(t.status, t.reason),
+                    run_keys=tuple(t.run_keys),
+                    deduped=tuple(t.deduped),
                 )
                 for t in reversed(rows)
             )
@@ -271,14 +265,10 @@ def observe_kernel(kernel: Kernel, now: int) -> Observation:
     }
     evaluations: dict[str, tuple[EvalObs, ...]] = {}
     for sid in sensors:
-        evals = []
-        before = None
-        while True:
-            epage = kernel.evaluations(sid, limit=_PAGE, before=before)
-            evals += epage
-            if len(epage) < _PAGE:
-                break
-            before = epage[-1].evaluation.eval_id
+        evals = _every_page(
+            partial(kernel.evaluations, sid),
+            lambda e: e.evaluation.eval_id,
+        )
         if evals:
             evaluations[sid] = tuple(
                 EvalObs(
@@ -299,22 +289,8 @@ def observe_kernel(kernel: Kernel, now: int) -> Observation:
                 )
                 for e in reversed(evals)
             )
-    runs = []
-    before = None
-    while True:
-        rpage = kernel.runs(limit=_PAGE, before=before)
-        runs += rpage
-        if len(rpage) < _PAGE:
-            break
-        before = rpage[-1].run_id
-    conflicts = []
-    cbefore: int | None = None
-    while True:
-        cpage = kernel.conflicts(limit=_PAGE, before=cbefore)
-        conflicts += cpage
-        if len(cpage) < _PAGE:
-            break
-        cbefore = cpage[-1].seq
+    runs = _every_page(kernel.runs, lambda r: r.run_id)
+    conflicts = _every_page(kernel.conflicts, lambda c: c.seq)
     return Observation(
         now=now,
         schedules=schedules,
@@ -362,14 +338,10 @@ def _kernel_history(
     ]
     for kind, ids in kinds:
         for item in ids:
-            rows = []
-            before: int | None = None
-            while True:
-                page = kernel.history(kind, item, limit=_PAGE, before=before)
-                rows += page
-                if len(page) < _PAGE:
-                    break
-                before = page[-1].seq
+            rows = _every_page(
+                partial(kernel.history, kind, item),
+                lambda h: h.seq,
+            )
             if rows:
                 out[(kind, item)] = tuple(
                     _project(
@@ -388,38 +360,11 @@ def observe_model(model: Model, now: int) -> Observation:
     return Observation(
         now=now,
         schedules={
-            sid: ScheduleObs(
-                sid,
-                s.definition,
-                s.definition_version,
-                s.enabled,
-                s.deleted,
-                s.state_version,
-                s.eligible_from,
-                s.last_scheduled_for,
-                s.next_fire_at,
-                tuple(s.retries),
-                s.updated_at,
-            )
+            sid: _project(ScheduleObs, s, schedule_id=sid, retries=tuple(s.retries))
             for sid, s in sorted(model.schedules.items())
         },
         ticks={
-            sid: tuple(
-                TickObs(
-                    t.tick_id,
-                    t.schedule_id,
-                    t.scheduled_for,
-                    t.status,
-                    t.definition_version,
-                    t.attempts,
-                    t.reason,
-                    t.run_keys,
-                    t.final,
-                    t.evaluated_at,
-                    t.deduped,
-                )
-                for _, t in sorted(by_at.items())
-            )
+            sid: tuple(_project(TickObs, t) for _, t in sorted(by_at.items()))
             for sid, by_at in sorted(model.ticks.items())
             if by_at
         },

@@ -12,6 +12,16 @@ from ..errors import StoreError
 from .base import Appended, Pending, ReadTxn, Store, WriteTxn
 from .lmdb import LmdbStore
 from .memory import MemoryStore
+from .reclaim import reclaim
+from .work import (
+    TimedWakeups,
+    Wakeups,
+    WorkClaims,
+    WorkKind,
+    daemon_status,
+    wakeups,
+    work_claims,
+)
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
@@ -24,9 +34,17 @@ __all__ = [
     "PostgresStore",
     "ReadTxn",
     "Store",
+    "TimedWakeups",
+    "Wakeups",
+    "WorkClaims",
+    "WorkKind",
     "WriteTxn",
+    "daemon_status",
     "is_postgres_url",
     "open_store",
+    "reclaim",
+    "wakeups",
+    "work_claims",
 ]
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
-from arcoflow.sdk import Kernel, hookimpl
+from arcoflow.sdk import Kernel, Register, Subparsers, hookimpl
 
 from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_SECONDS
 
@@ -38,8 +38,8 @@ def _positive(text: str) -> int:
 
 @hookimpl
 def arcoflow_add_commands(
-    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
-    register: Callable[[str, Callable[[argparse.Namespace, Mapping[str, Any]], int]], None],
+    subparsers: Subparsers,
+    register: Register,
 ) -> None:
     """Add ``arcoflow serve``."""
     parser = subparsers.add_parser(

@@ -13,13 +13,13 @@ from functools import cache
 from typing import Any, Final
 
 import msgspec
+from arcoflow.sdk import DEFAULT_PAGE, JSON, MAX_PAGE
 
-from .routes import DEFAULT_LIMIT, MAX_LIMIT, MAX_PARAM, ROUTES, Route, Text
+from .routes import MAX_PARAM, ROUTES, Route, Text
 from .shapes import Problem
 
 __all__ = ["openapi_document", "schema_of"]
 
-JSON = dict[str, Any]
 _REF: Final = "#/components/schemas/{name}"
 _PROBLEM: Final = {"application/problem+json": {"schema": {"$ref": _REF.format(name="Problem")}}}
 _ERRORS: Final = {
@@ -39,7 +39,7 @@ _ERRORS: Final = {
 def _query(route: Route, name: str) -> JSON:
     schema: JSON
     if name == "limit":
-        schema = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}
+        schema = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}
         text = "items per page"
     elif name == "cursor":
         schema = {"type": "string", "maxLength": MAX_PARAM}

@@ -16,27 +16,33 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, Final, Literal, NamedTuple, TypeVar, get_args, get_type_hints
+from typing import Any, Final, Literal, NamedTuple, TypeVar
 from urllib.parse import quote, urlencode
 
 import msgspec
 from arcoflow.sdk import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    RUN_STATUSES,
+    TICK_STATUSES,
     ArcoflowError,
     InputError,
     Kernel,
     NotFound,
     PushMessage,
     RunRequest,
-    RunStatus,
     SensorDefinition,
+    check_limit,
     error_kind,
+    iso,
+    parse_iso,
+    status_row,
+    store_heartbeat,
+    store_status,
     validate_run_id,
     views,
 )
-from arcoflow.sdk.heartbeat import store_heartbeat
 from arcoflow.sdk.metrics import CONTENT_TYPE, exposition
-from arcoflow.sdk.sources import status_row, store_status
 
 from .shapes import (
     BackfillBody,
@@ -57,8 +63,6 @@ from .shapes import (
 )
 
 __all__ = [
-    "DEFAULT_LIMIT",
-    "MAX_LIMIT",
     "MAX_PARAM",
     "PROBLEM_TYPE",
     "ROUTES",
@@ -84,12 +88,8 @@ MapperFor = Callable[[SensorDefinition], "Mapper | None"]
 _T = TypeVar("_T")
 _V = TypeVar("_V", bound=msgspec.Struct)
 
-DEFAULT_LIMIT: Final = 50
-MAX_LIMIT: Final = 1000
 MAX_PARAM: Final = 512  # longest path parameter, query value or cursor, in characters
 _MAX_QUERY_FIELDS: Final = 16
-_TICK_STATUSES: Final[tuple[str, ...]] = get_args(get_type_hints(views.TickView)["status"])
-_RUN_STATUSES: Final[tuple[str, ...]] = get_args(RunStatus)
 #: Every problem's ``type`` is this prefix and its kind (RFC 9457: a URI naming the problem).
 PROBLEM_TYPE: Final = "urn:arcoflow:problem:"
 
@@ -231,12 +231,13 @@ class Route(NamedTuple):
 def _limit(query: Mapping[str, str]) -> int:
     raw = query.get("limit")
     if raw is None:
-        return DEFAULT_LIMIT
-    if re.fullmatch(r"[0-9]{1,4}", raw) is None or not 1 <= int(raw) <= MAX_LIMIT:
+        return DEFAULT_PAGE
+    try:  # the digits first: int() would take "+5", " 5" and "5_0"
+        return check_limit(int(raw) if re.fullmatch(r"[0-9]{1,4}", raw) else None)
+    except InputError:
         raise bad_request(
-            "InvalidParameter", f"limit must be an integer 1-{MAX_LIMIT}, got {raw!r}"
-        )
-    return int(raw)
+            "InvalidParameter", f"limit must be an integer 1-{MAX_PAGE}, got {raw!r}"
+        ) from None
 
 
 def _status(query: Mapping[str, str], allowed: Sequence[str]) -> str | None:
@@ -294,20 +295,24 @@ def _sequence(before: str | None) -> int | None:
     return None if before is None else int(before)
 
 
-def _schedules(req: Request) -> Reply:
-    def key(r: Any) -> str:
-        return str(r.schedule_id)
+def _by_id(
+    kind: str,
+    rows: Callable[[Kernel], Sequence[_T]],
+    key: Callable[[_T], str],
+    view: Callable[[_T], _V],
+) -> Handler:
+    """The handler of ``GET /{kind}``: every definition of that kind, paged by id (the kernel
+    returns them all, sorted by id; a page is the ids after the cursor)."""
 
-    rows = req.kernel.schedules()
-    return _page(
-        req,
-        "schedules",
-        "",
-        lambda b, n: _after(rows, key, b, n),
-        key,
-        views.schedule_view,
-        "/schedules",
-    )
+    def handler(req: Request) -> Reply:
+        every = rows(req.kernel)
+        return _page(req, kind, "", lambda b, n: _after(every, key, b, n), key, view, f"/{kind}")
+
+    return handler
+
+
+_schedules = _by_id("schedules", Kernel.schedules, lambda r: r.schedule_id, views.schedule_view)
+_sensors = _by_id("sensors", Kernel.sensors, lambda r: r.sensor_id, views.sensor_view)
 
 
 def _schedule(req: Request) -> Reply:
@@ -317,7 +322,7 @@ def _schedule(req: Request) -> Reply:
 def _ticks(req: Request) -> Reply:
     sid = req.params["schedule_id"]
     req.kernel.schedule(sid)  # 404 for an unknown schedule rather than an empty list
-    status = _status(req.query, _TICK_STATUSES)
+    status = _status(req.query, TICK_STATUSES)
     return _page(
         req,
         "ticks",
@@ -331,22 +336,6 @@ def _ticks(req: Request) -> Reply:
 
 def _tick(req: Request) -> Reply:
     return Reply(200, views.tick_detail_view(req.kernel.tick(req.params["tick_id"])))
-
-
-def _sensors(req: Request) -> Reply:
-    def key(r: Any) -> str:
-        return str(r.sensor_id)
-
-    rows = req.kernel.sensors()
-    return _page(
-        req,
-        "sensors",
-        "",
-        lambda b, n: _after(rows, key, b, n),
-        key,
-        views.sensor_view,
-        "/sensors",
-    )
 
 
 def _sensor(req: Request) -> Reply:
@@ -372,7 +361,7 @@ def _evaluation(req: Request) -> Reply:
 
 
 def _runs(req: Request) -> Reply:
-    status = _status(req.query, _RUN_STATUSES)
+    status = _status(req.query, RUN_STATUSES)
     return _page(
         req,
         "runs",
@@ -414,9 +403,7 @@ def _healthz(req: Request) -> Reply:
     daemon = None
     if beat is not None:
         daemon = Daemon(
-            last_cycle_at=datetime.fromtimestamp(beat.finished_at, UTC)
-            .isoformat(timespec="seconds")
-            .replace("+00:00", "Z"),
+            last_cycle_at=iso(int(beat.finished_at)),
             age_seconds=round(max(time.time() - beat.finished_at, 0.0), 3),
             interval_seconds=beat.interval,
             cycles=beat.cycles,
@@ -511,14 +498,9 @@ def _history(kind: Literal["schedule", "sensor"]) -> Handler:
 def _instant(value: str, name: str) -> int:
     """Epoch seconds from an ISO-8601 string with its offset (``2026-03-08T07:00:00Z``)."""
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise bad_request(
-            "InvalidBody", f"{name} must be an ISO-8601 time such as 2026-03-08T07:00:00Z"
-        ) from None
-    if moment.tzinfo is None:
-        raise bad_request("InvalidBody", f"{name} needs an offset (Z or +HH:MM)")
-    return int(moment.timestamp())
+        return parse_iso(value, name, naive_is_utc=False)
+    except InputError as exc:
+        raise bad_request("InvalidBody", str(exc)) from None
 
 
 def _set_cursor(req: Request) -> Reply:
@@ -617,7 +599,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         "Ticks of a schedule, newest first",
         {200: Page[views.TickView]},
         ("status", *_PAGE),
-        statuses=_TICK_STATUSES,
+        statuses=TICK_STATUSES,
     ),
     Route("GET", "/ticks/{tick_id}", _tick, "One tick and its runs", {200: views.TickDetailView}),
     Route("GET", "/sensors", _sensors, "Sensors, by id", {200: Page[views.SensorView]}, _PAGE),
@@ -638,7 +620,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         "Runs, newest first",
         {200: Page[views.RunView]},
         ("status", *_PAGE),
-        statuses=_RUN_STATUSES,
+        statuses=RUN_STATUSES,
     ),
     Route("GET", "/runs/{run_id}", _run, "One run", {200: views.RunView}),
     Route(

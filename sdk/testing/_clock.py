@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from arcoflow.kernel import InputError, parse_duration
+from arcoflow.kernel import InputError, iso, parse_duration, parse_iso
 
 __all__ = ["Clock"]
 
@@ -49,7 +49,7 @@ class Clock:
 
     def iso(self) -> str:
         """The current time as ``YYYY-MM-DDTHH:MM:SSZ``."""
-        return self.datetime().strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso(self.now)
 
     def __repr__(self) -> str:
         return f"Clock({self.iso()!r})"
@@ -61,14 +61,7 @@ def _epoch(value: int | str | datetime) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise InputError(
-                f"{value!r} is not an ISO-8601 time such as 2030-01-01T00:00:00Z"
-            ) from None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
+        return parse_iso(value)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InputError(f"{value.isoformat()} has no time zone; pass an aware datetime")

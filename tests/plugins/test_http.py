@@ -19,7 +19,6 @@ from arcoflow.kernel import (
     Conflict,
     InputError,
     Kernel,
-    LmdbStore,
     NotFound,
     PayloadTooLarge,
     PushMessage,
@@ -35,20 +34,11 @@ from arcoflow.plugins.http.serve import make_server
 from arcoflow.sdk import Plugins, hookimpl
 
 try:  # tests/plugins may become a package
-    from .http_support import Client, Reply, assert_well_formed, seed, served
+    from .http_support import Client, Reply, assert_well_formed, served
 except ImportError:
-    from http_support import Client, Reply, assert_well_formed, seed, served
+    from http_support import Client, Reply, assert_well_formed, served
 
 MESSAGES = "/sensors/orders/messages"
-
-
-@pytest.fixture
-def kernel(store_dir: str) -> Iterator[Kernel]:
-    store = LmdbStore(store_dir)
-    k = Kernel(store)
-    seed(k)
-    yield k
-    store.close()
 
 
 @pytest.fixture

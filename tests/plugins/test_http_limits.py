@@ -11,31 +11,21 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from arcoflow.kernel import InputError, Kernel, LmdbStore
+from arcoflow.kernel import InputError, Kernel
 from arcoflow.plugins.http.app import create_app
 from arcoflow.plugins.http.serve import Server, make_server
 
 try:  # tests/plugins may become a package
-    from .http_support import Client, seed, served
+    from .http_support import Client, served
 except ImportError:
-    from http_support import Client, seed, served
+    from http_support import Client, served
 
 MESSAGES = "/sensors/orders/messages"
 DEADLINE = 1.0  # seconds for a whole request, in these tests
 SLOTS = 8
-
-
-@pytest.fixture
-def kernel(store_dir: str) -> Iterator[Kernel]:
-    store = LmdbStore(store_dir)
-    k = Kernel(store)
-    seed(k)
-    yield k
-    store.close()
 
 
 def _post(key: str, body: bytes = b'{"n": 1}', extra: bytes = b"") -> bytes:

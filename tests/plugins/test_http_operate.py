@@ -3,26 +3,12 @@ refusals as 4xx JSON that write nothing. Every answer is checked against ``opena
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from arcoflow.kernel import Kernel, LmdbStore, RunTemplate
+from arcoflow.kernel import Kernel, RunTemplate
 
 try:  # tests/plugins may become a package
-    from .http_support import Client, seed, served
+    from .http_support import Client, served
 except ImportError:
-    from http_support import Client, seed, served
-
-
-@pytest.fixture
-def kernel(store_dir: str) -> Iterator[Kernel]:
-    store = LmdbStore(store_dir)
-    try:
-        k = Kernel(store)
-        seed(k)
-        yield k
-    finally:
-        store.close()
+    from http_support import Client, served
 
 
 def _log(kernel: Kernel) -> int:

@@ -7,10 +7,9 @@ changes by scanning hour by hour and bisecting to the second, without the kernel
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -84,38 +83,24 @@ def walk(
     end: int,
     gap: DstGap | str = DstGap.TRANSITION,
     fold: DstFold | str = DstFold.FIRST,
+    *,
+    back: bool = False,
 ) -> list[Tick]:
-    """The kernel's ticks with ``start < at <= end``, by repeated ``next_tick``."""
-    c, z = parse_cron(cron), zone(tz)
-    ticks: list[Tick] = []
-    at = start
-    while True:
-        tick = next_tick(c, z, at, DstGap(gap), DstFold(fold))
-        if tick.at > end:
-            return ticks
-        ticks.append(tick)
-        at = tick.at
+    """The kernel's ticks with ``start < at <= end``, oldest first: by repeated ``next_tick``
+    from ``start``, or with ``back`` by repeated ``prev_tick`` from ``end + 1``."""
+    c, z, how = parse_cron(cron), zone(tz), {"gap": DstGap(gap), "fold": DstFold(fold)}
+    if back:
+        return _repeat(partial(prev_tick, c, z, **how), end + 1, lambda at: at > start)[::-1]
+    return _repeat(partial(next_tick, c, z, **how), start, lambda at: at <= end)
 
 
-def walk_back(
-    cron: str,
-    tz: str,
-    start: int,
-    end: int,
-    gap: DstGap | str = DstGap.TRANSITION,
-    fold: DstFold | str = DstFold.FIRST,
-) -> list[Tick]:
-    """The same ticks by repeated ``prev_tick`` from ``end + 1``, returned oldest first."""
-    c, z = parse_cron(cron), zone(tz)
+def _repeat(step: Callable[[int], Tick], at: int, inside: Callable[[int], bool]) -> list[Tick]:
+    """``step`` applied from ``at`` to each tick it gives, while the ticks stay ``inside``."""
     ticks: list[Tick] = []
-    at = end + 1
-    while True:
-        tick = prev_tick(c, z, at, DstGap(gap), DstFold(fold))
-        if tick.at <= start:
-            ticks.reverse()
-            return ticks
+    while inside((tick := step(at)).at):
         ticks.append(tick)
         at = tick.at
+    return ticks
 
 
 def schedule(
@@ -128,15 +113,6 @@ def open_store(kind: str, path: str, **options: Any) -> Store:
     if kind == "memory":
         return MemoryStore()
     return LmdbStore(path, **options)
-
-
-@contextmanager
-def kernel_on(kind: str, path: str, **options: Any) -> Iterator[Kernel]:
-    store = open_store(kind, path, **options)
-    try:
-        yield Kernel(store)
-    finally:
-        store.close()
 
 
 def all_ticks(kernel: Kernel, schedule_id: str) -> list[TickRow]:

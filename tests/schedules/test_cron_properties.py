@@ -17,7 +17,7 @@ from arcoflow.spec.ticks import RefTick, reference_ticks
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
-from .helpers import DAY, ep, transitions, walk, walk_back
+from .helpers import DAY, ep, transitions, walk
 
 ZONES = [
     "America/New_York",
@@ -94,7 +94,7 @@ def test_walks_agree_with_the_reference(case: tuple[str, str, DstGap, DstFold, i
     note(f"reference: {expected}")
     forward = [RefTick(t.at, t.run) for t in walk(cron, tz, start, end, gap, fold)]
     assert forward == expected
-    backward = [RefTick(t.at, t.run) for t in walk_back(cron, tz, start, end, gap, fold)]
+    backward = [RefTick(t.at, t.run) for t in walk(cron, tz, start, end, gap, fold, back=True)]
     assert backward == expected
     ahead = upcoming(parse_cron(cron), zone(tz), start, len(expected) + 1, gap, fold)
     assert [RefTick(t.at, t.run) for t in ahead[:-1]] == expected

@@ -124,7 +124,14 @@ def _assert_nothing_lost(store_dir: str, marker: Path) -> None:
         store.close()
 
 
-def _sigterm_mid_cycle(proc: subprocess.Popen[str], marker: Path) -> tuple[int, str, str]:
+def _sigterm_mid_cycle(
+    command: list[str], env: dict[str, str], marker: Path
+) -> tuple[int, str, str]:
+    """Start ``command``, send SIGTERM once its first launch has begun (``marker`` says
+    ``start 1``), and return its exit code, stdout and stderr."""
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         _wait_for(proc, marker, "start 1")
         proc.send_signal(signal.SIGTERM)
@@ -142,14 +149,11 @@ def test_an_embedded_daemon_stops_cleanly_on_sigterm_mid_cycle(
     marker = tmp_path / "marker"
     site = _plugin_dir(tmp_path, installed=False)  # registered in code by the embedder
     env = os.environ | {"PYTHONPATH": str(site)}
-    proc = subprocess.Popen(
+    code, out, err = _sigterm_mid_cycle(
         [sys.executable, "-c", EMBEDDED_DAEMON, store_dir, str(_definitions(tmp_path, marker))],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        env,
+        marker,
     )
-    code, out, err = _sigterm_mid_cycle(proc, marker)
     assert code == 0, err
     assert "SIGTERM: finishing the cycle in flight" in err
     assert out.split()[:3] == ["change", "evaluation", "launch"]
@@ -163,14 +167,11 @@ def test_the_run_command_stops_cleanly_on_sigterm_mid_cycle(tmp_path: Path, stor
     marker = tmp_path / "marker"
     env = os.environ | {"PYTHONPATH": str(_plugin_dir(tmp_path))}
     config = _definitions(tmp_path, marker)
-    proc = subprocess.Popen(
+    code, out, err = _sigterm_mid_cycle(
         [arcoflow, "--store", store_dir, "run", "--config", str(config), "--interval", "0.2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        env,
+        marker,
     )
-    code, out, err = _sigterm_mid_cycle(proc, marker)
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == "change      sensor slow created (v1)"
@@ -186,25 +187,7 @@ def test_run_once_applies_the_file_and_reports_one_json_document(
     env = os.environ | {"PYTHONPATH": str(_plugin_dir(tmp_path))}
     config = _definitions(tmp_path, marker)
     config.write_text(config.read_text().replace("sleep = 1.5", "sleep = 0"))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "arcoflow.sdk.cli",
-            "--store",
-            store_dir,
-            "--json",
-            "run",
-            "--config",
-            str(config),
-            "--once",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _cli(env, "--store", store_dir, "--json", "run", "--config", str(config), "--once")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert [c["action"] for c in document["changes"]] == ["created"]
@@ -217,14 +200,7 @@ def test_the_plugins_command_lists_installed_plugins_and_their_hooks(
     tmp_path: Path, store_dir: str
 ) -> None:
     env = os.environ | {"PYTHONPATH": str(_plugin_dir(tmp_path))}
-    done = subprocess.run(
-        [sys.executable, "-m", "arcoflow.sdk.cli", "--store", store_dir, "--json", "plugins"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _cli(env, "--store", store_dir, "--json", "plugins")
     assert done.returncode == 0, done.stderr
     plugins = {p["name"]: p for p in json.loads(done.stdout)}
     assert plugins["slowplug"] == {
@@ -239,15 +215,20 @@ def test_the_plugins_command_lists_installed_plugins_and_their_hooks(
         "arcoflow_run_state",
         "arcoflow_check_config",
     ]
-    table = subprocess.run(
-        [sys.executable, "-m", "arcoflow.sdk.cli", "--store", store_dir, "plugins"],
-        env=env | {"ARCOFLOW_DISABLE_PLUGINS": "http"},
+    table = _cli(env | {"ARCOFLOW_DISABLE_PLUGINS": "http"}, "--store", store_dir, "plugins").stdout
+    assert "slowplug    poll" in table and "http" not in table
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``arcoflow ARGS`` in a child process with ``env``; its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "arcoflow.sdk.cli", *args],
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-    ).stdout
-    assert "slowplug    poll" in table and "http" not in table
+    )
 
 
 def _daemon_kernel_setup(tmp_path: Path) -> tuple[Path, Plugins, MemoryLauncher]:

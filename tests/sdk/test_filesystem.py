@@ -184,17 +184,7 @@ def test_recursive_patterns_and_paths(kernel: Kernel, plugins: Plugins, tmp_path
         "2030/01/deep.csv",
         "top.csv",
     ]
-    kernel.define_sensor(
-        SensorDefinition(
-            "files",
-            "poll",
-            RunTemplate("etl.ingest"),
-            connector="filesystem",
-            config={"path": str(folder), "pattern": "2030/*/*.csv", "recursive": True},
-            minimum_interval=1,
-        ),
-        now=0,
-    )
+    _define(kernel, folder, pattern="2030/*/*.csv", recursive=True)  # redefined: a new pattern
     _write(folder / "2030" / "02" / "feb.csv", "f")
     _write(folder / "late.csv", "top level: does not match 2030/*/*.csv")
     assert _files(kernel, _poll(kernel, plugins, clock)) == ["2030/02/feb.csv"]

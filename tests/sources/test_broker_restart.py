@@ -16,12 +16,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from arcoflow.kernel import Kernel, MemoryStore, RunTemplate, SensorDefinition, SourceDefinition
 from arcoflow.plugins.amqp_source import AmqpSource
 from arcoflow.plugins.nats_source import NatsSource
-from arcoflow.sdk.sources import SourceRunner
+from arcoflow.sdk.sources import Source, SourceRunner
 
 from .brokers import Jet, Rabbit, message_ids
 
@@ -90,35 +91,55 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 def test_the_source_reconnects_after_a_broker_restart_and_loses_nothing(server: Server) -> None:
     jet = Jet(server.url)
+    at_stop = _restart_mid_stream(
+        SourceDefinition("orders", "nats", "orders", jet.config(ack_wait=2)),
+        NatsSource,
+        jet.publish,
+        server.stop,
+        server.start,
+        jet.pending,
+        drain_seconds=60,
+    )
+    print(f"\nbroker restart: stopped after {at_stop} of 500 ingested; 1000 ingested once each")
+
+
+def _restart_mid_stream(
+    definition: SourceDefinition,
+    source: Callable[[SourceDefinition], Source],
+    publish: Callable[[list[tuple[str, Any]]], object],
+    kill: Callable[[], None],
+    start: Callable[[], None],
+    left_on_broker: Callable[[], int],
+    drain_seconds: float,
+) -> int:
+    """500 messages published, the broker killed once the source ingests, started again, 500
+    more: each of the 1000 is ingested exactly once, the broker holds none, and the source
+    reports its restart. Returns how many were ingested when the broker went down."""
     kernel = Kernel(MemoryStore())
-    kernel.define_sensor(SensorDefinition("orders", "push", RunTemplate("ship")))
-    definition = SourceDefinition("orders", "nats", "orders", jet.config(ack_wait=2))
-    runner = SourceRunner(kernel, [(definition, NatsSource(definition))])
+    kernel.define_sensor(SensorDefinition(definition.sensor, "push", RunTemplate("ship")))
+    runner = SourceRunner(kernel, [(definition, source(definition))])
     first = [(f"a{i}", {"i": i}) for i in range(500)]
     second = [(f"b{i}", {"i": i}) for i in range(500)]
-    jet.publish(first)
+    publish(first)
     runner.start()
     try:
-        deadline = time.monotonic() + 30
-        while runner.states()[0].ingested == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        server.stop()  # mid-stream, most likely
+        _wait(lambda: runner.states()[0].ingested > 0)
+        kill()  # mid-stream, most likely: a crash, not a clean shutdown
         at_stop = runner.states()[0].ingested
         _wait(lambda: not runner.states()[0].connected)
         time.sleep(1.0)
-        server.start()
-        jet.publish(second)
-        _wait(lambda: runner.states()[0].pending == 0 and _count(kernel) >= 1000, 60)
+        start()
+        publish(second)
+        _wait(lambda: runner.states()[0].pending == 0 and _count(kernel) >= 1000, drain_seconds)
         state = runner.states()[0]
         assert state.restarts >= 1 and state.last_error is not None
     finally:
         runner.stop()
     ids = message_ids(kernel)
     assert sorted(ids) == sorted(m for m, _ in first + second), "each message exactly once"
-    assert jet.pending() == 0
+    assert left_on_broker() == 0
     assert kernel.verify().ok
-    print(f"\nbroker restart: stopped after {at_stop} of 500 ingested; 1000 ingested once each")
+    return at_stop
 
 
 def _wait(done: Callable[[], bool], timeout: float = 30) -> None:
@@ -203,28 +224,13 @@ def test_the_amqp_source_reconnects_after_a_broker_restart_and_loses_nothing(
     (persistent messages on a durable queue), the source reconnects, each message is
     ingested exactly once and the queue drains."""
     rabbit = Rabbit(rabbit_node.url)
-    kernel = Kernel(MemoryStore())
-    kernel.define_sensor(SensorDefinition("orders", "push", RunTemplate("ship")))
-    definition = SourceDefinition("orders", "amqp", "orders", rabbit.config(prefetch=50))
-    runner = SourceRunner(kernel, [(definition, AmqpSource(definition))])
-    first = [(f"a{i}", {"i": i}) for i in range(500)]
-    second = [(f"b{i}", {"i": i}) for i in range(500)]
-    rabbit.publish(first, persistent=True)
-    runner.start()
-    try:
-        _wait(lambda: runner.states()[0].ingested > 0)
-        rabbit_node.kill()  # mid-stream, most likely: a crash, not a clean shutdown
-        at_stop = runner.states()[0].ingested
-        _wait(lambda: not runner.states()[0].connected)
-        rabbit_node.start()
-        rabbit.publish(second, persistent=True)
-        _wait(lambda: _count(kernel) >= 1000 and runner.states()[0].pending == 0, 90)
-        state = runner.states()[0]
-        assert state.restarts >= 1 and state.last_error is not None
-    finally:
-        runner.stop()
-    ids = message_ids(kernel)
-    assert sorted(ids) == sorted(m for m, _ in first + second), "each message exactly once"
-    assert rabbit.depth() == 0
-    assert kernel.verify().ok
+    at_stop = _restart_mid_stream(
+        SourceDefinition("orders", "amqp", "orders", rabbit.config(prefetch=50)),
+        AmqpSource,
+        lambda messages: rabbit.publish(messages, persistent=True),
+        rabbit_node.kill,
+        rabbit_node.start,
+        rabbit.depth,
+        drain_seconds=90,
+    )
     print(f"\nRabbitMQ restart: killed after {at_stop} of 500 ingested; 1000 ingested once each")

@@ -41,12 +41,16 @@ class PostgresStoreConformance(StoreKit):
     store_factory = staticmethod(postgres_support.store_on)
 
 
-TestMemoryStore = MemoryStoreConformance.TestCase
-TestMemoryStore.settings = scaled(0.5, steps=40)
-TestLmdbStore = LmdbStoreConformance.TestCase
-TestLmdbStore.settings = scaled(0.5, steps=40)
-TestPostgresStore = PostgresStoreConformance.TestCase
-TestPostgresStore.settings = scaled(0.25, steps=30)
+def _case(kit: Any, fraction: float, steps: int) -> Any:
+    """The kit's pytest case, with ``scaled(fraction, steps)`` settings."""
+    case = kit.TestCase
+    case.settings = scaled(fraction, steps=steps)
+    return case
+
+
+TestMemoryStore = _case(MemoryStoreConformance, 0.5, 40)
+TestLmdbStore = _case(LmdbStoreConformance, 0.5, 40)
+TestPostgresStore = _case(PostgresStoreConformance, 0.25, 30)
 
 
 # -- plugins -------------------------------------------------------------------------------------
@@ -100,16 +104,11 @@ class SubprocessLauncherKit(PluginKit):
         return {"command": [shutil.which("true") or "true"]}
 
 
-TestReferencePlugins = ReferencePlugins.TestCase
-TestReferencePlugins.settings = scaled(0.5, steps=30)
-TestFilesystemConnector = FilesystemConnector.TestCase
-TestFilesystemConnector.settings = scaled(0.5, steps=30)
-TestFilesystemOnLmdb = FilesystemOnLmdb.TestCase
-TestFilesystemOnLmdb.settings = scaled(0.25, steps=30)
-TestMemoryLauncher = MemoryLauncherKit.TestCase
-TestMemoryLauncher.settings = scaled(0.5, steps=30)
-TestSubprocessLauncher = SubprocessLauncherKit.TestCase
-TestSubprocessLauncher.settings = scaled(0.25, steps=25)
+TestReferencePlugins = _case(ReferencePlugins, 0.5, 30)
+TestFilesystemConnector = _case(FilesystemConnector, 0.5, 30)
+TestFilesystemOnLmdb = _case(FilesystemOnLmdb, 0.25, 30)
+TestMemoryLauncher = _case(MemoryLauncherKit, 0.5, 30)
+TestSubprocessLauncher = _case(SubprocessLauncherKit, 0.25, 25)
 
 
 # -- what the plugin kit catches -----------------------------------------------------------------
