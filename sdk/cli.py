@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, Final, NoReturn, TextIO
 
@@ -40,6 +40,7 @@ from arcoflow.kernel import (
 )
 from arcoflow.kernel import views as v
 from arcoflow.kernel.kernel import preview
+from arcoflow.kernel.store.files import DATA_FILE, ID_FILE, holds_data
 from arcoflow.kernel.store.reclaim import reclaim
 from arcoflow.kernel.values import check_json, check_time
 
@@ -57,6 +58,7 @@ from .types import StoreUse
 __all__ = ["StoreUse", "main"]
 
 Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
+_LOCK_FILE: Final = "lock.mdb"  # LMDB's lock file, beside DATA_FILE
 JSON = dict[str, Any]
 #: The LMDB data file whose presence tells an existing store from a typo.
 #: Definitions per ``Kernel.apply`` call of ``arcoflow apply`` (progress shows between them).
@@ -602,11 +604,38 @@ def _open_store(path: str, create: bool, check_pages: bool = False) -> LmdbStore
 
 @contextmanager
 def _store(path: str, create: bool, check_pages: bool = False) -> Iterator[LmdbStore]:
+    """The store at ``path`` for one command. A command that fails on a store it just
+    created, before anything reached its log (bad input, an unknown id: every id is unknown
+    to a new store), leaves no store behind: "nothing written" includes the directory."""
+    made = _new_store_files(path) if create else None
     store = _open_store(path, create, check_pages)
     try:
         yield store
+    except BaseException:
+        if made is not None and next(Kernel(store).log(), None) is None:
+            store.close()
+            _remove_new_store(path, made)
+        raise
     finally:
         store.close()
+
+
+def _new_store_files(path: str) -> list[str] | None:
+    """What opening ``path`` for writing will create, the directory last if it does not exist
+    yet (``None``: a store, or what is left of one, is already there)."""
+    if holds_data(path) or os.path.lexists(os.path.join(path, ID_FILE)):
+        return None
+    made = [os.path.join(path, name) for name in (DATA_FILE, _LOCK_FILE, ID_FILE)]
+    return made if os.path.lexists(path) else [*made, path]
+
+
+def _remove_new_store(path: str, made: list[str]) -> None:
+    for name in made:
+        with suppress(OSError):  # best effort: the command's own error is what matters
+            if name == path:
+                os.rmdir(name)
+            else:
+                os.remove(name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

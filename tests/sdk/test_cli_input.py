@@ -144,3 +144,49 @@ def test_enabled_false_applies_and_everything_reads_back(
         assert kernel.verify().ok
     finally:
         kernel_store.close()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["apply", "{bad_toml}"],
+        ["apply", "{bad_schedule}"],
+        ["push", "hook", "--message-id", "m", "--payload", "{{bad"],
+        ["push", "hook", "--message-id", "m"],
+        ["evaluate", "--now", "yesterday"],
+        ["complete", "00000000-0000-5000-8000-000000000000", "succeeded"],
+        ["backfill", "hourly", "--from", "a", "--to", "b"],
+        ["compact", "--keep", "5x"],
+        ["run", "--once", "--config", "{bad_toml}"],
+    ],
+)
+@pytest.mark.parametrize("place", ["missing", "empty directory"])
+def test_a_write_refused_on_a_new_store_leaves_no_store_behind(
+    argv: list[str], place: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad input writes nothing, not even the store a write command would have created."""
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("bad = [\n")
+    bad_schedule = tmp_path / "bad-schedule.toml"
+    bad_schedule.write_text('[[schedule]]\nid = "Bad ID"\ncron = "x"\n')
+    target = tmp_path / "new"
+    if place == "empty directory":
+        target.mkdir()
+    args = [a.format(bad_toml=bad_toml, bad_schedule=bad_schedule) for a in argv]
+    assert main(["--store", str(target), *args]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("arcoflow: error: ") and err.count("\n") == 1 and out == ""
+    if place == "missing":
+        assert not target.exists()
+    else:
+        assert list(target.iterdir()) == []
+
+
+def test_a_write_refused_on_an_existing_store_keeps_it(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("bad = [\n")
+    assert main(["--store", store, "apply", str(bad)]) == 2
+    assert main(["--store", store, "--json", "schedules"]) == 0
+    assert [s["schedule_id"] for s in json.loads(capsys.readouterr().out)] == ["hourly"]
