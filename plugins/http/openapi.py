@@ -36,6 +36,20 @@ _ERRORS: Final = {
 }
 
 
+def _header(text: str) -> JSON:
+    return {"description": text, "schema": {"type": "string"}}
+
+
+#: The response headers the API sends beyond the usual ones, by status (and, for ``Link``, on
+#: the pages of a listing): a client generated from the document can read them.
+_LOCATION: Final = {"Location": _header("The URL of what was created, under the API's prefix")}
+_LINK: Final = {"Link": _header('<URL of the next page>; rel="next" (absent on the last page)')}
+_ERROR_HEADERS: Final = {
+    405: {"Allow": _header("The methods the route accepts")},
+    503: {"Retry-After": _header("Seconds to wait before retrying")},
+}
+
+
 def _query(route: Route, name: str) -> JSON:
     schema: JSON
     if name == "limit":
@@ -62,17 +76,28 @@ def _operation(route: Route, components: dict[type, JSON], head: bool = False) -
         if part.startswith("{")
     ]
     params += [_query(route, name) for name in route.query]
+    params += [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+        for name in route.headers
+    ]
     responses: JSON = {}
     for status, shape in sorted(route.responses.items()):
         if shape is Text:
             content: JSON = {"text/plain": {"schema": {"type": "string"}}}
         else:
             content = {"application/json": {"schema": components[shape]}}
-        responses[str(status)] = {"description": "OK" if status == 200 else "Created"}
+        response: JSON = {"description": "OK" if status == 200 else "Created"}
+        if status == 201:
+            response["headers"] = _LOCATION
+        elif "cursor" in route.query:
+            response["headers"] = _LINK
         if not head:
-            responses[str(status)]["content"] = content
+            response["content"] = content
+        responses[str(status)] = response
     for status, text in _ERRORS.items():
         responses[str(status)] = {"description": text, "content": _PROBLEM}
+        if status in _ERROR_HEADERS:
+            responses[str(status)]["headers"] = _ERROR_HEADERS[status]
     operation: JSON = {
         "operationId": ("head" if head else route.method.lower())
         + route.path.replace("/", "_").replace("{", "").replace("}", ""),
