@@ -499,7 +499,8 @@ def test_the_daemon_runs_its_sources_and_stops_them_cleanly(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("plugin", "error", "message"),
     [
-        ("kafka", PluginMissing, "no source plugin 'kafka' installed"),
+        # bad input, like a connector that is not installed (was PluginMissing, exit 1)
+        ("kafka", InvalidDefinition, "no source plugin 'kafka' is installed"),
         ("nats", InputError, "config.stream is required"),
     ],
 )
@@ -512,3 +513,44 @@ def test_the_daemon_refuses_a_bad_source_before_writing_anything(
     with pytest.raises(error, match=message):
         run_daemon(kernel, Plugins.discover(), str(config), 1.0, True)
     assert kernel.sensors() == []
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            'id = "o"\nplugin = "kafka"\nsensor = "orders"',
+            "source 'o': no source plugin 'kafka' is installed (installed sources: amqp, nats",
+        ),
+        (
+            'id = "o"\nplugin = "filesystem"\nsensor = "orders"',
+            "source 'o': plugin 'filesystem' is not a source",
+        ),
+        (
+            'id = "o"\nplugin = "nats"\nsensor = "orders"\nconfig = { subject = "s" }',
+            "source 'o': config.stream is required",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [["apply"], ["run", "--once", "--config"]])
+def test_apply_and_run_refuse_a_source_its_plugin_cannot_serve(
+    source: str,
+    message: str,
+    command: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Like a connector or a launcher, a source names a plugin that must be installed, be a
+    source and accept its config: bad input (exit 2), nothing written. Before: `apply`
+    accepted the file, and `run` failed with exit 1 once the store was written."""
+    defs = tmp_path / "defs.toml"
+    defs.write_text(
+        '[[sensor]]\nid = "orders"\ntype = "push"\nrun = { target = "t" }\n'
+        f"[[source]]\n{source}\n"
+    )
+    store = tmp_path / "store"
+    assert main(["--store", str(store), *command, str(defs)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"arcoflow: error: {defs}: ") and message in err, err
+    assert err.count("\n") == 1
+    assert not store.exists()
