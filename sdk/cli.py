@@ -34,6 +34,7 @@ from arcoflow.kernel import (
     RunTemplate,
     ScheduleDefinition,
     SensorDefinition,
+    StoreBusy,
     load_definitions,
     parse_duration,
     validate_run_id,
@@ -343,7 +344,13 @@ def cmd_compact(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     }
     if verification.ok and isinstance(kernel.store, LmdbStore) and not args.no_reclaim:
         kernel.store.close()  # the swap needs the store to itself, this process included
-        sizes = reclaim(kernel.store.path)
+        try:
+            sizes = reclaim(kernel.store.path)
+        except StoreBusy as exc:  # reclaim's "nothing was changed" is not true of the log
+            raise StoreBusy(
+                f"the log was compacted (snapshot at seq {result.seq}, {result.dropped} records"
+                f" dropped) but the data file was not shrunk: {str(exc).partition('; ')[0]}"
+            ) from exc
         report["file_bytes_before"], report["file_bytes_after"] = sizes
     if ctx["json"]:
         ctx["out"](report, "compact")
