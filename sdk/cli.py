@@ -35,6 +35,7 @@ from arcoflow.kernel import (
     ScheduleDefinition,
     SensorDefinition,
     StoreBusy,
+    StoreNotFound,
     load_definitions,
     parse_duration,
     validate_run_id,
@@ -606,7 +607,10 @@ def _open_store(path: str, create: bool, check_pages: bool = False) -> LmdbStore
     """The store at ``path``. ``create=False`` (a command that only reads): the store must
     already exist, else :class:`~arcoflow.kernel.StoreNotFound`, and nothing is created.
     ``check_pages``: walk every page before mapping the file (see :class:`LmdbStore`)."""
-    return LmdbStore(path, readonly=not create, check_pages=check_pages)
+    try:
+        return LmdbStore(path, readonly=not create, check_pages=check_pages)
+    except StoreNotFound as exc:  # the store names its real path; the user knows what they typed
+        raise StoreNotFound(f"no store at {path}") from exc
 
 
 @contextmanager
