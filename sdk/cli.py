@@ -57,7 +57,7 @@ from .sources import add_source_commands
 from .stdout import document_stdout
 from .types import StoreUse
 
-__all__ = ["StoreUse", "main"]
+__all__ = ["StoreUse", "UsageError", "main"]
 
 Handler = Callable[[argparse.Namespace, Mapping[str, Any]], int]
 _LOCK_FILE: Final = "lock.mdb"  # LMDB's lock file, beside DATA_FILE
@@ -75,12 +75,16 @@ def _columns(kind: str) -> Sequence[str] | None:
     return None if view is None else v.columns(view)
 
 
+class UsageError(InputError):
+    """The command line does not parse (an unknown option, a value of the wrong kind)."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line on stderr (its default too, made explicit)."""
+    """argparse whose usage errors are the CLI's other errors: one line on stderr and exit 2,
+    returned by :func:`main` (not argparse's usage block and ``SystemExit``)."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"arcoflow: error: {message}\n")
+        raise UsageError(f"{message} (see: {self.prog} --help)")
 
 
 class Output:

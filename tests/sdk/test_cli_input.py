@@ -190,3 +190,24 @@ def test_a_write_refused_on_an_existing_store_keeps_it(
     assert main(["--store", store, "apply", str(bad)]) == 2
     assert main(["--store", store, "--json", "schedules"]) == 0
     assert [s["schedule_id"] for s in json.loads(capsys.readouterr().out)] == ["hourly"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ticks", "hourly", "--limit", "abc"],
+        ["ticks", "hourly", "--status", "NOPE"],
+        ["history", "sensor", "files", "--before", "abc"],
+        ["runs", "--bogus"],
+        ["push"],
+        ["no-such-command"],
+        ["--log-format", "yaml", "schedules"],
+    ],
+)
+def test_a_command_line_that_does_not_parse_is_one_error_line_and_exit_2(
+    store: str, args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: argparse printed its usage block above the error and raised SystemExit out of
+    ``main`` (documented to return the exit code)."""
+    err = _refused(store, args, capsys)
+    assert "--help" in err and not err.startswith("arcoflow: error: usage")
