@@ -337,6 +337,8 @@ def cmd_compact(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     on LMDB, the data file replaced by a compacting copy (file space given back)."""
     now = parse_time(args.now, "--now") if args.now else int(time.time())
     keep = parse_duration(args.keep)
+    if ctx.get("new_store"):  # a mistyped path: nothing to compact (and none is left behind)
+        raise StoreNotFound(f"no store at {ctx['store_path']}")
     kernel = _kernel(ctx)
     result = kernel.compact(before=max(now - keep, 0))
     verification = result.verification
@@ -678,8 +680,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return handler(args, ctx)
             # verify walks every page first: a damaged one must be reported, not crash it
             check_pages = args.command == "verify"
+            fresh = use == "write" and not holds_data(args.store)
             with _store(args.store, use == "write", check_pages) as store:
-                return handler(args, ctx | {"kernel": Kernel(store)})
+                return handler(args, ctx | {"kernel": Kernel(store), "new_store": fresh})
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -211,3 +211,16 @@ def test_a_command_line_that_does_not_parse_is_one_error_line_and_exit_2(
     ``main`` (documented to return the exit code)."""
     err = _refused(store, args, capsys)
     assert "--help" in err and not err.startswith("arcoflow: error: usage")
+
+
+def test_compact_of_a_missing_store_is_refused_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``compact`` writes, but there is nothing to compact at a mistyped path: it used to
+    create an empty store there and say ``ok``."""
+    typo = tmp_path / "TYPO"
+    assert main(["--store", str(typo), "compact"]) == 2
+    assert capsys.readouterr().err == f"arcoflow: error: no store at {typo}\n"
+    assert not typo.exists()
+    assert main(["--store", str(typo), "apply", "/dev/null"]) == 0  # an empty store compacts
+    assert main(["--store", str(typo), "compact"]) == 0
