@@ -613,6 +613,8 @@ def _open_store(path: str, create: bool, check_pages: bool = False) -> LmdbStore
     """The store at ``path``. ``create=False`` (a command that only reads): the store must
     already exist, else :class:`~arcoflow.kernel.StoreNotFound`, and nothing is created.
     ``check_pages``: walk every page before mapping the file (see :class:`LmdbStore`)."""
+    if os.path.exists(path) and not os.path.isdir(path):  # LMDB would say "File exists"
+        raise StoreNotFound(f"no store at {path}: it is a file, not a store directory")
     try:
         return LmdbStore(path, readonly=not create, check_pages=check_pages)
     except StoreNotFound as exc:  # the store names its real path; the user knows what they typed

@@ -224,3 +224,20 @@ def test_compact_of_a_missing_store_is_refused_and_creates_nothing(
     assert not typo.exists()
     assert main(["--store", str(typo), "apply", "/dev/null"]) == 0  # an empty store compacts
     assert main(["--store", str(typo), "compact"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv", [["schedules"], ["apply", "/dev/null"], ["request", "k", "--target", "t"]]
+)
+def test_a_store_path_that_is_a_file_is_named_as_such(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a write command said ``cannot open store at P: [Errno 17] File exists: 'P'``
+    (exit 1), a read command ``no store at P``; now both say what is wrong, exit 2."""
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    assert main(["--store", str(path), *argv]) == 2
+    assert capsys.readouterr().err == (
+        f"arcoflow: error: no store at {path}: it is a file, not a store directory\n"
+    )
+    assert path.read_text() == "mine"
