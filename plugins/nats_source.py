@@ -75,7 +75,6 @@ class NatsSource:
     async def run(self, sink: Sink) -> None:
         # The extra is needed only when a source runs (see __init__).
         import nats  # noqa: PLC0415
-        from nats.errors import TimeoutError as FetchTimeout  # noqa: PLC0415
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: PLC0415
         from nats.js.errors import NotFoundError  # noqa: PLC0415
 
@@ -128,8 +127,8 @@ class NatsSource:
                     asked = time.monotonic()
                 try:
                     messages = await sub.fetch(batch, timeout=self.fetch_timeout)
-                except FetchTimeout:
-                    continue
+                except TimeoutError:  # nothing yet. nats-py raises its own TimeoutError, or
+                    continue  # the builtin one when its no-wait probe used up the deadline
                 for msg in messages:
                     await sink.put(self._delivery(msg))
                 await sink.flush()

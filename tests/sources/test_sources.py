@@ -308,6 +308,41 @@ def test_nats_redelivery_storm_is_one_evaluation_each(nats_url: str, runner_of: 
         jet.delete()
 
 
+def test_an_idle_nats_source_is_not_restarted_by_a_fetch_timeout(
+    nats_url: str, runner_of: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nats-py's ``fetch`` of several messages ends an empty wait with either its own
+    ``nats.errors.TimeoutError`` or a plain ``TimeoutError`` (when its first, no-wait request
+    used up the deadline, as it does on a loaded machine). Both mean "nothing yet". Before:
+    the plain one failed the source, which was restarted with backoff every few seconds while
+    idle (``restarts`` rising, ``last_error`` "TimeoutError")."""
+    from nats.js.client import JetStreamContext  # noqa: PLC0415
+
+    real_fetch = JetStreamContext.PullSubscription.fetch
+    calls = [0]
+
+    async def fetch(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] % 2:  # what _fetch_n raises when the no-wait probe ate the deadline
+            raise TimeoutError
+        return await real_fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", fetch)
+    jet = Jet(nats_url)
+    try:
+        kernel = _kernel()
+        config = jet.config(fetch_timeout=0.2)
+        definition = SourceDefinition("orders", "nats", "orders", config)
+        runner = runner_of(kernel, (definition, NatsSource(definition)))
+        _until(runner, lambda s: calls[0] >= 6)
+        jet.publish([(f"m{i}", {"i": i}) for i in range(3)])
+        _until(runner, lambda s: s.ingested == 3)
+        state = runner.states()[0]
+        assert (state.restarts, state.last_error, state.connected) == (0, None, True)
+    finally:
+        jet.delete()
+
+
 def test_nats_rejects_poison_messages_once(nats_url: str, runner_of: Any) -> None:
     jet = Jet(nats_url)
     try:
