@@ -132,6 +132,8 @@ class NatsSource:
                 for msg in messages:
                     await sink.put(self._delivery(msg))
                 await sink.flush()
+                if len(messages) < batch:  # the backlog drained: show the broker's count now,
+                    asked = 0.0  # not after the next (empty, fetch_timeout long) wait
         finally:
             sink.connected(False)
             await nc.close()

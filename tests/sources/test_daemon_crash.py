@@ -117,14 +117,20 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 assert time.monotonic() < deadline, f"still {jet.pending()} pending"
                 time.sleep(0.3)
-            time.sleep(1.5)  # one more status write
-            shown = subprocess.run(
-                [*CLI, "--store", store, "--json", "sources"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            (status,) = json.loads(shown.stdout)
+            # The status file is rewritten every second from counts the source refreshes
+            # about as often: wait for it to catch up with the broker (a fixed 1.5 s read
+            # counts that were still in flight on a loaded machine).
+            while True:
+                shown = subprocess.run(
+                    [*CLI, "--store", store, "--json", "sources"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                (status,) = json.loads(shown.stdout)
+                if status["pending"] == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(30)

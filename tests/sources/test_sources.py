@@ -343,6 +343,26 @@ def test_an_idle_nats_source_is_not_restarted_by_a_fetch_timeout(
         jet.delete()
 
 
+def test_the_pending_count_of_a_nats_source_is_fresh_once_the_backlog_drains(
+    nats_url: str, runner_of: Any
+) -> None:
+    """Before: ``pending`` (``arcoflow sources``) kept the backlog it was when the source last
+    asked, until the next empty fetch had waited its whole ``fetch_timeout``: a drained source
+    showed 30 pending for seconds (the daemon crash test read 222 after the stream drained)."""
+    jet = Jet(nats_url)
+    try:
+        jet.publish([(f"m{i}", {"i": i}) for i in range(30)])
+        kernel = _kernel()
+        config = jet.config(fetch_timeout=20.0)  # an empty fetch waits long
+        definition = SourceDefinition("orders", "nats", "orders", config)
+        runner = runner_of(kernel, (definition, NatsSource(definition)))
+        _until(runner, lambda s: s.ingested == 30)
+        _until(runner, lambda s: s.pending == 0, timeout=5)
+        assert jet.pending() == 0
+    finally:
+        jet.delete()
+
+
 def test_nats_rejects_poison_messages_once(nats_url: str, runner_of: Any) -> None:
     jet = Jet(nats_url)
     try:
