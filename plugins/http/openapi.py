@@ -31,6 +31,7 @@ _ERRORS: Final = {
     411: "No Content-Length",
     413: "Body or payload too large",
     415: "Not JSON",
+    431: "Request line and headers over 64 KiB (under arcoflow serve)",
     500: "Internal error (details in the server log)",
     503: "Too many requests or connections; retry after the Retry-After seconds",
 }
@@ -94,7 +95,10 @@ def _operation(route: Route, components: dict[type, JSON], head: bool = False) -
         if not head:
             response["content"] = content
         responses[str(status)] = response
-    for status, text in _ERRORS.items():
+    errors = dict(_ERRORS)
+    if any(shape is Text for shape in route.responses.values()):  # /metrics
+        errors[501] = "Needs an extra that is not installed (arcoflow[metrics])"
+    for status, text in sorted(errors.items()):
         responses[str(status)] = {"description": text, "content": _PROBLEM}
         if status in _ERROR_HEADERS:
             responses[str(status)]["headers"] = _ERROR_HEADERS[status]
