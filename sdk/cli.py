@@ -299,6 +299,9 @@ def cmd_push(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 def cmd_runs(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     kernel = _kernel(ctx)
     if args.run_id:
+        given = [f for f, value in (("--status", args.status), ("--before", args.before)) if value]
+        if given:  # a filter on one run would be ignored, and its status shown as a match
+            raise UsageError(f"{' and '.join(given)} filter the list; not with a RUN_ID")
         ctx["out"](v.run_json(kernel.run(validate_run_id(args.run_id))), "run")
         return 0
     rows = kernel.runs(limit=args.limit, before=args.before, status=args.status)

@@ -241,3 +241,16 @@ def test_a_store_path_that_is_a_file_is_named_as_such(
         f"arcoflow: error: no store at {path}: it is a file, not a store directory\n"
     )
     assert path.read_text() == "mine"
+
+
+def test_runs_of_one_run_id_refuses_the_list_filters(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: ``arcoflow runs RUN_ID --status FAILED`` showed a REQUESTED run, exit 0."""
+    assert main(["--store", store, "--json", "request", "k", "--target", "t"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    err = _refused(store, ["runs", run_id, "--status", "FAILED"], capsys)
+    assert "--status filter the list; not with a RUN_ID" in err
+    _refused(store, ["runs", run_id, "--before", run_id], capsys)
+    assert main(["--store", store, "--json", "runs", run_id]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "REQUESTED"
