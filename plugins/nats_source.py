@@ -126,14 +126,16 @@ class NatsSource:
                     sink.connected(True, pending)
                     asked = time.monotonic()
                 try:
-                    messages = await sub.fetch(batch, timeout=self.fetch_timeout)
+                    # an idle wait ends in time for the next pending-count refresh
+                    wait = min(self.fetch_timeout, _PENDING_EVERY)
+                    messages = await sub.fetch(batch, timeout=wait)
                 except TimeoutError:  # nothing yet. nats-py raises its own TimeoutError, or
                     continue  # the builtin one when its no-wait probe used up the deadline
                 for msg in messages:
                     await sink.put(self._delivery(msg))
                 await sink.flush()
-                if len(messages) < batch:  # the backlog drained: show the broker's count now,
-                    asked = 0.0  # not after the next (empty, fetch_timeout long) wait
+                if len(messages) < batch:  # the backlog drained: ask the broker's count now
+                    asked = 0.0  # (acks in flight may still count; the next refresh follows)
         finally:
             sink.connected(False)
             await nc.close()

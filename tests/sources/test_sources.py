@@ -353,7 +353,7 @@ def test_the_pending_count_of_a_nats_source_is_fresh_once_the_backlog_drains(
     try:
         jet.publish([(f"m{i}", {"i": i}) for i in range(30)])
         kernel = _kernel()
-        config = jet.config(fetch_timeout=20.0)  # an empty fetch waits long
+        config = jet.config(fetch_timeout=20.0)  # a long idle wait must not hold it
         definition = SourceDefinition("orders", "nats", "orders", config)
         runner = runner_of(kernel, (definition, NatsSource(definition)))
         _until(runner, lambda s: s.ingested == 30)
