@@ -316,8 +316,13 @@ def cmd_request(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     requested = _kernel(ctx).request(args.run_key, template, origin=args.origin)
     ctx["out"](v.requested_json(requested), "run")
     if requested.existing:  # a dedupe hit: say so, never silently
+        differs = (
+            " with other content (target, config or tags); recorded as a conflict"
+            if requested.conflict
+            else ""
+        )
         print(
-            f"arcoflow: run key {requested.run.run_key} already had a run: returned it",
+            f"arcoflow: run key {requested.run.run_key} already had a run{differs}: returned it",
             file=sys.stderr,
         )
     return 0

@@ -254,3 +254,18 @@ def test_runs_of_one_run_id_refuses_the_list_filters(
     _refused(store, ["runs", run_id, "--before", run_id], capsys)
     assert main(["--store", store, "--json", "runs", run_id]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "REQUESTED"
+
+
+def test_a_conflicting_request_says_so_on_stderr(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: the same note as a plain repeat ("already had a run: returned it"), though the
+    request asked for other content and was recorded as a conflict."""
+    assert main(["--store", store, "request", "k", "--target", "t"]) == 0
+    capsys.readouterr()
+    assert main(["--store", store, "request", "k", "--target", "t"]) == 0
+    assert "conflict" not in capsys.readouterr().err
+    assert main(["--store", store, "--json", "request", "k", "--target", "other"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["conflict"] is True
+    assert "recorded as a conflict" in err and err.count("\n") == 1
