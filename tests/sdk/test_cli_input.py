@@ -269,3 +269,13 @@ def test_a_conflicting_request_says_so_on_stderr(
     out, err = capsys.readouterr()
     assert json.loads(out)["conflict"] is True
     assert "recorded as a conflict" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("interval", ["0", "-1", "nan", "inf", "1e308"])
+def test_run_refuses_an_interval_that_is_not_a_real_wait(
+    store: str, interval: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: ``--interval nan`` started a daemon, ``--interval inf`` ended with an
+    OverflowError traceback from a timed wait, ``1e308`` was taken as given."""
+    err = _refused(store, ["run", "--once", "--interval", interval], capsys)
+    assert "interval must be positive, at most 31622400 seconds" in err
