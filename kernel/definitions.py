@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_origin
 
 import attrs
 import cattrs
@@ -477,6 +477,15 @@ _converter.register_structure_hook(str, _exact(str, "text"))
 _converter.register_structure_hook(float, _exact(float, "a number"))
 
 
+def _is_literal(kind: object) -> bool:
+    return bool(get_origin(kind) == Literal)
+
+
+# A Literal field's attrs validator (check_choice) names the choices; cattrs' own check would
+# say "x not in literal typing.Literal[...]" first.
+_converter.register_structure_hook_func(_is_literal, lambda v, _: v)
+
+
 def _messages(exc: BaseException) -> list[str]:
     return cattrs.transform_error(exc, format_exception=_format)
 
@@ -486,6 +495,8 @@ def _format(exc: BaseException, _: Any) -> str:
         return "required field missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         return f"unknown field(s) {', '.join(sorted(exc.extra_fields))}"
+    if isinstance(exc, (AttributeError, TypeError)):  # a scalar or a list where a table goes
+        return "expected a table"
     return str(exc)
 
 
@@ -512,7 +523,10 @@ def parse_definitions(data: Mapping[str, Any], source: str = "definitions") -> D
             problems.append(f"{source}: [[{table}]] must be an array of tables")
             continue
         for index, item in enumerate(items):
-            name = item.get("id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
+            if not isinstance(item, dict):
+                problems.append(f"{table} #{index + 1}: expected a table, got {item!r}")
+                continue
+            name = item.get("id", f"#{index + 1}")
             try:
                 out.append(_converter.structure(item, cls))  # type: ignore[arg-type]
             except (cattrs.BaseValidationError, InputError, ValueError, TypeError) as exc:

@@ -83,7 +83,6 @@ class NatsSource:
     async def run(self, sink: Sink) -> None:
         # The extra is needed only when a source runs (see __init__).
         import nats  # noqa: PLC0415
-        from nats.errors import TimeoutError as FetchTimeout  # noqa: PLC0415
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: PLC0415
         from nats.js.errors import NotFoundError  # noqa: PLC0415
 
@@ -135,12 +134,16 @@ class NatsSource:
                     sink.connected(True, pending)
                     asked = time.monotonic()
                 try:
-                    messages = await sub.fetch(batch, timeout=self.fetch_timeout)
-                except FetchTimeout:
-                    continue
+                    # an idle wait ends in time for the next pending-count refresh
+                    wait = min(self.fetch_timeout, _PENDING_EVERY)
+                    messages = await sub.fetch(batch, timeout=wait)
+                except TimeoutError:  # nothing yet. nats-py raises its own TimeoutError, or
+                    continue  # the builtin one when its no-wait probe used up the deadline
                 for msg in messages:
                     await sink.put(self._delivery(msg))
                 await sink.flush()
+                if len(messages) < batch:  # the backlog drained: ask the broker's count now
+                    asked = 0.0  # (acks in flight may still count; the next refresh follows)
         finally:
             sink.connected(False)
             await nc.close()

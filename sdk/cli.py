@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, Final, NoReturn, TextIO, TypeVar
 
@@ -40,6 +40,8 @@ from arcoflow.kernel import (
     ScheduleDefinition,
     SensorDefinition,
     Store,
+    StoreBusy,
+    StoreNotFound,
     iso,
     load_definitions,
     parse_duration,
@@ -48,7 +50,14 @@ from arcoflow.kernel import (
     validate_run_id,
 )
 from arcoflow.kernel import views as v
-from arcoflow.kernel.store import is_postgres_url, open_store, reclaim
+from arcoflow.kernel.store import (
+    DATA_FILE,
+    ID_FILE,
+    holds_data,
+    is_postgres_url,
+    open_store,
+    reclaim,
+)
 from arcoflow.kernel.values import check_json
 from arcoflow.kernel.views import JSON
 
@@ -64,9 +73,10 @@ from .sources import add_source_commands
 from .stdout import document_stdout
 from .types import CommandHandler, StoreUse
 
-__all__ = ["StoreUse", "main"]
+__all__ = ["StoreUse", "UsageError", "main"]
 
 _R = TypeVar("_R")
+_LOCK_FILE: Final = "lock.mdb"  # LMDB's lock file, beside DATA_FILE
 
 #: The LMDB data file whose presence tells an existing store from a typo.
 #: Definitions per ``Kernel.apply`` call of ``arcoflow apply`` (progress shows between them).
@@ -81,12 +91,16 @@ def _columns(kind: str) -> Sequence[str] | None:
     return None if view is None else v.columns(view)
 
 
+class UsageError(InputError):
+    """The command line does not parse (an unknown option, a value of the wrong kind)."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line on stderr (its default too, made explicit)."""
+    """argparse whose usage errors are the CLI's other errors: one line on stderr and exit 2,
+    returned by :func:`main` (not argparse's usage block and ``SystemExit``)."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"arcoflow: error: {message}\n")
+        raise UsageError(f"{message} (see: {self.prog} --help)")
 
 
 class Output:
@@ -318,6 +332,9 @@ def cmd_push(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
 def cmd_runs(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     kernel = _kernel(ctx)
     if args.run_id:
+        given = [f for f, value in (("--status", args.status), ("--before", args.before)) if value]
+        if given:  # a filter on one run would be ignored, and its status shown as a match
+            raise UsageError(f"{' and '.join(given)} filter the list; not with a RUN_ID")
         ctx["out"](v.run_json(kernel.run(validate_run_id(args.run_id))), "run")
         return 0
     rows = kernel.runs(limit=args.limit, before=args.before, status=args.status)
@@ -331,8 +348,13 @@ def cmd_request(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     requested = _kernel(ctx).request(args.run_key, template, origin=args.origin)
     ctx["out"](v.requested_json(requested), "run")
     if requested.existing:  # a dedupe hit: say so, never silently
+        differs = (
+            " with other content (target, config or tags); recorded as a conflict"
+            if requested.conflict
+            else ""
+        )
         print(
-            f"arcoflow: run key {requested.run.run_key} already had a run: returned it",
+            f"arcoflow: run key {requested.run.run_key} already had a run{differs}: returned it",
             file=sys.stderr,
         )
     return 0
@@ -356,6 +378,8 @@ def cmd_compact(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     on LMDB, the data file replaced by a compacting copy (file space given back)."""
     now = parse_iso(args.now, "--now") if args.now else int(time.time())
     keep = parse_duration(args.keep)
+    if ctx.get("new_store"):  # a mistyped path: nothing to compact (and none is left behind)
+        raise StoreNotFound(f"no store at {ctx['store_path']}")
     kernel = _kernel(ctx)
     result = kernel.compact(before=max(now - keep, 0))
     verification = result.verification
@@ -368,7 +392,13 @@ def cmd_compact(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
     }
     if verification.ok and isinstance(kernel.store, LmdbStore) and not args.no_reclaim:
         kernel.store.close()  # the swap needs the store to itself, this process included
-        sizes = reclaim(kernel.store.path)
+        try:
+            sizes = reclaim(kernel.store.path)
+        except StoreBusy as exc:  # reclaim's "nothing was changed" is not true of the log
+            raise StoreBusy(
+                f"the log was compacted (snapshot at seq {result.seq}, {result.dropped} records"
+                f" dropped) but the data file was not shrunk: {str(exc).partition('; ')[0]}"
+            ) from exc
         report["file_bytes_before"], report["file_bytes_after"] = sizes
     if ctx["json"]:
         ctx["out"](report, "compact")
@@ -639,16 +669,48 @@ def _open_store(spec: str, create: bool, check_pages: bool = False) -> Store:
     (see :class:`LmdbStore`; a PostgreSQL server checks its own pages)."""
     if is_postgres_url(spec):
         return open_store(spec, create=create)
-    return open_store(spec, create=create, check_pages=check_pages)
+    if os.path.exists(spec) and not os.path.isdir(spec):  # LMDB would say "File exists"
+        raise StoreNotFound(f"no store at {spec}: it is a file, not a store directory")
+    try:
+        return open_store(spec, create=create, check_pages=check_pages)
+    except StoreNotFound as exc:  # the store names its real path; the user knows what they typed
+        raise StoreNotFound(f"no store at {spec}") from exc
 
 
 @contextmanager
 def _store(path: str, create: bool, check_pages: bool = False) -> Iterator[Store]:
+    """The store ``path`` names, for one command. A command that fails on an LMDB store it just
+    created, before anything reached its log (bad input, an unknown id: every id is unknown
+    to a new store), leaves no store behind: "nothing written" includes the directory."""
+    made = _new_store_files(path) if create and not is_postgres_url(path) else None
     store = _open_store(path, create, check_pages)
     try:
         yield store
+    except BaseException:
+        if made is not None and next(Kernel(store).log(), None) is None:
+            store.close()
+            _remove_new_store(path, made)
+        raise
     finally:
         store.close()
+
+
+def _new_store_files(path: str) -> list[str] | None:
+    """What opening ``path`` for writing will create, the directory last if it does not exist
+    yet (``None``: a store, or what is left of one, is already there)."""
+    if holds_data(path) or os.path.lexists(os.path.join(path, ID_FILE)):
+        return None
+    made = [os.path.join(path, name) for name in (DATA_FILE, _LOCK_FILE, ID_FILE)]
+    return made if os.path.lexists(path) else [*made, path]
+
+
+def _remove_new_store(path: str, made: list[str]) -> None:
+    for name in made:
+        with suppress(OSError):  # best effort: the command's own error is what matters
+            if name == path:
+                os.rmdir(name)
+            else:
+                os.remove(name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -676,8 +738,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return handler(args, ctx)
             # verify walks every page first: a damaged one must be reported, not crash it
             check_pages = args.command == "verify"
+            fresh = use == "write" and not holds_data(args.store)
             with _store(args.store, use == "write", check_pages) as store:
-                return handler(args, ctx | {"kernel": Kernel(store)})
+                return handler(args, ctx | {"kernel": Kernel(store), "new_store": fresh})
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from arcoflow.kernel import (
     InputError,
@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 __all__ = ["run_daemon"]
 
 log = logging.getLogger("arcoflow.daemon")
+
+
+#: The longest interval between cycles, as for every duration (``parse_duration``).
+_MAX_INTERVAL: Final = 366 * 86_400
 
 
 def run_daemon(
@@ -82,8 +86,10 @@ def run_daemon(
     plugins refuse, raises :class:`~arcoflow.kernel.InvalidDefinition` before anything is
     written.
     """
-    if interval <= 0:
-        raise InputError(f"interval must be positive, got {interval}")
+    if not 0 < interval <= _MAX_INTERVAL:  # NaN too; inf would overflow the timed waits
+        raise InputError(
+            f"interval must be positive, at most {_MAX_INTERVAL} seconds (366 days), got {interval}"
+        )
     launchers: dict[str, dict[str, object]] = {}
     sources: list[tuple[SourceDefinition, Source]] = []
     if definitions_path is not None:

@@ -110,6 +110,7 @@ ROLE_HOOKS: Final = {
     "push connector": "arcoflow_push",
     "evaluator": "arcoflow_evaluate_tick",
     "launcher": "arcoflow_launch",
+    "source": "arcoflow_source",
 }
 #: Seconds a plugin's config check may take before it counts as a problem.
 CHECK_TIMEOUT: Final = 10.0
@@ -338,8 +339,9 @@ class Plugins:
 
     def check_definitions(self, definitions: Definitions) -> list[str]:
         """Every problem a definitions file has with the installed plugins, before any of it is
-        applied: each connector, evaluator and launcher it names must be installed and of the
-        right kind, and each config must pass its plugin's ``arcoflow_check_config``.
+        applied: each connector, evaluator, launcher and source plugin it names must be
+        installed and of the right kind, and each config must pass its plugin's
+        ``arcoflow_check_config``.
 
         This is the SDK's check, not the kernel's: a kernel embedded without plugins accepts
         any name (a run whose launcher is missing fails at launch instead)."""
@@ -356,6 +358,15 @@ class Plugins:
                 missing = self.check_plugin("evaluator", schedule.evaluator)
                 if missing is not None:
                     problems.append(f"schedule {schedule.id!r}: {missing}")
+        for source in definitions.sources:
+            missing = self.check_plugin("source", source.plugin)
+            if missing is not None:
+                problems.append(f"source {source.id!r}: {missing}")
+                continue
+            try:  # the plugin reads its config when it makes the consumer (which connects later)
+                self.source(source)
+            except ArcoflowError as exc:
+                problems.append(str(exc))
         templates = [d.run for d in definitions.schedules] + [d.run for d in definitions.sensors]
         used = {t.launcher for t in templates if t.launcher is not None}
         for name in sorted(used | set(definitions.launchers)):

@@ -24,10 +24,12 @@ def _report(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_selected_targets_that_are_met_exit_0() -> None:
-    done = _report("--only", "cron-weekly,catchup")
+    # Two targets met by a wide margin (tens of times their 6x), so a loaded machine cannot
+    # turn this test red; what it checks is the report's exit status, not the figures.
+    done = _report("--only", "cron-weekly,cron-weekdays")
     lines = [line.split()[:1] for line in done.stdout.splitlines()]
     assert done.returncode == 0, done.stdout + done.stderr
-    assert ["cron-weekly"] in lines and ["catchup"] in lines
+    assert ["cron-weekly"] in lines and ["cron-weekdays"] in lines
     assert "2 of 2 targets met" in done.stdout
 
 

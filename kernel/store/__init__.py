@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from .base import Appended, Pending, ReadTxn, Store, WriteTxn
+from .files import DATA_FILE, ID_FILE, holds_data
 from .lmdb import LmdbStore
 from .memory import MemoryStore
 from .reclaim import reclaim
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .postgres import PostgresStore
 
 __all__ = [
+    "DATA_FILE",
+    "ID_FILE",
     "Appended",
     "LmdbStore",
     "MemoryStore",
@@ -40,6 +43,7 @@ __all__ = [
     "WorkKind",
     "WriteTxn",
     "daemon_status",
+    "holds_data",
     "is_postgres_url",
     "open_store",
     "reclaim",

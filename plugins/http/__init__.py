@@ -21,7 +21,9 @@ from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQ
 __all__ = ["INSTALL_HINT", "arcoflow_add_commands", "serve_command"]
 
 #: What ``arcoflow serve`` prints when the extra is missing.
-INSTALL_HINT: Final = "arcoflow serve: the HTTP API needs its extra: pip install 'arcoflow[http]'"
+INSTALL_HINT: Final = (
+    "arcoflow: error: serve: the HTTP API needs its extra: pip install 'arcoflow[http]'"
+)
 
 
 def _port(text: str) -> int:
@@ -87,7 +89,8 @@ def serve_command(args: argparse.Namespace, ctx: Mapping[str, Any]) -> int:
             request_seconds=args.request_seconds,
         )
     except OSError as exc:
-        print(f"arcoflow serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        # the CLI's error line, like every other command's
+        print(f"arcoflow: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         print(

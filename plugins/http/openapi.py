@@ -31,8 +31,23 @@ _ERRORS: Final = {
     411: "No Content-Length",
     413: "Body or payload too large",
     415: "Not JSON",
+    431: "Request line and headers over 64 KiB (under arcoflow serve)",
     500: "Internal error (details in the server log)",
     503: "Too many requests or connections; retry after the Retry-After seconds",
+}
+
+
+def _header(text: str) -> JSON:
+    return {"description": text, "schema": {"type": "string"}}
+
+
+#: The response headers the API sends beyond the usual ones, by status (and, for ``Link``, on
+#: the pages of a listing): a client generated from the document can read them.
+_LOCATION: Final = {"Location": _header("The URL of what was created, under the API's prefix")}
+_LINK: Final = {"Link": _header('<URL of the next page>; rel="next" (absent on the last page)')}
+_ERROR_HEADERS: Final = {
+    405: {"Allow": _header("The methods the route accepts")},
+    503: {"Retry-After": _header("Seconds to wait before retrying")},
 }
 
 
@@ -62,17 +77,31 @@ def _operation(route: Route, components: dict[type, JSON], head: bool = False) -
         if part.startswith("{")
     ]
     params += [_query(route, name) for name in route.query]
+    params += [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+        for name in route.headers
+    ]
     responses: JSON = {}
     for status, shape in sorted(route.responses.items()):
         if shape is Text:
             content: JSON = {"text/plain": {"schema": {"type": "string"}}}
         else:
             content = {"application/json": {"schema": components[shape]}}
-        responses[str(status)] = {"description": "OK" if status == 200 else "Created"}
+        response: JSON = {"description": "OK" if status == 200 else "Created"}
+        if status == 201:
+            response["headers"] = _LOCATION
+        elif "cursor" in route.query:
+            response["headers"] = _LINK
         if not head:
-            responses[str(status)]["content"] = content
-    for status, text in _ERRORS.items():
+            response["content"] = content
+        responses[str(status)] = response
+    errors = dict(_ERRORS)
+    if any(shape is Text for shape in route.responses.values()):  # /metrics
+        errors[501] = "Needs an extra that is not installed (arcoflow[metrics])"
+    for status, text in sorted(errors.items()):
         responses[str(status)] = {"description": text, "content": _PROBLEM}
+        if status in _ERROR_HEADERS:
+            responses[str(status)]["headers"] = _ERROR_HEADERS[status]
     operation: JSON = {
         "operationId": ("head" if head else route.method.lower())
         + route.path.replace("/", "_").replace("{", "").replace("}", ""),

@@ -64,6 +64,7 @@ from .shapes import (
 
 __all__ = [
     "MAX_PARAM",
+    "MESSAGE_ID_HEADERS",
     "PROBLEM_TYPE",
     "ROUTES",
     "Mapper",
@@ -211,6 +212,7 @@ class Route(NamedTuple):
     query: tuple[str, ...] = ()
     body: type[msgspec.Struct] | None = None
     statuses: tuple[str, ...] = ()  # the values ``status`` accepts, when it is a parameter
+    headers: tuple[str, ...] = ()  # the request headers it reads (documented as parameters)
 
     def match(self, segments: Sequence[str]) -> dict[str, str] | None:
         """The path parameters if ``segments`` (decoded, without the leading '') fit."""
@@ -428,9 +430,13 @@ def _sources(req: Request) -> Reply:
     return Reply(200, Sources([status_row(s) for s in store_status(req.kernel.store)]))
 
 
+#: The request headers that may carry a push message's id (they must agree when both are sent).
+MESSAGE_ID_HEADERS: Final = ("Idempotency-Key", "X-Message-Id")
+
+
 def _message(body: Any, headers: Mapping[str, str]) -> tuple[str, Any]:
     """The message id and payload of a push delivery (see docs/http.md, "Messages")."""
-    named = {h: v for h in ("idempotency-key", "x-message-id") if (v := headers.get(h))}
+    named = {h: v for h in MESSAGE_ID_HEADERS if (v := headers.get(h.lower()))}
     if len(set(named.values())) > 1:
         raise bad_request("InvalidMessage", "the Idempotency-Key and X-Message-Id headers disagree")
     header_id = next(iter(named.values()), None)
@@ -587,6 +593,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         "Deliver a message to a push sensor (idempotent by message id)",
         {201: Pushed, 200: Pushed},
         body=MessageBody,
+        headers=MESSAGE_ID_HEADERS,
     ),
     Route(
         "GET", "/schedules", _schedules, "Schedules, by id", {200: Page[views.ScheduleView]}, _PAGE

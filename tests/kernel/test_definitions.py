@@ -286,3 +286,40 @@ def test_a_good_file_round_trips_into_the_store(kernel: Kernel, tmp_path: Path) 
     assert kernel.schedule("nightly-etl").definition.catchup_window == 6 * 3600
     assert kernel.sensor("incoming").definition.backoff == Backoff(base=60, cap=3600)
     assert [c.action for c in kernel.apply(definitions, now=10)] == ["unchanged", "unchanged"]
+
+
+_SCHEDULE = {"id": "s", "cron": "0 * * * *", "run": {"target": "t"}}
+_PUSH = {"id": "p", "type": "push", "run": {"target": "t"}}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"schedule": [_SCHEDULE | {"run": "t"}]}, "schedule 's': run: expected a table"),
+        ({"schedule": [_SCHEDULE | {"run": ["t"]}]}, "schedule 's': run: expected a table"),
+        ({"schedule": [_SCHEDULE | {"run": 5}]}, "schedule 's': run: expected a table"),
+        ({"sensor": [_PUSH | {"backoff": "x"}]}, "sensor 'p': backoff: expected a table"),
+        ({"sensor": [_PUSH | {"config": "x"}]}, "sensor 'p': config: expected a table"),
+        (
+            {"sensor": [_PUSH | {"run": {"target": "t", "config": [1]}}]},
+            "sensor 'p': run.config: expected a table",
+        ),
+        ({"schedule": [1]}, "schedule #1: expected a table, got 1"),
+        (
+            {"schedule": [_SCHEDULE | {"catchup_order": "random"}]},
+            "schedule 's': catchup_order: 'random' is not one of 'newest', 'oldest'",
+        ),
+        (
+            {"sensor": [_PUSH | {"type": "pull"}]},
+            "sensor 'p': type: 'pull' is not one of 'poll', 'push'",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_shape_is_named_in_the_users_words(
+    data: dict[str, Any], message: str
+) -> None:
+    """Before: Python's own words leaked into the one-line error (``run: 'str' object has no
+    attribute 'keys'``, ``random not in literal typing.Literal['newest', 'oldest']``)."""
+    with pytest.raises(InvalidDefinition) as refused:
+        parse_definitions(data)
+    assert str(refused.value) == message

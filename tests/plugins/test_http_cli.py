@@ -69,7 +69,9 @@ def test_serve_reports_a_port_it_cannot_bind(
             taken.close()
     finally:
         store.close()
-    assert "cannot listen" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # one line in the CLI's error format (was "arcoflow serve: cannot listen ...")
+    assert err.startswith("arcoflow: error: cannot listen on 127.0.0.1:") and err.count("\n") == 1
 
 
 def test_serve_without_the_extra_says_what_to_install_in_one_line(
@@ -91,6 +93,7 @@ def test_serve_without_the_extra_says_what_to_install_in_one_line(
     captured = capsys.readouterr()
     assert captured.err == http_plugin.INSTALL_HINT + "\n"
     assert "pip install 'arcoflow[http]'" in captured.err and captured.out == ""
+    assert captured.err.startswith("arcoflow: error: ")
 
 
 def _line(stream: Any, timeout: float) -> str:

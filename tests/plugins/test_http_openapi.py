@@ -25,10 +25,10 @@ from arcoflow.sdk.sources import Rejection, SourceState, status_path, write_stat
 from starlette.routing import Route as StarletteRoute
 
 try:  # tests/plugins may become a package
-    from .http_support import Client, assert_well_formed, seed, served
+    from .http_support import Client, assert_well_formed, route_of, seed, served
     from .http_support import Reply as Answer
 except ImportError:
-    from http_support import Client, assert_well_formed, seed, served
+    from http_support import Client, assert_well_formed, route_of, seed, served
     from http_support import Reply as Answer
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -265,6 +265,65 @@ def test_real_answers_of_every_route_match_the_document(store_dir: str) -> None:
             and "items" in reply.json
         ]
         assert all(lists), "every listing must hold rows, or its row shape went unchecked"
+    finally:
+        store.close()
+
+
+def test_the_document_declares_the_headers_the_server_sends_and_reads(store_dir: str) -> None:
+    """``Location`` on a 201 and ``Link`` on a page are in the document for the status that
+    carries them, and the message route names the id headers it reads.
+
+    Before: the document declared no header at all, so a client generated from it could not
+    follow a ``Location`` or a ``Link`` nor send an ``Idempotency-Key``."""
+    doc = openapi_document()
+    message = doc["paths"]["/sensors/{sensor_id}/messages"]["post"]
+    read = {p["name"] for p in message["parameters"] if p["in"] == "header"}
+    assert read == {"Idempotency-Key", "X-Message-Id"}
+    store = LmdbStore(store_dir)
+    try:
+        kernel = Kernel(store)
+        seed(kernel)
+        with served(kernel) as server:
+            client = Client(server)
+            assert client.post("/sensors/orders/messages", {"a": 1}, key="h").status == 201
+            pushed = client.post(
+                "/sensors/orders/messages", {"a": 2}, headers={"X-Message-Id": "x"}
+            )
+            assert pushed.status == 201 and pushed.json["evaluation"]["message_id"] == "x"
+            window = {"from": "1970-01-01T04:00:00Z", "to": "1970-01-01T05:00:00Z"}
+            assert client.post("/schedules/hourly/backfill", window).status == 201
+            assert client.get("/schedules/hourly/ticks?limit=1").headers["Link"]
+            assert client.get("/runs?limit=1").headers["Link"]
+        sent = 0
+        for method, path, reply in client.replies:
+            template = (route_of("GET", path) or route_of(method, path) or ROUTES[0]).path
+            operation = doc["paths"][template].get(method.lower(), {})
+            declared = operation.get("responses", {}).get(str(reply.status), {}).get("headers", {})
+            for name in ("Location", "Link", "Allow", "Retry-After"):
+                if reply.headers.get(name) is not None:
+                    sent += 1
+                    assert name in declared, (method, path, reply.status, name)
+        assert sent == 5
+    finally:
+        store.close()
+
+
+def test_every_error_status_the_server_answers_is_documented(store_dir: str) -> None:
+    """Before: a 431 (headers over 64 KiB) was answered but in no operation's responses, and
+    neither was the 501 of /metrics without its extra."""
+    doc = openapi_document()
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if path != "/openapi.json":
+                assert "431" in operation["responses"], (method, path)
+    assert "501" in doc["paths"]["/metrics"]["get"]["responses"]
+    assert "501" not in doc["paths"]["/runs"]["get"]["responses"]
+    store = LmdbStore(store_dir)
+    try:
+        with served(Kernel(store)) as server:
+            reply = Client(server).request("GET", "/runs", headers={"X-Big": "a" * 70_000})
+            assert reply.status == 431
+            assert str(reply.status) in doc["paths"]["/runs"]["get"]["responses"]
     finally:
         store.close()
 

@@ -140,6 +140,19 @@ def test_read_only_commands_refuse_a_missing_store_and_create_nothing(
     assert not typo.exists()
 
 
+def test_a_missing_store_is_named_as_it_was_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: ``arcoflow --store TYPO schedules`` exits 2 with ``no store at TYPO`` (it said
+    the resolved absolute path instead), through a symlink too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    for typed in ("TYPO", "link/TYPO", "./TYPO"):
+        code, out, err = run(capsys, "--store", typed, "schedules")
+        assert (code, out, err) == (2, "", f"arcoflow: error: no store at {typed}\n")
+
+
 def test_an_empty_directory_is_not_a_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

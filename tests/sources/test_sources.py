@@ -308,6 +308,61 @@ def test_nats_redelivery_storm_is_one_evaluation_each(nats_url: str, runner_of: 
         jet.delete()
 
 
+def test_an_idle_nats_source_is_not_restarted_by_a_fetch_timeout(
+    nats_url: str, runner_of: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nats-py's ``fetch`` of several messages ends an empty wait with either its own
+    ``nats.errors.TimeoutError`` or a plain ``TimeoutError`` (when its first, no-wait request
+    used up the deadline, as it does on a loaded machine). Both mean "nothing yet". Before:
+    the plain one failed the source, which was restarted with backoff every few seconds while
+    idle (``restarts`` rising, ``last_error`` "TimeoutError")."""
+    from nats.js.client import JetStreamContext  # noqa: PLC0415
+
+    real_fetch = JetStreamContext.PullSubscription.fetch
+    calls = [0]
+
+    async def fetch(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] % 2:  # what _fetch_n raises when the no-wait probe ate the deadline
+            raise TimeoutError
+        return await real_fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", fetch)
+    jet = Jet(nats_url)
+    try:
+        kernel = _kernel()
+        config = jet.config(fetch_timeout=0.2)
+        definition = SourceDefinition("orders", "nats", "orders", config)
+        runner = runner_of(kernel, (definition, NatsSource(definition)))
+        _until(runner, lambda s: calls[0] >= 6)
+        jet.publish([(f"m{i}", {"i": i}) for i in range(3)])
+        _until(runner, lambda s: s.ingested == 3)
+        state = runner.states()[0]
+        assert (state.restarts, state.last_error, state.connected) == (0, None, True)
+    finally:
+        jet.delete()
+
+
+def test_the_pending_count_of_a_nats_source_is_fresh_once_the_backlog_drains(
+    nats_url: str, runner_of: Any
+) -> None:
+    """Before: ``pending`` (``arcoflow sources``) kept the backlog it was when the source last
+    asked, until the next empty fetch had waited its whole ``fetch_timeout``: a drained source
+    showed 30 pending for seconds (the daemon crash test read 222 after the stream drained)."""
+    jet = Jet(nats_url)
+    try:
+        jet.publish([(f"m{i}", {"i": i}) for i in range(30)])
+        kernel = _kernel()
+        config = jet.config(fetch_timeout=20.0)  # a long idle wait must not hold it
+        definition = SourceDefinition("orders", "nats", "orders", config)
+        runner = runner_of(kernel, (definition, NatsSource(definition)))
+        _until(runner, lambda s: s.ingested == 30)
+        _until(runner, lambda s: s.pending == 0, timeout=5)
+        assert jet.pending() == 0
+    finally:
+        jet.delete()
+
+
 def test_nats_rejects_poison_messages_once(nats_url: str, runner_of: Any) -> None:
     jet = Jet(nats_url)
     try:
@@ -499,7 +554,8 @@ def test_the_daemon_runs_its_sources_and_stops_them_cleanly(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("plugin", "error", "message"),
     [
-        ("kafka", PluginMissing, "no source plugin 'kafka' installed"),
+        # bad input, like a connector that is not installed (was PluginMissing, exit 1)
+        ("kafka", InvalidDefinition, "no source plugin 'kafka' is installed"),
         ("nats", InputError, "config.stream is required"),
     ],
 )
@@ -512,3 +568,44 @@ def test_the_daemon_refuses_a_bad_source_before_writing_anything(
     with pytest.raises(error, match=message):
         run_daemon(kernel, Plugins.discover(), str(config), 1.0, True)
     assert kernel.sensors() == []
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            'id = "o"\nplugin = "kafka"\nsensor = "orders"',
+            "source 'o': no source plugin 'kafka' is installed (installed sources: amqp, nats",
+        ),
+        (
+            'id = "o"\nplugin = "filesystem"\nsensor = "orders"',
+            "source 'o': plugin 'filesystem' is not a source",
+        ),
+        (
+            'id = "o"\nplugin = "nats"\nsensor = "orders"\nconfig = { subject = "s" }',
+            "source 'o': config.stream is required",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [["apply"], ["run", "--once", "--config"]])
+def test_apply_and_run_refuse_a_source_its_plugin_cannot_serve(
+    source: str,
+    message: str,
+    command: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Like a connector or a launcher, a source names a plugin that must be installed, be a
+    source and accept its config: bad input (exit 2), nothing written. Before: `apply`
+    accepted the file, and `run` failed with exit 1 once the store was written."""
+    defs = tmp_path / "defs.toml"
+    defs.write_text(
+        '[[sensor]]\nid = "orders"\ntype = "push"\nrun = { target = "t" }\n'
+        f"[[source]]\n{source}\n"
+    )
+    store = tmp_path / "store"
+    assert main(["--store", str(store), *command, str(defs)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"arcoflow: error: {defs}: ") and message in err, err
+    assert err.count("\n") == 1
+    assert not store.exists()
