@@ -6,12 +6,7 @@ reference store); after every step both must show the reference model's state, w
 same log, and, if the store persists, survive close/reopen and crashes inside a write
 transaction. At the end of each example the store is log-compacted twice (if it has
 ``write``): it must still verify, and its snapshot plus remaining log must rebuild exactly what
-the twin's never-compacted log rebuilds. One line per backend::
-
-    class MyStoreConformance(StoreKit):
-        store_factory = MyStore            # called with a fresh directory per example
-
-    TestMyStore = MyStoreConformance.TestCase
+the twin's never-compacted log rebuilds.
 
 **Plugin kit** (:class:`PluginKit`): a poll connector and/or a launcher, registered through the
 SDK's :class:`~arcoflow.sdk.Plugins` exactly as the runtime calls them, under a kernel and the
@@ -22,16 +17,11 @@ and always under the same ``run_id`` (and a repeated hand-over gets the same ext
 failing plugin fails only its own sensor or run. Of the connector itself it checks that a poll
 that hands out new data advances the cursor (else the same data comes back at every poll;
 set ``cursor_must_advance = False`` for a connector that is stateless on purpose) and that
-its ``arcoflow_check_config``, if it has one, accepts the kit's config::
+its ``arcoflow_check_config``, if it has one, accepts the kit's config.
 
-    class MyConnectorConformance(PluginKit):
-        connector = staticmethod(my_connector)          # a callable or a plugin object
-
-    TestMyConnector = MyConnectorConformance.TestCase
-
-Override :meth:`PluginKit.connector_config` and :meth:`PluginKit.stimulate` to give the
-connector something to find, :meth:`PluginKit.make_launcher`/:meth:`PluginKit.finish` for a
-launcher that needs an instance per example or a nudge to finish.
+**How to build either kit** (one way: subclass it, set its factory class attributes, override
+its hooks if needed, expose ``.TestCase``) is documented in one place: ``docs/plugins.md``,
+"Conformance kits".
 """
 
 from __future__ import annotations
@@ -79,7 +69,10 @@ __all__ = ["PluginKit", "StoreKit"]
 class StoreKit(KernelMachine):
     """The kernel-vs-model machine on the store ``store_factory(directory)`` makes, twinned
     with :class:`MemoryStore`. ``persistent``: the factory reopens what an earlier store in
-    the same directory wrote (close/reopen and crash recovery are then exercised)."""
+    the same directory wrote (close/reopen and crash recovery are then exercised).
+
+    The one way to run the machines on a store: subclass and set ``store_factory`` (see
+    ``docs/plugins.md``, "Conformance kits"); ``twin = False`` drops the reference twin."""
 
     twin = True
     store_factory: ClassVar[Callable[[str], Store]] = staticmethod(lambda path: MemoryStore())
