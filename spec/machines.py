@@ -152,7 +152,8 @@ class KernelMachine(RuleBasedStateMachine):
     # -- hooks for kits ------------------------------------------------------------------------
 
     def make_store(self) -> Store:
-        """A fresh, empty store for one example (override in a subclass)."""
+        """A fresh, empty store for one example: the hook :class:`~arcoflow.spec.StoreKit` fills
+        in from its ``store_factory`` (subclass that to test your own store)."""
         return MemoryStore()
 
     def reopen_store(self, store: Store) -> Store | None:
