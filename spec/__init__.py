@@ -6,17 +6,14 @@ reusable Hypothesis state machines (conformance kits) for stores and plugins.
 * :class:`KernelMachine` — the kernel and the model side by side, every action, every step;
 * :class:`RuntimeMachine` — several runtimes (``sdk/runtime.py``) over one store, under the model;
 * :class:`StoreKit`, :class:`PluginKit` — run the same machines on your store or plugin;
+* :mod:`~arcoflow.spec.strategies`, :mod:`~arcoflow.spec.doubles`,
+  :mod:`~arcoflow.spec.compare` — what the machines draw, the deterministic plugins and store
+  proxy they use, and how they compare the kernel with the model;
 * :func:`explore` — every interleaving of a few concurrent actors;
 * :data:`MUTANTS`, :func:`hunt` — planted bugs the machines must catch.
 
-In your own pytest::
-
-    from arcoflow.spec import StoreKit
-
-    class MyStoreConformance(StoreKit):
-        store_factory = MyStore
-
-    TestMyStore = MyStoreConformance.TestCase
+How to build each kit in your own pytest suite (one way: subclass it and set its factory) is
+documented in one place: ``docs/plugins.md``, "Conformance kits".
 
 It needs Hypothesis, which a plain install of arcoflow does not bring: install the extra
 ``pip install 'arcoflow[testing]'``.

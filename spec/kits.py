@@ -6,12 +6,7 @@ reference store); after every step both must show the reference model's state, w
 same log, and, if the store persists, survive close/reopen and crashes inside a write
 transaction. At the end of each example the store is log-compacted twice (if it has
 ``write``): it must still verify, and its snapshot plus remaining log must rebuild exactly what
-the twin's never-compacted log rebuilds. One line per backend::
-
-    class MyStoreConformance(StoreKit):
-        store_factory = MyStore            # called with a fresh directory per example
-
-    TestMyStore = MyStoreConformance.TestCase
+the twin's never-compacted log rebuilds.
 
 **Plugin kit** (:class:`PluginKit`): a poll connector and/or a launcher, registered through the
 SDK's :class:`~arcoflow.sdk.Plugins` exactly as the runtime calls them, under a kernel and the
@@ -22,16 +17,11 @@ and always under the same ``run_id`` (and a repeated hand-over gets the same ext
 failing plugin fails only its own sensor or run. Of the connector itself it checks that a poll
 that hands out new data advances the cursor (else the same data comes back at every poll;
 set ``cursor_must_advance = False`` for a connector that is stateless on purpose) and that
-its ``arcoflow_check_config``, if it has one, accepts the kit's config::
+its ``arcoflow_check_config``, if it has one, accepts the kit's config.
 
-    class MyConnectorConformance(PluginKit):
-        connector = staticmethod(my_connector)          # a callable or a plugin object
-
-    TestMyConnector = MyConnectorConformance.TestCase
-
-Override :meth:`PluginKit.connector_config` and :meth:`PluginKit.stimulate` to give the
-connector something to find, :meth:`PluginKit.make_launcher`/:meth:`PluginKit.finish` for a
-launcher that needs an instance per example or a nudge to finish.
+**How to build either kit** (one way: subclass it, set its factory class attributes, override
+its hooks if needed, expose ``.TestCase``) is documented in one place: ``docs/plugins.md``,
+"Conformance kits".
 """
 
 from __future__ import annotations
@@ -47,16 +37,17 @@ from arcoflow.kernel import (
     MemoryStore,
     PollContext,
     PollResult,
-    RunRequest,
     RunTemplate,
     SensorDefinition,
     Store,
 )
-from arcoflow.sdk import Launch, Launched, Plugins, RunState, hookimpl
+from arcoflow.sdk import Launch, Launched, Plugins, RunState
 from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from .compare import kernel_outcome, model_outcome
+from .doubles import CountingConnector, Flaky, PollPlugin, SucceedingLauncher
 from .invariants import (
     check_compaction,
     check_reopen,
@@ -64,9 +55,10 @@ from .invariants import (
     check_state,
     check_step,
 )
-from .machines import DST_STARTS, KernelMachine, kernel_outcome, model_outcome
+from .machines import KernelMachine
 from .model import Model, MTicket
 from .observe import Observation, diff, observe_kernel, observe_model
+from .strategies import DST_STARTS
 
 __all__ = ["PluginKit", "StoreKit"]
 
@@ -77,7 +69,10 @@ __all__ = ["PluginKit", "StoreKit"]
 class StoreKit(KernelMachine):
     """The kernel-vs-model machine on the store ``store_factory(directory)`` makes, twinned
     with :class:`MemoryStore`. ``persistent``: the factory reopens what an earlier store in
-    the same directory wrote (close/reopen and crash recovery are then exercised)."""
+    the same directory wrote (close/reopen and crash recovery are then exercised).
+
+    The one way to run the machines on a store: subclass and set ``store_factory`` (see
+    ``docs/plugins.md``, "Conformance kits"); ``twin = False`` drops the reference twin."""
 
     twin = True
     store_factory: ClassVar[Callable[[str], Store]] = staticmethod(lambda path: MemoryStore())
@@ -110,76 +105,6 @@ class StoreKit(KernelMachine):
 
 
 # -- the plugin kit ------------------------------------------------------------------------------
-
-
-class _Counter:
-    """The reference connector: one run per item of new data, the cursor counts them.
-    ``steady``: one new item at every poll (the control sensor)."""
-
-    def __init__(self, steady: bool = False) -> None:
-        self.pending = 0
-        self.steady = steady
-
-    def __call__(self, context: PollContext) -> PollResult:
-        n = int(context.cursor or 0)
-        self.pending += self.steady
-        if self.pending == 0:
-            return PollResult()
-        new, self.pending = self.pending, 0
-        return PollResult([RunRequest(f"item-{n + i + 1}") for i in range(new)], str(n + new))
-
-
-class _Succeeds:
-    """The reference launcher: every launch succeeds, with the run id as external id."""
-
-    def arcoflow_launch(self, launch: Any) -> Any:
-        return Launched(f"ref-{launch.run_id[:8]}")
-
-
-class _Poll:
-    """A plain callable connector as a plugin object."""
-
-    def __init__(self, fn: Callable[[PollContext], Any]) -> None:
-        self.fn = fn
-
-        @hookimpl
-        def arcoflow_poll(context: PollContext) -> Any:
-            return self.fn(context)
-
-        self.arcoflow_poll = arcoflow_poll
-
-
-class _Flaky:
-    """Wraps a plugin object: while ``broken``, every hook call raises."""
-
-    def __init__(self, target: Any, hook: str) -> None:
-        self.broken = False
-
-        def call(**kwargs: Any) -> Any:
-            if self.broken:
-                raise RuntimeError("plugin sabotaged by the kit")
-            return getattr(target, hook)(**kwargs)
-
-        setattr(self, hook, hookimpl(specname=hook)(_named(call, hook)))
-        if hook == "arcoflow_launch" and hasattr(target, "arcoflow_run_state"):
-            self.arcoflow_run_state = target.arcoflow_run_state
-        if hasattr(target, "arcoflow_check_config"):  # checking a config is never sabotaged
-            self.arcoflow_check_config = target.arcoflow_check_config
-
-
-def _named(fn: Callable[..., Any], hook: str) -> Callable[..., Any]:
-    # pluggy reads the argument names of an implementation; give it the hook's own.
-    if hook == "arcoflow_poll":
-
-        def poll(context: PollContext) -> Any:
-            return fn(context=context)
-
-        return poll
-
-    def launch(launch: Any) -> Any:
-        return fn(launch=launch)
-
-    return launch
 
 
 class PluginKit(RuleBasedStateMachine):
@@ -246,17 +171,17 @@ class PluginKit(RuleBasedStateMachine):
         self.kernel = Kernel(self.store)
         self.plugins = Plugins()
         connector = self.make_connector()
-        self.reference_connector = _Counter() if connector is None else None
+        self.reference_connector = CountingConnector() if connector is None else None
         if connector is None:
             connector = self.reference_connector
         if callable(connector) and not hasattr(connector, "arcoflow_poll"):
-            connector = _Poll(connector)
-        self.flaky_connector = _Flaky(connector, "arcoflow_poll")
+            connector = PollPlugin(connector)
+        self.flaky_connector = Flaky(connector, "arcoflow_poll")
         self.plugins.register(self.flaky_connector, "under-test")
-        self.plugins.register(_Poll(_Counter(steady=True)), "control")
+        self.plugins.register(PollPlugin(CountingConnector(steady=True)), "control")
         launcher = self.make_launcher()
-        self.launcher_object = launcher if launcher is not None else _Succeeds()
-        self.launcher = _Flaky(self.launcher_object, "arcoflow_launch")
+        self.launcher_object = launcher if launcher is not None else SucceedingLauncher()
+        self.launcher = Flaky(self.launcher_object, "arcoflow_launch")
         self.plugins.register(self.launcher, "launcher")
         self.stimuli = 0
         self.handed: dict[str, list[tuple[int, str]]] = {}  # run id -> (attempt, run key)

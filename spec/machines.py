@@ -11,59 +11,39 @@ transaction; and store close/reopen. After every step it compares what the kerne
 what the model says, and checks the invariants of :mod:`arcoflow.spec.invariants`.
 
 The class is named without a ``Test`` prefix so pytest does not collect it from the package.
-Reuse it zarr-style: subclass and override :meth:`KernelMachine.make_store` (and
-:meth:`KernelMachine.reopen_store` if your store persists), then expose ``.TestCase``::
+To run it on your own store, subclass :class:`~arcoflow.spec.StoreKit` (the one documented way:
+``docs/plugins.md``, "Conformance kits"); :meth:`KernelMachine.make_store` and
+:meth:`KernelMachine.reopen_store` are the hooks it fills in.
 
-    class LmdbKernelMachine(KernelMachine):
-        def make_store(self) -> Store:
-            return LmdbStore(self.tempdir())
-
-    TestLmdb = LmdbKernelMachine.TestCase
-
-or use :func:`kernel_machine` to build the subclass from a factory.
+The machine draws from :mod:`~arcoflow.spec.strategies`, asks the deterministic plugins of
+:mod:`~arcoflow.spec.doubles` and compares through :mod:`~arcoflow.spec.compare`.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-import zlib
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Literal
 
 import attrs
 from arcoflow.kernel import (
-    Backoff,
-    Change,
-    Codec,
-    Conflict,
-    Envelope,
-    Ingested,
-    InputError,
     Kernel,
     LmdbStore,
     MemoryStore,
-    NotFound,
-    PayloadTooLarge,
     PollContext,
     PollResult,
-    PushMessage,
-    Requested,
     RetentionPolicy,
-    RunRequest,
     RunTemplate,
     ScheduleDefinition,
     SensorDefinition,
     Store,
-    TickContext,
-    TickResult,
 )
-from arcoflow.kernel.store.base import Appended, Pending, ReadTxn
-from hypothesis import note, settings
+from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -74,376 +54,65 @@ from hypothesis.stateful import (
     rule,
 )
 
+from .compare import (
+    Outcome,
+    change_of,
+    ingested_of,
+    kernel_outcome,
+    log_of,
+    model_outcome,
+    requested_of,
+)
+from .doubles import (
+    CONNECTOR_MODES,
+    EVALUATOR_MODES,
+    MAPPER_MODES,
+    Interposer,
+    SimulatedCrash,
+    bucket,
+    connector,
+    evaluator,
+    mapper,
+)
 from .invariants import check_reopen, check_replay, check_state, check_step
-from .model import MCursor, MEval, Model, MTicket, Rejected, plugin_error
+from .model import MCursor, Model, MTicket, Rejected, plugin_error
 from .observe import Observation, diff, observe_kernel, observe_model
+from .strategies import (
+    BACK,
+    CRONS,
+    DST_STARTS,
+    JUMPS,
+    MESSAGE_IDS,
+    PAYLOADS,
+    RUN_KEYS,
+    SCHEDULE_IDS,
+    SENSOR_IDS,
+    STARTS,
+    ZONES,
+    D,
+    H,
+    scaled,
+    schedule_definitions,
+    sensor_definitions,
+    templates,
+)
 
 __all__ = [
+    "CRONS",
     "DST_STARTS",
+    "ZONES",
     "Interposer",
     "KernelMachine",
     "LmdbKernelMachine",
     "SimulatedCrash",
     "kernel_machine",
+    "kernel_outcome",
+    "model_outcome",
     "scaled",
 ]
 
 
-def scaled(fraction: float = 1.0, steps: int = 40, minimum: int = 5) -> settings:
-    """Settings for a machine test: a ``fraction`` of the loaded profile's ``max_examples``
-    (``ci``: quick, ``thorough``: far more), ``steps`` steps per example."""
-    base = settings.default
-    assert base is not None
-    return settings(
-        base,
-        max_examples=max(minimum, int(base.max_examples * fraction)),
-        stateful_step_count=steps,
-    )
-
-
-# -- a store proxy: other processes and crashes ------------------------------------------------
-
-
-class SimulatedCrash(BaseException):
-    """The process died inside a write transaction (a BaseException: nothing catches it)."""
-
-
-class Interposer:
-    """A store proxy that simulates the world around one process.
-
-    ``before_append``: run this (another process's whole command) just before the next
-    append, i.e. between this process's read and its append: a race on a stale read.
-    ``crash_at``: die at the n-th log record encoded inside the next append's write
-    transaction, after some writes and before the commit. Any :class:`Store` can be wrapped.
-    """
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.codec: Codec = inner.codec
-        self.before_append: Callable[[], None] | None = None
-        self.crash_at: int | None = None
-
-    def append(self, batch: Sequence[Pending], at: int) -> Appended:
-        hook, self.before_append = self.before_append, None
-        if hook is not None:
-            hook()
-        crash_at, self.crash_at = self.crash_at, None
-        if crash_at is None:
-            return self.inner.append(batch, at)
-        codec = self.inner.codec
-        encode = codec.encode
-        calls = 0
-
-        def dying(envelope: Envelope) -> bytes:
-            nonlocal calls
-            calls += 1
-            if calls >= crash_at:
-                raise SimulatedCrash(f"crash at record {calls} of the append")
-            return encode(envelope)
-
-        codec.encode = dying  # type: ignore[method-assign]
-        try:
-            return self.inner.append(batch, at)
-        finally:
-            del codec.encode  # back to the class's method
-
-    def append_many(self, batches: Sequence[Sequence[Pending]], at: int) -> list[Appended]:
-        return self.inner.append_many(batches, at)
-
-    def disarm(self) -> bool:
-        """Drop a ``before_append`` hook that did not run; True if there was one."""
-        armed, self.before_append = self.before_append is not None, None
-        return armed
-
-    def replay(self, envelopes: Sequence[Envelope]) -> None:
-        self.inner.replay(envelopes)
-
-    def read(self) -> AbstractContextManager[ReadTxn]:
-        return self.inner.read()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-# -- what the machine draws ----------------------------------------------------------------------
-
-H: Final = 3600
-D: Final = 86400
-
-#: Instants a few hours before DST transitions (and one ordinary instant): gap and fold days
-#: in New York, London and Lord Howe (a 30-minute shift), and Kathmandu (+05:45, no DST).
-DST_STARTS: Final = (
-    1710043200,  # 2024-03-10T04:00Z, three hours before New York springs forward
-    1730606400,  # 2024-11-03T04:00Z, two hours before New York falls back
-    1711836000,  # 2024-03-30T22:00Z, three hours before London springs forward
-    1729980000,  # 2024-10-26T22:00Z, three hours before London falls back
-    1712401200,  # 2024-04-06T11:00Z, four hours before Lord Howe falls back (30 min)
-    1728133200,  # 2024-10-05T13:00Z, 2.5 hours before Lord Howe springs forward (30 min)
-    1893456000,  # 2030-01-01T00:00Z
-)
-#: Each start instant with the zone whose transition it precedes, and that transition.
-START_ZONES: Final = (
-    (DST_STARTS[0], "America/New_York", 1710054000),  # 02:00 EST -> 03:00 EDT
-    (DST_STARTS[1], "America/New_York", 1730613600),  # 02:00 EDT -> 01:00 EST
-    (DST_STARTS[2], "Europe/London", 1711846800),  # 01:00 GMT -> 02:00 BST
-    (DST_STARTS[3], "Europe/London", 1729990800),  # 02:00 BST -> 01:00 GMT
-    (DST_STARTS[4], "Australia/Lord_Howe", 1712415600),  # 02:00 -> 01:30
-    (DST_STARTS[5], "Australia/Lord_Howe", 1728142200),  # 02:00 -> 02:30
-    (DST_STARTS[6], "Asia/Kathmandu", DST_STARTS[6] + 6 * H),  # no DST: an ordinary instant
-)
-#: One start per example, shared: schedule definitions favour the zone whose transition is near.
-STARTS: Final = st.shared(st.sampled_from(START_ZONES), key="arcoflow.spec.start")
-ZONES: Final = (
-    "UTC",
-    "America/New_York",
-    "Europe/London",
-    "Australia/Lord_Howe",
-    "Asia/Kathmandu",
-)
-CRONS: Final = (
-    "0 * * * *",
-    "*/30 * * * *",
-    "0 */2 * * *",
-    "30 1 * * *",
-    "30 2 * * *",
-    "0 2 * * *",
-    "15 1,2 * * *",
-    "45 0-3 * * *",
-    "*/20 * * * *",
-)
-#: Clock moves: seconds to months forward, and backward.
-JUMPS: Final = (1, 30, 60, 900, 1800, H, 2 * H, 3 * H, 6 * H, D, 7 * D, 45 * D, 100 * D)
-BACK: Final = (-60, -H, -D)
-
-SCHEDULE_IDS: Final = ("alpha", "beta", "gamma")
-SENSOR_IDS: Final = ("inbox", "queue", "files")
-MESSAGE_IDS: Final = ("m1", "m2", "m3", "m4", "\ud800")  # the last: not valid Unicode
-RUN_KEYS: Final = ("backfill-1", "rerun", "nightly")
-
-
-def templates() -> st.SearchStrategy[RunTemplate]:
-    return st.builds(
-        RunTemplate,
-        target=st.sampled_from(("etl", "report")),
-        launcher=st.sampled_from((None, "mem")),
-        config=st.sampled_from(({}, {"region": "us"}, {"region": "eu", "n": 2})),
-        tags=st.sampled_from(({}, {"team": "data"})),
-    )
-
-
-def schedule_definitions() -> st.SearchStrategy[ScheduleDefinition]:
-    return st.builds(
-        ScheduleDefinition,
-        id=st.sampled_from(SCHEDULE_IDS),
-        cron=st.sampled_from(CRONS),
-        run=templates(),
-        timezone=st.one_of(STARTS.map(lambda start: start[1]), st.sampled_from(ZONES)),
-        catchup_window=st.sampled_from((60, 900, H, 6 * H, D)),
-        max_catchup_ticks=st.integers(1, 4),
-        catchup_order=st.sampled_from(("newest", "oldest")),
-        dst_gap=st.sampled_from(("transition", "shift", "skip")),
-        dst_fold=st.sampled_from(("first", "second", "both")),
-        max_tick_retries=st.integers(0, 2),
-        evaluator=st.sampled_from((None, "plug")),
-        enabled=st.booleans() | st.just(True),
-    )
-
-
-def sensor_definitions() -> st.SearchStrategy[SensorDefinition]:
-    def build(kind: str, **kw: Any) -> SensorDefinition:
-        connector = "conn" if kind == "poll" else kw.pop("push_connector")
-        kw.pop("push_connector", None)
-        return SensorDefinition(type=kind, connector=connector, **kw)  # type: ignore[arg-type]
-
-    return st.builds(
-        build,
-        kind=st.sampled_from(("poll", "push")),
-        id=st.sampled_from(SENSOR_IDS),
-        run=templates(),
-        push_connector=st.sampled_from((None, "mapper")),
-        minimum_interval=st.sampled_from((1, 30, 300)),
-        backoff=st.builds(
-            Backoff,
-            base=st.sampled_from((5, 30)),
-            cap=st.sampled_from((60, 3600)),
-            jitter=st.sampled_from((0.0, 0.1, 0.5)),
-        ),
-        max_payload_bytes=st.sampled_from((64, 65536)),
-        enabled=st.booleans() | st.just(True),
-    )
-
-
-PAYLOADS: Final = st.one_of(
-    st.none(),
-    st.integers(0, 3),
-    st.text(alphabet="ab é", max_size=4),
-    st.just({"file": "x" * 80}),  # over a 64-byte limit
-    st.just(2**70),  # JSON, but not storable (the log's integers have 64 bits)
-)
-
-# -- plugin behaviours: deterministic functions of what they are asked -------------------------
-
-EVALUATOR_MODES: Final = (
-    "default",
-    "skip",
-    "empty",
-    "two",
-    "keyed",
-    "raise",
-    "flaky",
-    "wrong",
-    "mixed",
-    "absent",
-    "dup",
-)
-
-
-class PluginDown(RuntimeError):
-    """What the machine's misbehaving plugins raise."""
-
-
-def _bucket(text: str, n: int) -> int:
-    return zlib.crc32(text.encode()) % n
-
-
-def evaluator(mode: str) -> Callable[[TickContext], Any] | None:
-    """A schedule evaluator plugin behaving as ``mode`` (``absent``: none is installed)."""
-    if mode == "absent":
-        return None
-
-    def answer(ctx: TickContext, how: str) -> Any:
-        if how == "skip":
-            return TickResult(skip_reason="not a business day")
-        if how == "empty":
-            return TickResult(run_requests=[])
-        if how == "two":
-            return TickResult(run_requests=[RunRequest(), RunRequest(config={"part": 2})])
-        if how == "keyed":  # one key for every tick: later ticks link or conflict
-            return TickResult(run_requests=[RunRequest("shared", config={"tick": ctx.tick_id})])
-        if how == "raise":
-            raise PluginDown("evaluator down")
-        if how == "flaky":
-            if ctx.attempt == 1:
-                raise PluginDown("first attempt fails")
-            return TickResult()
-        if how == "wrong":
-            return "not a TickResult"
-        if how == "dup":  # one tick asks twice for one key, with other content
-            return TickResult(
-                run_requests=[
-                    RunRequest("same", config={"a": 1}),
-                    RunRequest("same", config={"a": 2}),
-                ]
-            )
-        return TickResult()
-
-    def evaluate(ctx: TickContext) -> Any:
-        how = mode
-        if mode == "mixed":
-            how = ("default", "skip", "raise", "two", "flaky")[_bucket(ctx.tick_id, 5)]
-        return answer(ctx, how)
-
-    return evaluate
-
-
-CONNECTOR_MODES: Final = (
-    "advance",
-    "advance",
-    "bytes",
-    "same",
-    "skip",
-    "raise",
-    "many",
-    "keyed",
-    "wrong",
-    "empty",
-    "dup",
-)
-
-
-def connector(mode: str) -> Callable[[PollContext], Any]:
-    """A poll connector behaving as ``mode``; its cursor counts polls that saw new data."""
-
-    def poll(ctx: PollContext) -> Any:
-        raw = ctx.cursor.decode() if isinstance(ctx.cursor, bytes) else ctx.cursor
-        n = int(raw) if raw else 0
-        if mode == "advance":
-            return PollResult([RunRequest()], cursor=str(n + 1))
-        if mode == "bytes":  # a connector that upgraded its cursor format to bytes, version 2
-            return PollResult(
-                [RunRequest(f"item-{n + 1}")], cursor=b"%d" % (n + 1), cursor_version=2
-            )
-        if mode == "same":
-            return PollResult()  # no new data, no new cursor: the cursor stays
-        if mode == "empty":
-            return PollResult([], cursor=str(n))
-        if mode == "skip":
-            return PollResult(skip_reason="source paused")
-        if mode == "raise":
-            raise PluginDown("source unreachable")
-        if mode == "many":
-            return PollResult([RunRequest(), RunRequest(config={"part": 2})], cursor=str(n + 2))
-        if mode == "keyed":  # the same key with content that changes: conflicts
-            return PollResult([RunRequest("latest", config={"n": n})], cursor=str(n + 1))
-        if mode == "dup":  # one poll asks twice for one key, with other content
-            return PollResult(
-                [RunRequest("twice", config={"a": 1}), RunRequest("twice", config={"a": 2})],
-                cursor=str(n + 1),
-            )
-        return None  # "wrong": not a PollResult
-
-    return poll
-
-
-MAPPER_MODES: Final = (None, None, "two", "none", "raise", "wrong", "keyed", "dup")
-
-
-def mapper(mode: str | None) -> Callable[[PushMessage], Any] | None:
-    """A push connector behaving as ``mode`` (``None``: the default, one run per message)."""
-    if mode is None:
-        return None
-
-    def map_message(message: PushMessage) -> Any:
-        if mode == "two":
-            return [RunRequest(), RunRequest(config={"copy": True})]
-        if mode == "none":
-            return []
-        if mode == "raise":
-            raise PluginDown("cannot parse message")
-        if mode == "keyed":
-            return [RunRequest("latest", config={"message": message.message_id})]
-        if mode == "dup":
-            return [RunRequest("twice", config={"a": 1}), RunRequest("twice", config={"a": 2})]
-        return {"not": "a list"}
-
-    return map_message
-
-
 # -- operations: one action, on a kernel and on the model ---------------------------------------
-
-
-Outcome = tuple[str, Any]
-
-
-def kernel_outcome(call: Callable[[], Any]) -> Outcome:
-    """``("ok", value)`` or ``("error", kind)`` for a kernel call."""
-    try:
-        return ("ok", call())
-    except PayloadTooLarge:
-        return ("error", "payload_too_large")
-    except NotFound:
-        return ("error", "not_found")
-    except InputError:
-        return ("error", "input")
-    except Conflict:
-        return ("error", "conflict")
-
-
-def model_outcome(call: Callable[[], Any]) -> Outcome:
-    try:
-        return ("ok", call())
-    except Rejected as exc:
-        return ("error", exc.kind)
 
 
 @dataclass
@@ -483,7 +152,8 @@ class KernelMachine(RuleBasedStateMachine):
     # -- hooks for kits ------------------------------------------------------------------------
 
     def make_store(self) -> Store:
-        """A fresh, empty store for one example (override in a subclass)."""
+        """A fresh, empty store for one example: the hook :class:`~arcoflow.spec.StoreKit` fills
+        in from its ``store_factory`` (subclass that to test your own store)."""
         return MemoryStore()
 
     def reopen_store(self, store: Store) -> Store | None:
@@ -604,7 +274,7 @@ class KernelMachine(RuleBasedStateMachine):
     def op_define_schedule(self, d: ScheduleDefinition, now: int) -> Op:
         return Op(
             f"define schedule {d.id} {d.cron} {d.timezone} enabled={d.enabled}",
-            lambda k: _change(k.define_schedule(d, now)),
+            lambda k: change_of(k.define_schedule(d, now)),
             lambda m: (m.define_schedule(d, now), m.schedules[d.id].definition_version),
         )
 
@@ -652,7 +322,7 @@ class KernelMachine(RuleBasedStateMachine):
     def op_define_sensor(self, d: SensorDefinition, now: int) -> Op:
         return Op(
             f"define {d.type} sensor {d.id} enabled={d.enabled}",
-            lambda k: _change(k.define_sensor(d, now)),
+            lambda k: change_of(k.define_sensor(d, now)),
             lambda m: (m.define_sensor(d, now), m.sensors[d.id].definition_version),
         )
 
@@ -660,8 +330,8 @@ class KernelMachine(RuleBasedStateMachine):
         now, mapping = self.now, mapper(mode)
         return Op(
             f"push {message_id} to {sensor_id} (payload {payload!r}, mapper {mode})",
-            lambda k: _ingested(k.ingest(sensor_id, message_id, payload, now, mapping)),
-            lambda m: _ingested(m.ingest(sensor_id, message_id, payload, now, mapping)),
+            lambda k: ingested_of(k.ingest(sensor_id, message_id, payload, now, mapping)),
+            lambda m: ingested_of(m.ingest(sensor_id, message_id, payload, now, mapping)),
         )
 
     def op_poll(self, sensor_id: str, mode: str, now: int) -> Op:
@@ -936,8 +606,8 @@ class KernelMachine(RuleBasedStateMachine):
         outcome = self.run(
             Op(
                 f"request run {key} {template.target} {template.config}",
-                lambda k: _requested(k.request(key, template, now)),
-                lambda m: _requested(m.request(key, template, now)),
+                lambda k: requested_of(k.request(key, template, now)),
+                lambda m: requested_of(m.request(key, template, now)),
             )
         )
         return str(outcome[1][0])
@@ -947,7 +617,7 @@ class KernelMachine(RuleBasedStateMachine):
         due = [r.run_id for r in self.model.due_launches(self.now)]
         assert [r.run_id for r in self.kernel.due_launches(self.now)] == due, "outbox differs"
         for rid in due:
-            error = "launcher down" if _bucket(rid, 3) < failing else None
+            error = "launcher down" if bucket(rid, 3) < failing else None
             self.run(self.op_launch(rid, error, self.now))
 
     @precondition(lambda self: bool(self.model.runs))
@@ -1281,7 +951,7 @@ class KernelMachine(RuleBasedStateMachine):
             twin = observe_kernel(self.twin_kernel, self.now)
             differences = diff(seen, twin)
             assert not differences, "store differs from MemoryStore:\n" + "\n".join(differences)
-            assert _log(self.kernel) == _log(self.twin_kernel), "the logs differ"
+            assert log_of(self.kernel) == log_of(self.twin_kernel), "the logs differ"
         check_state(seen)
         if self.before is not None:
             check_step(self.before, seen, self.step_evaluations)
@@ -1310,28 +980,8 @@ def _connect(m: Model, ticket: MTicket, conn: Callable[[PollContext], Any], now:
     return answer
 
 
-def _requested(result: Requested | tuple[Any, bool, bool]) -> tuple[str, bool, bool]:
-    if isinstance(result, Requested):
-        return (result.run.run_id, result.existing, result.conflict)
-    return (result[0].run_id, result[1], result[2])
-
-
-def _change(change: Change) -> tuple[str, int]:
-    return (change.action, change.definition_version)
-
-
-def _ingested(result: Ingested | tuple[MEval, bool]) -> tuple[str, bool]:
-    if isinstance(result, Ingested):
-        return (result.evaluation.evaluation.eval_id, result.duplicate)
-    return (result[0].eval_id, result[1])
-
-
 def _fields(d: ScheduleDefinition) -> dict[str, Any]:
     return attrs.asdict(d, recurse=False)
-
-
-def _log(kernel: Kernel) -> list[tuple[int, str, int, int, Any]]:
-    return [(e.seq, e.key, e.at, e.batch, e.event) for e in kernel.log()]
 
 
 # -- concrete machines ---------------------------------------------------------------------------
@@ -1358,19 +1008,26 @@ def kernel_machine(
     twin: bool = True,
     name: str = "StoreKernelMachine",
 ) -> type[KernelMachine]:
-    """A :class:`KernelMachine` on the stores ``store_factory(directory)`` makes (a fresh
-    directory per example); ``reopen(store, directory)`` closes and reopens one (omit it for
-    a store that does not persist). ``twin``: also require the same log and state as
-    :class:`MemoryStore`, the reference store."""
+    """Deprecated: subclass :class:`~arcoflow.spec.StoreKit` instead (``store_factory`` as a
+    class attribute, ``persistent = False`` for a store that does not reopen; see
+    ``docs/plugins.md``, "Conformance kits"). Kept for old callers: it builds that subclass,
+    so it runs the same checks, compaction included when ``twin``."""
+    warnings.warn(
+        "arcoflow.spec.kernel_machine() is deprecated: subclass arcoflow.spec.StoreKit and set "
+        "store_factory (docs/plugins.md, 'Conformance kits')",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from .kits import StoreKit  # noqa: PLC0415 (kits imports this module: only when called)
 
-    class Machine(KernelMachine):
-        def make_store(self) -> Store:
-            self._path = self.tempdir()
-            return store_factory(self._path)
-
+    class Machine(StoreKit):
         def reopen_store(self, store: Store) -> Store | None:
-            return None if reopen is None else reopen(store, self._path)
+            if reopen is None:
+                return None
+            return reopen(store, self._path)
 
+    Machine.store_factory = staticmethod(store_factory)
+    Machine.persistent = reopen is not None
     Machine.twin = twin
     Machine.__name__ = Machine.__qualname__ = name
     return Machine

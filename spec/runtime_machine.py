@@ -41,7 +41,7 @@ from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from .machines import kernel_outcome, model_outcome
+from .compare import kernel_outcome, model_outcome
 from .model import LAUNCH_BASE, LAUNCH_CAP, Model
 from .observe import diff, observe_kernel, observe_model
 

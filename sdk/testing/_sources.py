@@ -5,19 +5,9 @@
 back (what a consumer crash or an ack timeout does), rejected messages go to
 ``dead_letters`` with their reason. :class:`MemorySource` consumes it as a real source would.
 
-:class:`SourceKit` checks what any source must do, against its real broker::
-
-    class TestMySource(SourceKit):
-        plugin = "mine"
-
-        def make_source(self, definition):
-            return MySource(definition)
-
-        def config(self, bound):          # a fresh queue per test; in-flight bound = bound
-            return {"queue": self.queue, "prefetch": bound}
-
-        def publish(self, messages):      # [(message_id, payload), ...] onto that queue
-            ...
+:class:`SourceKit` checks what any source must do, against its real broker. How to build it
+(one way: subclass it under a ``Test`` name and fill in its hooks) is documented in one place:
+``docs/plugins.md``, "Conformance kits".
 
 The checks: every ack comes after the commit of its message; a message delivered again after a
 crash between commit and ack is a duplicate that writes nothing (one evaluation each); at most

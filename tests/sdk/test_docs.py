@@ -248,3 +248,26 @@ def test_the_documented_kits_pass_on_the_built_in_plugins_and_stores(
     assert len(machines) == 2
     for machine in machines:
         run_state_machine_as_test(machine, settings=spec.scaled(0.05, steps=10, minimum=2))
+
+
+def test_how_to_build_each_kit_is_documented_in_one_place() -> None:
+    """docs/plugins.md "Conformance kits" says how to build StoreKit, PluginKit and SourceKit;
+    the docstrings and SPEC.md point there instead of carrying their own recipe."""
+    from arcoflow.sdk.testing import _sources  # noqa: PLC0415 (its module docstring)
+
+    text = DOCS.read_text()
+    section = text[text.index("## Conformance kits") :]
+    section = section[: section.index("\n## ")]
+    for kit in ("StoreKit", "PluginKit", "SourceKit"):
+        assert f"`{kit}`" in section or f".{kit}`" in section, f"{kit} is not in the section"
+    pointers = {
+        "arcoflow.spec": spec.__doc__,
+        "arcoflow.spec.kits": spec.kits.__doc__,
+        "arcoflow.spec.machines": spec.machines.__doc__,
+        "arcoflow.sdk.testing._sources": _sources.__doc__,
+        "spec/SPEC.md": (ROOT / "spec" / "SPEC.md").read_text(),
+    }
+    for where, doc in pointers.items():
+        assert doc and "docs/plugins.md" in doc and "Conformance kits" in doc, where
+        recipes = re.findall(r"class \w+\((?:StoreKit|PluginKit|SourceKit)\)", doc)
+        assert not recipes, f"{where} carries its own recipe: {recipes}"

@@ -20,7 +20,7 @@ from arcoflow.plugins import filesystem
 from arcoflow.plugins.memory_launcher import MemoryLauncher
 from arcoflow.plugins.subprocess_launcher import SubprocessLauncher
 from arcoflow.sdk import LaunchError, PollContext, PollResult, RunRequest, hookimpl
-from arcoflow.spec import PluginKit, StoreKit, scaled
+from arcoflow.spec import PluginKit, StoreKit, kernel_machine, scaled
 from hypothesis.stateful import run_state_machine_as_test
 
 # -- stores --------------------------------------------------------------------------------------
@@ -169,3 +169,28 @@ def test_importing_the_spec_without_hypothesis_says_which_extra_to_install() -> 
         "ImportError: arcoflow.spec (the model and the conformance kits) needs Hypothesis: "
         "pip install 'arcoflow[testing]'"
     )
+
+
+# -- one way to build a store kit ----------------------------------------------------------------
+
+
+def _reopen_lmdb(store: Store, path: str) -> Store:
+    store.close()
+    return LmdbStore(path)
+
+
+@pytest.mark.parametrize(
+    ("factory", "reopen"),
+    [(LmdbStore, _reopen_lmdb), (lambda path: MemoryStore(), None)],
+    ids=["lmdb", "memory"],
+)
+def test_kernel_machine_is_deprecated_and_builds_a_store_kit(factory: Any, reopen: Any) -> None:
+    """The old factory function says what to use instead and goes through StoreKit, so it runs
+    the same checks (compaction included) as the one documented way."""
+    with pytest.warns(DeprecationWarning, match=r"subclass arcoflow\.spec\.StoreKit"):
+        machine = kernel_machine(factory, reopen, name="OldStyle")
+    assert issubclass(machine, StoreKit)
+    assert machine.__name__ == "OldStyle"
+    assert machine.twin
+    assert machine.persistent == (reopen is not None)
+    run_state_machine_as_test(machine, settings=scaled(0.05, steps=10, minimum=2))
