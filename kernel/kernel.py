@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, Final, Literal, NamedTuple, TypeVar, cast, get_args
 
 import attrs
@@ -38,21 +39,33 @@ from .definitions import (
     revalidate,
     validate_id,
 )
-from .errors import Conflict, CorruptRecord, InputError, NotFound, Pruned
+from .errors import Conflict, InputError, NotFound, Pruned
 from .events import TICK_STATUSES, Cursor, RetentionSet, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
 from .outcomes import Failed, failed_from, guarded, run_requests
-from .pruning import plan_prune, store_policy
+from .pruning import check_not_pruned, plan_prune, store_policy
+from .reader import (
+    CONFLICTS,
+    EVALS,
+    HISTORY,
+    MISSED,
+    PRUNED,
+    RUN_KEYS,
+    RUNS,
+    SCHEDULES,
+    SENSORS,
+    SETTINGS,
+    TICKS,
+    Reader,
+    RowTable,
+    require,
+)
 from .retention import RetentionPolicy
 from .rows import (
-    ROW_TYPES,
     ConflictRow,
     EvalRow,
     HistoryRow,
     MissedRow,
-    PrunedMark,
-    PrunedRunRow,
-    RetentionRow,
     RunRow,
     RunStatus,
     ScheduleRow,
@@ -64,11 +77,11 @@ from .rows import (
     run_slot,
     u64,
 )
-from .runs import derived_id, request_run, run_id
+from .runs import derived_id, request_run
+from .runs import run_id as to_run_id
 from .store.base import (
     Appended,
     Pending,
-    ReadTxn,
     Store,
     WritableStore,
     idem_key,
@@ -76,7 +89,6 @@ from .store.base import (
     idem_seq,
     original_batch,
 )
-from .times import iso
 from .values import (
     MAX_TIME,
     check_bool,
@@ -112,6 +124,7 @@ When = int | datetime | None
 
 _RETRIES: Final = 16  # re-decides after a lost compare-and-set before giving up
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 _A = TypeVar("_A", bound=attrs.AttrsInstance)
 
 
@@ -268,33 +281,27 @@ class Kernel:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _row(self, txn: ReadTxn, table: Table, row_key: bytes) -> Any:
-        data = txn.get(table, row_key)
-        if data is None:
-            return None
-        return self.store.codec.decode_row(data, ROW_TYPES[table], f"{table.value} {row_key!r}")
-
-    def _indexed(self, txn: ReadTxn, index: Table, table: Table, row_key: bytes) -> Any:
-        """The row an index entry points at: a dangling entry is a damaged store, never None."""
-        row = self._row(txn, table, row_key)
-        if row is None:
-            raise CorruptRecord(f"{index.value} entry {row_key!r}", f"no {table.value} row")
-        return row
-
-    def _get(self, table: Table, row_key: bytes) -> Any:
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Reader]:
+        """Typed row reads through one read transaction."""
         with self.store.read() as txn:
-            return self._row(txn, table, row_key)
+            yield Reader(txn, self.store.codec)
 
-    def _scan(self, table: Table, limit: int | None = None, **kw: Any) -> list[Any]:
-        rows = []
-        with self.store.read() as txn:
-            for k, data in txn.scan(table, **kw):
-                rows.append(
-                    self.store.codec.decode_row(data, ROW_TYPES[table], f"{table.value} {k!r}")
-                )
-                if limit is not None and len(rows) >= limit:
-                    break
-        return rows
+    def _get(self, table: RowTable[_R], row_key: bytes) -> _R | None:
+        with self._read() as rows:
+            return rows.get(table, row_key)
+
+    def _scan(
+        self,
+        table: RowTable[_R],
+        limit: int | None = None,
+        *,
+        prefix: bytes = b"",
+        stop: bytes | None = None,
+        reverse: bool = False,
+    ) -> list[_R]:
+        with self._read() as rows:
+            return list(rows.scan(table, limit, prefix=prefix, stop=stop, reverse=reverse))
 
     def _retry(self, attempt: Callable[[], _T]) -> _T:
         """Run a read-decide-append step again when its compare-and-set loses a race."""
@@ -312,21 +319,12 @@ class Kernel:
 
     def schedule(self, schedule_id: str) -> ScheduleRow:
         """One schedule's state (raises :class:`NotFound`)."""
-        row: ScheduleRow | None = self._get(
-            Table.SCHEDULES, key(validate_id(schedule_id, "schedule id"))
-        )
-        if row is None:
-            raise NotFound(f"no schedule {schedule_id!r}")
-        return row
-
-    def _schedule_or_none(self, schedule_id: str) -> ScheduleRow | None:
-        row: ScheduleRow | None = self._get(Table.SCHEDULES, key(schedule_id))
-        return row
+        row = self._get(SCHEDULES, key(validate_id(schedule_id, "schedule id")))
+        return require(row, f"schedule {schedule_id!r}")
 
     def schedules(self, include_deleted: bool = False) -> list[ScheduleRow]:
         """Every schedule with its state, by id."""
-        rows: list[ScheduleRow] = self._scan(Table.SCHEDULES)
-        return [r for r in rows if include_deleted or not r.deleted]
+        return [r for r in self._scan(SCHEDULES) if include_deleted or not r.deleted]
 
     def define_schedule(self, definition: ScheduleDefinition, now: When = None) -> Change:
         """Create or update a schedule; identical content changes nothing."""
@@ -334,7 +332,7 @@ class Kernel:
         _checked(definition, ScheduleDefinition, "definition")
 
         def attempt() -> Change:
-            row = self._schedule_or_none(definition.id)
+            row = self._get(SCHEDULES, key(definition.id))
             self._append(decide.define_schedule(row, definition, at), at)
             after = self.schedule(definition.id)
             return Change("schedule", definition.id, _action(row, after), after.definition_version)
@@ -349,9 +347,8 @@ class Kernel:
         check_bool(enabled, "enabled")
 
         def attempt() -> ScheduleRow:
-            self._append(
-                decide.toggle_schedule(self._schedule_or_none(schedule_id), enabled, at), at
-            )
+            row = self._get(SCHEDULES, key(schedule_id))
+            self._append(decide.toggle_schedule(row, enabled, at), at)
             return self.schedule(schedule_id)
 
         validate_id(schedule_id, "schedule id")
@@ -362,7 +359,7 @@ class Kernel:
         at = epoch(now)
         validate_id(schedule_id, "schedule id")
         self._retry(
-            lambda: self._append(decide.delete_schedule(self._schedule_or_none(schedule_id)), at)
+            lambda: self._append(decide.delete_schedule(self._get(SCHEDULES, key(schedule_id))), at)
         )
 
     def due_schedules(self, now: When = None, limit: int | None = None) -> list[str]:
@@ -414,10 +411,9 @@ class Kernel:
 
     def _recorded_ticks(self, appended: Appended) -> list[TickRow]:
         recorded = [e.event for e in appended.records if isinstance(e.event, TickRecorded)]
-        with self.store.read() as txn:
-            return [
-                self._row(txn, Table.TICKS, key(e.schedule_id, e.scheduled_for)) for e in recorded
-            ]
+        with self._read() as rows:
+            ticks = (rows.get(TICKS, key(e.schedule_id, e.scheduled_for)) for e in recorded)
+            return [t for t in ticks if t is not None]  # None: pruned since
 
     @staticmethod
     def _evaluate_tick(
@@ -462,63 +458,39 @@ class Kernel:
         if status is not None and status not in TICK_STATUSES:
             raise InputError(f"status {status!r} is not one of {', '.join(TICK_STATUSES)}")
         _limit(limit)
-        rows: list[TickRow] = []
-        with self.store.read() as txn:
-            for k, data in txn.scan(
-                Table.TICKS, prefix=key(schedule_id) + b"\x00", stop=stop, reverse=True
-            ):
-                row: TickRow = self.store.codec.decode_row(data, TickRow, f"ticks {k!r}")
-                if status is None or row.status == status:
-                    rows.append(row)
-                    if len(rows) >= limit:
-                        break
-        return rows
+        with self._read() as rows:
+            ticks = rows.scan(TICKS, prefix=key(schedule_id) + b"\x00", stop=stop, reverse=True)
+            return list(islice((t for t in ticks if status in (None, t.status)), limit))
 
     def tick(self, tick_id: str) -> TickDetail:
         """One tick with the runs it requested and their status."""
         sid, at = _parse_tick_id(tick_id)
-        with self.store.read() as txn:
-            row: TickRow | None = self._row(txn, Table.TICKS, key(sid, at))
+        with self._read() as rows:
+            row = rows.get(TICKS, key(sid, at))
             if row is None:
-                self._raise_pruned(txn, "schedule", sid, at, f"tick {tick_id!r}")
+                mark = rows.get(PRUNED, key("schedule", sid))
+                check_not_pruned(mark, ("schedule", sid), at, f"tick {tick_id!r}")
                 raise NotFound(f"no tick {tick_id!r}")
             runs = tuple(
-                self._indexed(txn, Table.TICKS, Table.RUNS, key(run_id(k)))
+                rows.indexed(Table.TICKS, RUNS, key(to_run_id(k)))
                 for k in row.run_keys
-                if txn.get(Table.RUN_KEYS, run_slot(run_id(k))) is None  # pruned: not shown
+                if rows.get(RUN_KEYS, run_slot(to_run_id(k))) is None  # pruned: not shown
             )
         return TickDetail(row, runs)
-
-    def _raise_pruned(self, txn: ReadTxn, kind: str, owner: str, at: int, what: str) -> None:
-        mark: PrunedMark | None = self._row(txn, Table.PRUNED, key(kind, owner))
-        if mark is not None and at < mark.before:
-            raise Pruned(
-                f"{what} was pruned: the history of {kind} {owner!r} before "
-                f"{iso(mark.before)} is gone (retention)"
-            )
 
     def missed(self, schedule_id: str, limit: int = 50) -> list[MissedRow]:
         """Summaries of ticks that evaluations dropped (window or budget), newest first."""
         validate_id(schedule_id, "schedule id")
-        return self._scan(
-            Table.MISSED, _limit(limit), prefix=key(schedule_id) + b"\x00", reverse=True
-        )
+        return self._scan(MISSED, _limit(limit), prefix=key(schedule_id) + b"\x00", reverse=True)
 
     # -- sensors -------------------------------------------------------------------------------
 
     def sensor(self, sensor_id: str) -> SensorRow:
-        row: SensorRow | None = self._get(Table.SENSORS, key(validate_id(sensor_id, "sensor id")))
-        if row is None:
-            raise NotFound(f"no sensor {sensor_id!r}")
-        return row
-
-    def _sensor_or_none(self, sensor_id: str) -> SensorRow | None:
-        row: SensorRow | None = self._get(Table.SENSORS, key(sensor_id))
-        return row
+        row = self._get(SENSORS, key(validate_id(sensor_id, "sensor id")))
+        return require(row, f"sensor {sensor_id!r}")
 
     def sensors(self, include_deleted: bool = False) -> list[SensorRow]:
-        rows: list[SensorRow] = self._scan(Table.SENSORS)
-        return [r for r in rows if include_deleted or not r.deleted]
+        return [r for r in self._scan(SENSORS) if include_deleted or not r.deleted]
 
     def define_sensor(self, definition: SensorDefinition, now: When = None) -> Change:
         """Create or update a sensor; identical content changes nothing."""
@@ -526,7 +498,7 @@ class Kernel:
         _checked(definition, SensorDefinition, "definition")
 
         def attempt() -> Change:
-            row = self._sensor_or_none(definition.id)
+            row = self._get(SENSORS, key(definition.id))
             self._append(decide.define_sensor(row, definition, at), at)
             after = self.sensor(definition.id)
             return Change("sensor", definition.id, _action(row, after), after.definition_version)
@@ -538,13 +510,13 @@ class Kernel:
         at = epoch(now)
         check_bool(running, "running")
         validate_id(sensor_id, "sensor id")
-        self._append(decide.toggle_sensor(self._sensor_or_none(sensor_id), running, at), at)
+        self._append(decide.toggle_sensor(self._get(SENSORS, key(sensor_id)), running, at), at)
         return self.sensor(sensor_id)
 
     def delete_sensor(self, sensor_id: str, now: When = None) -> None:
         at = epoch(now)
         validate_id(sensor_id, "sensor id")
-        self._append(decide.delete_sensor(self._sensor_or_none(sensor_id), at), at)
+        self._append(decide.delete_sensor(self._get(SENSORS, key(sensor_id)), at), at)
 
     def due_sensors(self, now: When = None, limit: int | None = None) -> list[str]:
         """Ids of running poll sensors due at or before ``now`` (index lookup)."""
@@ -633,7 +605,7 @@ class Kernel:
         outcome = failed_from(result)
         if isinstance(outcome, Failed) and not isinstance(outcome.reason, str):
             raise InputError(f"result: a Failed reason must be text, not {outcome.reason!r:.80}")
-        batch = decide.record_poll(self._sensor_or_none(ticket.sensor_id), ticket, outcome, at)
+        batch = decide.record_poll(self._get(SENSORS, key(ticket.sensor_id)), ticket, outcome, at)
         appended = self._append(batch, at)
         if appended.duplicate and not decide.same_poll([e.event for e in appended.records], batch):
             # Another poller recorded a different answer under this ticket first: this one's
@@ -646,19 +618,13 @@ class Kernel:
         """The evaluation that took the push message of idempotency key ``idem``, if it was
         delivered within its dedupe horizon: from the log (its history row may be pruned) or,
         once compaction dropped that log, from its row. After the horizon the message is new."""
-        with self.store.read() as txn:
-            entry = txn.get(Table.IDEM, idem_key(idem))
+        with self._read() as rows:
+            entry = rows.txn.get(Table.IDEM, idem_key(idem))
             if entry is None or not idem_live(entry, at):
                 return None
-            original = original_batch(txn, self.store.codec, idem_seq(entry))
+            original = original_batch(rows.txn, self.store.codec, idem_seq(entry))
             if not original:
-                primary = txn.get(Table.EVAL_IDS, key(derived_id(idem)))
-                kept: EvalRow | None = (
-                    None
-                    if primary is None
-                    else self._indexed(txn, Table.EVAL_IDS, Table.EVALS, primary)
-                )
-                return kept
+                return _evaluation(rows, derived_id(idem))
         return self._logged_eval(original[0])
 
     def _logged_eval(self, envelope: Envelope) -> EvalRow:
@@ -668,16 +634,16 @@ class Kernel:
 
     def _logged_evals(self, envelopes: Sequence[Envelope]) -> list[EvalRow]:
         """:meth:`_logged_eval` of each, those read back read in one snapshot."""
-        rows = [eval_row(envelope) for envelope in envelopes]
-        if not any(row.evaluation.run_keys for row in rows):
-            return rows
-        with self.store.read() as txn:
+        logged = [eval_row(envelope) for envelope in envelopes]
+        if not any(row.evaluation.run_keys for row in logged):
+            return logged
+        with self._read() as rows:
             return [
                 # pruned since: the row as logged
-                self._row(txn, Table.EVALS, key(row.evaluation.sensor_id, row.seq)) or row
+                rows.get(EVALS, key(row.evaluation.sensor_id, row.seq)) or row
                 if row.evaluation.run_keys
                 else row
-                for row in rows
+                for row in logged
             ]
 
     def poll_context(
@@ -710,13 +676,9 @@ class Kernel:
         return self.record_poll(ticket, result, at)
 
     def evaluation(self, eval_id: str) -> EvalRow:
-        row = self._evaluation_or_none(_lookup(eval_id, "evaluation id"))
-        if row is None:
-            raise NotFound(f"no evaluation {eval_id!r}")
-        return row
-
-    def _evaluation_or_none(self, eval_id: str) -> EvalRow | None:
-        return self._evaluations_or_none([eval_id])[eval_id]
+        with self._read() as rows:
+            row = _evaluation(rows, _lookup(eval_id, "evaluation id"))
+        return require(row, f"evaluation {eval_id!r}")
 
     def _idem_entries(self, sensor_id: str, items: Sequence[PushItem]) -> dict[bytes, bytes | None]:
         """The idempotency entries of the push messages among ``items`` whose ids are text,
@@ -728,19 +690,6 @@ class Kernel:
                     keys.append(idem_key(_push_idem(sensor_id, item.message_id)))
         with self.store.read() as txn:
             return {k: txn.get(Table.IDEM, k) for k in keys}
-
-    def _evaluations_or_none(self, eval_ids: Iterable[str]) -> dict[str, EvalRow | None]:
-        """Each evaluation (None: not recorded), read in one snapshot."""
-        found: dict[str, EvalRow | None] = {}
-        with self.store.read() as txn:
-            for eval_id in eval_ids:
-                primary = txn.get(Table.EVAL_IDS, key(eval_id))
-                found[eval_id] = (
-                    None
-                    if primary is None
-                    else self._indexed(txn, Table.EVAL_IDS, Table.EVALS, primary)
-                )
-        return found
 
     def evaluations(
         self, sensor_id: str, *, limit: int = 50, before: str | None = None
@@ -756,7 +705,7 @@ class Kernel:
                     f"evaluation {before!r} is not an evaluation of sensor {sensor_id!r}"
                 )
         return self._scan(
-            Table.EVALS, _limit(limit), prefix=key(sensor_id) + b"\x00", stop=stop, reverse=True
+            EVALS, _limit(limit), prefix=key(sensor_id) + b"\x00", stop=stop, reverse=True
         )
 
     # -- runs ----------------------------------------------------------------------------------
@@ -792,7 +741,7 @@ class Kernel:
         check_choice(origin, "origin", ("manual", "backfill"))
         check_text(requested_by, "requested_by", 256)  # part of the idempotency key
         event = request_run(origin, requested_by, template, RunRequest(run_key), run_key)
-        if self._get(Table.RUN_KEYS, run_slot(event.run_id)) is not None:
+        if self._get(RUN_KEYS, run_slot(event.run_id)) is not None:
             self.run(event.run_id)  # raises Pruned, naming when: the key stays taken
         appended = self._append(decide.by_hand([event], at), at)
         return self._requested(appended, event)
@@ -803,20 +752,19 @@ class Kernel:
         existing = appended.duplicate or not mine or run.created_seq != mine[0]
         return Requested(run, existing, existing and run.fingerprint != event.fingerprint)
 
-    def run(self, run_id_: str) -> RunRow:
-        row: RunRow | None = self._get(Table.RUNS, key(_lookup(run_id_, "run id")))
+    def run(self, run_id: str) -> RunRow:
+        row = self._get(RUNS, key(_lookup(run_id, "run id")))
         if row is None:
-            gone: PrunedRunRow | None = self._get(Table.RUN_KEYS, run_slot(run_id_))
-            if gone is not None:
+            if self._get(RUN_KEYS, run_slot(run_id)) is not None:
                 raise Pruned(
-                    f"run {run_id_!r} finished and was pruned (retention); its run key stays "
+                    f"run {run_id!r} finished and was pruned (retention); its run key stays "
                     "taken, so it is never run again"
                 )
-            raise NotFound(f"no run {run_id_!r}")
+            raise NotFound(f"no run {run_id!r}")
         return row
 
     def run_by_key(self, run_key: str) -> RunRow:
-        return self.run(run_id(check_text(run_key, "run_key")))
+        return self.run(to_run_id(check_text(run_key, "run_key")))
 
     def runs(
         self, *, limit: int = 50, before: str | None = None, status: str | None = None
@@ -826,33 +774,22 @@ class Kernel:
         if status is not None:
             check_choice(status, "status", get_args(RunStatus))
         stop = u64(self.run(before).created_seq) if before is not None else None
-        out: list[RunRow] = []
-        with self.store.read() as txn:
-            for _, primary in txn.scan(Table.RUN_ORDER, stop=stop, reverse=True):
-                row: RunRow = self._indexed(txn, Table.RUN_ORDER, Table.RUNS, primary)
-                if status is None or row.status == status:
-                    out.append(row)
-                    if len(out) >= limit:
-                        break
-        return out
+        with self._read() as rows:
+            runs = rows.follow(Table.RUN_ORDER, RUNS, stop=stop, reverse=True)
+            return list(islice((r for r in runs if status in (None, r.status)), limit))
 
     def conflicts(self, *, limit: int = 50, before: int | None = None) -> list[ConflictRow]:
         """Run-key conflicts (same key, other fingerprint), newest first."""
         stop = u64(check_int(before, "before", 0)) if before is not None else None
-        return self._scan(Table.CONFLICTS, _limit(limit), stop=stop, reverse=True)
+        return self._scan(CONFLICTS, _limit(limit), stop=stop, reverse=True)
 
     def due_launches(self, now: When = None, limit: int = 100) -> list[RunRow]:
         """``REQUESTED`` runs with a launcher whose next attempt is due: the launch outbox. A
         claimed run is not due until its lease ends."""
         at = epoch(now)
         _batch(limit)
-        out = []
-        with self.store.read() as txn:
-            for _, primary in txn.scan(Table.OUTBOX, stop=u64(at + 1)):
-                out.append(self._indexed(txn, Table.OUTBOX, Table.RUNS, primary))
-                if len(out) >= limit:
-                    break
-        return out
+        with self._read() as rows:
+            return list(rows.follow(Table.OUTBOX, RUNS, limit, stop=u64(at + 1)))
 
     def claim_launches(
         self, claimer: str, now: When = None, *, lease: int, limit: int = 100
@@ -888,17 +825,12 @@ class Kernel:
         _limit(limit)
         prefix = key(check_text(launcher, "launcher", 256)) + b"\x00"
         start = key(launcher, _lookup(after, "after")) + b"\x00" if after is not None else None
-        out = []
-        with self.store.read() as txn:
-            for _, primary in txn.scan(Table.LAUNCHED, prefix=prefix, start=start):
-                out.append(self._indexed(txn, Table.LAUNCHED, Table.RUNS, primary))
-                if len(out) >= limit:
-                    break
-        return out
+        with self._read() as rows:
+            return list(rows.follow(Table.LAUNCHED, RUNS, limit, prefix=prefix, start=start))
 
     def record_launch(
         self,
-        run_id_: str,
+        run_id: str,
         *,
         external_id: str | None = None,
         error: str | None = None,
@@ -928,7 +860,7 @@ class Kernel:
             check_text(claimer, "claimer")
 
         def attempt() -> RunRow:
-            run = self.run(run_id_)
+            run = self.run(run_id)
             if expected_attempts is None and run.status != "REQUESTED":
                 return run  # another dispatcher recorded this run's launch first
             batch = (
@@ -946,27 +878,27 @@ class Kernel:
             appended = self._append(batch, at)
             if appended.duplicate and expected_attempts is not None:
                 # This attempt was recorded before (by another runtime): not this report.
-                actual = self.run(run_id_).attempts
-                raise Conflict(f"run {run_id_!r}", expected_attempts, actual, "attempts")
-            return self.run(run_id_)
+                actual = self.run(run_id).attempts
+                raise Conflict(f"run {run_id!r}", expected_attempts, actual, "attempts")
+            return self.run(run_id)
 
         return attempt() if expected_attempts is not None else self._retry(attempt)
 
     def complete_run(
-        self, run_id_: str, succeeded: bool, detail: str | None = None, now: When = None
+        self, run_id: str, succeeded: bool, detail: str | None = None, now: When = None
     ) -> RunRow:
         """A launcher or operator reports that a run finished."""
         at = epoch(now)
         check_bool(succeeded, "succeeded")
         if detail is not None:
             check_text(detail, "detail")
-        row = self._get(Table.RUNS, key(_lookup(run_id_, "run id")))
-        batch = decide.completed(row, run_id_, succeeded, detail)
+        row = self._get(RUNS, key(_lookup(run_id, "run id")))
+        batch = decide.completed(row, run_id, succeeded, detail)
         appended = self._append(batch, at)
         if appended.duplicate and appended.records[0].event != batch[0].event:
             # Another reporter finished this run first, with another outcome: say so.
-            raise InputError(f"run {run_id_} already finished as {self.run(run_id_).status}")
-        return self.run(run_id_)
+            raise InputError(f"run {run_id} already finished as {self.run(run_id).status}")
+        return self.run(run_id)
 
     # -- operator verbs ------------------------------------------------------------------------
 
@@ -988,7 +920,7 @@ class Kernel:
         if before is not None:
             check_int(before, "before", 0)
         return self._scan(
-            Table.HISTORY,
+            HISTORY,
             limit,
             prefix=key(kind, item_id) + b"\x00",
             stop=None if before is None else key(kind, item_id, max(before, 0)),
@@ -1030,17 +962,17 @@ class Kernel:
             sensor_id, None, expected_version=expected_version, now=now, requested_by=requested_by
         )
 
-    def retry_run(self, run_id_: str, now: When = None, requested_by: str = "api") -> RunRow:
+    def retry_run(self, run_id: str, now: When = None, requested_by: str = "api") -> RunRow:
         """Send a ``GAVE_UP`` run back to the launch outbox (``REQUESTED``, due now) with a
         fresh budget of launch attempts. Any other status is an :class:`InputError`."""
         at = epoch(now)
         check_text(requested_by, "requested_by", 256)
-        run_key_ = key(_lookup(run_id_, "run id"))
+        run_key_ = key(_lookup(run_id, "run id"))
 
         def attempt() -> RunRow:
-            run: RunRow | None = self._get(Table.RUNS, run_key_)
-            self._append(decide.retry_run(run, run_id_, requested_by), at)
-            return self.run(run_id_)
+            run = self._get(RUNS, run_key_)
+            self._append(decide.retry_run(run, run_id, requested_by), at)
+            return self.run(run_id)
 
         return self._retry(attempt)
 
@@ -1076,10 +1008,13 @@ class Kernel:
             run_key = "backfill:" + decide.backfill_key(schedule_id, tick.at) if tick.run else None
             run: RunRow | None = None
             existing = False
-            pruned = run_key is not None and self._get(Table.RUN_KEYS, run_slot(run_id(run_key)))
+            pruned = (
+                run_key is not None
+                and self._get(RUN_KEYS, run_slot(to_run_id(run_key))) is not None
+            )
             if run_key is not None and dry_run:  # a preview: which ticks already have a run
-                run = self._get(Table.RUNS, key(run_id(run_key)))
-                existing = run is not None or bool(pruned)
+                run = self._get(RUNS, key(to_run_id(run_key)))
+                existing = run is not None or pruned
             elif pruned:  # its run was pruned: the key stays taken, no run was made
                 next(events)
                 existing = True
@@ -1098,7 +1033,7 @@ class Kernel:
         _checked(definitions, Definitions, "definitions")
         revalidate(definitions)  # all of them before the first is applied
         for sensor in definitions.sensors:  # and the one rule that depends on the store
-            decide.define_sensor(self._sensor_or_none(sensor.id), sensor, at)
+            decide.define_sensor(self._get(SENSORS, key(sensor.id)), sensor, at)
         if definitions.retention is not None:
             self.set_retention(definitions.retention, at)
         return [self.define_schedule(s, at) for s in definitions.schedules] + [
@@ -1124,8 +1059,7 @@ class Kernel:
         _checked(policy, RetentionPolicy, "policy")
 
         def attempt() -> RetentionPolicy:
-            with self.store.read() as txn:
-                row: RetentionRow | None = self._row(txn, Table.SETTINGS, b"retention")
+            row = self._get(SETTINGS, b"retention")
             if (row.policy if row else RetentionPolicy()) != policy:
                 event = RetentionSet(policy, row.version if row else 0)
                 self._append([Pending(f"retention/{event.expected_version}", event)], at)
@@ -1153,7 +1087,7 @@ class Kernel:
         gap. History queries stop there; this says so instead of a silent gap."""
         check_choice(kind, "kind", ("schedule", "sensor", "store"))
         check_text(item_id, "id", 256)
-        mark: PrunedMark | None = self._get(Table.PRUNED, key(kind, item_id))
+        mark = self._get(PRUNED, key(kind, item_id))
         return mark.before if mark is not None else None
 
     # -- log and verification ------------------------------------------------------------------
@@ -1314,6 +1248,12 @@ class Kernel:
             else:
                 outcomes.append(Ingested(self._logged_eval(one.records[0]), one.duplicate))
         return outcomes
+
+
+def _evaluation(rows: Reader, eval_id: str) -> EvalRow | None:
+    """The evaluation of id ``eval_id`` (found through its index), or None."""
+    primary = rows.txn.get(Table.EVAL_IDS, key(eval_id))
+    return None if primary is None else rows.indexed(Table.EVAL_IDS, EVALS, primary)
 
 
 def _take(it: Iterator[_T], n: int) -> Iterator[_T]:

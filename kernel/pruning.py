@@ -25,11 +25,13 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 
 from .codec import Codec
+from .errors import Pruned
 from .events import ExpiredKey, HistoryPruned, PrunedRef, PruneMarkRef
 from .expiry import instant_of, prunable
 from .retention import RetentionPolicy, effective, retention_of
 from .rows import (
     ROW_TYPES,
+    PrunedMark,
     RetentionRow,
     RunRow,
     ScheduleRow,
@@ -40,10 +42,29 @@ from .rows import (
     u64,
 )
 from .store.base import Pending, ReadTxn, idem_seq
+from .times import iso
 
-__all__ = ["Owner", "PrunePlan", "key_is_current", "plan_prune", "store_policy"]
+__all__ = [
+    "Owner",
+    "PrunePlan",
+    "check_not_pruned",
+    "key_is_current",
+    "plan_prune",
+    "store_policy",
+]
 
 Owner = tuple[Literal["schedule", "sensor", "store"], str]
+
+
+def check_not_pruned(mark: PrunedMark | None, owner: Owner, at: int, what: str) -> None:
+    """:class:`Pruned` if ``what`` (of ``owner``'s history, at instant ``at``) is older than
+    ``owner``'s prune mark: a lookup says it was pruned instead of a bare not-found."""
+    if mark is not None and at < mark.before:
+        kind, owner_id = owner
+        raise Pruned(
+            f"{what} was pruned: the history of {kind} {owner_id!r} before "
+            f"{iso(mark.before)} is gone (retention)"
+        )
 
 
 class _Found(NamedTuple):
