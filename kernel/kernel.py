@@ -10,13 +10,11 @@ cursor that moved on, reports the :class:`~arcoflow.kernel.errors.Conflict` to i
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, Final, Literal, NamedTuple, TypeVar, cast, get_args
 
-import attrs
 import msgspec
 
 from . import compact as compaction
@@ -24,7 +22,7 @@ from . import decide
 from . import verify as verification
 from .codec import Envelope
 from .compact import Compaction
-from .cron import Tick, parse_cron, upcoming, zone
+from .cron import Tick, zone
 from .definitions import (
     Definitions,
     PollContext,
@@ -36,6 +34,7 @@ from .definitions import (
     SensorDefinition,
     TickContext,
     TickResult,
+    checked,
     revalidate,
     validate_id,
 )
@@ -43,7 +42,9 @@ from .errors import Conflict, InputError, NotFound, Pruned
 from .events import TICK_STATUSES, Cursor, RetentionSet, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
 from .outcomes import Failed, failed_from, guarded, run_requests
+from .preview import PreviewTick, preview
 from .pruning import check_not_pruned, plan_prune, store_policy
+from .push import PushItem, push_idem, push_items
 from .reader import (
     CONFLICTS,
     EVALS,
@@ -58,6 +59,7 @@ from .reader import (
     TICKS,
     Reader,
     RowTable,
+    evaluation_by_id,
     require,
 )
 from .retention import RetentionPolicy
@@ -89,16 +91,16 @@ from .store.base import (
     idem_seq,
     original_batch,
 )
+from .times import When, epoch
 from .values import (
-    MAX_TIME,
+    check_batch,
     check_bool,
     check_choice,
-    check_id,
     check_int,
     check_json,
     check_limit,
+    check_lookup,
     check_text,
-    check_time,
 )
 from .verify import Verification
 
@@ -120,12 +122,10 @@ __all__ = [
 Evaluate = Callable[[TickContext], "TickResult | Failed"]
 Connect = Callable[[PollContext], "PollResult | Failed"]
 MapMessage = Callable[[PushMessage], "Sequence[RunRequest] | Failed | None"]
-When = int | datetime | None
 
 _RETRIES: Final = 16  # re-decides after a lost compare-and-set before giving up
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-_A = TypeVar("_A", bound=attrs.AttrsInstance)
 
 
 class Change(NamedTuple):
@@ -168,16 +168,6 @@ class BackfillTick(NamedTuple):
     existing: bool
 
 
-class PushItem(NamedTuple):
-    """One message for :meth:`Kernel.ingest_many`: its id and its JSON payload. ``problem``:
-    why the message's source already knows it is unusable (e.g. its body is not JSON); the
-    message is then refused with that reason, never ingested."""
-
-    message_id: str
-    payload: Any = None
-    problem: str | None = None
-
-
 class Refused(NamedTuple):
     """A push message the kernel would not ingest: ``error`` is the typed reason
     (:class:`InputError` for a bad message or a stopped sensor, :class:`NotFound` for an
@@ -195,14 +185,6 @@ class TickDetail(NamedTuple):
     runs: tuple[RunRow, ...]
 
 
-class PreviewTick(NamedTuple):
-    scheduled_for: int
-    local_time: datetime
-    tick_id: str
-    dst: str | None
-    action: Literal["run", "skip"]
-
-
 class Pruning(NamedTuple):
     """What one prune pass dropped: history ``rows`` (a run with its links counts once) and
     expired idempotency ``keys``, in ``events`` small transactions."""
@@ -210,56 +192,6 @@ class Pruning(NamedTuple):
     events: int
     rows: int
     keys: int
-
-
-def preview(
-    definition: ScheduleDefinition, count: int = 10, start: When = None
-) -> list[PreviewTick]:
-    """The next ``count`` ticks of ``definition`` from ``start`` on (fewer at the end of the
-    supported time range); needs no store."""
-    _checked(definition, ScheduleDefinition, "definition")
-    check_int(count, "count", 1, 10_000)
-    tz = zone(definition.timezone)
-    ticks = upcoming(
-        parse_cron(definition.cron),
-        tz,
-        epoch(start, "start") - 1,
-        count,
-        definition.dst_gap,
-        definition.dst_fold,
-        until=MAX_TIME,  # the end of the time range (a later tick could not be formatted)
-    )
-    return [
-        PreviewTick(
-            t.at,
-            datetime.fromtimestamp(t.at, tz),
-            decide.tick_id(definition.id, t.at),
-            t.dst,
-            "run" if t.run else "skip",
-        )
-        for t in ticks
-    ]
-
-
-def epoch(now: When, field: str = "now") -> int:
-    """Epoch seconds from an int, an aware datetime, or ``None`` (the wall clock), within
-    :data:`~arcoflow.kernel.values.MIN_TIME` .. :data:`~arcoflow.kernel.values.MAX_TIME`."""
-    return check_time(int(time.time()) if now is None else now, field)
-
-
-def _checked(value: Any, cls: type[_A], field: str) -> _A:
-    """A definition (or value class) argument, its validators run again: a caller may have
-    changed a mutable part (a config dict) since it was built."""
-    if not isinstance(value, cls):
-        raise InputError(f"{field}: expected a {cls.__name__}, got {type(value).__name__}")
-    revalidate(value)
-    return value
-
-
-def _lookup(value: Any, field: str) -> str:
-    """A run, evaluation or tick id to look up (ids are short; a store key is at most 511
-    bytes)."""
-    return check_text(value, field, 256)
 
 
 class Kernel:
@@ -329,7 +261,7 @@ class Kernel:
     def define_schedule(self, definition: ScheduleDefinition, now: When = None) -> Change:
         """Create or update a schedule; identical content changes nothing."""
         at = epoch(now)
-        _checked(definition, ScheduleDefinition, "definition")
+        checked(definition, ScheduleDefinition, "definition")
 
         def attempt() -> Change:
             row = self._get(SCHEDULES, key(definition.id))
@@ -365,7 +297,8 @@ class Kernel:
     def due_schedules(self, now: When = None, limit: int | None = None) -> list[str]:
         """Ids of enabled schedules whose next tick is at or before ``now`` (index lookup)."""
         at = epoch(now)
-        _optional_limit(limit)
+        if limit is not None:
+            check_batch(limit)
         with self.store.read() as txn:
             ids = []
             for k, _ in txn.scan(Table.DUE_SCHEDULES, stop=u64(at + 1)):
@@ -451,20 +384,20 @@ class Kernel:
         validate_id(schedule_id, "schedule id")
         stop = None
         if before is not None:
-            sid, at = _parse_tick_id(before)
+            sid, at = decide.parse_tick_id(before)
             if sid != schedule_id:
                 raise InputError(f"tick {before!r} is not a tick of schedule {schedule_id!r}")
             stop = key(sid, at)
         if status is not None and status not in TICK_STATUSES:
             raise InputError(f"status {status!r} is not one of {', '.join(TICK_STATUSES)}")
-        _limit(limit)
+        check_limit(limit)
         with self._read() as rows:
             ticks = rows.scan(TICKS, prefix=key(schedule_id) + b"\x00", stop=stop, reverse=True)
             return list(islice((t for t in ticks if status in (None, t.status)), limit))
 
     def tick(self, tick_id: str) -> TickDetail:
         """One tick with the runs it requested and their status."""
-        sid, at = _parse_tick_id(tick_id)
+        sid, at = decide.parse_tick_id(tick_id)
         with self._read() as rows:
             row = rows.get(TICKS, key(sid, at))
             if row is None:
@@ -481,7 +414,9 @@ class Kernel:
     def missed(self, schedule_id: str, limit: int = 50) -> list[MissedRow]:
         """Summaries of ticks that evaluations dropped (window or budget), newest first."""
         validate_id(schedule_id, "schedule id")
-        return self._scan(MISSED, _limit(limit), prefix=key(schedule_id) + b"\x00", reverse=True)
+        return self._scan(
+            MISSED, check_limit(limit), prefix=key(schedule_id) + b"\x00", reverse=True
+        )
 
     # -- sensors -------------------------------------------------------------------------------
 
@@ -495,7 +430,7 @@ class Kernel:
     def define_sensor(self, definition: SensorDefinition, now: When = None) -> Change:
         """Create or update a sensor; identical content changes nothing."""
         at = epoch(now)
-        _checked(definition, SensorDefinition, "definition")
+        checked(definition, SensorDefinition, "definition")
 
         def attempt() -> Change:
             row = self._get(SENSORS, key(definition.id))
@@ -521,7 +456,8 @@ class Kernel:
     def due_sensors(self, now: When = None, limit: int | None = None) -> list[str]:
         """Ids of running poll sensors due at or before ``now`` (index lookup)."""
         at = epoch(now)
-        _optional_limit(limit)
+        if limit is not None:
+            check_batch(limit)
         with self.store.read() as txn:
             ids = []
             for k, _ in txn.scan(Table.DUE_SENSORS, stop=u64(at + 1)):
@@ -565,7 +501,7 @@ class Kernel:
         why its source could not read it; refused (InputError) unless it is a re-delivery.
         ``seen``: idempotency entries already read for a batch, by idempotency key (None: never
         delivered, so nothing more to read)."""
-        idem = _push_idem(row.sensor_id, message_id)
+        idem = push_idem(row.sensor_id, message_id)
         if seen is None or seen.get(idem_key(idem), b"") is not None:
             earlier = self._delivered(idem, at)
             if earlier is not None:
@@ -599,7 +535,7 @@ class Kernel:
         returns the original evaluation.
         """
         at = epoch(now)
-        _checked_ticket(ticket)
+        decide.check_ticket(ticket)
         if not isinstance(result, (PollResult, Failed, str)):
             raise InputError(f"result: expected a PollResult or Failed, not {type(result)}")
         outcome = failed_from(result)
@@ -624,7 +560,7 @@ class Kernel:
                 return None
             original = original_batch(rows.txn, self.store.codec, idem_seq(entry))
             if not original:
-                return _evaluation(rows, derived_id(idem))
+                return evaluation_by_id(rows, derived_id(idem))
         return self._logged_eval(original[0])
 
     def _logged_eval(self, envelope: Envelope) -> EvalRow:
@@ -677,7 +613,7 @@ class Kernel:
 
     def evaluation(self, eval_id: str) -> EvalRow:
         with self._read() as rows:
-            row = _evaluation(rows, _lookup(eval_id, "evaluation id"))
+            row = evaluation_by_id(rows, check_lookup(eval_id, "evaluation id"))
         return require(row, f"evaluation {eval_id!r}")
 
     def _idem_entries(self, sensor_id: str, items: Sequence[PushItem]) -> dict[bytes, bytes | None]:
@@ -687,7 +623,7 @@ class Kernel:
         for item in items:
             with contextlib.suppress(InputError):
                 if isinstance(item.message_id, str):
-                    keys.append(idem_key(_push_idem(sensor_id, item.message_id)))
+                    keys.append(idem_key(push_idem(sensor_id, item.message_id)))
         with self.store.read() as txn:
             return {k: txn.get(Table.IDEM, k) for k in keys}
 
@@ -699,13 +635,13 @@ class Kernel:
         stop = None
         if before is not None:
             with self.store.read() as txn:
-                stop = txn.get(Table.EVAL_IDS, key(_lookup(before, "before")))
+                stop = txn.get(Table.EVAL_IDS, key(check_lookup(before, "before")))
             if stop is None or not stop.startswith(key(sensor_id) + b"\x00"):
                 raise InputError(
                     f"evaluation {before!r} is not an evaluation of sensor {sensor_id!r}"
                 )
         return self._scan(
-            EVALS, _limit(limit), prefix=key(sensor_id) + b"\x00", stop=stop, reverse=True
+            EVALS, check_limit(limit), prefix=key(sensor_id) + b"\x00", stop=stop, reverse=True
         )
 
     # -- runs ----------------------------------------------------------------------------------
@@ -737,7 +673,7 @@ class Kernel:
         at = epoch(now)
         if run_key is None:  # RunRequest's None means "the default key"; here there is none
             raise InputError("run_key: expected text, got None")
-        _checked(template, RunTemplate, "template")
+        checked(template, RunTemplate, "template")
         check_choice(origin, "origin", ("manual", "backfill"))
         check_text(requested_by, "requested_by", 256)  # part of the idempotency key
         event = request_run(origin, requested_by, template, RunRequest(run_key), run_key)
@@ -753,7 +689,7 @@ class Kernel:
         return Requested(run, existing, existing and run.fingerprint != event.fingerprint)
 
     def run(self, run_id: str) -> RunRow:
-        row = self._get(RUNS, key(_lookup(run_id, "run id")))
+        row = self._get(RUNS, key(check_lookup(run_id, "run id")))
         if row is None:
             if self._get(RUN_KEYS, run_slot(run_id)) is not None:
                 raise Pruned(
@@ -770,7 +706,7 @@ class Kernel:
         self, *, limit: int = 50, before: str | None = None, status: str | None = None
     ) -> list[RunRow]:
         """Runs, newest first; ``before`` (a run id) pages further back."""
-        _limit(limit)  # checked up front: a bad limit is an error even when nothing matches
+        check_limit(limit)  # checked up front: a bad limit is an error even when nothing matches
         if status is not None:
             check_choice(status, "status", get_args(RunStatus))
         stop = u64(self.run(before).created_seq) if before is not None else None
@@ -781,13 +717,13 @@ class Kernel:
     def conflicts(self, *, limit: int = 50, before: int | None = None) -> list[ConflictRow]:
         """Run-key conflicts (same key, other fingerprint), newest first."""
         stop = u64(check_int(before, "before", 0)) if before is not None else None
-        return self._scan(CONFLICTS, _limit(limit), stop=stop, reverse=True)
+        return self._scan(CONFLICTS, check_limit(limit), stop=stop, reverse=True)
 
     def due_launches(self, now: When = None, limit: int = 100) -> list[RunRow]:
         """``REQUESTED`` runs with a launcher whose next attempt is due: the launch outbox. A
         claimed run is not due until its lease ends."""
         at = epoch(now)
-        _batch(limit)
+        check_batch(limit)
         with self._read() as rows:
             return list(rows.follow(Table.OUTBOX, RUNS, limit, stop=u64(at + 1)))
 
@@ -804,7 +740,7 @@ class Kernel:
         if not check_text(claimer, "claimer", 256):
             raise InputError("claimer: must not be empty")
         check_int(lease, "lease", 1)
-        _limit(limit)
+        check_limit(limit)
 
         def attempt() -> list[RunRow]:
             batch = decide.claim_launches(self.due_launches(at, limit), claimer, at, lease)
@@ -822,9 +758,9 @@ class Kernel:
     ) -> list[RunRow]:
         """``LAUNCHED`` runs of ``launcher`` (index lookup), by run id; ``after`` (a run id)
         pages on. The runtime asks their launcher whether they finished."""
-        _limit(limit)
+        check_limit(limit)
         prefix = key(check_text(launcher, "launcher", 256)) + b"\x00"
-        start = key(launcher, _lookup(after, "after")) + b"\x00" if after is not None else None
+        start = key(launcher, check_lookup(after, "after")) + b"\x00" if after is not None else None
         with self._read() as rows:
             return list(rows.follow(Table.LAUNCHED, RUNS, limit, prefix=prefix, start=start))
 
@@ -892,7 +828,7 @@ class Kernel:
         check_bool(succeeded, "succeeded")
         if detail is not None:
             check_text(detail, "detail")
-        row = self._get(RUNS, key(_lookup(run_id, "run id")))
+        row = self._get(RUNS, key(check_lookup(run_id, "run id")))
         batch = decide.completed(row, run_id, succeeded, detail)
         appended = self._append(batch, at)
         if appended.duplicate and appended.records[0].event != batch[0].event:
@@ -916,7 +852,7 @@ class Kernel:
         O(rows of that item), never a scan of the log."""
         check_choice(kind, "kind", ("schedule", "sensor"))
         getattr(self, kind)(item_id)  # NotFound for an id never defined
-        _limit(limit)
+        check_limit(limit)
         if before is not None:
             check_int(before, "before", 0)
         return self._scan(
@@ -967,7 +903,7 @@ class Kernel:
         fresh budget of launch attempts. Any other status is an :class:`InputError`."""
         at = epoch(now)
         check_text(requested_by, "requested_by", 256)
-        run_key_ = key(_lookup(run_id, "run id"))
+        run_key_ = key(check_lookup(run_id, "run id"))
 
         def attempt() -> RunRow:
             run = self._get(RUNS, run_key_)
@@ -1030,7 +966,7 @@ class Kernel:
     def apply(self, definitions: Definitions, now: When = None) -> list[Change]:
         """Upsert every schedule and sensor in ``definitions``; what changed for each."""
         at = epoch(now)
-        _checked(definitions, Definitions, "definitions")
+        checked(definitions, Definitions, "definitions")
         revalidate(definitions)  # all of them before the first is applied
         for sensor in definitions.sensors:  # and the one rule that depends on the store
             decide.define_sensor(self._get(SENSORS, key(sensor.id)), sensor, at)
@@ -1056,7 +992,7 @@ class Kernel:
         2592000
         """
         at = epoch(now)
-        _checked(policy, RetentionPolicy, "policy")
+        checked(policy, RetentionPolicy, "policy")
 
         def attempt() -> RetentionPolicy:
             row = self._get(SETTINGS, b"retention")
@@ -1101,7 +1037,7 @@ class Kernel:
             with self.store.read() as txn:
                 batch = [
                     self.store.codec.decode(data, f"seq {from_u64(k)}")
-                    for k, data in _take(txn.scan(Table.LOG, start=u64(after + 1)), chunk)
+                    for k, data in islice(txn.scan(Table.LOG, start=u64(after + 1)), chunk)
                 ]
             yield from batch
             if len(batch) < chunk:
@@ -1172,7 +1108,7 @@ class Kernel:
         """
         at = epoch(now)
         check_bool(record_refusals, "record_refusals")
-        items = _push_items(messages)
+        items = push_items(messages)
         try:
             row = self.sensor(sensor_id)
         except (InputError, NotFound) as exc:
@@ -1187,7 +1123,9 @@ class Kernel:
                 continue  # a repeat within the call: answered by its first occurrence below
             try:
                 if not isinstance(message_id, str):  # typed str; callers may pass anything
-                    raise InputError(problem or f"message id must be text, not {_kind(message_id)}")
+                    raise InputError(
+                        problem or f"message id must be text, not {type(message_id).__name__}"
+                    )
                 prepared = self._push_events(row, message_id, payload, at, connector, problem, seen)
             except (InputError, NotFound) as exc:
                 # No message id is consumed: a repeat of a refused id is judged anew.
@@ -1248,90 +1186,6 @@ class Kernel:
             else:
                 outcomes.append(Ingested(self._logged_eval(one.records[0]), one.duplicate))
         return outcomes
-
-
-def _evaluation(rows: Reader, eval_id: str) -> EvalRow | None:
-    """The evaluation of id ``eval_id`` (found through its index), or None."""
-    primary = rows.txn.get(Table.EVAL_IDS, key(eval_id))
-    return None if primary is None else rows.indexed(Table.EVAL_IDS, EVALS, primary)
-
-
-def _take(it: Iterator[_T], n: int) -> Iterator[_T]:
-    for i, item in enumerate(it):
-        if i >= n:
-            return
-        yield item
-
-
-#: The most messages one :meth:`Kernel.ingest_many` call records (one transaction holds them).
-MAX_PUSH_BATCH: Final = 100_000
-
-
-def _kind(value: object) -> str:
-    return type(value).__name__
-
-
-def _push_idem(sensor_id: str, message_id: str) -> str:
-    """The idempotency key of a push message (its evaluation id is this key's uuid5)."""
-    return f"push/{sensor_id}/{check_text(message_id, 'message id')}"
-
-
-def _push_items(messages: Any) -> list[PushItem]:
-    """The ``(message_id, payload)`` pairs of an :meth:`Kernel.ingest_many` call."""
-    if isinstance(messages, (str, bytes, dict)) or not isinstance(messages, Iterable):
-        raise InputError(
-            "messages: expected (message_id, payload) pairs, got " + type(messages).__name__
-        )
-    items: list[PushItem] = []
-    for n, message in enumerate(messages):
-        if not isinstance(message, (tuple, list)) or len(message) not in (1, 2, 3):
-            raise InputError(f"messages[{n}]: expected (message_id, payload), got {message!r:.80}")
-        item = PushItem(*message)
-        if item.problem is not None and not isinstance(item.problem, str):
-            raise InputError(
-                f"messages[{n}]: problem must be text or None, got {item.problem!r:.80}"
-            )
-        items.append(item)
-        if len(items) > MAX_PUSH_BATCH:
-            raise InputError(f"messages: more than {MAX_PUSH_BATCH:,} in one call")
-    return items
-
-
-def _limit(limit: int) -> int:
-    return check_limit(limit)
-
-
-def _batch(limit: int) -> int:
-    """A batch size (the runtime's may be larger than a page)."""
-    return check_int(limit, "limit", 1, 2**31)
-
-
-def _optional_limit(limit: int | None) -> None:
-    if limit is not None:
-        _batch(limit)
-
-
-def _checked_ticket(ticket: Any) -> None:
-    if not isinstance(ticket, decide.PollTicket):
-        raise InputError(f"ticket: expected the PollTicket of poll_ticket(), got {ticket!r}")
-    check_id(ticket.sensor_id, "ticket sensor id")
-    check_int(ticket.expected_state_version, "ticket state version", 0)
-    if ticket.cursor is not None and not isinstance(ticket.cursor, Cursor):
-        raise InputError(f"ticket: cursor must be a Cursor or None, got {ticket.cursor!r}")
-
-
-def _parse_tick_id(tick_id: str) -> tuple[str, int]:
-    sid, sep, when = _lookup(tick_id, "tick id").partition(":")
-    try:
-        validate_id(sid, "schedule id")
-        if not sep:
-            raise ValueError(tick_id)
-        at = datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except (ValueError, InputError):
-        raise InputError(
-            f"tick id {tick_id!r} is not valid: expected SCHEDULE_ID:YYYY-MM-DDTHH:MM:SSZ"
-        ) from None
-    return sid, int(at.timestamp())
 
 
 def _action(

@@ -31,6 +31,7 @@ from .rows import (
     SensorRow,
     Table,
     TickRow,
+    key,
 )
 from .store.base import ReadTxn
 
@@ -49,6 +50,7 @@ __all__ = [
     "TICKS",
     "Reader",
     "RowTable",
+    "evaluation_by_id",
     "require",
 ]
 
@@ -79,6 +81,12 @@ HISTORY: Final = RowTable(Table.HISTORY, HistoryRow)
 SETTINGS: Final = RowTable(Table.SETTINGS, RetentionRow)
 PRUNED: Final = RowTable(Table.PRUNED, PrunedMark)
 RUN_KEYS: Final = RowTable(Table.RUN_KEYS, PrunedRunRow)
+
+
+def evaluation_by_id(rows: Reader, eval_id: str) -> EvalRow | None:
+    """The evaluation of id ``eval_id``, found through its index, or None."""
+    primary = rows.txn.get(Table.EVAL_IDS, key(eval_id))
+    return None if primary is None else rows.indexed(Table.EVAL_IDS, EVALS, primary)
 
 
 def require(row: _R | None, what: str) -> _R:
