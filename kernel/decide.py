@@ -68,6 +68,7 @@ __all__ = [
     "backfill_ticks",
     "backoff_delay",
     "by_hand",
+    "change_action",
     "check_ticket",
     "claim_launches",
     "completed",
@@ -103,6 +104,21 @@ def tick_id(schedule_id: str, at: int) -> str:
     """Tick identity: the schedule id and the scheduled instant in UTC (never wall-clock text,
     so the two 01:30s of a fall-back day are two ticks)."""
     return f"{schedule_id}:{iso(at)}"
+
+
+def change_action(
+    before: ScheduleRow | SensorRow | None, after: ScheduleRow | SensorRow
+) -> Literal["created", "updated", "enabled", "disabled", "unchanged"]:
+    """What a define command did to a schedule or sensor, from its row before and after."""
+    if before is None or before.deleted:
+        return "created"
+    if before.definition_version != after.definition_version:
+        return "updated"
+    was = before.enabled if isinstance(before, ScheduleRow) else before.running
+    now = after.enabled if isinstance(after, ScheduleRow) else after.running
+    if was != now:
+        return "enabled" if now else "disabled"
+    return "unchanged"
 
 
 def parse_tick_id(text: str) -> tuple[str, int]:

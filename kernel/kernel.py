@@ -267,7 +267,12 @@ class Kernel:
             row = self._get(SCHEDULES, key(definition.id))
             self._append(decide.define_schedule(row, definition, at), at)
             after = self.schedule(definition.id)
-            return Change("schedule", definition.id, _action(row, after), after.definition_version)
+            return Change(
+                "schedule",
+                definition.id,
+                decide.change_action(row, after),
+                after.definition_version,
+            )
 
         return self._retry(attempt)
 
@@ -299,13 +304,8 @@ class Kernel:
         at = epoch(now)
         if limit is not None:
             check_batch(limit)
-        with self.store.read() as txn:
-            ids = []
-            for k, _ in txn.scan(Table.DUE_SCHEDULES, stop=u64(at + 1)):
-                ids.append(k[9:].decode())
-                if limit is not None and len(ids) >= limit:
-                    break
-        return ids
+        with self._read() as rows:
+            return rows.due(Table.DUE_SCHEDULES, at, limit)
 
     def evaluate_schedules(
         self, now: When = None, evaluate: Evaluate | None = None
@@ -436,7 +436,9 @@ class Kernel:
             row = self._get(SENSORS, key(definition.id))
             self._append(decide.define_sensor(row, definition, at), at)
             after = self.sensor(definition.id)
-            return Change("sensor", definition.id, _action(row, after), after.definition_version)
+            return Change(
+                "sensor", definition.id, decide.change_action(row, after), after.definition_version
+            )
 
         return self._retry(attempt)
 
@@ -458,13 +460,8 @@ class Kernel:
         at = epoch(now)
         if limit is not None:
             check_batch(limit)
-        with self.store.read() as txn:
-            ids = []
-            for k, _ in txn.scan(Table.DUE_SENSORS, stop=u64(at + 1)):
-                ids.append(k[9:].decode())
-                if limit is not None and len(ids) >= limit:
-                    break
-        return ids
+        with self._read() as rows:
+            return rows.due(Table.DUE_SENSORS, at, limit)
 
     def ingest(
         self,
@@ -1186,17 +1183,3 @@ class Kernel:
             else:
                 outcomes.append(Ingested(self._logged_eval(one.records[0]), one.duplicate))
         return outcomes
-
-
-def _action(
-    before: ScheduleRow | SensorRow | None, after: ScheduleRow | SensorRow
-) -> Literal["created", "updated", "enabled", "disabled", "unchanged"]:
-    if before is None or before.deleted:
-        return "created"
-    if before.definition_version != after.definition_version:
-        return "updated"
-    was = before.enabled if isinstance(before, ScheduleRow) else before.running
-    now = after.enabled if isinstance(after, ScheduleRow) else after.running
-    if was != now:
-        return "enabled" if now else "disabled"
-    return "unchanged"

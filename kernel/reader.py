@@ -10,6 +10,7 @@ annotation at the call site. :func:`require` turns the ``None`` into :class:`Not
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 from typing import Final, Generic, TypeVar
 
 import attrs
@@ -32,6 +33,7 @@ from .rows import (
     Table,
     TickRow,
     key,
+    u64,
 )
 from .store.base import ReadTxn
 
@@ -153,6 +155,11 @@ class Reader:
             if limit is not None and n >= limit:
                 return
             yield self.indexed(index, table, primary)
+
+    def due(self, index: Table, at: int, limit: int | None = None) -> list[str]:
+        """The ids a due index (keyed by instant, then id) holds at or before ``at``."""
+        entries = islice(self.txn.scan(index, stop=u64(at + 1)), limit)
+        return [k[9:].decode() for k, _ in entries]  # 8 bytes of instant, a NUL, the id
 
     def _decode(self, table: RowTable[_R], row_key: bytes, data: bytes) -> _R:
         return self.codec.decode_row(data, table.row_type, f"{table.table.value} {row_key!r}")
