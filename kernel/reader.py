@@ -132,11 +132,23 @@ class Reader:
         reverse: bool = False,
     ) -> Iterator[_R]:
         """The rows in key order (see :meth:`ReadTxn.scan`), at most ``limit`` of them."""
+        items = self.items(table, prefix=prefix, start=start, stop=stop, reverse=reverse)
+        for _, row in islice(items, limit):
+            yield row
+
+    def items(
+        self,
+        table: RowTable[_R],
+        *,
+        prefix: bytes = b"",
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[bytes, _R]]:
+        """:meth:`scan` with each row's key."""
         items = self.txn.scan(table.table, prefix=prefix, start=start, stop=stop, reverse=reverse)
-        for n, (row_key, data) in enumerate(items):
-            if limit is not None and n >= limit:
-                return
-            yield self._decode(table, row_key, data)
+        for row_key, data in items:
+            yield row_key, self._decode(table, row_key, data)
 
     def follow(
         self,
