@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, Final, Literal, NamedTuple, TypeVar, cast, get_args
 
-import msgspec
-
 from . import compact as compaction
 from . import decide
 from . import verify as verification
@@ -27,7 +25,6 @@ from .definitions import (
     Definitions,
     PollContext,
     PollResult,
-    PushMessage,
     RunRequest,
     RunTemplate,
     ScheduleDefinition,
@@ -41,10 +38,10 @@ from .definitions import (
 from .errors import Conflict, InputError, NotFound, Pruned
 from .events import TICK_STATUSES, Cursor, RetentionSet, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
-from .outcomes import Failed, failed_from, guarded, run_requests
+from .outcomes import Failed, failed_from, guarded
 from .preview import PreviewTick, preview
 from .pruning import check_not_pruned, plan_prune, store_policy
-from .push import PushItem, push_idem, push_items
+from .push import MapMessage, PushItem, push_events, push_idem, push_items
 from .reader import (
     CONFLICTS,
     EVALS,
@@ -97,7 +94,6 @@ from .values import (
     check_bool,
     check_choice,
     check_int,
-    check_json,
     check_limit,
     check_lookup,
     check_text,
@@ -121,7 +117,6 @@ __all__ = [
 # The plugin callables the kernel's conveniences take; a ``Failed`` answer is recorded as is.
 Evaluate = Callable[[TickContext], "TickResult | Failed"]
 Connect = Callable[[PollContext], "PollResult | Failed"]
-MapMessage = Callable[[PushMessage], "Sequence[RunRequest] | Failed | None"]
 
 _RETRIES: Final = 16  # re-decides after a lost compare-and-set before giving up
 _T = TypeVar("_T")
@@ -505,17 +500,7 @@ class Kernel:
                 return Ingested(earlier, True)
         if problem is not None:
             raise InputError(problem)
-        size = len(msgspec.json.encode(check_json(payload, "payload")))
-        if size > row.definition.max_payload_bytes:
-            decide.ingest(row, message_id, payload, size, [])  # raises PayloadTooLarge
-        requests: Sequence[RunRequest] | Failed | None = None
-        if connector is not None:
-            message = PushMessage(
-                row.definition, message_id, payload, datetime.fromtimestamp(at, UTC)
-            )
-            mapped = guarded(lambda: connector(message), object, "connector")
-            requests = None if mapped is None else run_requests(mapped, "connector")
-        return decide.ingest(row, message_id, payload, size, requests)
+        return push_events(row, message_id, payload, at, connector)
 
     def poll_ticket(self, sensor_id: str) -> decide.PollTicket:
         """Read what a poll needs: the expected ``state_version`` and the cursor."""
