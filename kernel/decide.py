@@ -25,6 +25,7 @@ from .definitions import (
     SensorDefinition,
     TickResult,
     refused,
+    validate_id,
 )
 from .errors import InputError, NotFound, PayloadTooLarge
 from .events import (
@@ -57,6 +58,7 @@ from .rows import RunRow, ScheduleRow, SensorRow
 from .runs import derived_id, request_run
 from .store.base import Pending
 from .times import iso
+from .values import check_id, check_int, check_lookup
 
 __all__ = [
     "MAX_BACKFILL",
@@ -66,6 +68,8 @@ __all__ = [
     "backfill_ticks",
     "backoff_delay",
     "by_hand",
+    "change_action",
+    "check_ticket",
     "claim_launches",
     "completed",
     "define_schedule",
@@ -76,6 +80,7 @@ __all__ = [
     "is_due",
     "launch_failed",
     "launched",
+    "parse_tick_id",
     "plan_ticks",
     "poll_ticket",
     "record_poll",
@@ -99,6 +104,36 @@ def tick_id(schedule_id: str, at: int) -> str:
     """Tick identity: the schedule id and the scheduled instant in UTC (never wall-clock text,
     so the two 01:30s of a fall-back day are two ticks)."""
     return f"{schedule_id}:{iso(at)}"
+
+
+def change_action(
+    before: ScheduleRow | SensorRow | None, after: ScheduleRow | SensorRow
+) -> Literal["created", "updated", "enabled", "disabled", "unchanged"]:
+    """What a define command did to a schedule or sensor, from its row before and after."""
+    if before is None or before.deleted:
+        return "created"
+    if before.definition_version != after.definition_version:
+        return "updated"
+    was = before.enabled if isinstance(before, ScheduleRow) else before.running
+    now = after.enabled if isinstance(after, ScheduleRow) else after.running
+    if was != now:
+        return "enabled" if now else "disabled"
+    return "unchanged"
+
+
+def parse_tick_id(text: str) -> tuple[str, int]:
+    """The schedule id and instant of a :func:`tick_id` (:class:`InputError` if it is none)."""
+    sid, sep, when = check_lookup(text, "tick id").partition(":")
+    try:
+        validate_id(sid, "schedule id")
+        if not sep:
+            raise ValueError(text)
+        at = datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except (ValueError, InputError):
+        raise InputError(
+            f"tick id {text!r} is not valid: expected SCHEDULE_ID:YYYY-MM-DDTHH:MM:SSZ"
+        ) from None
+    return sid, int(at.timestamp())
 
 
 # -- schedule definitions ----------------------------------------------------------------------
@@ -550,6 +585,18 @@ def poll_ticket(row: SensorRow | None) -> PollTicket:
     if live.definition.type != "poll":
         raise InputError(f"sensor {live.sensor_id!r} is a push sensor; it is not polled")
     return PollTicket(live.sensor_id, live.state_version, live.cursor)
+
+
+def check_ticket(ticket: object) -> PollTicket:
+    """A ticket a caller hands back to :func:`record_poll`, checked field by field (a caller
+    may build one by hand)."""
+    if not isinstance(ticket, PollTicket):
+        raise InputError(f"ticket: expected the PollTicket of poll_ticket(), got {ticket!r}")
+    check_id(ticket.sensor_id, "ticket sensor id")
+    check_int(ticket.expected_state_version, "ticket state version", 0)
+    if ticket.cursor is not None and not isinstance(ticket.cursor, Cursor):
+        raise InputError(f"ticket: cursor must be a Cursor or None, got {ticket.cursor!r}")
+    return ticket
 
 
 def backoff_delay(definition: SensorDefinition, failures: int) -> int:

@@ -47,6 +47,7 @@ __all__ = [
     "SourceDefinition",
     "TickContext",
     "TickResult",
+    "checked",
     "load_definitions",
     "parse_definitions",
     "parse_duration",
@@ -239,6 +240,7 @@ def _fold(value: Any) -> DstFold:
 
 
 _E = TypeVar("_E", DstGap, DstFold)
+_A = TypeVar("_A", bound=attrs.AttrsInstance)
 
 
 def _choice(cls: type[_E], value: Any, name: str) -> _E:
@@ -414,6 +416,15 @@ class TickResult:
         default=None, validator=_optional(_requests)
     )
     skip_reason: str | None = attrs.field(default=None, validator=_optional(check_text, MAX_REASON))
+
+
+def checked(value: object, cls: type[_A], field: str) -> _A:
+    """A definition (or value class) argument, its validators run again: a caller may have
+    changed a mutable part (a config dict) since it was built."""
+    if not isinstance(value, cls):
+        raise InputError(f"{field}: expected a {cls.__name__}, got {type(value).__name__}")
+    revalidate(value)
+    return value
 
 
 def revalidate(value: Any) -> None:

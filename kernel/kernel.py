@@ -10,49 +10,61 @@ cursor that moved on, reports the :class:`~arcoflow.kernel.errors.Conflict` to i
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, Final, Literal, NamedTuple, TypeVar, cast, get_args
-
-import attrs
-import msgspec
 
 from . import compact as compaction
 from . import decide
 from . import verify as verification
 from .codec import Envelope
 from .compact import Compaction
-from .cron import Tick, parse_cron, upcoming, zone
+from .cron import Tick, zone
 from .definitions import (
     Definitions,
     PollContext,
     PollResult,
-    PushMessage,
     RunRequest,
     RunTemplate,
     ScheduleDefinition,
     SensorDefinition,
     TickContext,
     TickResult,
+    checked,
     revalidate,
     validate_id,
 )
-from .errors import Conflict, CorruptRecord, InputError, NotFound, Pruned
+from .errors import Conflict, InputError, NotFound, Pruned
 from .events import TICK_STATUSES, Cursor, RetentionSet, RunClaimed, RunRequested, TickRecorded
 from .evolve import eval_row
-from .outcomes import Failed, failed_from, guarded, run_requests
-from .pruning import plan_prune, store_policy
+from .outcomes import Failed, failed_from, guarded
+from .preview import PreviewTick, preview
+from .pruning import check_not_pruned, plan_prune, store_policy
+from .push import MapMessage, PushItem, push_events, push_idem, push_items
+from .reader import (
+    CONFLICTS,
+    EVALS,
+    HISTORY,
+    MISSED,
+    PRUNED,
+    RUN_KEYS,
+    RUNS,
+    SCHEDULES,
+    SENSORS,
+    SETTINGS,
+    TICKS,
+    Reader,
+    RowTable,
+    evaluation_by_id,
+    require,
+)
 from .retention import RetentionPolicy
 from .rows import (
-    ROW_TYPES,
     ConflictRow,
     EvalRow,
     HistoryRow,
     MissedRow,
-    PrunedMark,
-    PrunedRunRow,
-    RetentionRow,
     RunRow,
     RunStatus,
     ScheduleRow,
@@ -64,11 +76,11 @@ from .rows import (
     run_slot,
     u64,
 )
-from .runs import derived_id, request_run, run_id
+from .runs import derived_id, request_run
+from .runs import run_id as to_run_id
 from .store.base import (
     Appended,
     Pending,
-    ReadTxn,
     Store,
     WritableStore,
     idem_key,
@@ -76,17 +88,15 @@ from .store.base import (
     idem_seq,
     original_batch,
 )
-from .times import iso
+from .times import When, epoch
 from .values import (
-    MAX_TIME,
+    check_batch,
     check_bool,
     check_choice,
-    check_id,
     check_int,
-    check_json,
     check_limit,
+    check_lookup,
     check_text,
-    check_time,
 )
 from .verify import Verification
 
@@ -107,12 +117,10 @@ __all__ = [
 # The plugin callables the kernel's conveniences take; a ``Failed`` answer is recorded as is.
 Evaluate = Callable[[TickContext], "TickResult | Failed"]
 Connect = Callable[[PollContext], "PollResult | Failed"]
-MapMessage = Callable[[PushMessage], "Sequence[RunRequest] | Failed | None"]
-When = int | datetime | None
 
 _RETRIES: Final = 16  # re-decides after a lost compare-and-set before giving up
 _T = TypeVar("_T")
-_A = TypeVar("_A", bound=attrs.AttrsInstance)
+_R = TypeVar("_R")
 
 
 class Change(NamedTuple):
@@ -155,16 +163,6 @@ class BackfillTick(NamedTuple):
     existing: bool
 
 
-class PushItem(NamedTuple):
-    """One message for :meth:`Kernel.ingest_many`: its id and its JSON payload. ``problem``:
-    why the message's source already knows it is unusable (e.g. its body is not JSON); the
-    message is then refused with that reason, never ingested."""
-
-    message_id: str
-    payload: Any = None
-    problem: str | None = None
-
-
 class Refused(NamedTuple):
     """A push message the kernel would not ingest: ``error`` is the typed reason
     (:class:`InputError` for a bad message or a stopped sensor, :class:`NotFound` for an
@@ -182,14 +180,6 @@ class TickDetail(NamedTuple):
     runs: tuple[RunRow, ...]
 
 
-class PreviewTick(NamedTuple):
-    scheduled_for: int
-    local_time: datetime
-    tick_id: str
-    dst: str | None
-    action: Literal["run", "skip"]
-
-
 class Pruning(NamedTuple):
     """What one prune pass dropped: history ``rows`` (a run with its links counts once) and
     expired idempotency ``keys``, in ``events`` small transactions."""
@@ -197,56 +187,6 @@ class Pruning(NamedTuple):
     events: int
     rows: int
     keys: int
-
-
-def preview(
-    definition: ScheduleDefinition, count: int = 10, start: When = None
-) -> list[PreviewTick]:
-    """The next ``count`` ticks of ``definition`` from ``start`` on (fewer at the end of the
-    supported time range); needs no store."""
-    _checked(definition, ScheduleDefinition, "definition")
-    check_int(count, "count", 1, 10_000)
-    tz = zone(definition.timezone)
-    ticks = upcoming(
-        parse_cron(definition.cron),
-        tz,
-        epoch(start, "start") - 1,
-        count,
-        definition.dst_gap,
-        definition.dst_fold,
-        until=MAX_TIME,  # the end of the time range (a later tick could not be formatted)
-    )
-    return [
-        PreviewTick(
-            t.at,
-            datetime.fromtimestamp(t.at, tz),
-            decide.tick_id(definition.id, t.at),
-            t.dst,
-            "run" if t.run else "skip",
-        )
-        for t in ticks
-    ]
-
-
-def epoch(now: When, field: str = "now") -> int:
-    """Epoch seconds from an int, an aware datetime, or ``None`` (the wall clock), within
-    :data:`~arcoflow.kernel.values.MIN_TIME` .. :data:`~arcoflow.kernel.values.MAX_TIME`."""
-    return check_time(int(time.time()) if now is None else now, field)
-
-
-def _checked(value: Any, cls: type[_A], field: str) -> _A:
-    """A definition (or value class) argument, its validators run again: a caller may have
-    changed a mutable part (a config dict) since it was built."""
-    if not isinstance(value, cls):
-        raise InputError(f"{field}: expected a {cls.__name__}, got {type(value).__name__}")
-    revalidate(value)
-    return value
-
-
-def _lookup(value: Any, field: str) -> str:
-    """A run, evaluation or tick id to look up (ids are short; a store key is at most 511
-    bytes)."""
-    return check_text(value, field, 256)
 
 
 class Kernel:
@@ -268,33 +208,27 @@ class Kernel:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _row(self, txn: ReadTxn, table: Table, row_key: bytes) -> Any:
-        data = txn.get(table, row_key)
-        if data is None:
-            return None
-        return self.store.codec.decode_row(data, ROW_TYPES[table], f"{table.value} {row_key!r}")
-
-    def _indexed(self, txn: ReadTxn, index: Table, table: Table, row_key: bytes) -> Any:
-        """The row an index entry points at: a dangling entry is a damaged store, never None."""
-        row = self._row(txn, table, row_key)
-        if row is None:
-            raise CorruptRecord(f"{index.value} entry {row_key!r}", f"no {table.value} row")
-        return row
-
-    def _get(self, table: Table, row_key: bytes) -> Any:
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Reader]:
+        """Typed row reads through one read transaction."""
         with self.store.read() as txn:
-            return self._row(txn, table, row_key)
+            yield Reader(txn, self.store.codec)
 
-    def _scan(self, table: Table, limit: int | None = None, **kw: Any) -> list[Any]:
-        rows = []
-        with self.store.read() as txn:
-            for k, data in txn.scan(table, **kw):
-                rows.append(
-                    self.store.codec.decode_row(data, ROW_TYPES[table], f"{table.value} {k!r}")
-                )
-                if limit is not None and len(rows) >= limit:
-                    break
-        return rows
+    def _get(self, table: RowTable[_R], row_key: bytes) -> _R | None:
+        with self._read() as rows:
+            return rows.get(table, row_key)
+
+    def _scan(
+        self,
+        table: RowTable[_R],
+        limit: int | None = None,
+        *,
+        prefix: bytes = b"",
+        stop: bytes | None = None,
+        reverse: bool = False,
+    ) -> list[_R]:
+        with self._read() as rows:
+            return list(rows.scan(table, limit, prefix=prefix, stop=stop, reverse=reverse))
 
     def _retry(self, attempt: Callable[[], _T]) -> _T:
         """Run a read-decide-append step again when its compare-and-set loses a race."""
@@ -312,32 +246,28 @@ class Kernel:
 
     def schedule(self, schedule_id: str) -> ScheduleRow:
         """One schedule's state (raises :class:`NotFound`)."""
-        row: ScheduleRow | None = self._get(
-            Table.SCHEDULES, key(validate_id(schedule_id, "schedule id"))
-        )
-        if row is None:
-            raise NotFound(f"no schedule {schedule_id!r}")
-        return row
-
-    def _schedule_or_none(self, schedule_id: str) -> ScheduleRow | None:
-        row: ScheduleRow | None = self._get(Table.SCHEDULES, key(schedule_id))
-        return row
+        row = self._get(SCHEDULES, key(validate_id(schedule_id, "schedule id")))
+        return require(row, f"schedule {schedule_id!r}")
 
     def schedules(self, include_deleted: bool = False) -> list[ScheduleRow]:
         """Every schedule with its state, by id."""
-        rows: list[ScheduleRow] = self._scan(Table.SCHEDULES)
-        return [r for r in rows if include_deleted or not r.deleted]
+        return [r for r in self._scan(SCHEDULES) if include_deleted or not r.deleted]
 
     def define_schedule(self, definition: ScheduleDefinition, now: When = None) -> Change:
         """Create or update a schedule; identical content changes nothing."""
         at = epoch(now)
-        _checked(definition, ScheduleDefinition, "definition")
+        checked(definition, ScheduleDefinition, "definition")
 
         def attempt() -> Change:
-            row = self._schedule_or_none(definition.id)
+            row = self._get(SCHEDULES, key(definition.id))
             self._append(decide.define_schedule(row, definition, at), at)
             after = self.schedule(definition.id)
-            return Change("schedule", definition.id, _action(row, after), after.definition_version)
+            return Change(
+                "schedule",
+                definition.id,
+                decide.change_action(row, after),
+                after.definition_version,
+            )
 
         return self._retry(attempt)
 
@@ -349,9 +279,8 @@ class Kernel:
         check_bool(enabled, "enabled")
 
         def attempt() -> ScheduleRow:
-            self._append(
-                decide.toggle_schedule(self._schedule_or_none(schedule_id), enabled, at), at
-            )
+            row = self._get(SCHEDULES, key(schedule_id))
+            self._append(decide.toggle_schedule(row, enabled, at), at)
             return self.schedule(schedule_id)
 
         validate_id(schedule_id, "schedule id")
@@ -362,20 +291,16 @@ class Kernel:
         at = epoch(now)
         validate_id(schedule_id, "schedule id")
         self._retry(
-            lambda: self._append(decide.delete_schedule(self._schedule_or_none(schedule_id)), at)
+            lambda: self._append(decide.delete_schedule(self._get(SCHEDULES, key(schedule_id))), at)
         )
 
     def due_schedules(self, now: When = None, limit: int | None = None) -> list[str]:
         """Ids of enabled schedules whose next tick is at or before ``now`` (index lookup)."""
         at = epoch(now)
-        _optional_limit(limit)
-        with self.store.read() as txn:
-            ids = []
-            for k, _ in txn.scan(Table.DUE_SCHEDULES, stop=u64(at + 1)):
-                ids.append(k[9:].decode())
-                if limit is not None and len(ids) >= limit:
-                    break
-        return ids
+        if limit is not None:
+            check_batch(limit)
+        with self._read() as rows:
+            return rows.due(Table.DUE_SCHEDULES, at, limit)
 
     def evaluate_schedules(
         self, now: When = None, evaluate: Evaluate | None = None
@@ -414,10 +339,9 @@ class Kernel:
 
     def _recorded_ticks(self, appended: Appended) -> list[TickRow]:
         recorded = [e.event for e in appended.records if isinstance(e.event, TickRecorded)]
-        with self.store.read() as txn:
-            return [
-                self._row(txn, Table.TICKS, key(e.schedule_id, e.scheduled_for)) for e in recorded
-            ]
+        with self._read() as rows:
+            ticks = (rows.get(TICKS, key(e.schedule_id, e.scheduled_for)) for e in recorded)
+            return [t for t in ticks if t is not None]  # None: pruned since
 
     @staticmethod
     def _evaluate_tick(
@@ -455,81 +379,61 @@ class Kernel:
         validate_id(schedule_id, "schedule id")
         stop = None
         if before is not None:
-            sid, at = _parse_tick_id(before)
+            sid, at = decide.parse_tick_id(before)
             if sid != schedule_id:
                 raise InputError(f"tick {before!r} is not a tick of schedule {schedule_id!r}")
             stop = key(sid, at)
         if status is not None and status not in TICK_STATUSES:
             raise InputError(f"status {status!r} is not one of {', '.join(TICK_STATUSES)}")
-        _limit(limit)
-        rows: list[TickRow] = []
-        with self.store.read() as txn:
-            for k, data in txn.scan(
-                Table.TICKS, prefix=key(schedule_id) + b"\x00", stop=stop, reverse=True
-            ):
-                row: TickRow = self.store.codec.decode_row(data, TickRow, f"ticks {k!r}")
-                if status is None or row.status == status:
-                    rows.append(row)
-                    if len(rows) >= limit:
-                        break
-        return rows
+        check_limit(limit)
+        with self._read() as rows:
+            ticks = rows.scan(TICKS, prefix=key(schedule_id) + b"\x00", stop=stop, reverse=True)
+            return list(islice((t for t in ticks if status in (None, t.status)), limit))
 
     def tick(self, tick_id: str) -> TickDetail:
         """One tick with the runs it requested and their status."""
-        sid, at = _parse_tick_id(tick_id)
-        with self.store.read() as txn:
-            row: TickRow | None = self._row(txn, Table.TICKS, key(sid, at))
+        sid, at = decide.parse_tick_id(tick_id)
+        with self._read() as rows:
+            row = rows.get(TICKS, key(sid, at))
             if row is None:
-                self._raise_pruned(txn, "schedule", sid, at, f"tick {tick_id!r}")
+                mark = rows.get(PRUNED, key("schedule", sid))
+                check_not_pruned(mark, ("schedule", sid), at, f"tick {tick_id!r}")
                 raise NotFound(f"no tick {tick_id!r}")
             runs = tuple(
-                self._indexed(txn, Table.TICKS, Table.RUNS, key(run_id(k)))
+                rows.indexed(Table.TICKS, RUNS, key(to_run_id(k)))
                 for k in row.run_keys
-                if txn.get(Table.RUN_KEYS, run_slot(run_id(k))) is None  # pruned: not shown
+                if rows.get(RUN_KEYS, run_slot(to_run_id(k))) is None  # pruned: not shown
             )
         return TickDetail(row, runs)
-
-    def _raise_pruned(self, txn: ReadTxn, kind: str, owner: str, at: int, what: str) -> None:
-        mark: PrunedMark | None = self._row(txn, Table.PRUNED, key(kind, owner))
-        if mark is not None and at < mark.before:
-            raise Pruned(
-                f"{what} was pruned: the history of {kind} {owner!r} before "
-                f"{iso(mark.before)} is gone (retention)"
-            )
 
     def missed(self, schedule_id: str, limit: int = 50) -> list[MissedRow]:
         """Summaries of ticks that evaluations dropped (window or budget), newest first."""
         validate_id(schedule_id, "schedule id")
         return self._scan(
-            Table.MISSED, _limit(limit), prefix=key(schedule_id) + b"\x00", reverse=True
+            MISSED, check_limit(limit), prefix=key(schedule_id) + b"\x00", reverse=True
         )
 
     # -- sensors -------------------------------------------------------------------------------
 
     def sensor(self, sensor_id: str) -> SensorRow:
-        row: SensorRow | None = self._get(Table.SENSORS, key(validate_id(sensor_id, "sensor id")))
-        if row is None:
-            raise NotFound(f"no sensor {sensor_id!r}")
-        return row
-
-    def _sensor_or_none(self, sensor_id: str) -> SensorRow | None:
-        row: SensorRow | None = self._get(Table.SENSORS, key(sensor_id))
-        return row
+        row = self._get(SENSORS, key(validate_id(sensor_id, "sensor id")))
+        return require(row, f"sensor {sensor_id!r}")
 
     def sensors(self, include_deleted: bool = False) -> list[SensorRow]:
-        rows: list[SensorRow] = self._scan(Table.SENSORS)
-        return [r for r in rows if include_deleted or not r.deleted]
+        return [r for r in self._scan(SENSORS) if include_deleted or not r.deleted]
 
     def define_sensor(self, definition: SensorDefinition, now: When = None) -> Change:
         """Create or update a sensor; identical content changes nothing."""
         at = epoch(now)
-        _checked(definition, SensorDefinition, "definition")
+        checked(definition, SensorDefinition, "definition")
 
         def attempt() -> Change:
-            row = self._sensor_or_none(definition.id)
+            row = self._get(SENSORS, key(definition.id))
             self._append(decide.define_sensor(row, definition, at), at)
             after = self.sensor(definition.id)
-            return Change("sensor", definition.id, _action(row, after), after.definition_version)
+            return Change(
+                "sensor", definition.id, decide.change_action(row, after), after.definition_version
+            )
 
         return self._retry(attempt)
 
@@ -538,25 +442,21 @@ class Kernel:
         at = epoch(now)
         check_bool(running, "running")
         validate_id(sensor_id, "sensor id")
-        self._append(decide.toggle_sensor(self._sensor_or_none(sensor_id), running, at), at)
+        self._append(decide.toggle_sensor(self._get(SENSORS, key(sensor_id)), running, at), at)
         return self.sensor(sensor_id)
 
     def delete_sensor(self, sensor_id: str, now: When = None) -> None:
         at = epoch(now)
         validate_id(sensor_id, "sensor id")
-        self._append(decide.delete_sensor(self._sensor_or_none(sensor_id), at), at)
+        self._append(decide.delete_sensor(self._get(SENSORS, key(sensor_id)), at), at)
 
     def due_sensors(self, now: When = None, limit: int | None = None) -> list[str]:
         """Ids of running poll sensors due at or before ``now`` (index lookup)."""
         at = epoch(now)
-        _optional_limit(limit)
-        with self.store.read() as txn:
-            ids = []
-            for k, _ in txn.scan(Table.DUE_SENSORS, stop=u64(at + 1)):
-                ids.append(k[9:].decode())
-                if limit is not None and len(ids) >= limit:
-                    break
-        return ids
+        if limit is not None:
+            check_batch(limit)
+        with self._read() as rows:
+            return rows.due(Table.DUE_SENSORS, at, limit)
 
     def ingest(
         self,
@@ -593,24 +493,14 @@ class Kernel:
         why its source could not read it; refused (InputError) unless it is a re-delivery.
         ``seen``: idempotency entries already read for a batch, by idempotency key (None: never
         delivered, so nothing more to read)."""
-        idem = _push_idem(row.sensor_id, message_id)
+        idem = push_idem(row.sensor_id, message_id)
         if seen is None or seen.get(idem_key(idem), b"") is not None:
             earlier = self._delivered(idem, at)
             if earlier is not None:
                 return Ingested(earlier, True)
         if problem is not None:
             raise InputError(problem)
-        size = len(msgspec.json.encode(check_json(payload, "payload")))
-        if size > row.definition.max_payload_bytes:
-            decide.ingest(row, message_id, payload, size, [])  # raises PayloadTooLarge
-        requests: Sequence[RunRequest] | Failed | None = None
-        if connector is not None:
-            message = PushMessage(
-                row.definition, message_id, payload, datetime.fromtimestamp(at, UTC)
-            )
-            mapped = guarded(lambda: connector(message), object, "connector")
-            requests = None if mapped is None else run_requests(mapped, "connector")
-        return decide.ingest(row, message_id, payload, size, requests)
+        return push_events(row, message_id, payload, at, connector)
 
     def poll_ticket(self, sensor_id: str) -> decide.PollTicket:
         """Read what a poll needs: the expected ``state_version`` and the cursor."""
@@ -627,13 +517,13 @@ class Kernel:
         returns the original evaluation.
         """
         at = epoch(now)
-        _checked_ticket(ticket)
+        decide.check_ticket(ticket)
         if not isinstance(result, (PollResult, Failed, str)):
             raise InputError(f"result: expected a PollResult or Failed, not {type(result)}")
         outcome = failed_from(result)
         if isinstance(outcome, Failed) and not isinstance(outcome.reason, str):
             raise InputError(f"result: a Failed reason must be text, not {outcome.reason!r:.80}")
-        batch = decide.record_poll(self._sensor_or_none(ticket.sensor_id), ticket, outcome, at)
+        batch = decide.record_poll(self._get(SENSORS, key(ticket.sensor_id)), ticket, outcome, at)
         appended = self._append(batch, at)
         if appended.duplicate and not decide.same_poll([e.event for e in appended.records], batch):
             # Another poller recorded a different answer under this ticket first: this one's
@@ -646,19 +536,13 @@ class Kernel:
         """The evaluation that took the push message of idempotency key ``idem``, if it was
         delivered within its dedupe horizon: from the log (its history row may be pruned) or,
         once compaction dropped that log, from its row. After the horizon the message is new."""
-        with self.store.read() as txn:
-            entry = txn.get(Table.IDEM, idem_key(idem))
+        with self._read() as rows:
+            entry = rows.txn.get(Table.IDEM, idem_key(idem))
             if entry is None or not idem_live(entry, at):
                 return None
-            original = original_batch(txn, self.store.codec, idem_seq(entry))
+            original = original_batch(rows.txn, self.store.codec, idem_seq(entry))
             if not original:
-                primary = txn.get(Table.EVAL_IDS, key(derived_id(idem)))
-                kept: EvalRow | None = (
-                    None
-                    if primary is None
-                    else self._indexed(txn, Table.EVAL_IDS, Table.EVALS, primary)
-                )
-                return kept
+                return evaluation_by_id(rows, derived_id(idem))
         return self._logged_eval(original[0])
 
     def _logged_eval(self, envelope: Envelope) -> EvalRow:
@@ -668,16 +552,16 @@ class Kernel:
 
     def _logged_evals(self, envelopes: Sequence[Envelope]) -> list[EvalRow]:
         """:meth:`_logged_eval` of each, those read back read in one snapshot."""
-        rows = [eval_row(envelope) for envelope in envelopes]
-        if not any(row.evaluation.run_keys for row in rows):
-            return rows
-        with self.store.read() as txn:
+        logged = [eval_row(envelope) for envelope in envelopes]
+        if not any(row.evaluation.run_keys for row in logged):
+            return logged
+        with self._read() as rows:
             return [
                 # pruned since: the row as logged
-                self._row(txn, Table.EVALS, key(row.evaluation.sensor_id, row.seq)) or row
+                rows.get(EVALS, key(row.evaluation.sensor_id, row.seq)) or row
                 if row.evaluation.run_keys
                 else row
-                for row in rows
+                for row in logged
             ]
 
     def poll_context(
@@ -710,13 +594,9 @@ class Kernel:
         return self.record_poll(ticket, result, at)
 
     def evaluation(self, eval_id: str) -> EvalRow:
-        row = self._evaluation_or_none(_lookup(eval_id, "evaluation id"))
-        if row is None:
-            raise NotFound(f"no evaluation {eval_id!r}")
-        return row
-
-    def _evaluation_or_none(self, eval_id: str) -> EvalRow | None:
-        return self._evaluations_or_none([eval_id])[eval_id]
+        with self._read() as rows:
+            row = evaluation_by_id(rows, check_lookup(eval_id, "evaluation id"))
+        return require(row, f"evaluation {eval_id!r}")
 
     def _idem_entries(self, sensor_id: str, items: Sequence[PushItem]) -> dict[bytes, bytes | None]:
         """The idempotency entries of the push messages among ``items`` whose ids are text,
@@ -725,22 +605,9 @@ class Kernel:
         for item in items:
             with contextlib.suppress(InputError):
                 if isinstance(item.message_id, str):
-                    keys.append(idem_key(_push_idem(sensor_id, item.message_id)))
+                    keys.append(idem_key(push_idem(sensor_id, item.message_id)))
         with self.store.read() as txn:
             return {k: txn.get(Table.IDEM, k) for k in keys}
-
-    def _evaluations_or_none(self, eval_ids: Iterable[str]) -> dict[str, EvalRow | None]:
-        """Each evaluation (None: not recorded), read in one snapshot."""
-        found: dict[str, EvalRow | None] = {}
-        with self.store.read() as txn:
-            for eval_id in eval_ids:
-                primary = txn.get(Table.EVAL_IDS, key(eval_id))
-                found[eval_id] = (
-                    None
-                    if primary is None
-                    else self._indexed(txn, Table.EVAL_IDS, Table.EVALS, primary)
-                )
-        return found
 
     def evaluations(
         self, sensor_id: str, *, limit: int = 50, before: str | None = None
@@ -750,13 +617,13 @@ class Kernel:
         stop = None
         if before is not None:
             with self.store.read() as txn:
-                stop = txn.get(Table.EVAL_IDS, key(_lookup(before, "before")))
+                stop = txn.get(Table.EVAL_IDS, key(check_lookup(before, "before")))
             if stop is None or not stop.startswith(key(sensor_id) + b"\x00"):
                 raise InputError(
                     f"evaluation {before!r} is not an evaluation of sensor {sensor_id!r}"
                 )
         return self._scan(
-            Table.EVALS, _limit(limit), prefix=key(sensor_id) + b"\x00", stop=stop, reverse=True
+            EVALS, check_limit(limit), prefix=key(sensor_id) + b"\x00", stop=stop, reverse=True
         )
 
     # -- runs ----------------------------------------------------------------------------------
@@ -788,11 +655,11 @@ class Kernel:
         at = epoch(now)
         if run_key is None:  # RunRequest's None means "the default key"; here there is none
             raise InputError("run_key: expected text, got None")
-        _checked(template, RunTemplate, "template")
+        checked(template, RunTemplate, "template")
         check_choice(origin, "origin", ("manual", "backfill"))
         check_text(requested_by, "requested_by", 256)  # part of the idempotency key
         event = request_run(origin, requested_by, template, RunRequest(run_key), run_key)
-        if self._get(Table.RUN_KEYS, run_slot(event.run_id)) is not None:
+        if self._get(RUN_KEYS, run_slot(event.run_id)) is not None:
             self.run(event.run_id)  # raises Pruned, naming when: the key stays taken
         appended = self._append(decide.by_hand([event], at), at)
         return self._requested(appended, event)
@@ -803,56 +670,44 @@ class Kernel:
         existing = appended.duplicate or not mine or run.created_seq != mine[0]
         return Requested(run, existing, existing and run.fingerprint != event.fingerprint)
 
-    def run(self, run_id_: str) -> RunRow:
-        row: RunRow | None = self._get(Table.RUNS, key(_lookup(run_id_, "run id")))
+    def run(self, run_id: str) -> RunRow:
+        row = self._get(RUNS, key(check_lookup(run_id, "run id")))
         if row is None:
-            gone: PrunedRunRow | None = self._get(Table.RUN_KEYS, run_slot(run_id_))
-            if gone is not None:
+            if self._get(RUN_KEYS, run_slot(run_id)) is not None:
                 raise Pruned(
-                    f"run {run_id_!r} finished and was pruned (retention); its run key stays "
+                    f"run {run_id!r} finished and was pruned (retention); its run key stays "
                     "taken, so it is never run again"
                 )
-            raise NotFound(f"no run {run_id_!r}")
+            raise NotFound(f"no run {run_id!r}")
         return row
 
     def run_by_key(self, run_key: str) -> RunRow:
-        return self.run(run_id(check_text(run_key, "run_key")))
+        return self.run(to_run_id(check_text(run_key, "run_key")))
 
     def runs(
         self, *, limit: int = 50, before: str | None = None, status: str | None = None
     ) -> list[RunRow]:
         """Runs, newest first; ``before`` (a run id) pages further back."""
-        _limit(limit)  # checked up front: a bad limit is an error even when nothing matches
+        check_limit(limit)  # checked up front: a bad limit is an error even when nothing matches
         if status is not None:
             check_choice(status, "status", get_args(RunStatus))
         stop = u64(self.run(before).created_seq) if before is not None else None
-        out: list[RunRow] = []
-        with self.store.read() as txn:
-            for _, primary in txn.scan(Table.RUN_ORDER, stop=stop, reverse=True):
-                row: RunRow = self._indexed(txn, Table.RUN_ORDER, Table.RUNS, primary)
-                if status is None or row.status == status:
-                    out.append(row)
-                    if len(out) >= limit:
-                        break
-        return out
+        with self._read() as rows:
+            runs = rows.follow(Table.RUN_ORDER, RUNS, stop=stop, reverse=True)
+            return list(islice((r for r in runs if status in (None, r.status)), limit))
 
     def conflicts(self, *, limit: int = 50, before: int | None = None) -> list[ConflictRow]:
         """Run-key conflicts (same key, other fingerprint), newest first."""
         stop = u64(check_int(before, "before", 0)) if before is not None else None
-        return self._scan(Table.CONFLICTS, _limit(limit), stop=stop, reverse=True)
+        return self._scan(CONFLICTS, check_limit(limit), stop=stop, reverse=True)
 
     def due_launches(self, now: When = None, limit: int = 100) -> list[RunRow]:
         """``REQUESTED`` runs with a launcher whose next attempt is due: the launch outbox. A
         claimed run is not due until its lease ends."""
         at = epoch(now)
-        _batch(limit)
-        out = []
-        with self.store.read() as txn:
-            for _, primary in txn.scan(Table.OUTBOX, stop=u64(at + 1)):
-                out.append(self._indexed(txn, Table.OUTBOX, Table.RUNS, primary))
-                if len(out) >= limit:
-                    break
-        return out
+        check_batch(limit)
+        with self._read() as rows:
+            return list(rows.follow(Table.OUTBOX, RUNS, limit, stop=u64(at + 1)))
 
     def claim_launches(
         self, claimer: str, now: When = None, *, lease: int, limit: int = 100
@@ -867,7 +722,7 @@ class Kernel:
         if not check_text(claimer, "claimer", 256):
             raise InputError("claimer: must not be empty")
         check_int(lease, "lease", 1)
-        _limit(limit)
+        check_limit(limit)
 
         def attempt() -> list[RunRow]:
             batch = decide.claim_launches(self.due_launches(at, limit), claimer, at, lease)
@@ -885,20 +740,15 @@ class Kernel:
     ) -> list[RunRow]:
         """``LAUNCHED`` runs of ``launcher`` (index lookup), by run id; ``after`` (a run id)
         pages on. The runtime asks their launcher whether they finished."""
-        _limit(limit)
+        check_limit(limit)
         prefix = key(check_text(launcher, "launcher", 256)) + b"\x00"
-        start = key(launcher, _lookup(after, "after")) + b"\x00" if after is not None else None
-        out = []
-        with self.store.read() as txn:
-            for _, primary in txn.scan(Table.LAUNCHED, prefix=prefix, start=start):
-                out.append(self._indexed(txn, Table.LAUNCHED, Table.RUNS, primary))
-                if len(out) >= limit:
-                    break
-        return out
+        start = key(launcher, check_lookup(after, "after")) + b"\x00" if after is not None else None
+        with self._read() as rows:
+            return list(rows.follow(Table.LAUNCHED, RUNS, limit, prefix=prefix, start=start))
 
     def record_launch(
         self,
-        run_id_: str,
+        run_id: str,
         *,
         external_id: str | None = None,
         error: str | None = None,
@@ -928,7 +778,7 @@ class Kernel:
             check_text(claimer, "claimer")
 
         def attempt() -> RunRow:
-            run = self.run(run_id_)
+            run = self.run(run_id)
             if expected_attempts is None and run.status != "REQUESTED":
                 return run  # another dispatcher recorded this run's launch first
             batch = (
@@ -946,27 +796,27 @@ class Kernel:
             appended = self._append(batch, at)
             if appended.duplicate and expected_attempts is not None:
                 # This attempt was recorded before (by another runtime): not this report.
-                actual = self.run(run_id_).attempts
-                raise Conflict(f"run {run_id_!r}", expected_attempts, actual, "attempts")
-            return self.run(run_id_)
+                actual = self.run(run_id).attempts
+                raise Conflict(f"run {run_id!r}", expected_attempts, actual, "attempts")
+            return self.run(run_id)
 
         return attempt() if expected_attempts is not None else self._retry(attempt)
 
     def complete_run(
-        self, run_id_: str, succeeded: bool, detail: str | None = None, now: When = None
+        self, run_id: str, succeeded: bool, detail: str | None = None, now: When = None
     ) -> RunRow:
         """A launcher or operator reports that a run finished."""
         at = epoch(now)
         check_bool(succeeded, "succeeded")
         if detail is not None:
             check_text(detail, "detail")
-        row = self._get(Table.RUNS, key(_lookup(run_id_, "run id")))
-        batch = decide.completed(row, run_id_, succeeded, detail)
+        row = self._get(RUNS, key(check_lookup(run_id, "run id")))
+        batch = decide.completed(row, run_id, succeeded, detail)
         appended = self._append(batch, at)
         if appended.duplicate and appended.records[0].event != batch[0].event:
             # Another reporter finished this run first, with another outcome: say so.
-            raise InputError(f"run {run_id_} already finished as {self.run(run_id_).status}")
-        return self.run(run_id_)
+            raise InputError(f"run {run_id} already finished as {self.run(run_id).status}")
+        return self.run(run_id)
 
     # -- operator verbs ------------------------------------------------------------------------
 
@@ -984,11 +834,11 @@ class Kernel:
         O(rows of that item), never a scan of the log."""
         check_choice(kind, "kind", ("schedule", "sensor"))
         getattr(self, kind)(item_id)  # NotFound for an id never defined
-        _limit(limit)
+        check_limit(limit)
         if before is not None:
             check_int(before, "before", 0)
         return self._scan(
-            Table.HISTORY,
+            HISTORY,
             limit,
             prefix=key(kind, item_id) + b"\x00",
             stop=None if before is None else key(kind, item_id, max(before, 0)),
@@ -1030,17 +880,17 @@ class Kernel:
             sensor_id, None, expected_version=expected_version, now=now, requested_by=requested_by
         )
 
-    def retry_run(self, run_id_: str, now: When = None, requested_by: str = "api") -> RunRow:
+    def retry_run(self, run_id: str, now: When = None, requested_by: str = "api") -> RunRow:
         """Send a ``GAVE_UP`` run back to the launch outbox (``REQUESTED``, due now) with a
         fresh budget of launch attempts. Any other status is an :class:`InputError`."""
         at = epoch(now)
         check_text(requested_by, "requested_by", 256)
-        run_key_ = key(_lookup(run_id_, "run id"))
+        run_key_ = key(check_lookup(run_id, "run id"))
 
         def attempt() -> RunRow:
-            run: RunRow | None = self._get(Table.RUNS, run_key_)
-            self._append(decide.retry_run(run, run_id_, requested_by), at)
-            return self.run(run_id_)
+            run = self._get(RUNS, run_key_)
+            self._append(decide.retry_run(run, run_id, requested_by), at)
+            return self.run(run_id)
 
         return self._retry(attempt)
 
@@ -1076,10 +926,13 @@ class Kernel:
             run_key = "backfill:" + decide.backfill_key(schedule_id, tick.at) if tick.run else None
             run: RunRow | None = None
             existing = False
-            pruned = run_key is not None and self._get(Table.RUN_KEYS, run_slot(run_id(run_key)))
+            pruned = (
+                run_key is not None
+                and self._get(RUN_KEYS, run_slot(to_run_id(run_key))) is not None
+            )
             if run_key is not None and dry_run:  # a preview: which ticks already have a run
-                run = self._get(Table.RUNS, key(run_id(run_key)))
-                existing = run is not None or bool(pruned)
+                run = self._get(RUNS, key(to_run_id(run_key)))
+                existing = run is not None or pruned
             elif pruned:  # its run was pruned: the key stays taken, no run was made
                 next(events)
                 existing = True
@@ -1095,10 +948,10 @@ class Kernel:
     def apply(self, definitions: Definitions, now: When = None) -> list[Change]:
         """Upsert every schedule and sensor in ``definitions``; what changed for each."""
         at = epoch(now)
-        _checked(definitions, Definitions, "definitions")
+        checked(definitions, Definitions, "definitions")
         revalidate(definitions)  # all of them before the first is applied
         for sensor in definitions.sensors:  # and the one rule that depends on the store
-            decide.define_sensor(self._sensor_or_none(sensor.id), sensor, at)
+            decide.define_sensor(self._get(SENSORS, key(sensor.id)), sensor, at)
         if definitions.retention is not None:
             self.set_retention(definitions.retention, at)
         return [self.define_schedule(s, at) for s in definitions.schedules] + [
@@ -1121,11 +974,10 @@ class Kernel:
         2592000
         """
         at = epoch(now)
-        _checked(policy, RetentionPolicy, "policy")
+        checked(policy, RetentionPolicy, "policy")
 
         def attempt() -> RetentionPolicy:
-            with self.store.read() as txn:
-                row: RetentionRow | None = self._row(txn, Table.SETTINGS, b"retention")
+            row = self._get(SETTINGS, b"retention")
             if (row.policy if row else RetentionPolicy()) != policy:
                 event = RetentionSet(policy, row.version if row else 0)
                 self._append([Pending(f"retention/{event.expected_version}", event)], at)
@@ -1153,7 +1005,7 @@ class Kernel:
         gap. History queries stop there; this says so instead of a silent gap."""
         check_choice(kind, "kind", ("schedule", "sensor", "store"))
         check_text(item_id, "id", 256)
-        mark: PrunedMark | None = self._get(Table.PRUNED, key(kind, item_id))
+        mark = self._get(PRUNED, key(kind, item_id))
         return mark.before if mark is not None else None
 
     # -- log and verification ------------------------------------------------------------------
@@ -1167,7 +1019,7 @@ class Kernel:
             with self.store.read() as txn:
                 batch = [
                     self.store.codec.decode(data, f"seq {from_u64(k)}")
-                    for k, data in _take(txn.scan(Table.LOG, start=u64(after + 1)), chunk)
+                    for k, data in islice(txn.scan(Table.LOG, start=u64(after + 1)), chunk)
                 ]
             yield from batch
             if len(batch) < chunk:
@@ -1238,7 +1090,7 @@ class Kernel:
         """
         at = epoch(now)
         check_bool(record_refusals, "record_refusals")
-        items = _push_items(messages)
+        items = push_items(messages)
         try:
             row = self.sensor(sensor_id)
         except (InputError, NotFound) as exc:
@@ -1253,7 +1105,9 @@ class Kernel:
                 continue  # a repeat within the call: answered by its first occurrence below
             try:
                 if not isinstance(message_id, str):  # typed str; callers may pass anything
-                    raise InputError(problem or f"message id must be text, not {_kind(message_id)}")
+                    raise InputError(
+                        problem or f"message id must be text, not {type(message_id).__name__}"
+                    )
                 prepared = self._push_events(row, message_id, payload, at, connector, problem, seen)
             except (InputError, NotFound) as exc:
                 # No message id is consumed: a repeat of a refused id is judged anew.
@@ -1314,95 +1168,3 @@ class Kernel:
             else:
                 outcomes.append(Ingested(self._logged_eval(one.records[0]), one.duplicate))
         return outcomes
-
-
-def _take(it: Iterator[_T], n: int) -> Iterator[_T]:
-    for i, item in enumerate(it):
-        if i >= n:
-            return
-        yield item
-
-
-#: The most messages one :meth:`Kernel.ingest_many` call records (one transaction holds them).
-MAX_PUSH_BATCH: Final = 100_000
-
-
-def _kind(value: object) -> str:
-    return type(value).__name__
-
-
-def _push_idem(sensor_id: str, message_id: str) -> str:
-    """The idempotency key of a push message (its evaluation id is this key's uuid5)."""
-    return f"push/{sensor_id}/{check_text(message_id, 'message id')}"
-
-
-def _push_items(messages: Any) -> list[PushItem]:
-    """The ``(message_id, payload)`` pairs of an :meth:`Kernel.ingest_many` call."""
-    if isinstance(messages, (str, bytes, dict)) or not isinstance(messages, Iterable):
-        raise InputError(
-            "messages: expected (message_id, payload) pairs, got " + type(messages).__name__
-        )
-    items: list[PushItem] = []
-    for n, message in enumerate(messages):
-        if not isinstance(message, (tuple, list)) or len(message) not in (1, 2, 3):
-            raise InputError(f"messages[{n}]: expected (message_id, payload), got {message!r:.80}")
-        item = PushItem(*message)
-        if item.problem is not None and not isinstance(item.problem, str):
-            raise InputError(
-                f"messages[{n}]: problem must be text or None, got {item.problem!r:.80}"
-            )
-        items.append(item)
-        if len(items) > MAX_PUSH_BATCH:
-            raise InputError(f"messages: more than {MAX_PUSH_BATCH:,} in one call")
-    return items
-
-
-def _limit(limit: int) -> int:
-    return check_limit(limit)
-
-
-def _batch(limit: int) -> int:
-    """A batch size (the runtime's may be larger than a page)."""
-    return check_int(limit, "limit", 1, 2**31)
-
-
-def _optional_limit(limit: int | None) -> None:
-    if limit is not None:
-        _batch(limit)
-
-
-def _checked_ticket(ticket: Any) -> None:
-    if not isinstance(ticket, decide.PollTicket):
-        raise InputError(f"ticket: expected the PollTicket of poll_ticket(), got {ticket!r}")
-    check_id(ticket.sensor_id, "ticket sensor id")
-    check_int(ticket.expected_state_version, "ticket state version", 0)
-    if ticket.cursor is not None and not isinstance(ticket.cursor, Cursor):
-        raise InputError(f"ticket: cursor must be a Cursor or None, got {ticket.cursor!r}")
-
-
-def _parse_tick_id(tick_id: str) -> tuple[str, int]:
-    sid, sep, when = _lookup(tick_id, "tick id").partition(":")
-    try:
-        validate_id(sid, "schedule id")
-        if not sep:
-            raise ValueError(tick_id)
-        at = datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except (ValueError, InputError):
-        raise InputError(
-            f"tick id {tick_id!r} is not valid: expected SCHEDULE_ID:YYYY-MM-DDTHH:MM:SSZ"
-        ) from None
-    return sid, int(at.timestamp())
-
-
-def _action(
-    before: ScheduleRow | SensorRow | None, after: ScheduleRow | SensorRow
-) -> Literal["created", "updated", "enabled", "disabled", "unchanged"]:
-    if before is None or before.deleted:
-        return "created"
-    if before.definition_version != after.definition_version:
-        return "updated"
-    was = before.enabled if isinstance(before, ScheduleRow) else before.running
-    now = after.enabled if isinstance(after, ScheduleRow) else after.running
-    if was != now:
-        return "enabled" if now else "disabled"
-    return "unchanged"

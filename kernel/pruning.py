@@ -19,31 +19,64 @@ found is kept.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from typing import Any, Literal, NamedTuple
+from collections.abc import Sequence
+from typing import Literal, NamedTuple, TypeVar
 
 import msgspec
 
 from .codec import Codec
+from .errors import Pruned
 from .events import ExpiredKey, HistoryPruned, PrunedRef, PruneMarkRef
 from .expiry import instant_of, prunable
+from .reader import (
+    CONFLICTS,
+    EVALS,
+    MISSED,
+    RUNS,
+    SCHEDULES,
+    SENSORS,
+    SETTINGS,
+    TICKS,
+    Reader,
+    RowTable,
+)
 from .retention import RetentionPolicy, effective, retention_of
 from .rows import (
-    ROW_TYPES,
-    RetentionRow,
-    RunRow,
-    ScheduleRow,
-    SensorRow,
+    ConflictRow,
+    EvalRow,
+    MissedRow,
+    PrunedMark,
     Table,
     from_u64,
     key,
     u64,
 )
 from .store.base import Pending, ReadTxn, idem_seq
+from .times import iso
 
-__all__ = ["Owner", "PrunePlan", "key_is_current", "plan_prune", "store_policy"]
+__all__ = [
+    "Owner",
+    "PrunePlan",
+    "check_not_pruned",
+    "key_is_current",
+    "plan_prune",
+    "store_policy",
+]
 
 Owner = tuple[Literal["schedule", "sensor", "store"], str]
+# The history rows kept in log order (pruned up to the first one that is not old enough).
+_H = TypeVar("_H", MissedRow, EvalRow, ConflictRow)
+
+
+def check_not_pruned(mark: PrunedMark | None, owner: Owner, at: int, what: str) -> None:
+    """:class:`Pruned` if ``what`` (of ``owner``'s history, at instant ``at``) is older than
+    ``owner``'s prune mark: a lookup says it was pruned instead of a bare not-found."""
+    if mark is not None and at < mark.before:
+        kind, owner_id = owner
+        raise Pruned(
+            f"{what} was pruned: the history of {kind} {owner_id!r} before "
+            f"{iso(mark.before)} is gone (retention)"
+        )
 
 
 class _Found(NamedTuple):
@@ -62,26 +95,19 @@ class PrunePlan(NamedTuple):
 
 def store_policy(txn: ReadTxn, codec: Codec) -> RetentionPolicy:
     """The store-wide policy (none set: keep everything)."""
-    data = txn.get(Table.SETTINGS, b"retention")
-    if data is None:
-        return RetentionPolicy()
-    row: RetentionRow = codec.decode_row(data, RetentionRow, "settings retention")
-    return row.policy
+    row = Reader(txn, codec).get(SETTINGS, b"retention")
+    return RetentionPolicy() if row is None else row.policy
 
 
 class _Planner:
     def __init__(self, txn: ReadTxn, codec: Codec, now: int, limit: int) -> None:
         self.txn = txn
-        self.codec = codec
+        self.rows = Reader(txn, codec)
         self.now = now
         self.budget = limit
         self.found: list[_Found] = []
 
-    def _rows(self, table: Table, **scan: Any) -> Iterator[tuple[bytes, Any]]:
-        for k, data in self.txn.scan(table, **scan):
-            yield k, self.codec.decode_row(data, ROW_TYPES[table], f"{table.value} {k!r}")
-
-    def _take(self, owner: Owner, table: Table, row_key: bytes, row: Any, before: int) -> bool:
+    def _take(self, owner: Owner, table: Table, row_key: bytes, row: object, before: int) -> bool:
         if self.budget <= 0:
             return False
         self.budget -= 1
@@ -89,25 +115,30 @@ class _Planner:
         self.found.append(_Found(owner, ref, instant_of(row)))
         return True
 
-    def in_order(self, owner: Owner, table: Table, prefix: bytes, before: int) -> None:
+    def in_order(
+        self,
+        owner: Owner,
+        table: RowTable[_H],
+        prefix: bytes,
+        before: int,
+    ) -> None:
         """A table keyed in log order: stop at the first row that is not old enough."""
-        for k, row in self._rows(table, prefix=prefix):
-            if not prunable(row, before) or not self._take(owner, table, k, row, before):
+        for k, row in self.rows.items(table, prefix=prefix):
+            if not prunable(row, before) or not self._take(owner, table.table, k, row, before):
                 return
 
     def ticks(self, sid: str, before: int) -> None:
         owner: Owner = ("schedule", sid)
-        for k, row in self._rows(Table.TICKS, prefix=key(sid) + b"\x00", stop=key(sid, before)):
+        for k, row in self.rows.items(TICKS, prefix=key(sid) + b"\x00", stop=key(sid, before)):
             if prunable(row, before) and not self._take(owner, Table.TICKS, k, row, before):
                 return
 
     def runs(self, owner: Owner, origin: str, before: int) -> None:
         prefix = key(origin) + b"\x00"
         for _, primary in self.txn.scan(Table.FINISHED, prefix=prefix, stop=key(origin, before)):
-            data = self.txn.get(Table.RUNS, primary)
-            if data is None:
+            row = self.rows.get(RUNS, primary)
+            if row is None:
                 continue
-            row: RunRow = self.codec.decode_row(data, RunRow, f"runs {primary!r}")
             if not prunable(row, before) or not self._take(owner, Table.RUNS, primary, row, before):
                 if self.budget <= 0:
                     return
@@ -131,26 +162,24 @@ def plan_prune(txn: ReadTxn, codec: Codec, now: int, limit: int, chunk: int) -> 
     default = store_policy(txn, codec)
     planner = _Planner(txn, codec, now, limit)
     expired = planner.keys()
-    for _, data in txn.scan(Table.SCHEDULES):
-        srow: ScheduleRow = codec.decode_row(data, ScheduleRow, "schedules")
+    for srow in planner.rows.scan(SCHEDULES):
         history = effective(retention_of(srow.definition), default).history
         if history is not None and planner.budget > 0 and now - history > 0:
             before = now - history
             sid = srow.schedule_id
             planner.ticks(sid, before)
-            planner.in_order(("schedule", sid), Table.MISSED, key(sid) + b"\x00", before)
+            planner.in_order(("schedule", sid), MISSED, key(sid) + b"\x00", before)
             planner.runs(("schedule", sid), f"schedule:{sid}", before)
-    for _, data in txn.scan(Table.SENSORS):
-        nrow: SensorRow = codec.decode_row(data, SensorRow, "sensors")
+    for nrow in planner.rows.scan(SENSORS):
         history = effective(retention_of(nrow.definition), default).history
         if history is not None and planner.budget > 0 and now - history > 0:
             before = now - history
             nid = nrow.sensor_id
-            planner.in_order(("sensor", nid), Table.EVALS, key(nid) + b"\x00", before)
+            planner.in_order(("sensor", nid), EVALS, key(nid) + b"\x00", before)
             planner.runs(("sensor", nid), f"sensor:{nid}", before)
     if default.history is not None and now - default.history > 0:
         before = now - default.history
-        planner.in_order(("store", "conflicts"), Table.CONFLICTS, b"", before)
+        planner.in_order(("store", "conflicts"), CONFLICTS, b"", before)
         for origin in ("manual", "backfill"):
             planner.runs(("store", "runs"), origin, before)
     return _batches(planner.found, expired, chunk)

@@ -9,12 +9,23 @@ ending in ``Z`` outside (tick ids, run keys, JSON answers, CLI and HTTP argument
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from .errors import InputError
 from .values import check_time
 
-__all__ = ["iso", "parse_iso"]
+__all__ = ["When", "epoch", "iso", "parse_iso"]
+
+#: An instant as the kernel's commands take it: epoch seconds, an aware datetime, or ``None``
+#: for the wall clock.
+When = int | datetime | None
+
+
+def epoch(now: When, field: str = "now") -> int:
+    """Epoch seconds from an int, an aware datetime, or ``None`` (the wall clock), within
+    :data:`~arcoflow.kernel.values.MIN_TIME` .. :data:`~arcoflow.kernel.values.MAX_TIME`."""
+    return check_time(int(time.time()) if now is None else now, field)
 
 
 def iso(at: int) -> str:

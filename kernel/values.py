@@ -45,6 +45,7 @@ __all__ = [
     "MAX_PAGE",
     "MAX_TIME",
     "MIN_TIME",
+    "check_batch",
     "check_bool",
     "check_choice",
     "check_float",
@@ -52,6 +53,7 @@ __all__ = [
     "check_int",
     "check_json",
     "check_limit",
+    "check_lookup",
     "check_text",
     "check_time",
     "json_problem",
@@ -130,6 +132,18 @@ def check_limit(value: object, field: str = "limit") -> int:
     arcoflow.kernel.errors.InputError: limit: 1001 is out of range (1 to 1000)
     """
     return check_int(value, field, 1, MAX_PAGE)
+
+
+def check_batch(value: object, field: str = "limit") -> int:
+    """A batch size: an ``int`` in ``1 .. 2**31`` (a runtime's batch may be larger than a
+    page)."""
+    return check_int(value, field, 1, 2**31)
+
+
+def check_lookup(value: object, field: str) -> str:
+    """A run, evaluation or tick id to look up (ids are short; a store key is at most 511
+    bytes)."""
+    return check_text(value, field, 256)
 
 
 def check_float(value: object, field: str, lo: float, hi: float) -> float:

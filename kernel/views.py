@@ -20,7 +20,8 @@ import msgspec
 
 from .decide import tick_id
 from .events import Cursor, EvalStatus, TickStatus
-from .kernel import BackfillTick, Change, PreviewTick, Requested, TickDetail
+from .kernel import BackfillTick, Change, Requested, TickDetail
+from .preview import PreviewTick
 from .rows import (
     ConflictRow,
     EvalRow,

@@ -1102,10 +1102,10 @@ class Model:
                 )
             )
 
-    def run(self, run_id_: str) -> MRun:
-        r = self.runs.get(run_id_)
+    def run(self, run_id: str) -> MRun:
+        r = self.runs.get(run_id)
         if r is None:
-            raise Rejected("not_found", f"no run {run_id_!r}")
+            raise Rejected("not_found", f"no run {run_id!r}")
         return r
 
     # -- retention -----------------------------------------------------------------------------
@@ -1189,7 +1189,7 @@ class Model:
 
     def record_launch(
         self,
-        run_id_: str,
+        run_id: str,
         *,
         external_id: str | None = None,
         error: str | None = None,
@@ -1206,12 +1206,12 @@ class Model:
         ``expected_attempts`` is a compare-and-set instead: the run must be REQUESTED with
         exactly that many attempts and, with ``claimer``, claimed by it; otherwise a
         conflict."""
-        r = self.run(run_id_)
+        r = self.run(run_id)
         if expected_attempts is not None:
             if r.status != "REQUESTED" or r.attempts != expected_attempts:
-                raise Rejected("conflict", f"run {run_id_} is {r.status} at {r.attempts}")
+                raise Rejected("conflict", f"run {run_id} is {r.status} at {r.attempts}")
             if claimer is not None and r.claimed_by != claimer:
-                raise Rejected("conflict", f"run {run_id_} is claimed by {r.claimed_by}")
+                raise Rejected("conflict", f"run {run_id} is claimed by {r.claimed_by}")
         if r.status != "REQUESTED":
             return r
         if seen_attempts is not None and seen_attempts != r.attempts:
@@ -1230,26 +1230,26 @@ class Model:
         return r
 
     def complete_run(
-        self, run_id_: str, succeeded: bool, detail: str | None = None, now: int = 0
+        self, run_id: str, succeeded: bool, detail: str | None = None, now: int = 0
     ) -> MRun:
         """A run finished. Reported twice the same way: nothing new; the other way: rejected."""
-        r = self.run(run_id_)
+        r = self.run(run_id)
         status: Literal["SUCCEEDED", "FAILED"] = "SUCCEEDED" if succeeded else "FAILED"
         if r.status in ("SUCCEEDED", "FAILED"):
             if r.status != status:
-                raise Rejected("input", f"run {run_id_} already finished as {r.status}")
+                raise Rejected("input", f"run {run_id} already finished as {r.status}")
             return r
         r.status, r.detail, r.next_attempt_at, r.updated_at = status, detail, None, now
         return r
 
     # -- operator verbs ------------------------------------------------------------------------
 
-    def retry_run(self, run_id_: str, now: int, requested_by: str = "api") -> MRun:
+    def retry_run(self, run_id: str, now: int, requested_by: str = "api") -> MRun:
         """A GAVE_UP run goes back to REQUESTED (due now if it has a launcher) with a fresh
         budget of launch attempts; any other status is rejected."""
-        r = self.run(run_id_)
+        r = self.run(run_id)
         if r.status != "GAVE_UP":
-            raise Rejected("input", f"run {run_id_} is {r.status}, not GAVE_UP")
+            raise Rejected("input", f"run {run_id} is {r.status}, not GAVE_UP")
         r.status, r.updated_at = "REQUESTED", now
         r.next_attempt_at = now if r.launcher is not None else None
         r.retries += 1

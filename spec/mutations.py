@@ -482,10 +482,10 @@ def _runtime_ignores_attempts() -> AbstractContextManager[None]:
         def __init__(self, kernel: Kernel) -> None:
             self.kernel = kernel
 
-        def record_launch(self, run_id_: str, **kw: Any) -> Any:
+        def record_launch(self, run_id: str, **kw: Any) -> Any:
             kw.pop("claimer", None)
             kw.pop("expected_attempts", None)
-            return self.kernel.record_launch(run_id_, **kw)
+            return self.kernel.record_launch(run_id, **kw)
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self.kernel, name)

@@ -159,24 +159,24 @@ class _MirroredKernel(Kernel):
             lambda runs: [r.run_id for r in runs],
         )
 
-    def record_launch(self, run_id_: str, **kw: Any) -> Any:
-        self.machine.before_record(self, run_id_)
+    def record_launch(self, run_id: str, **kw: Any) -> Any:
+        self.machine.before_record(self, run_id)
         model = self.machine.model
         return self._mirror(
-            f"{kw.get('claimer')} records {run_id_[:8]}: {kw.get('error') or 'started'}",
-            lambda: Kernel.record_launch(self, run_id_, **kw),
-            lambda: model.record_launch(run_id_, **kw),
+            f"{kw.get('claimer')} records {run_id[:8]}: {kw.get('error') or 'started'}",
+            lambda: Kernel.record_launch(self, run_id, **kw),
+            lambda: model.record_launch(run_id, **kw),
             lambda r: (r.status, r.attempts),
         )
 
     def complete_run(
-        self, run_id_: str, succeeded: bool, detail: str | None = None, now: Any = None
+        self, run_id: str, succeeded: bool, detail: str | None = None, now: Any = None
     ) -> Any:
         model = self.machine.model
         return self._mirror(
-            f"complete {run_id_[:8]}",
-            lambda: Kernel.complete_run(self, run_id_, succeeded, detail, now),
-            lambda: model.complete_run(run_id_, succeeded, detail, now),
+            f"complete {run_id[:8]}",
+            lambda: Kernel.complete_run(self, run_id, succeeded, detail, now),
+            lambda: model.complete_run(run_id, succeeded, detail, now),
             lambda r: r.status,
         )
 

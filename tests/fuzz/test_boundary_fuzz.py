@@ -246,7 +246,7 @@ def _good(kernel: Kernel, run: RunRow, method: str) -> dict[str, Any]:
         "template": RunTemplate("t"),
         "origin": "manual",
         "requested_by": "api",
-        "run_id_": run.run_id,
+        "run_id": run.run_id,
         "after": None,
         "launcher": "l",
         "external_id": "x-1",

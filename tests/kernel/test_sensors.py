@@ -72,15 +72,16 @@ def test_duplicate_push_that_races_past_the_precheck_is_caught_by_the_store(
     kernel.define_sensor(push_sensor("hook"), now=0)
     first = kernel.ingest("hook", "m1", None, now=10)
     before = dump(store)
-    real = Kernel._evaluation_or_none
+    real = Kernel._delivered
     calls: list[str] = []
 
-    def miss_once(self: Kernel, eval_id: str) -> Any:
-        calls.append(eval_id)
-        return None if len(calls) == 1 else real(self, eval_id)
+    def miss_once(self: Kernel, idem: str, at: int) -> Any:
+        calls.append(idem)
+        return None if len(calls) == 1 else real(self, idem, at)
 
-    monkeypatch.setattr(Kernel, "_evaluation_or_none", miss_once)
+    monkeypatch.setattr(Kernel, "_delivered", miss_once)
     again = kernel.ingest("hook", "m1", None, now=20)
+    assert calls  # the precheck was asked, and missed
     assert again.duplicate
     assert again.evaluation == first.evaluation
     assert dump(store) == before
