@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, get_args
 import msgspec
 
 from .definitions import ScheduleDefinition, SensorDefinition
+from .errors import CorruptRecord
 from .events import Cursor, EvalStatus, MissedRange, Retry, SensorEvaluated, TickStatus
 from .retention import RetentionPolicy
 from .runs import dedupe_reason
@@ -230,7 +231,12 @@ def u64(value: int) -> bytes:
 
 
 def from_u64(data: bytes) -> int:
-    return int(_U64.unpack(data)[0])
+    """The number ``u64`` wrote. Stored bytes of another length (a damaged page) are a
+    :class:`~arcoflow.kernel.errors.CorruptRecord`, not a ``struct.error`` traceback."""
+    try:
+        return int(_U64.unpack(data)[0])
+    except struct.error:
+        raise CorruptRecord("a stored number", f"{len(data)} bytes, not 8") from None
 
 
 def run_slot(run_id: str) -> bytes:
