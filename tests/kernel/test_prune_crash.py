@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -37,6 +38,19 @@ def _kill_after(proc: subprocess.Popen[bytes], seconds: float) -> bool:
         return True
     assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
     return False
+
+
+def _kill_inside_a_pass(proc: subprocess.Popen[bytes], marks: Path) -> bool:
+    """SIGKILL ``proc`` as soon as it has started a prune pass, unless it ends first; whether
+    it was killed (a pass can end between the look and the kill: ``_inside_prune`` tells)."""
+    seen = len(marks.read_text().split()) if marks.exists() else 0
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        lines = marks.read_text().split() if marks.exists() else []
+        if len(lines) > seen and lines[-1] == "start":
+            break
+        time.sleep(0.001)
+    return _kill_after(proc, 0)
 
 
 def _inside_prune(marks: Path) -> bool:
@@ -71,14 +85,16 @@ def test_processes_killed_while_pruning_lose_nothing_within_retention(tmp_path: 
         kernel = Kernel(store)
         for run in kernel.runs(status="REQUESTED", limit=1000):
             kernel.complete_run(run.run_id, True, now=T0 + STEP * acked[-1])
-    # 2. A backlog pruned one item per transaction, killed mid-pass until it finishes.
+    # 2. A backlog pruned one item per transaction: first killed as soon as a pass has started
+    # (until a kill lands inside one), then a pruner let finish.
     end = acked[-1] + 200  # far enough on that everything acknowledged is out of retention
-    for attempt in range(30):
+    for _ in range(30):
         proc = _spawn(path, acks, marks, "prune", end)
-        # Later attempts wait longer: the process must start (a few tenths of a second)
-        # before it can be killed inside a pass, and the last one must be let finish.
-        killed = _kill_after(proc, rng.uniform(0.2, 0.5) + 0.1 * attempt)
-        mid_prune += killed and _inside_prune(marks)
+        if mid_prune == 0:
+            killed = _kill_inside_a_pass(proc, marks)
+            mid_prune += killed and _inside_prune(marks)
+        else:
+            killed = _kill_after(proc, 120)
         if not killed:
             break
     else:
