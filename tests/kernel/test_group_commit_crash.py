@@ -110,6 +110,9 @@ def test_sigkilled_writers_lose_no_acknowledged_message_and_half_apply_none(
                     bool(w.inflight) and min(w.inflight[-1]) > 0 and w.inflight[-1][0] > 1
                 )
             )
+            # The threads of the commit before the held one print their acknowledgements as
+            # the held one starts: give them a moment (well inside the 0.5 s hold) to be read.
+            time.sleep(0.15)
             writer.kill()
             acked.update(writer.acked)
         counts = present(path)
