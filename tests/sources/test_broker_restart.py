@@ -130,7 +130,11 @@ def _restart_mid_stream(
         time.sleep(1.0)
         start()
         publish(second)
-        _wait(lambda: runner.states()[0].pending == 0 and _count(kernel) >= 1000, drain_seconds)
+        # Every message ingested, then the broker's pending count (reported by the source
+        # about once a second) down to 0; on a timeout, the source's state says where it stuck.
+        shown = lambda: f"{_count(kernel)} ingested; {runner.states()[0]}"  # noqa: E731
+        _wait(lambda: _count(kernel) >= 1000, drain_seconds, shown)
+        _wait(lambda: runner.states()[0].pending == 0, 30, shown)
         state = runner.states()[0]
         assert state.restarts >= 1 and state.last_error is not None
     finally:
@@ -142,10 +146,12 @@ def _restart_mid_stream(
     return at_stop
 
 
-def _wait(done: Callable[[], bool], timeout: float = 30) -> None:
+def _wait(
+    done: Callable[[], bool], timeout: float = 30, what: Callable[[], str] = lambda: ""
+) -> None:
     deadline = time.monotonic() + timeout
     while not done():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out: {what()}"
         time.sleep(0.05)
 
 
