@@ -155,7 +155,8 @@ def test_the_daemon_serves_metrics_on_its_port(tmp_path: Path) -> None:
                 pass
             time.sleep(0.1)
         assert _sample(text, "arcoflow_cycle_duration_seconds_count") >= 2, text
-        assert _sample(text, "arcoflow_launches_total", 'outcome="launched"') == 1
+        # The manual run, and the minutely schedule's run if the daemon crossed a minute.
+        assert _sample(text, "arcoflow_launches_total", 'outcome="launched"') >= 1
         assert _sample(text, "arcoflow_failures_total", 'kind="evaluation"') >= 1
     finally:
         proc.send_signal(signal.SIGTERM)
